@@ -1,0 +1,1 @@
+//! Examples for integrators live beside this crate as `[[example]]` targets.

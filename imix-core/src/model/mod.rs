@@ -1,0 +1,13 @@
+//! The entities the store persists.
+//!
+//! Every persisted entity carries a `version`, starting at 1 and raised by one on each
+//! update; the stores use it for optimistic concurrency (an update naming a stale version is
+//! rejected with [`crate::Error::VersionConflict`]).
+
+mod settings;
+mod tenant;
+mod user;
+
+pub use settings::{SettingsDoc, SettingsScope};
+pub use tenant::{Tenant, TenantDocument, TenantStatus, UsageLimits};
+pub use user::{normalize_email, PasswordHash, Role, User, UserStatus};

@@ -1,0 +1,305 @@
+//! Storage ports and their adapters.
+//!
+//! The ports are small async traits, one per aggregate:
+//! [`TenantRepository`], [`UserRepository`], [`SettingsRepository`] and [`BlobStore`],
+//! plus [`StoreAdmin`] for what concerns the backend as a whole (schema migrations, ping,
+//! emptiness). A [`Store`] bundles one implementation of each; services take the narrow
+//! port they need.
+//!
+//! Adapters, each behind a cargo feature:
+//! - `sqlite` (default): [`sqlite::open`] — one SQLite file in WAL mode, blobs as files
+//!   beside it. Embedded, nothing to install.
+//! - `mongodb`: [`mongo::open`] — a MongoDB database, blobs in GridFS. Works on a
+//!   standalone `mongod`: only single-document atomic operations and unique indexes.
+//!
+//! Both pass the same conformance suite (`imix-core/tests/conformance.rs`).
+//!
+//! [`transfer`] exports every record of a store as a stream and imports such a stream into
+//! an empty store, whichever the backends.
+
+use std::{sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    id::{TenantId, UserId},
+    model::{SettingsDoc, SettingsScope, Tenant, User},
+    Error, Result, Timestamp,
+};
+
+#[cfg(feature = "mongodb")]
+pub mod mongo;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
+pub mod transfer;
+
+/// The largest page a list call returns.
+pub const MAX_PAGE_SIZE: u32 = 500;
+/// The page size when the caller does not say.
+pub const DEFAULT_PAGE_SIZE: u32 = 50;
+
+/// Which records a query may see.
+///
+/// Tenant isolation is enforced here, in the data layer: a repository given
+/// `Scope::Tenant(a)` never returns, updates or reveals the existence of a record of
+/// another tenant: such records are reported as [`Error::NotFound`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// The platform operator's view: every tenant's records and platform records.
+    Platform,
+    /// One tenant's records only.
+    Tenant(TenantId),
+}
+
+impl Scope {
+    /// Whether a record owned by `owner` (`None` = a platform record) is visible.
+    pub fn allows(&self, owner: Option<TenantId>) -> bool {
+        match self {
+            Scope::Platform => true,
+            Scope::Tenant(t) => owner == Some(*t),
+        }
+    }
+}
+
+/// A request for one page of a list, ordered by id (creation time).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PageRequest {
+    /// Opaque cursor from a previous [`Page::next_cursor`]; `None` for the first page.
+    pub cursor: Option<String>,
+    /// How many items at most; `None` = [`DEFAULT_PAGE_SIZE`].
+    pub limit: Option<u32>,
+}
+
+impl PageRequest {
+    /// The first page of `limit` items.
+    pub fn first(limit: u32) -> Self {
+        Self {
+            cursor: None,
+            limit: Some(limit),
+        }
+    }
+
+    /// The effective limit, validated: 1 to [`MAX_PAGE_SIZE`].
+    pub fn effective_limit(&self) -> Result<u32> {
+        match self.limit {
+            None => Ok(DEFAULT_PAGE_SIZE),
+            Some(n) if (1..=MAX_PAGE_SIZE).contains(&n) => Ok(n),
+            Some(n) => Err(Error::invalid(
+                "limit",
+                format!("must be between 1 and {MAX_PAGE_SIZE}, got {n}"),
+            )),
+        }
+    }
+
+    /// The cursor, validated: it must be an id as the stores hand them out.
+    pub fn validated_cursor(&self) -> Result<Option<String>> {
+        match &self.cursor {
+            None => Ok(None),
+            Some(c) if uuid::Uuid::parse_str(c).is_ok() => Ok(Some(c.clone())),
+            Some(_) => Err(Error::invalid("cursor", "is not a cursor this API issued")),
+        }
+    }
+}
+
+/// One page of results.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    /// The items, oldest first.
+    pub items: Vec<T>,
+    /// Cursor for the next page; `None` when this is the last one.
+    pub next_cursor: Option<String>,
+}
+
+impl<T> Page<T> {
+    /// Builds a page from `limit + 1` fetched rows: the extra row only signals that more
+    /// exist. `id_of` yields the cursor of the last returned item.
+    pub fn from_overfetch(mut rows: Vec<T>, limit: u32, id_of: impl Fn(&T) -> String) -> Self {
+        let more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        let next_cursor = if more { rows.last().map(id_of) } else { None };
+        Self {
+            items: rows,
+            next_cursor,
+        }
+    }
+}
+
+/// Tenants.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait TenantRepository: Send + Sync {
+    /// Stores a new tenant as given (its `version` is kept, normally 1).
+    async fn insert(&self, tenant: &Tenant) -> Result<()>;
+    /// The tenant with `id`.
+    async fn get(&self, id: TenantId) -> Result<Tenant>;
+    /// Replaces the tenant if its stored version equals `tenant.version`; returns the
+    /// stored tenant, whose version is one higher. A stale version is
+    /// [`Error::VersionConflict`].
+    async fn update(&self, tenant: &Tenant) -> Result<Tenant>;
+    /// Tenants visible in `scope` (a tenant sees only itself), oldest first.
+    async fn list(&self, scope: Scope, page: PageRequest) -> Result<Page<Tenant>>;
+}
+
+/// Users.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait UserRepository: Send + Sync {
+    /// Stores a new user. An email already used by another user, in any letter case, is
+    /// [`Error::Duplicate`] with field `email`.
+    async fn insert(&self, user: &User) -> Result<()>;
+    /// The user with `id`, if visible in `scope`.
+    async fn get(&self, scope: Scope, id: UserId) -> Result<User>;
+    /// The user with this email (case-insensitive), platform-wide: for sign-in.
+    async fn find_by_email(&self, email: &str) -> Result<Option<User>>;
+    /// Replaces the user if visible in `scope` and its stored version equals
+    /// `user.version`; returns the stored user with the version raised by one.
+    async fn update(&self, scope: Scope, user: &User) -> Result<User>;
+    /// Users visible in `scope`, oldest first.
+    async fn list(&self, scope: Scope, page: PageRequest) -> Result<Page<User>>;
+}
+
+/// Keyed, versioned settings documents.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait SettingsRepository: Send + Sync {
+    /// The document `key` of `scope`, if one was ever written.
+    async fn get(&self, scope: SettingsScope, key: &str) -> Result<Option<SettingsDoc>>;
+    /// Stores a new document as given; [`Error::Duplicate`] (field `key`) if the scope
+    /// already has one under this key.
+    async fn insert(&self, doc: &SettingsDoc) -> Result<()>;
+    /// Replaces the document if its stored version equals `doc.version`; returns the
+    /// stored document, whose version is one higher.
+    async fn update(&self, doc: &SettingsDoc) -> Result<SettingsDoc>;
+    /// Every settings document, for export, ordered by scope then key.
+    async fn list_all(&self) -> Result<Vec<SettingsDoc>>;
+}
+
+/// Metadata of a stored blob.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobMeta {
+    /// The key it is stored under.
+    pub key: String,
+    /// Its MIME type.
+    pub content_type: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Hex SHA-256 of its bytes.
+    pub sha256: String,
+    /// When it was written.
+    pub created_at: Timestamp,
+}
+
+/// A blob's metadata and bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blob {
+    /// Metadata.
+    pub meta: BlobMeta,
+    /// The bytes.
+    pub data: Bytes,
+}
+
+/// Files: logos, documents, media, backups. Keys are paths such as
+/// `tenants/<id>/logo`: 1–512 characters of `A-Z a-z 0-9 / . _ -`, no `..` segment.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait BlobStore: Send + Sync {
+    /// Stores `data` under `key`, replacing what was there.
+    async fn put(&self, key: &str, content_type: &str, data: Bytes) -> Result<BlobMeta>;
+    /// The blob under `key`.
+    async fn get(&self, key: &str) -> Result<Blob>;
+    /// Deletes the blob under `key`; [`Error::NotFound`] if there was none.
+    async fn delete(&self, key: &str) -> Result<()>;
+    /// Blobs whose key starts with `prefix`, ordered by key; the cursor is the last key.
+    async fn list(&self, prefix: &str, after: Option<String>, limit: u32) -> Result<Vec<BlobMeta>>;
+}
+
+/// The backend as a whole.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait StoreAdmin: Send + Sync {
+    /// `"sqlite"` or `"mongodb"`.
+    fn backend(&self) -> &'static str;
+    /// Creates or upgrades the schema (tables, collections, indexes). Idempotent; each
+    /// applied migration is recorded with its version.
+    async fn migrate(&self) -> Result<u32>;
+    /// A round trip to the backend; returns how long it took.
+    async fn ping(&self) -> Result<Duration>;
+    /// Whether the store holds no tenant, user, settings document or blob.
+    async fn is_empty(&self) -> Result<bool>;
+}
+
+/// Validates a blob key (see [`BlobStore`]).
+pub fn validate_blob_key(key: &str) -> Result<()> {
+    let ok_chars = key
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-'));
+    if key.is_empty() || key.len() > 512 || !ok_chars {
+        return Err(Error::invalid(
+            "key",
+            "must be 1-512 characters of A-Z a-z 0-9 / . _ -",
+        ));
+    }
+    if key.split('/').any(|seg| seg.is_empty() || seg == "." || seg == "..") {
+        return Err(Error::invalid("key", "must not contain empty, `.` or `..` segments"));
+    }
+    Ok(())
+}
+
+/// One of each port, backed by one backend. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    /// Tenants.
+    pub tenants: Arc<dyn TenantRepository>,
+    /// Users.
+    pub users: Arc<dyn UserRepository>,
+    /// Settings documents.
+    pub settings: Arc<dyn SettingsRepository>,
+    /// Files.
+    pub blobs: Arc<dyn BlobStore>,
+    /// Schema, ping, emptiness.
+    pub admin: Arc<dyn StoreAdmin>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.admin.backend())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Bundles one adapter that implements every port.
+    pub fn from_adapter<A>(adapter: Arc<A>) -> Self
+    where
+        A: TenantRepository + UserRepository + SettingsRepository + BlobStore + StoreAdmin + 'static,
+    {
+        Self {
+            tenants: adapter.clone(),
+            users: adapter.clone(),
+            settings: adapter.clone(),
+            blobs: adapter.clone(),
+            admin: adapter,
+        }
+    }
+}
+
+/// Hex SHA-256 of `data`, as recorded in [`BlobMeta::sha256`].
+pub(crate) fn sha256_hex(data: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(data))
+}
+
+/// A tenant-scoped write may not move a record out of its tenant.
+pub(crate) fn check_owner_stays_in_scope(scope: Scope, owner: Option<TenantId>) -> Result<()> {
+    if scope.allows(owner) {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "tenant_id",
+            "cannot be changed to another tenant from a tenant-scoped request",
+        ))
+    }
+}
