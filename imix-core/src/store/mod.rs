@@ -206,7 +206,21 @@ pub struct Blob {
 #[async_trait]
 pub trait BlobStore: Send + Sync {
     /// Stores `data` under `key`, replacing what was there.
-    async fn put(&self, key: &str, content_type: &str, data: Bytes) -> Result<BlobMeta>;
+    async fn put(&self, key: &str, content_type: &str, data: Bytes) -> Result<BlobMeta> {
+        let meta = BlobMeta {
+            key: key.to_owned(),
+            content_type: content_type.to_owned(),
+            size: data.len() as u64,
+            sha256: sha256_hex(&data),
+            created_at: crate::now(),
+        };
+        self.restore(&meta, data).await?;
+        Ok(meta)
+    }
+    /// Stores `data` under `meta.key` with exactly this metadata (a restore keeps the
+    /// original creation time). `meta.size` and `meta.sha256` must match `data`
+    /// ([`Error::Invalid`] otherwise, and nothing is written).
+    async fn restore(&self, meta: &BlobMeta, data: Bytes) -> Result<()>;
     /// The blob under `key`.
     async fn get(&self, key: &str) -> Result<Blob>;
     /// Deletes the blob under `key`; [`Error::NotFound`] if there was none.
@@ -284,6 +298,18 @@ impl Store {
             admin: adapter,
         }
     }
+}
+
+/// Checks a blob's key, and that its metadata describes `data`.
+pub(crate) fn check_blob(meta: &BlobMeta, data: &[u8]) -> Result<()> {
+    validate_blob_key(&meta.key)?;
+    if meta.size != data.len() as u64 || meta.sha256 != sha256_hex(data) {
+        return Err(Error::invalid(
+            "data",
+            format!("blob {} does not match its recorded size and SHA-256", meta.key),
+        ));
+    }
+    Ok(())
 }
 
 /// Hex SHA-256 of `data`, as recorded in [`BlobMeta::sha256`].

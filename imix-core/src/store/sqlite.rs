@@ -32,7 +32,7 @@ use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
 use serde::{de::DeserializeOwned, Serialize};
 
 use super::{
-    sha256_hex, validate_blob_key, Blob, BlobMeta, BlobStore, Page, PageRequest, Scope,
+    check_blob, sha256_hex, validate_blob_key, Blob, BlobMeta, BlobStore, Page, PageRequest, Scope,
     SettingsRepository, Store, StoreAdmin, TenantRepository, UserRepository,
 };
 use crate::{
@@ -518,15 +518,8 @@ fn meta_from_tuple(t: (String, String, i64, String, String)) -> Result<BlobMeta>
 
 #[async_trait]
 impl BlobStore for SqliteStore {
-    async fn put(&self, key: &str, content_type: &str, data: Bytes) -> Result<BlobMeta> {
-        validate_blob_key(key)?;
-        let meta = BlobMeta {
-            key: key.to_owned(),
-            content_type: content_type.to_owned(),
-            size: data.len() as u64,
-            sha256: sha256_hex(&data),
-            created_at: crate::now(),
-        };
+    async fn restore(&self, meta: &BlobMeta, data: Bytes) -> Result<()> {
+        check_blob(meta, &data)?;
         let blob_dir = self.blob_dir.clone();
         let row = meta.clone();
         self.call("store a blob", move |c| {
@@ -542,8 +535,7 @@ impl BlobStore for SqliteStore {
             .map_err(db_err("store a blob"))?;
             Ok(())
         })
-        .await?;
-        Ok(meta)
+        .await
     }
 
     async fn get(&self, key: &str) -> Result<Blob> {

@@ -171,16 +171,7 @@ where
                 let data = STANDARD
                     .decode(data_base64)
                     .map_err(|_| Error::invalid("data_base64", "is not valid base64"))?;
-                let stored = store
-                    .blobs
-                    .put(&meta.key, &meta.content_type, data.into())
-                    .await?;
-                if stored.sha256 != meta.sha256 {
-                    return Err(Error::invalid(
-                        "data_base64",
-                        format!("blob {} does not match its recorded SHA-256", meta.key),
-                    ));
-                }
+                store.blobs.restore(&meta, data.into()).await?;
                 counts.blobs += 1;
             }
         }
