@@ -1,1 +1,82 @@
-fn main(){}
+//! The `imix-server` binary: `serve` (the default), `init-db`, `doctor`.
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use imix_server::{config::Config, doctor, state, telemetry};
+
+/// imix: multi-tenant WhatsApp Business CRM server.
+///
+/// Configuration comes from the environment and a `.env` file; see `.env.example`.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API (the default).
+    Serve,
+    /// Create or upgrade the database schema, then exit. Idempotent.
+    InitDb,
+    /// Check the store, Redis, directories and disk space; exit non-zero on any failure.
+    Doctor,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(e) => return fail(&e),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
+    };
+    runtime.block_on(async move {
+        match cli.command.unwrap_or(Command::Serve) {
+            Command::Serve => {
+                let _guard = match telemetry::init(&config.log_dir, &config.log_filter) {
+                    Ok(guard) => guard,
+                    Err(e) => return fail(&format!("cannot write logs to IMIX_LOG_DIR {}: {e}", config.log_dir.display())),
+                };
+                match imix_server::serve(config, imix_server::shutdown_signal()).await {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        tracing::error!(error = %e, "imix-server failed");
+                        fail(&e)
+                    }
+                }
+            }
+            Command::InitDb => {
+                let store = match state::open_store(&config).await {
+                    Ok(store) => store,
+                    Err(e) => return fail(&e),
+                };
+                match store.admin.migrate().await {
+                    Ok(version) => {
+                        println!("{} schema is at version {version}", store.admin.backend());
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => fail(&e),
+                }
+            }
+            Command::Doctor => {
+                if doctor::run_and_print(&config, &mut std::io::stdout()).await {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    })
+}
+
+/// Prints one line naming the problem and returns a failure exit code.
+fn fail(error: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("imix-server: {}", imix_server::probe::one_line(&error.to_string()));
+    ExitCode::FAILURE
+}

@@ -1,0 +1,345 @@
+//! Configuration: environment variables, with a `.env` file as the fallback, validated once
+//! at start. Every problem is reported as one line naming the variable.
+//!
+//! Loading never mutates the process environment: the `.env` file is read into a map and
+//! consulted only for variables the environment does not set.
+
+use std::{collections::HashMap, net::SocketAddr, path::PathBuf, str::FromStr};
+
+use secrecy::{ExposeSecret, SecretString};
+use url::Url;
+
+/// A configuration problem: which variable, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration: {variable}: {problem}")]
+pub struct ConfigError {
+    /// The environment variable, e.g. `ACCESS_TOKEN_EXPIRE_MINUTES`.
+    pub variable: String,
+    /// What is wrong with its value.
+    pub problem: String,
+}
+
+impl ConfigError {
+    fn new(variable: &str, problem: impl Into<String>) -> Self {
+        Self {
+            variable: variable.to_owned(),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// Validated server configuration (see `docs/configuration.md` and `.env.example`).
+#[derive(Clone)]
+pub struct Config {
+    /// `MONGODB_URI`: use MongoDB instead of the embedded store.
+    pub mongodb_uri: Option<SecretString>,
+    /// `DB_NAME`: the MongoDB database.
+    pub db_name: String,
+    /// `SECRET_KEY` (or `SECRET_KEY_FILE`): signs tokens, derives the at-rest key. `None`
+    /// means: generate one into the data directory on first start.
+    pub secret_key: Option<SecretString>,
+    /// `TOKEN_URL`: path of the OAuth2 password-flow token endpoint.
+    pub token_url: String,
+    /// `ACCESS_TOKEN_EXPIRE_MINUTES`: access token lifetime.
+    pub access_token_expire_minutes: u32,
+    /// `UPDATE_SERVER_URL`: where update manifests come from; `None` = updates off.
+    pub update_server_url: Option<Url>,
+    /// `REDIS_URL`: Redis for shared counters, queues and fan-out; `None` = in-process.
+    pub redis_url: Option<SecretString>,
+    /// `IMIX_DATA_DIR`: SQLite file, blobs, backups, generated secret key.
+    pub data_dir: PathBuf,
+    /// `IMIX_BIND`: listen address.
+    pub bind: SocketAddr,
+    /// `IMIX_PUBLIC_URL`: external base URL (webhook callbacks, links in emails).
+    pub public_url: Url,
+    /// `IMIX_LOG_DIR`: where `backend.log` and `whatsapp.log` are written.
+    pub log_dir: PathBuf,
+    /// `IMIX_LOG`: log filter (tracing `EnvFilter` syntax), default `info`.
+    pub log_filter: String,
+    /// `IMIX_GRAPH_API_URL`: Meta Graph API base.
+    pub graph_api_url: Url,
+    /// `IMIX_ENCRYPTION_KEY` (or `_FILE`): base64 of 32 bytes; overrides the key derived
+    /// from `SECRET_KEY`.
+    pub encryption_key: Option<SecretString>,
+    /// `IMIX_PREVIOUS_ENCRYPTION_KEYS` (or `_FILE`): comma-separated base64 keys that still
+    /// decrypt, for key rotation.
+    pub previous_encryption_keys: Option<SecretString>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Secrets (and URIs, which may embed passwords) are only said to be set.
+        let set = |o: &Option<SecretString>| if o.is_some() { "[set]" } else { "[unset]" };
+        f.debug_struct("Config")
+            .field("mongodb_uri", &set(&self.mongodb_uri))
+            .field("db_name", &self.db_name)
+            .field("secret_key", &set(&self.secret_key))
+            .field("token_url", &self.token_url)
+            .field("access_token_expire_minutes", &self.access_token_expire_minutes)
+            .field("update_server_url", &self.update_server_url.as_ref().map(Url::as_str))
+            .field("redis_url", &set(&self.redis_url))
+            .field("data_dir", &self.data_dir)
+            .field("bind", &self.bind)
+            .field("public_url", &self.public_url.as_str())
+            .field("log_dir", &self.log_dir)
+            .field("log_filter", &self.log_filter)
+            .field("graph_api_url", &self.graph_api_url.as_str())
+            .field("encryption_key", &set(&self.encryption_key))
+            .field("previous_encryption_keys", &set(&self.previous_encryption_keys))
+            .finish()
+    }
+}
+
+/// Values the admin guide and `.env.example` show as placeholders: never accept them as
+/// a real secret.
+const PLACEHOLDER_SECRETS: &[&str] = &["your-secret-key-here", "changeme", "change-me", "secret"];
+
+struct Source {
+    vars: HashMap<String, String>,
+}
+
+impl Source {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.vars.get(name).map(String::as_str).filter(|v| !v.trim().is_empty())
+    }
+
+    fn parse<T: FromStr>(&self, name: &str, default: T, what: &str) -> Result<T, ConfigError> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(raw) => raw
+                .trim()
+                .parse()
+                .map_err(|_| ConfigError::new(name, format!("`{raw}` is not {what}"))),
+        }
+    }
+
+    /// A secret given directly or, with the `_FILE` suffix, as a path to a file holding it.
+    fn secret(&self, name: &str) -> Result<Option<SecretString>, ConfigError> {
+        let file_var = format!("{name}_FILE");
+        match (self.get(name), self.get(&file_var)) {
+            (Some(_), Some(_)) => Err(ConfigError::new(name, format!("set either {name} or {file_var}, not both"))),
+            (Some(v), None) => Ok(Some(SecretString::from(v.trim().to_owned()))),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map(|v| Some(SecretString::from(v.trim().to_owned())))
+                .map_err(|e| ConfigError::new(&file_var, format!("cannot read `{path}`: {e}"))),
+            (None, None) => Ok(None),
+        }
+    }
+
+    fn url(&self, name: &str, default: Option<&str>) -> Result<Option<Url>, ConfigError> {
+        let Some(raw) = self.get(name).or(default) else {
+            return Ok(None);
+        };
+        let url = Url::parse(raw.trim()).map_err(|e| ConfigError::new(name, format!("`{raw}` is not a URL ({e})")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(ConfigError::new(name, "must be an http:// or https:// URL"));
+        }
+        Ok(Some(url))
+    }
+}
+
+impl Config {
+    /// Loads from the process environment, falling back to `./.env` (or the file named by
+    /// `IMIX_ENV_FILE`) for variables the environment does not set.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let env: HashMap<String, String> = std::env::vars().collect();
+        let env_file = env
+            .get("IMIX_ENV_FILE")
+            .cloned()
+            .unwrap_or_else(|| ".env".to_owned());
+        let mut vars = read_env_file(&env_file)?;
+        vars.extend(env);
+        Self::from_vars(vars)
+    }
+
+    /// Loads from an explicit map of variables (tests, embedding).
+    pub fn from_vars(vars: HashMap<String, String>) -> Result<Self, ConfigError> {
+        let src = Source { vars };
+
+        let mongodb_uri = src.secret("MONGODB_URI")?;
+        if let Some(uri) = &mongodb_uri {
+            let uri = uri.expose_secret();
+            if !(uri.starts_with("mongodb://") || uri.starts_with("mongodb+srv://")) || uri.len() <= "mongodb://".len() {
+                return Err(ConfigError::new(
+                    "MONGODB_URI",
+                    "must be a MongoDB connection string starting with mongodb:// or mongodb+srv://",
+                ));
+            }
+        }
+        let db_name = src.get("DB_NAME").unwrap_or("whatsapp_api").trim().to_owned();
+        if db_name.len() > 63 || db_name.contains(['/', '\\', '.', ' ', '"', '$']) {
+            return Err(ConfigError::new("DB_NAME", "must be 1-63 characters without / \\ . space \" $"));
+        }
+
+        let secret_key = src.secret("SECRET_KEY")?;
+        if let Some(key) = &secret_key {
+            let key = key.expose_secret();
+            if PLACEHOLDER_SECRETS.contains(&key.to_lowercase().as_str()) {
+                return Err(ConfigError::new("SECRET_KEY", "is the documentation's placeholder; set a random value or unset it to have one generated"));
+            }
+            if key.len() < 32 {
+                return Err(ConfigError::new("SECRET_KEY", format!("must be at least 32 characters, got {}", key.len())));
+            }
+        }
+
+        let token_url = src.get("TOKEN_URL").unwrap_or("/auth/token").trim().to_owned();
+        if !token_url.starts_with('/') || token_url.contains(['?', '#', ' ']) || token_url.starts_with("/api/") {
+            return Err(ConfigError::new("TOKEN_URL", "must be a path such as /auth/token (not under /api/)"));
+        }
+
+        let access_token_expire_minutes: u32 =
+            src.parse("ACCESS_TOKEN_EXPIRE_MINUTES", 1440, "a whole number of minutes")?;
+        if !(1..=525_600).contains(&access_token_expire_minutes) {
+            return Err(ConfigError::new("ACCESS_TOKEN_EXPIRE_MINUTES", "must be between 1 and 525600 (one year)"));
+        }
+
+        let redis_url = src.secret("REDIS_URL")?;
+        if let Some(url) = &redis_url {
+            let url = url.expose_secret();
+            if !["redis://", "rediss://", "unix://", "redis+unix://"].iter().any(|s| url.starts_with(s))
+                || redis::Client::open(url).is_err()
+            {
+                return Err(ConfigError::new("REDIS_URL", "must be a Redis URL such as redis://127.0.0.1:6379"));
+            }
+        }
+
+        let encryption_key = src.secret("IMIX_ENCRYPTION_KEY")?;
+        if let Some(key) = &encryption_key {
+            imix_core::crypto::EncryptionKey::from_base64(key.expose_secret())
+                .map_err(|_| ConfigError::new("IMIX_ENCRYPTION_KEY", "must be base64 of exactly 32 bytes"))?;
+        }
+        let previous_encryption_keys = src.secret("IMIX_PREVIOUS_ENCRYPTION_KEYS")?;
+        if let Some(keys) = &previous_encryption_keys {
+            for key in keys.expose_secret().split(',').filter(|k| !k.trim().is_empty()) {
+                imix_core::crypto::EncryptionKey::from_base64(key).map_err(|_| {
+                    ConfigError::new("IMIX_PREVIOUS_ENCRYPTION_KEYS", "must be comma-separated base64 keys of 32 bytes each")
+                })?;
+            }
+        }
+
+        let log_filter = src.get("IMIX_LOG").unwrap_or("info").trim().to_owned();
+        tracing_subscriber::EnvFilter::try_new(&log_filter)
+            .map_err(|e| ConfigError::new("IMIX_LOG", format!("is not a valid log filter: {e}")))?;
+
+        let public_url = src
+            .url("IMIX_PUBLIC_URL", Some("http://localhost:8000"))?
+            .ok_or_else(|| ConfigError::new("IMIX_PUBLIC_URL", "is required"))?;
+        let graph_api_url = src
+            .url("IMIX_GRAPH_API_URL", Some("https://graph.facebook.com"))?
+            .ok_or_else(|| ConfigError::new("IMIX_GRAPH_API_URL", "is required"))?;
+
+        Ok(Self {
+            mongodb_uri,
+            db_name,
+            secret_key,
+            token_url,
+            access_token_expire_minutes,
+            update_server_url: src.url("UPDATE_SERVER_URL", None)?,
+            redis_url,
+            data_dir: PathBuf::from(src.get("IMIX_DATA_DIR").unwrap_or("./data").trim()),
+            bind: src.parse("IMIX_BIND", SocketAddr::from(([0, 0, 0, 0], 8000)), "an address such as 0.0.0.0:8000")?,
+            public_url,
+            log_dir: PathBuf::from(src.get("IMIX_LOG_DIR").unwrap_or("./logs").trim()),
+            log_filter,
+            graph_api_url,
+            encryption_key,
+            previous_encryption_keys,
+        })
+    }
+
+    /// The storage backend this configuration selects: `"mongodb"` or `"sqlite"`.
+    pub fn store_backend(&self) -> &'static str {
+        if self.mongodb_uri.is_some() {
+            "mongodb"
+        } else {
+            "sqlite"
+        }
+    }
+}
+
+fn read_env_file(path: &str) -> Result<HashMap<String, String>, ConfigError> {
+    match dotenvy::from_path_iter(path) {
+        Ok(iter) => iter
+            .map(|item| item.map_err(|e| ConfigError::new("IMIX_ENV_FILE", format!("`{path}` is not a valid .env file: {e}"))))
+            .collect(),
+        Err(dotenvy::Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(HashMap::new()),
+        Err(e) => Err(ConfigError::new("IMIX_ENV_FILE", format!("cannot read `{path}`: {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_vars(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+    }
+
+    #[test]
+    fn defaults_need_no_configuration() {
+        let c = load(&[]).unwrap();
+        assert_eq!(c.store_backend(), "sqlite");
+        assert_eq!(c.db_name, "whatsapp_api");
+        assert_eq!(c.token_url, "/auth/token");
+        assert_eq!(c.access_token_expire_minutes, 1440);
+        assert_eq!(c.bind.port(), 8000);
+        assert_eq!(c.public_url.as_str(), "http://localhost:8000/");
+        assert_eq!(c.graph_api_url.as_str(), "https://graph.facebook.com/");
+        assert!(c.update_server_url.is_none() && c.redis_url.is_none() && c.secret_key.is_none());
+    }
+
+    #[test]
+    fn each_bad_value_names_its_variable() {
+        let cases = [
+            ("MONGODB_URI", "nonsense"),
+            ("ACCESS_TOKEN_EXPIRE_MINUTES", "abc"),
+            ("ACCESS_TOKEN_EXPIRE_MINUTES", "0"),
+            ("SECRET_KEY", "short"),
+            ("SECRET_KEY", "your-secret-key-here"),
+            ("TOKEN_URL", "auth/token"),
+            ("UPDATE_SERVER_URL", "ftp://updates"),
+            ("REDIS_URL", "localhost:6379"),
+            ("IMIX_BIND", "everywhere"),
+            ("IMIX_PUBLIC_URL", "not a url"),
+            ("IMIX_GRAPH_API_URL", "graph"),
+            ("IMIX_ENCRYPTION_KEY", "dG9vIHNob3J0"),
+            ("DB_NAME", "bad.name"),
+            ("IMIX_LOG", "[[["),
+        ];
+        for (var, value) in cases {
+            let err = load(&[(var, value)]).unwrap_err();
+            assert_eq!(err.variable, var, "{var}={value}");
+            let line = err.to_string();
+            assert!(!line.contains('\n') && line.contains(var), "{line}");
+        }
+    }
+
+    #[test]
+    fn debug_output_never_shows_secrets() {
+        let c = load(&[
+            ("SECRET_KEY", "0123456789abcdef0123456789abcdef-topsecret"),
+            ("MONGODB_URI", "mongodb://user:hunter2@db:27017"),
+            ("REDIS_URL", "redis://:redispass@cache:6379"),
+        ])
+        .unwrap();
+        let debug = format!("{c:?}");
+        for secret in ["topsecret", "hunter2", "redispass"] {
+            assert!(!debug.contains(secret), "{debug}");
+        }
+        assert_eq!(c.store_backend(), "mongodb");
+    }
+
+    #[test]
+    fn secrets_can_come_from_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        std::fs::write(&path, "from-a-file-0123456789abcdef0123456789\n").unwrap();
+        let c = load(&[("SECRET_KEY_FILE", path.to_str().unwrap())]).unwrap();
+        assert_eq!(
+            c.secret_key.unwrap().expose_secret(),
+            "from-a-file-0123456789abcdef0123456789"
+        );
+        let both = load(&[("SECRET_KEY_FILE", "x"), ("SECRET_KEY", "y")]).unwrap_err();
+        assert_eq!(both.variable, "SECRET_KEY");
+    }
+}

@@ -1,0 +1,244 @@
+//! The one JSON error shape of the API, and the mapping of every error to it:
+//!
+//! ```json
+//! {"error": {"code": "not_found", "message": "no route for GET /nope", "details": {}}}
+//! ```
+//!
+//! Handlers return [`ApiError`]; [`ErrorShapeMiddleware`] turns every other error that
+//! reaches the edge (unknown routes, malformed JSON, bad path parameters, wrong methods) into
+//! the same shape, so clients parse one format whatever went wrong.
+
+use std::borrow::Cow;
+
+use poem::{
+    http::StatusCode, Endpoint, IntoResponse, Middleware, Request, Response, Result,
+};
+use poem_openapi::{
+    registry::{MetaMediaType, MetaResponse, MetaResponses, Registry},
+    ApiResponse, Object,
+};
+use serde_json::Value;
+
+/// The body of every error response.
+#[derive(Debug, Clone, Object, serde::Serialize)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Debug, Clone, Object, serde::Serialize)]
+pub struct ErrorDetail {
+    /// Stable, snake_case, for programs: `not_found`, `invalid_field`, `conflict`, …
+    pub code: String,
+    /// For people.
+    pub message: String,
+    /// Structured context, e.g. `{"field": "email"}` for a field error.
+    pub details: Value,
+}
+
+/// An API error: an HTTP status and the JSON body of [`ErrorBody`].
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    status: StatusCode,
+    code: Cow<'static, str>,
+    message: String,
+    details: Value,
+}
+
+impl ApiError {
+    /// An error with an empty `details` object.
+    pub fn new(status: StatusCode, code: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code: code.into(),
+            message: message.into(),
+            details: Value::Object(Default::default()),
+        }
+    }
+
+    /// Adds structured details.
+    pub fn with_details(mut self, details: Value) -> Self {
+        self.details = details;
+        self
+    }
+
+    /// 422 naming the invalid field.
+    pub fn invalid_field(field: &str, message: impl Into<String>) -> Self {
+        let message = message.into();
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", format!("{field}: {message}"))
+            .with_details(serde_json::json!({ "field": field, "reason": message }))
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The error code.
+    pub fn code(&self) -> &str {
+        &self.code
+    }
+
+    fn body(&self) -> ErrorBody {
+        ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_string(),
+                message: self.message.clone(),
+                details: self.details.clone(),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+impl poem::error::ResponseError for ApiError {
+    fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    fn as_response(&self) -> Response {
+        let mut resp = poem::web::Json(self.body()).into_response();
+        resp.set_status(self.status);
+        resp
+    }
+}
+
+/// Statuses an operation can fail with, documented in the OpenAPI spec.
+const DOCUMENTED_STATUSES: &[(u16, &str)] = &[
+    (400, "Malformed request"),
+    (401, "Not authenticated"),
+    (403, "Not allowed"),
+    (404, "Not found (also for another tenant's resources)"),
+    (409, "Conflict or duplicate"),
+    (413, "Payload too large"),
+    (422, "Invalid field value; `details.field` names it"),
+    (429, "Limit reached"),
+    (500, "Internal error"),
+    (503, "A backing service is unavailable"),
+];
+
+impl ApiResponse for ApiError {
+    fn meta() -> MetaResponses {
+        MetaResponses {
+            responses: DOCUMENTED_STATUSES
+                .iter()
+                .map(|(status, description)| MetaResponse {
+                    description,
+                    status: Some(*status),
+                    status_range: None,
+                    content: vec![MetaMediaType {
+                        content_type: "application/json; charset=utf-8",
+                        schema: <ErrorBody as poem_openapi::types::Type>::schema_ref(),
+                    }],
+                    headers: vec![],
+                })
+                .collect(),
+        }
+    }
+
+    fn register(registry: &mut Registry) {
+        <ErrorBody as poem_openapi::types::Type>::register(registry);
+    }
+}
+
+impl From<imix_core::Error> for ApiError {
+    fn from(err: imix_core::Error) -> Self {
+        use imix_core::Error as E;
+        match &err {
+            E::NotFound { entity, .. } => Self::new(StatusCode::NOT_FOUND, "not_found", format!("{entity} not found")),
+            E::Duplicate { entity, field } => Self::new(
+                StatusCode::CONFLICT,
+                format!("{field}_taken"),
+                format!("a {entity} with this {field} already exists"),
+            )
+            .with_details(serde_json::json!({ "field": field })),
+            E::VersionConflict { entity, .. } => Self::new(
+                StatusCode::CONFLICT,
+                "version_conflict",
+                format!("the {entity} was changed by someone else; reload and try again"),
+            ),
+            E::Invalid { field, message } => Self::invalid_field(field, message.clone()),
+            E::Crypto(_) | E::Corrupt { .. } | E::Backend { .. } => {
+                // The cause goes to the log, never to the client.
+                tracing::error!(error = %err, "storage failure");
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "an internal error occurred; it has been logged")
+            }
+        }
+    }
+}
+
+/// Turns any error leaving the application into the JSON error shape.
+pub struct ErrorShapeMiddleware;
+
+impl<E: Endpoint> Middleware<E> for ErrorShapeMiddleware {
+    type Output = ErrorShapeEndpoint<E>;
+
+    fn transform(&self, ep: E) -> Self::Output {
+        ErrorShapeEndpoint { inner: ep }
+    }
+}
+
+/// The endpoint made by [`ErrorShapeMiddleware`].
+pub struct ErrorShapeEndpoint<E> {
+    inner: E,
+}
+
+impl<E: Endpoint> Endpoint for ErrorShapeEndpoint<E> {
+    type Output = Response;
+
+    async fn call(&self, req: Request) -> Result<Self::Output> {
+        let method = req.method().clone();
+        let path = req.uri().path().to_owned();
+        match self.inner.call(req).await {
+            Ok(resp) => Ok(resp.into_response()),
+            Err(err) => Ok(shape(err, &method, &path)),
+        }
+    }
+}
+
+fn shape(err: poem::Error, method: &poem::http::Method, path: &str) -> Response {
+    let operation = err.data::<poem_openapi::OperationId>().copied();
+    let mut resp = match err.downcast_ref::<ApiError>() {
+        Some(api) => poem::error::ResponseError::as_response(api),
+        None => poem::error::ResponseError::as_response(&classify(&err, method, path)),
+    };
+    if let Some(op) = operation {
+        resp.set_data(op);
+    }
+    resp
+}
+
+/// Maps framework errors (routing, parsing) onto codes.
+fn classify(err: &poem::Error, method: &poem::http::Method, path: &str) -> ApiError {
+    use poem_openapi::error::{ContentTypeError, ParseParamError, ParseRequestPayloadError};
+    let status = err.status();
+    if let Some(p) = err.downcast_ref::<ParseParamError>() {
+        return ApiError::new(StatusCode::BAD_REQUEST, "invalid_parameter", format!("parameter `{}`: {}", p.name, p.reason))
+            .with_details(serde_json::json!({ "field": p.name, "reason": p.reason }));
+    }
+    if let Some(p) = err.downcast_ref::<ParseRequestPayloadError>() {
+        return ApiError::new(StatusCode::BAD_REQUEST, "malformed_body", format!("the request body could not be read: {}", p.reason));
+    }
+    if err.downcast_ref::<ContentTypeError>().is_some() {
+        return ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", err.to_string());
+    }
+    match status {
+        StatusCode::NOT_FOUND => ApiError::new(status, "not_found", format!("no route for {method} {path}")),
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::new(status, "method_not_allowed", format!("{method} is not allowed on {path}")),
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(status, "payload_too_large", "the request body is too large"),
+        StatusCode::UNAUTHORIZED => ApiError::new(status, "unauthenticated", "a valid bearer token is required"),
+        s if s.is_client_error() => ApiError::new(s, "bad_request", err.to_string()),
+        s => {
+            tracing::error!(status = s.as_u16(), error = %err, "request failed");
+            ApiError::new(s, "internal_error", "an internal error occurred; it has been logged")
+        }
+    }
+}

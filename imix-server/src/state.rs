@@ -1,0 +1,157 @@
+//! Everything a request handler may reach, built once at start.
+
+use std::{path::Path, sync::Arc};
+
+use imix_core::{
+    crypto::{Cipher, EncryptionKey},
+    store::Store,
+};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::{config::Config, metrics::Metrics, ServerError};
+
+/// Shared state: configuration, store, services. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// Validated configuration.
+    pub config: Arc<Config>,
+    /// The store (SQLite or MongoDB).
+    pub store: Store,
+    /// Redis, when configured.
+    pub redis: Option<redis::Client>,
+    /// The at-rest cipher for credentials.
+    pub cipher: Cipher,
+    /// Signs tokens.
+    pub secret_key: SecretString,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
+}
+
+impl AppState {
+    /// Opens the store (running migrations), loads or generates the secret key, and
+    /// prepares the Redis client.
+    pub async fn start(config: Config) -> Result<Self, ServerError> {
+        let store = open_store(&config).await?;
+        store.admin.migrate().await?;
+        let secret_key = load_or_generate_secret_key(&config)?;
+        let cipher = build_cipher(&config, &secret_key)?;
+        let redis = match &config.redis_url {
+            Some(url) => Some(redis::Client::open(url.expose_secret()).map_err(|e| {
+                crate::config::ConfigError {
+                    variable: "REDIS_URL".into(),
+                    problem: e.to_string(),
+                }
+            })?),
+            None => None,
+        };
+        Ok(Self {
+            config: Arc::new(config),
+            store,
+            redis,
+            cipher,
+            secret_key,
+            metrics: Metrics::new()?,
+        })
+    }
+}
+
+/// Opens the store the configuration selects (without migrating).
+pub async fn open_store(config: &Config) -> Result<Store, ServerError> {
+    match &config.mongodb_uri {
+        Some(uri) => Ok(imix_core::store::mongo::open(uri.expose_secret(), &config.db_name).await?),
+        None => {
+            std::fs::create_dir_all(&config.data_dir).map_err(|source| ServerError::Io {
+                context: format!("cannot create IMIX_DATA_DIR {}", config.data_dir.display()),
+                source,
+            })?;
+            Ok(imix_core::store::sqlite::open(&config.data_dir).await?)
+        }
+    }
+}
+
+/// The file the generated secret key is kept in, inside the data directory.
+pub const SECRET_KEY_FILE: &str = "secret_key";
+
+/// `SECRET_KEY` if configured; otherwise the key generated into the data directory on first
+/// start (mode 0600), with a warning that it should be set explicitly for multi-replica
+/// deployments.
+pub fn load_or_generate_secret_key(config: &Config) -> Result<SecretString, ServerError> {
+    if let Some(key) = &config.secret_key {
+        return Ok(key.clone());
+    }
+    let path = config.data_dir.join(SECRET_KEY_FILE);
+    let io_err = |context: &str, source| ServerError::Io {
+        context: format!("{context} {}", path.display()),
+        source,
+    };
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| io_err("cannot create the directory of", e))?;
+    match std::fs::read_to_string(&path) {
+        Ok(text) if text.trim().len() >= 32 => {
+            warn_if_readable_by_others(&path);
+            return Ok(SecretString::from(text.trim().to_owned()));
+        }
+        Ok(_) => {
+            return Err(ServerError::Io {
+                context: format!("{} is too short to be a secret key; delete it or set SECRET_KEY", path.display()),
+                source: std::io::Error::from(std::io::ErrorKind::InvalidData),
+            })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err("cannot read", e)),
+    }
+    let generated = generate_secret();
+    write_private_file(&path, generated.expose_secret()).map_err(|e| io_err("cannot write", e))?;
+    tracing::warn!(
+        path = %path.display(),
+        "SECRET_KEY is not set: generated one into the data directory. Set SECRET_KEY \
+         explicitly when several replicas share one database."
+    );
+    Ok(generated)
+}
+
+fn generate_secret() -> SecretString {
+    use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
+    use rand::RngCore;
+    let mut bytes = [0u8; 48];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    SecretString::from(URL_SAFE_NO_PAD.encode(bytes))
+}
+
+fn write_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::{io::Write, os::unix::fs::OpenOptionsExt};
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()
+}
+
+fn warn_if_readable_by_others(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path) {
+        if meta.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(path = %path.display(), "the secret key file is readable by other users; chmod 600 it");
+        }
+    }
+}
+
+/// The at-rest cipher: `IMIX_ENCRYPTION_KEY` if set, else a key derived from the secret key;
+/// `IMIX_PREVIOUS_ENCRYPTION_KEYS` still decrypt.
+pub fn build_cipher(config: &Config, secret_key: &SecretString) -> Result<Cipher, ServerError> {
+    let current = match &config.encryption_key {
+        Some(key) => EncryptionKey::from_base64(key.expose_secret())?,
+        None => EncryptionKey::derive_from_secret(secret_key),
+    };
+    let previous = match &config.previous_encryption_keys {
+        Some(keys) => keys
+            .expose_secret()
+            .split(',')
+            .filter(|k| !k.trim().is_empty())
+            .map(EncryptionKey::from_base64)
+            .collect::<Result<Vec<_>, _>>()?,
+        None => Vec::new(),
+    };
+    Ok(Cipher::new(current, previous))
+}
