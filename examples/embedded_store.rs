@@ -13,14 +13,20 @@ use imix_core::{
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let dir = std::env::args().nth(1).unwrap_or_else(|| "./imix-demo".to_owned());
+    let dir = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "./imix-demo".to_owned());
     let store = sqlite::open(std::path::Path::new(&dir)).await?;
     store.admin.migrate().await?;
 
     let mut tenant = Tenant::new("Acme Trading");
     tenant.limits.max_messages_per_day = Some(1_000);
     store.tenants.insert(&tenant).await?;
-    let agent = User::new(format!("agent+{}@acme.example", tenant.id), Role::Agent, Some(tenant.id));
+    let agent = User::new(
+        format!("agent+{}@acme.example", tenant.id),
+        Role::Agent,
+        Some(tenant.id),
+    );
     store.users.insert(&agent).await?;
 
     let records: Vec<_> = transfer::export(&store).try_collect().await?;

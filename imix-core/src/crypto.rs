@@ -125,7 +125,10 @@ impl EncryptionKey {
     /// Derives the at-rest key from the server's `SECRET_KEY` with HKDF-SHA256, so the
     /// token-signing secret itself is never used as an encryption key.
     pub fn derive_from_secret(secret: &SecretString) -> Self {
-        let hk = Hkdf::<Sha256>::new(Some(b"imix at-rest encryption v1"), secret.expose_secret().as_bytes());
+        let hk = Hkdf::<Sha256>::new(
+            Some(b"imix at-rest encryption v1"),
+            secret.expose_secret().as_bytes(),
+        );
         let mut okm = [0u8; 32];
         // 32 bytes is far below HKDF-SHA256's 8160-byte output limit, so expand cannot fail.
         if hk.expand(b"aes-256-gcm", &mut okm).is_err() {
@@ -166,7 +169,11 @@ impl Cipher {
     }
 
     /// Seals `plaintext`, binding it to `associated_data`.
-    pub fn encrypt(&self, plaintext: &[u8], associated_data: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    pub fn encrypt(
+        &self,
+        plaintext: &[u8],
+        associated_data: &[u8],
+    ) -> Result<Vec<u8>, CryptoError> {
         let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
         let sealed = self
             .current
@@ -188,15 +195,23 @@ impl Cipher {
     }
 
     /// Opens a ciphertext made by [`Cipher::encrypt`] with the same associated data.
-    pub fn decrypt(&self, ciphertext: &[u8], associated_data: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    pub fn decrypt(
+        &self,
+        ciphertext: &[u8],
+        associated_data: &[u8],
+    ) -> Result<Vec<u8>, CryptoError> {
         if ciphertext.len() < HEADER_LEN + TAG_LEN {
             return Err(CryptoError::Malformed);
         }
         if ciphertext[0] != FORMAT_VERSION {
             return Err(CryptoError::UnsupportedVersion(ciphertext[0]));
         }
-        let key_id = u32::from_be_bytes([ciphertext[1], ciphertext[2], ciphertext[3], ciphertext[4]]);
-        let key = self.by_id.get(&key_id).ok_or(CryptoError::UnknownKey(key_id))?;
+        let key_id =
+            u32::from_be_bytes([ciphertext[1], ciphertext[2], ciphertext[3], ciphertext[4]]);
+        let key = self
+            .by_id
+            .get(&key_id)
+            .ok_or(CryptoError::UnknownKey(key_id))?;
         let nonce = Nonce::from_slice(&ciphertext[5..HEADER_LEN]);
         key.aead()
             .decrypt(
@@ -210,13 +225,21 @@ impl Cipher {
     }
 
     /// Seals a secret string into URL-safe base64 text, ready to store in a document.
-    pub fn encrypt_secret(&self, secret: &SecretString, associated_data: &[u8]) -> Result<String, CryptoError> {
+    pub fn encrypt_secret(
+        &self,
+        secret: &SecretString,
+        associated_data: &[u8],
+    ) -> Result<String, CryptoError> {
         let sealed = self.encrypt(secret.expose_secret().as_bytes(), associated_data)?;
         Ok(URL_SAFE_NO_PAD.encode(sealed))
     }
 
     /// Opens text made by [`Cipher::encrypt_secret`].
-    pub fn decrypt_secret(&self, sealed: &str, associated_data: &[u8]) -> Result<SecretString, CryptoError> {
+    pub fn decrypt_secret(
+        &self,
+        sealed: &str,
+        associated_data: &[u8],
+    ) -> Result<SecretString, CryptoError> {
         let bytes = URL_SAFE_NO_PAD
             .decode(sealed)
             .map_err(|_| CryptoError::Malformed)?;

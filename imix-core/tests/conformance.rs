@@ -92,7 +92,10 @@ async fn tenant_create_get_update(store: &Store) {
     assert_eq!(store.tenants.get(t.id).await.unwrap(), t);
     assert!(matches!(
         store.tenants.insert(&t).await,
-        Err(Error::Duplicate { entity: "tenant", .. })
+        Err(Error::Duplicate {
+            entity: "tenant",
+            ..
+        })
     ));
 
     let mut changed = t.clone();
@@ -105,8 +108,14 @@ async fn tenant_create_get_update(store: &Store) {
     assert!(!store.admin.is_empty().await.unwrap());
 
     let missing = Tenant::new("ghost");
-    assert!(matches!(store.tenants.get(missing.id).await, Err(Error::NotFound { .. })));
-    assert!(matches!(store.tenants.update(&missing).await, Err(Error::NotFound { .. })));
+    assert!(matches!(
+        store.tenants.get(missing.id).await,
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        store.tenants.update(&missing).await,
+        Err(Error::NotFound { .. })
+    ));
 }
 
 async fn stale_versions_are_rejected(store: &Store) {
@@ -114,7 +123,10 @@ async fn stale_versions_are_rejected(store: &Store) {
     store.tenants.insert(&t).await.unwrap();
     let first = store.tenants.update(&t).await.unwrap();
     let err = store.tenants.update(&t).await.unwrap_err();
-    assert!(matches!(err, Error::VersionConflict { expected: 1, .. }), "{err:?}");
+    assert!(
+        matches!(err, Error::VersionConflict { expected: 1, .. }),
+        "{err:?}"
+    );
     // The stale write changed nothing.
     assert_eq!(store.tenants.get(t.id).await.unwrap(), first);
 
@@ -163,7 +175,13 @@ async fn pagination_is_complete_stable_and_validated(store: &Store) {
     loop {
         let page = store
             .tenants
-            .list(Scope::Platform, PageRequest { cursor, limit: Some(3) })
+            .list(
+                Scope::Platform,
+                PageRequest {
+                    cursor,
+                    limit: Some(3),
+                },
+            )
             .await
             .unwrap();
         assert!(page.items.len() <= 3);
@@ -178,17 +196,35 @@ async fn pagination_is_complete_stable_and_validated(store: &Store) {
     assert_eq!(seen, ids, "every tenant once, in creation order");
 
     // The same page twice gives the same answer.
-    let a = store.tenants.list(Scope::Platform, PageRequest::first(4)).await.unwrap();
-    let b = store.tenants.list(Scope::Platform, PageRequest::first(4)).await.unwrap();
+    let a = store
+        .tenants
+        .list(Scope::Platform, PageRequest::first(4))
+        .await
+        .unwrap();
+    let b = store
+        .tenants
+        .list(Scope::Platform, PageRequest::first(4))
+        .await
+        .unwrap();
     assert_eq!(a, b);
 
     for bad in [0, 501] {
-        let err = store.tenants.list(Scope::Platform, PageRequest::first(bad)).await.unwrap_err();
+        let err = store
+            .tenants
+            .list(Scope::Platform, PageRequest::first(bad))
+            .await
+            .unwrap_err();
         assert!(matches!(err, Error::Invalid { ref field, .. } if field == "limit"));
     }
     let err = store
         .users
-        .list(Scope::Platform, PageRequest { cursor: Some("' OR 1=1 --".into()), limit: None })
+        .list(
+            Scope::Platform,
+            PageRequest {
+                cursor: Some("' OR 1=1 --".into()),
+                limit: None,
+            },
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Invalid { ref field, .. } if field == "cursor"));
@@ -198,25 +234,53 @@ async fn user_email_is_unique_regardless_of_case(store: &Store) {
     let t = tenant("Mail");
     store.tenants.insert(&t).await.unwrap();
     let mut alice = user("Alice@Example.com", Some(&t));
-    alice.password_hash = Some(PasswordHash::new("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA"));
+    alice.password_hash = Some(PasswordHash::new(
+        "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA",
+    ));
     alice.must_change_password = true;
     store.users.insert(&alice).await.unwrap();
 
     let twin = user("alice@example.COM", None);
     let err = store.users.insert(&twin).await.unwrap_err();
-    assert!(matches!(err, Error::Duplicate { entity: "user", field: "email" }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            Error::Duplicate {
+                entity: "user",
+                field: "email"
+            }
+        ),
+        "{err:?}"
+    );
 
-    let found = store.users.find_by_email("  ALICE@example.com ").await.unwrap().unwrap();
+    let found = store
+        .users
+        .find_by_email("  ALICE@example.com ")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(found, alice, "stored as entered, found case-insensitively");
-    assert!(store.users.find_by_email("nobody@example.com").await.unwrap().is_none());
+    assert!(store
+        .users
+        .find_by_email("nobody@example.com")
+        .await
+        .unwrap()
+        .is_none());
 
     // Changing another user's email to a taken one is refused too.
     let bob = user("bob@example.com", Some(&t));
     store.users.insert(&bob).await.unwrap();
     let mut bob_renamed = bob.clone();
     bob_renamed.email = "ALICE@EXAMPLE.COM".into();
-    let err = store.users.update(Scope::Platform, &bob_renamed).await.unwrap_err();
-    assert!(matches!(err, Error::Duplicate { field: "email", .. }), "{err:?}");
+    let err = store
+        .users
+        .update(Scope::Platform, &bob_renamed)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Duplicate { field: "email", .. }),
+        "{err:?}"
+    );
     assert_eq!(store.users.get(Scope::Platform, bob.id).await.unwrap(), bob);
 }
 
@@ -224,7 +288,11 @@ async fn concurrent_signups_with_one_email_let_exactly_one_win(store: &Store) {
     let tasks: Vec<_> = (0..20)
         .map(|i| {
             let store = store.clone();
-            let email = if i % 2 == 0 { "race@example.com" } else { "RACE@example.com" };
+            let email = if i % 2 == 0 {
+                "race@example.com"
+            } else {
+                "RACE@example.com"
+            };
             let u = user(email, None);
             tokio::spawn(async move { store.users.insert(&u).await })
         })
@@ -256,31 +324,68 @@ async fn tenant_scoped_queries_never_see_other_tenants(store: &Store) {
     let operator = User::new("ops@agency.example", Role::Admin, None);
     store.users.insert(&operator).await.unwrap();
 
-    let listed = store.users.list(Scope::Tenant(a.id), PageRequest::default()).await.unwrap();
+    let listed = store
+        .users
+        .list(Scope::Tenant(a.id), PageRequest::default())
+        .await
+        .unwrap();
     assert_eq!(listed.items, a_users);
-    let tenants = store.tenants.list(Scope::Tenant(a.id), PageRequest::default()).await.unwrap();
+    let tenants = store
+        .tenants
+        .list(Scope::Tenant(a.id), PageRequest::default())
+        .await
+        .unwrap();
     assert_eq!(tenants.items, vec![a.clone()]);
-    let everyone = store.users.list(Scope::Platform, PageRequest::default()).await.unwrap();
+    let everyone = store
+        .users
+        .list(Scope::Platform, PageRequest::default())
+        .await
+        .unwrap();
     assert_eq!(everyone.items.len(), 5);
 
     // Another tenant's user, and a platform user, look exactly like missing ones.
     for hidden in [&b_user, &operator] {
-        let err = store.users.get(Scope::Tenant(a.id), hidden.id).await.unwrap_err();
-        assert!(matches!(err, Error::NotFound { entity: "user", .. }), "{err:?}");
+        let err = store
+            .users
+            .get(Scope::Tenant(a.id), hidden.id)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::NotFound { entity: "user", .. }),
+            "{err:?}"
+        );
     }
     // A write that claims tenant A for B's user does not reach B's record.
     let mut hijack = b_user.clone();
     hijack.tenant_id = Some(a.id);
     hijack.status = UserStatus::Deactivated;
-    let err = store.users.update(Scope::Tenant(a.id), &hijack).await.unwrap_err();
+    let err = store
+        .users
+        .update(Scope::Tenant(a.id), &hijack)
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
     // Nor can a tenant-scoped write move one of A's users to B.
     let mut moved = a_users[0].clone();
     moved.tenant_id = Some(b.id);
-    let err = store.users.update(Scope::Tenant(a.id), &moved).await.unwrap_err();
+    let err = store
+        .users
+        .update(Scope::Tenant(a.id), &moved)
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::Invalid { ref field, .. } if field == "tenant_id"));
-    assert_eq!(store.users.get(Scope::Platform, b_user.id).await.unwrap(), b_user);
-    assert_eq!(store.users.get(Scope::Platform, a_users[0].id).await.unwrap(), a_users[0]);
+    assert_eq!(
+        store.users.get(Scope::Platform, b_user.id).await.unwrap(),
+        b_user
+    );
+    assert_eq!(
+        store
+            .users
+            .get(Scope::Platform, a_users[0].id)
+            .await
+            .unwrap(),
+        a_users[0]
+    );
 
     // Pagination inside a scope does not leak either.
     let mut seen = HashSet::new();
@@ -288,7 +393,13 @@ async fn tenant_scoped_queries_never_see_other_tenants(store: &Store) {
     loop {
         let page = store
             .users
-            .list(Scope::Tenant(b.id), PageRequest { cursor, limit: Some(1) })
+            .list(
+                Scope::Tenant(b.id),
+                PageRequest {
+                    cursor,
+                    limit: Some(1),
+                },
+            )
             .await
             .unwrap();
         seen.extend(page.items.iter().map(|u| u.id));
@@ -304,19 +415,41 @@ async fn settings_are_keyed_scoped_and_versioned(store: &Store) {
     let t = tenant("Settings");
     let platform = SettingsScope::Platform;
     let scoped = SettingsScope::Tenant(t.id);
-    assert!(store.settings.get(platform, "smtp").await.unwrap().is_none());
+    assert!(store
+        .settings
+        .get(platform, "smtp")
+        .await
+        .unwrap()
+        .is_none());
 
-    let doc = SettingsDoc::new(platform, "smtp", serde_json::json!({"host": "mail.example", "port": 587}));
+    let doc = SettingsDoc::new(
+        platform,
+        "smtp",
+        serde_json::json!({"host": "mail.example", "port": 587}),
+    );
     store.settings.insert(&doc).await.unwrap();
     assert!(matches!(
         store.settings.insert(&doc).await,
-        Err(Error::Duplicate { entity: "settings", .. })
+        Err(Error::Duplicate {
+            entity: "settings",
+            ..
+        })
     ));
-    let tenant_doc = SettingsDoc::new(scoped, "smtp", serde_json::json!({"host": "tenant.example"}));
+    let tenant_doc = SettingsDoc::new(
+        scoped,
+        "smtp",
+        serde_json::json!({"host": "tenant.example"}),
+    );
     store.settings.insert(&tenant_doc).await.unwrap();
 
-    assert_eq!(store.settings.get(platform, "smtp").await.unwrap().unwrap(), doc);
-    assert_eq!(store.settings.get(scoped, "smtp").await.unwrap().unwrap(), tenant_doc);
+    assert_eq!(
+        store.settings.get(platform, "smtp").await.unwrap().unwrap(),
+        doc
+    );
+    assert_eq!(
+        store.settings.get(scoped, "smtp").await.unwrap().unwrap(),
+        tenant_doc
+    );
 
     let mut edit = doc.clone();
     edit.value["port"] = 465.into();
@@ -326,10 +459,16 @@ async fn settings_are_keyed_scoped_and_versioned(store: &Store) {
         store.settings.update(&edit).await,
         Err(Error::VersionConflict { .. })
     ));
-    assert_eq!(store.settings.get(platform, "smtp").await.unwrap().unwrap(), stored);
+    assert_eq!(
+        store.settings.get(platform, "smtp").await.unwrap().unwrap(),
+        stored
+    );
     assert_eq!(store.settings.list_all().await.unwrap().len(), 2);
     let absent = SettingsDoc::new(platform, "ai", serde_json::json!({}));
-    assert!(matches!(store.settings.update(&absent).await, Err(Error::NotFound { .. })));
+    assert!(matches!(
+        store.settings.update(&absent).await,
+        Err(Error::NotFound { .. })
+    ));
 }
 
 fn pseudo_random_bytes(len: usize, seed: u64) -> Vec<u8> {
@@ -348,42 +487,80 @@ async fn blobs_round_trip_byte_for_byte(store: &Store) {
     let big = pseudo_random_bytes(3 * 1024 * 1024 + 17, 42); // spans several GridFS chunks
     let cases: Vec<(&str, &str, Vec<u8>)> = vec![
         ("tenants/a/logo", "image/png", big.clone()),
-        ("tenants/a/documents/empty.pdf", "application/pdf", Vec::new()),
-        ("tenants/a/documents/nul", "application/octet-stream", vec![0, 255, 0, 10, 13]),
+        (
+            "tenants/a/documents/empty.pdf",
+            "application/pdf",
+            Vec::new(),
+        ),
+        (
+            "tenants/a/documents/nul",
+            "application/octet-stream",
+            vec![0, 255, 0, 10, 13],
+        ),
         ("tenants/b/logo", "image/webp", b"RIFF....WEBP".to_vec()),
     ];
     for (key, ct, data) in &cases {
-        let meta = store.blobs.put(key, ct, Bytes::from(data.clone())).await.unwrap();
+        let meta = store
+            .blobs
+            .put(key, ct, Bytes::from(data.clone()))
+            .await
+            .unwrap();
         assert_eq!(meta.size, data.len() as u64);
         assert_eq!(meta.key, *key);
     }
     for (key, ct, data) in &cases {
         let blob = store.blobs.get(key).await.unwrap();
         assert_eq!(blob.meta.content_type, *ct);
-        assert!(blob.data.as_ref() == data.as_slice(), "{key} must round-trip exactly");
+        assert!(
+            blob.data.as_ref() == data.as_slice(),
+            "{key} must round-trip exactly"
+        );
     }
 
     // Replacing keeps one blob under the key, with the new bytes.
-    store.blobs.put("tenants/a/logo", "image/jpeg", Bytes::from_static(b"jpeg")).await.unwrap();
+    store
+        .blobs
+        .put("tenants/a/logo", "image/jpeg", Bytes::from_static(b"jpeg"))
+        .await
+        .unwrap();
     let replaced = store.blobs.get("tenants/a/logo").await.unwrap();
     assert_eq!(replaced.data.as_ref(), b"jpeg");
     assert_eq!(replaced.meta.content_type, "image/jpeg");
 
-    let keys = |metas: Vec<imix_core::store::BlobMeta>| metas.into_iter().map(|m| m.key).collect::<Vec<_>>();
+    let keys = |metas: Vec<imix_core::store::BlobMeta>| {
+        metas.into_iter().map(|m| m.key).collect::<Vec<_>>()
+    };
     assert_eq!(
         keys(store.blobs.list("tenants/a/", None, 10).await.unwrap()),
-        vec!["tenants/a/documents/empty.pdf", "tenants/a/documents/nul", "tenants/a/logo"]
+        vec![
+            "tenants/a/documents/empty.pdf",
+            "tenants/a/documents/nul",
+            "tenants/a/logo"
+        ]
     );
     let first = store.blobs.list("tenants/", None, 2).await.unwrap();
-    let rest = store.blobs.list("tenants/", first.last().map(|m| m.key.clone()), 10).await.unwrap();
+    let rest = store
+        .blobs
+        .list("tenants/", first.last().map(|m| m.key.clone()), 10)
+        .await
+        .unwrap();
     assert_eq!(first.len() + rest.len(), 4);
 
     store.blobs.delete("tenants/a/logo").await.unwrap();
-    assert!(matches!(store.blobs.get("tenants/a/logo").await, Err(Error::NotFound { .. })));
-    assert!(matches!(store.blobs.delete("tenants/a/logo").await, Err(Error::NotFound { .. })));
+    assert!(matches!(
+        store.blobs.get("tenants/a/logo").await,
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        store.blobs.delete("tenants/a/logo").await,
+        Err(Error::NotFound { .. })
+    ));
     for bad in ["", "../etc/passwd", "a//b", "a/./b", "spaces are bad"] {
         assert!(
-            matches!(store.blobs.put(bad, "text/plain", Bytes::new()).await, Err(Error::Invalid { .. })),
+            matches!(
+                store.blobs.put(bad, "text/plain", Bytes::new()).await,
+                Err(Error::Invalid { .. })
+            ),
             "key {bad:?} must be rejected"
         );
     }
@@ -398,16 +575,42 @@ async fn populate(store: &Store) {
     store.tenants.insert(&t2).await.unwrap();
     let t2 = store.tenants.update(&t2).await.unwrap();
     let mut u = user("export@example.com", Some(&t));
-    u.password_hash = Some(PasswordHash::new("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA"));
+    u.password_hash = Some(PasswordHash::new(
+        "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA",
+    ));
     u.last_login_at = Some(imix_core::now());
     store.users.insert(&u).await.unwrap();
-    store.users.insert(&User::new("root@agency.example", Role::Admin, None)).await.unwrap();
-    store.users.insert(&user("two@example.com", Some(&t2))).await.unwrap();
-    let s = SettingsDoc::new(SettingsScope::Platform, "smtp", serde_json::json!({"host": "h", "password_enc": "AQID"}));
+    store
+        .users
+        .insert(&User::new("root@agency.example", Role::Admin, None))
+        .await
+        .unwrap();
+    store
+        .users
+        .insert(&user("two@example.com", Some(&t2)))
+        .await
+        .unwrap();
+    let s = SettingsDoc::new(
+        SettingsScope::Platform,
+        "smtp",
+        serde_json::json!({"host": "h", "password_enc": "AQID"}),
+    );
     store.settings.insert(&s).await.unwrap();
     store.settings.update(&s).await.unwrap();
-    store.blobs.put("tenants/x/logo", "image/png", Bytes::from(pseudo_random_bytes(70_000, 7))).await.unwrap();
-    store.blobs.put("backups/empty", "application/octet-stream", Bytes::new()).await.unwrap();
+    store
+        .blobs
+        .put(
+            "tenants/x/logo",
+            "image/png",
+            Bytes::from(pseudo_random_bytes(70_000, 7)),
+        )
+        .await
+        .unwrap();
+    store
+        .blobs
+        .put("backups/empty", "application/octet-stream", Bytes::new())
+        .await
+        .unwrap();
 }
 
 async fn collect(store: &Store) -> Vec<Record> {
@@ -420,11 +623,18 @@ async fn export_then_import_into_an_empty_store_reproduces_every_record(store: &
     assert_eq!(exported.len(), 2 + 3 + 1 + 2);
 
     // Round-trip through JSON lines, as a backup file would.
-    let lines: Vec<String> = exported.iter().map(|r| serde_json::to_string(r).unwrap()).collect();
-    let parsed = lines.iter().map(|l| Ok(serde_json::from_str::<Record>(l).unwrap()));
+    let lines: Vec<String> = exported
+        .iter()
+        .map(|r| serde_json::to_string(r).unwrap())
+        .collect();
+    let parsed = lines
+        .iter()
+        .map(|l| Ok(serde_json::from_str::<Record>(l).unwrap()));
 
     let target = harness::Harness::sqlite().await;
-    let counts = import(&target.store, futures::stream::iter(parsed)).await.unwrap();
+    let counts = import(&target.store, futures::stream::iter(parsed))
+        .await
+        .unwrap();
     assert_eq!(counts.total(), exported.len() as u64);
     assert_eq!(collect(&target.store).await, exported);
 

@@ -18,7 +18,12 @@ async fn acknowledged_writes_survive_kill_9() {
     }
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "acknowledged_writes_survive_kill_9", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "acknowledged_writes_survive_kill_9",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_ENV, dir.path())
         .stdout(Stdio::piped())
         .spawn()
@@ -40,12 +45,18 @@ async fn acknowledged_writes_survive_kill_9() {
     let store = imix_core::store::sqlite::open(dir.path()).await.unwrap();
     store.admin.migrate().await.unwrap();
     for id in acked {
-        store.tenants.get(id).await.unwrap_or_else(|e| panic!("acknowledged tenant {id} lost: {e}"));
+        store
+            .tenants
+            .get(id)
+            .await
+            .unwrap_or_else(|e| panic!("acknowledged tenant {id} lost: {e}"));
     }
 }
 
 async fn child_writer(dir: String) {
-    let store = imix_core::store::sqlite::open(std::path::Path::new(&dir)).await.unwrap();
+    let store = imix_core::store::sqlite::open(std::path::Path::new(&dir))
+        .await
+        .unwrap();
     store.admin.migrate().await.unwrap();
     let mut stdout = std::io::stdout();
     for i in 0.. {

@@ -75,8 +75,14 @@ impl std::fmt::Debug for Config {
             .field("db_name", &self.db_name)
             .field("secret_key", &set(&self.secret_key))
             .field("token_url", &self.token_url)
-            .field("access_token_expire_minutes", &self.access_token_expire_minutes)
-            .field("update_server_url", &self.update_server_url.as_ref().map(Url::as_str))
+            .field(
+                "access_token_expire_minutes",
+                &self.access_token_expire_minutes,
+            )
+            .field(
+                "update_server_url",
+                &self.update_server_url.as_ref().map(Url::as_str),
+            )
             .field("redis_url", &set(&self.redis_url))
             .field("data_dir", &self.data_dir)
             .field("bind", &self.bind)
@@ -85,7 +91,10 @@ impl std::fmt::Debug for Config {
             .field("log_filter", &self.log_filter)
             .field("graph_api_url", &self.graph_api_url.as_str())
             .field("encryption_key", &set(&self.encryption_key))
-            .field("previous_encryption_keys", &set(&self.previous_encryption_keys))
+            .field(
+                "previous_encryption_keys",
+                &set(&self.previous_encryption_keys),
+            )
             .finish()
     }
 }
@@ -100,7 +109,10 @@ struct Source {
 
 impl Source {
     fn get(&self, name: &str) -> Option<&str> {
-        self.vars.get(name).map(String::as_str).filter(|v| !v.trim().is_empty())
+        self.vars
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.trim().is_empty())
     }
 
     fn parse<T: FromStr>(&self, name: &str, default: T, what: &str) -> Result<T, ConfigError> {
@@ -117,7 +129,10 @@ impl Source {
     fn secret(&self, name: &str) -> Result<Option<SecretString>, ConfigError> {
         let file_var = format!("{name}_FILE");
         match (self.get(name), self.get(&file_var)) {
-            (Some(_), Some(_)) => Err(ConfigError::new(name, format!("set either {name} or {file_var}, not both"))),
+            (Some(_), Some(_)) => Err(ConfigError::new(
+                name,
+                format!("set either {name} or {file_var}, not both"),
+            )),
             (Some(v), None) => Ok(Some(SecretString::from(v.trim().to_owned()))),
             (None, Some(path)) => std::fs::read_to_string(path)
                 .map(|v| Some(SecretString::from(v.trim().to_owned())))
@@ -130,7 +145,8 @@ impl Source {
         let Some(raw) = self.get(name).or(default) else {
             return Ok(None);
         };
-        let url = Url::parse(raw.trim()).map_err(|e| ConfigError::new(name, format!("`{raw}` is not a URL ({e})")))?;
+        let url = Url::parse(raw.trim())
+            .map_err(|e| ConfigError::new(name, format!("`{raw}` is not a URL ({e})")))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(ConfigError::new(name, "must be an http:// or https:// URL"));
         }
@@ -159,16 +175,25 @@ impl Config {
         let mongodb_uri = src.secret("MONGODB_URI")?;
         if let Some(uri) = &mongodb_uri {
             let uri = uri.expose_secret();
-            if !(uri.starts_with("mongodb://") || uri.starts_with("mongodb+srv://")) || uri.len() <= "mongodb://".len() {
+            if !(uri.starts_with("mongodb://") || uri.starts_with("mongodb+srv://"))
+                || uri.len() <= "mongodb://".len()
+            {
                 return Err(ConfigError::new(
                     "MONGODB_URI",
                     "must be a MongoDB connection string starting with mongodb:// or mongodb+srv://",
                 ));
             }
         }
-        let db_name = src.get("DB_NAME").unwrap_or("whatsapp_api").trim().to_owned();
+        let db_name = src
+            .get("DB_NAME")
+            .unwrap_or("whatsapp_api")
+            .trim()
+            .to_owned();
         if db_name.len() > 63 || db_name.contains(['/', '\\', '.', ' ', '"', '$']) {
-            return Err(ConfigError::new("DB_NAME", "must be 1-63 characters without / \\ . space \" $"));
+            return Err(ConfigError::new(
+                "DB_NAME",
+                "must be 1-63 characters without / \\ . space \" $",
+            ));
         }
 
         let secret_key = src.secret("SECRET_KEY")?;
@@ -178,41 +203,73 @@ impl Config {
                 return Err(ConfigError::new("SECRET_KEY", "is the documentation's placeholder; set a random value or unset it to have one generated"));
             }
             if key.len() < 32 {
-                return Err(ConfigError::new("SECRET_KEY", format!("must be at least 32 characters, got {}", key.len())));
+                return Err(ConfigError::new(
+                    "SECRET_KEY",
+                    format!("must be at least 32 characters, got {}", key.len()),
+                ));
             }
         }
 
-        let token_url = src.get("TOKEN_URL").unwrap_or("/auth/token").trim().to_owned();
-        if !token_url.starts_with('/') || token_url.contains(['?', '#', ' ']) || token_url.starts_with("/api/") {
-            return Err(ConfigError::new("TOKEN_URL", "must be a path such as /auth/token (not under /api/)"));
+        let token_url = src
+            .get("TOKEN_URL")
+            .unwrap_or("/auth/token")
+            .trim()
+            .to_owned();
+        if !token_url.starts_with('/')
+            || token_url.contains(['?', '#', ' '])
+            || token_url.starts_with("/api/")
+        {
+            return Err(ConfigError::new(
+                "TOKEN_URL",
+                "must be a path such as /auth/token (not under /api/)",
+            ));
         }
 
-        let access_token_expire_minutes: u32 =
-            src.parse("ACCESS_TOKEN_EXPIRE_MINUTES", 1440, "a whole number of minutes")?;
+        let access_token_expire_minutes: u32 = src.parse(
+            "ACCESS_TOKEN_EXPIRE_MINUTES",
+            1440,
+            "a whole number of minutes",
+        )?;
         if !(1..=525_600).contains(&access_token_expire_minutes) {
-            return Err(ConfigError::new("ACCESS_TOKEN_EXPIRE_MINUTES", "must be between 1 and 525600 (one year)"));
+            return Err(ConfigError::new(
+                "ACCESS_TOKEN_EXPIRE_MINUTES",
+                "must be between 1 and 525600 (one year)",
+            ));
         }
 
         let redis_url = src.secret("REDIS_URL")?;
         if let Some(url) = &redis_url {
             let url = url.expose_secret();
-            if !["redis://", "rediss://", "unix://", "redis+unix://"].iter().any(|s| url.starts_with(s))
+            if !["redis://", "rediss://", "unix://", "redis+unix://"]
+                .iter()
+                .any(|s| url.starts_with(s))
                 || redis::Client::open(url).is_err()
             {
-                return Err(ConfigError::new("REDIS_URL", "must be a Redis URL such as redis://127.0.0.1:6379"));
+                return Err(ConfigError::new(
+                    "REDIS_URL",
+                    "must be a Redis URL such as redis://127.0.0.1:6379",
+                ));
             }
         }
 
         let encryption_key = src.secret("IMIX_ENCRYPTION_KEY")?;
         if let Some(key) = &encryption_key {
-            imix_core::crypto::EncryptionKey::from_base64(key.expose_secret())
-                .map_err(|_| ConfigError::new("IMIX_ENCRYPTION_KEY", "must be base64 of exactly 32 bytes"))?;
+            imix_core::crypto::EncryptionKey::from_base64(key.expose_secret()).map_err(|_| {
+                ConfigError::new("IMIX_ENCRYPTION_KEY", "must be base64 of exactly 32 bytes")
+            })?;
         }
         let previous_encryption_keys = src.secret("IMIX_PREVIOUS_ENCRYPTION_KEYS")?;
         if let Some(keys) = &previous_encryption_keys {
-            for key in keys.expose_secret().split(',').filter(|k| !k.trim().is_empty()) {
+            for key in keys
+                .expose_secret()
+                .split(',')
+                .filter(|k| !k.trim().is_empty())
+            {
                 imix_core::crypto::EncryptionKey::from_base64(key).map_err(|_| {
-                    ConfigError::new("IMIX_PREVIOUS_ENCRYPTION_KEYS", "must be comma-separated base64 keys of 32 bytes each")
+                    ConfigError::new(
+                        "IMIX_PREVIOUS_ENCRYPTION_KEYS",
+                        "must be comma-separated base64 keys of 32 bytes each",
+                    )
                 })?;
             }
         }
@@ -237,7 +294,11 @@ impl Config {
             update_server_url: src.url("UPDATE_SERVER_URL", None)?,
             redis_url,
             data_dir: PathBuf::from(src.get("IMIX_DATA_DIR").unwrap_or("./data").trim()),
-            bind: src.parse("IMIX_BIND", SocketAddr::from(([0, 0, 0, 0], 8000)), "an address such as 0.0.0.0:8000")?,
+            bind: src.parse(
+                "IMIX_BIND",
+                SocketAddr::from(([0, 0, 0, 0], 8000)),
+                "an address such as 0.0.0.0:8000",
+            )?,
             public_url,
             log_dir: PathBuf::from(src.get("IMIX_LOG_DIR").unwrap_or("./logs").trim()),
             log_filter,
@@ -260,10 +321,22 @@ impl Config {
 fn read_env_file(path: &str) -> Result<HashMap<String, String>, ConfigError> {
     match dotenvy::from_path_iter(path) {
         Ok(iter) => iter
-            .map(|item| item.map_err(|e| ConfigError::new("IMIX_ENV_FILE", format!("`{path}` is not a valid .env file: {e}"))))
+            .map(|item| {
+                item.map_err(|e| {
+                    ConfigError::new(
+                        "IMIX_ENV_FILE",
+                        format!("`{path}` is not a valid .env file: {e}"),
+                    )
+                })
+            })
             .collect(),
-        Err(dotenvy::Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(HashMap::new()),
-        Err(e) => Err(ConfigError::new("IMIX_ENV_FILE", format!("cannot read `{path}`: {e}"))),
+        Err(dotenvy::Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+            Ok(HashMap::new())
+        }
+        Err(e) => Err(ConfigError::new(
+            "IMIX_ENV_FILE",
+            format!("cannot read `{path}`: {e}"),
+        )),
     }
 }
 
@@ -272,7 +345,12 @@ mod tests {
     use super::*;
 
     fn load(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        Config::from_vars(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+        Config::from_vars(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
     }
 
     #[test]

@@ -24,11 +24,21 @@ pub struct Check {
 
 impl Check {
     fn pass(name: &'static str, detail: impl Into<String>) -> Self {
-        Self { name, ok: true, detail: detail.into(), hint: None }
+        Self {
+            name,
+            ok: true,
+            detail: detail.into(),
+            hint: None,
+        }
     }
 
     fn fail(name: &'static str, detail: impl Into<String>, hint: impl Into<String>) -> Self {
-        Self { name, ok: false, detail: detail.into(), hint: Some(hint.into()) }
+        Self {
+            name,
+            ok: false,
+            detail: detail.into(),
+            hint: Some(hint.into()),
+        }
     }
 
     /// The line doctor prints.
@@ -81,37 +91,71 @@ fn writable(name: &'static str, dir: &Path, variable: &str) -> Check {
         Err(e) => Check::fail(
             name,
             format!("{} is not writable: {e}", dir.display()),
-            format!("create it and give the server's user write access, or point {variable} elsewhere"),
+            format!(
+                "create it and give the server's user write access, or point {variable} elsewhere"
+            ),
         ),
     }
 }
 
 fn disk_space(dir: &Path) -> Check {
-    let existing = dir.ancestors().find(|p| p.exists()).unwrap_or(Path::new("."));
+    let existing = dir
+        .ancestors()
+        .find(|p| p.exists())
+        .unwrap_or(Path::new("."));
     match fs4::available_space(existing) {
-        Ok(free) if free >= MIN_FREE_BYTES => Check::pass("disk", format!("{} free", human_bytes(free))),
+        Ok(free) if free >= MIN_FREE_BYTES => {
+            Check::pass("disk", format!("{} free", human_bytes(free)))
+        }
         Ok(free) => Check::fail(
             "disk",
-            format!("only {} free on the data directory's file system", human_bytes(free)),
-            format!("free space or move IMIX_DATA_DIR; at least {} is needed", human_bytes(MIN_FREE_BYTES)),
+            format!(
+                "only {} free on the data directory's file system",
+                human_bytes(free)
+            ),
+            format!(
+                "free space or move IMIX_DATA_DIR; at least {} is needed",
+                human_bytes(MIN_FREE_BYTES)
+            ),
         ),
-        Err(e) => Check::fail("disk", format!("cannot read free space: {e}"), "check that IMIX_DATA_DIR exists"),
+        Err(e) => Check::fail(
+            "disk",
+            format!("cannot read free space: {e}"),
+            "check that IMIX_DATA_DIR exists",
+        ),
     }
 }
 
 async fn store(config: &Config) -> Check {
     let backend = config.store_backend();
     let hint = match backend {
-        "mongodb" => "check MONGODB_URI and that mongod runs: mongosh --eval 'db.runCommand({ ping: 1 })'",
+        "mongodb" => {
+            "check MONGODB_URI and that mongod runs: mongosh --eval 'db.runCommand({ ping: 1 })'"
+        }
         _ => "check that IMIX_DATA_DIR is writable and not on a network file system",
     };
     let store = match state::open_store(config).await {
         Ok(store) => store,
-        Err(e) => return Check::fail("store", format!("{backend}: cannot open: {}", probe::one_line(&e.to_string())), hint),
+        Err(e) => {
+            return Check::fail(
+                "store",
+                format!(
+                    "{backend}: cannot open: {}",
+                    probe::one_line(&e.to_string())
+                ),
+                hint,
+            )
+        }
     };
     let result = probe::store(&store).await;
     match result.error {
-        None => Check::pass("store", format!("{backend} ping {:.3} ms", result.latency_ms().unwrap_or_default())),
+        None => Check::pass(
+            "store",
+            format!(
+                "{backend} ping {:.3} ms",
+                result.latency_ms().unwrap_or_default()
+            ),
+        ),
         Some(e) => Check::fail("store", format!("{backend}: ping failed: {e}"), hint),
     }
 }
@@ -119,7 +163,10 @@ async fn store(config: &Config) -> Check {
 async fn redis(config: &Config) -> Check {
     use secrecy::ExposeSecret;
     let Some(url) = &config.redis_url else {
-        return Check::pass("redis", "not configured (REDIS_URL unset): in-process counters and queues");
+        return Check::pass(
+            "redis",
+            "not configured (REDIS_URL unset): in-process counters and queues",
+        );
     };
     let hint = "check REDIS_URL and that redis-server runs: redis-cli -u \"$REDIS_URL\" ping";
     let client = match redis::Client::open(url.expose_secret()) {
@@ -128,7 +175,10 @@ async fn redis(config: &Config) -> Check {
     };
     let result = probe::redis(&client).await;
     match result.error {
-        None => Check::pass("redis", format!("ping {:.3} ms", result.latency_ms().unwrap_or_default())),
+        None => Check::pass(
+            "redis",
+            format!("ping {:.3} ms", result.latency_ms().unwrap_or_default()),
+        ),
         Some(e) => Check::fail("redis", format!("ping failed: {e}"), hint),
     }
 }

@@ -10,9 +10,7 @@
 
 use std::borrow::Cow;
 
-use poem::{
-    http::StatusCode, Endpoint, IntoResponse, Middleware, Request, Response, Result,
-};
+use poem::{http::StatusCode, Endpoint, IntoResponse, Middleware, Request, Response, Result};
 use poem_openapi::{
     registry::{MetaMediaType, MetaResponse, MetaResponses, Registry},
     ApiResponse, Object,
@@ -48,7 +46,11 @@ pub struct ApiError {
 
 impl ApiError {
     /// An error with an empty `details` object.
-    pub fn new(status: StatusCode, code: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
+    pub fn new(
+        status: StatusCode,
+        code: impl Into<Cow<'static, str>>,
+        message: impl Into<String>,
+    ) -> Self {
         Self {
             status,
             code: code.into(),
@@ -66,8 +68,12 @@ impl ApiError {
     /// 422 naming the invalid field.
     pub fn invalid_field(field: &str, message: impl Into<String>) -> Self {
         let message = message.into();
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", format!("{field}: {message}"))
-            .with_details(serde_json::json!({ "field": field, "reason": message }))
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            format!("{field}: {message}"),
+        )
+        .with_details(serde_json::json!({ "field": field, "reason": message }))
     }
 
     /// The HTTP status.
@@ -93,7 +99,13 @@ impl ApiError {
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.code,
+            self.message
+        )
     }
 }
 
@@ -153,7 +165,11 @@ impl From<imix_core::Error> for ApiError {
     fn from(err: imix_core::Error) -> Self {
         use imix_core::Error as E;
         match &err {
-            E::NotFound { entity, .. } => Self::new(StatusCode::NOT_FOUND, "not_found", format!("{entity} not found")),
+            E::NotFound { entity, .. } => Self::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("{entity} not found"),
+            ),
             E::Duplicate { entity, field } => Self::new(
                 StatusCode::CONFLICT,
                 format!("{field}_taken"),
@@ -169,7 +185,11 @@ impl From<imix_core::Error> for ApiError {
             E::Crypto(_) | E::Corrupt { .. } | E::Backend { .. } => {
                 // The cause goes to the log, never to the client.
                 tracing::error!(error = %err, "storage failure");
-                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "an internal error occurred; it has been logged")
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_error",
+                    "an internal error occurred; it has been logged",
+                )
             }
         }
     }
@@ -221,24 +241,52 @@ fn classify(err: &poem::Error, method: &poem::http::Method, path: &str) -> ApiEr
     use poem_openapi::error::{ContentTypeError, ParseParamError, ParseRequestPayloadError};
     let status = err.status();
     if let Some(p) = err.downcast_ref::<ParseParamError>() {
-        return ApiError::new(StatusCode::BAD_REQUEST, "invalid_parameter", format!("parameter `{}`: {}", p.name, p.reason))
-            .with_details(serde_json::json!({ "field": p.name, "reason": p.reason }));
+        return ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_parameter",
+            format!("parameter `{}`: {}", p.name, p.reason),
+        )
+        .with_details(serde_json::json!({ "field": p.name, "reason": p.reason }));
     }
     if let Some(p) = err.downcast_ref::<ParseRequestPayloadError>() {
-        return ApiError::new(StatusCode::BAD_REQUEST, "malformed_body", format!("the request body could not be read: {}", p.reason));
+        return ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_body",
+            format!("the request body could not be read: {}", p.reason),
+        );
     }
     if err.downcast_ref::<ContentTypeError>().is_some() {
-        return ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", err.to_string());
+        return ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            err.to_string(),
+        );
     }
     match status {
-        StatusCode::NOT_FOUND => ApiError::new(status, "not_found", format!("no route for {method} {path}")),
-        StatusCode::METHOD_NOT_ALLOWED => ApiError::new(status, "method_not_allowed", format!("{method} is not allowed on {path}")),
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(status, "payload_too_large", "the request body is too large"),
-        StatusCode::UNAUTHORIZED => ApiError::new(status, "unauthenticated", "a valid bearer token is required"),
+        StatusCode::NOT_FOUND => {
+            ApiError::new(status, "not_found", format!("no route for {method} {path}"))
+        }
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::new(
+            status,
+            "method_not_allowed",
+            format!("{method} is not allowed on {path}"),
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::new(status, "payload_too_large", "the request body is too large")
+        }
+        StatusCode::UNAUTHORIZED => ApiError::new(
+            status,
+            "unauthenticated",
+            "a valid bearer token is required",
+        ),
         s if s.is_client_error() => ApiError::new(s, "bad_request", err.to_string()),
         s => {
             tracing::error!(status = s.as_u16(), error = %err, "request failed");
-            ApiError::new(s, "internal_error", "an internal error occurred; it has been logged")
+            ApiError::new(
+                s,
+                "internal_error",
+                "an internal error occurred; it has been logged",
+            )
         }
     }
 }

@@ -33,8 +33,8 @@ pub mod telemetry;
 use std::{future::Future, time::Duration};
 
 use poem::{
-    endpoint::make_sync, get, http::StatusCode, listener::TcpAcceptor, middleware::CatchPanic, EndpointExt,
-    IntoEndpoint, Route, Server,
+    endpoint::make_sync, get, http::StatusCode, listener::TcpAcceptor, middleware::CatchPanic,
+    EndpointExt, IntoEndpoint, Route, Server,
 };
 
 use crate::{
@@ -132,7 +132,10 @@ pub async fn serve_with_listener(
 }
 
 /// Binds `IMIX_BIND` and serves until `shutdown` completes.
-pub async fn serve(config: config::Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
+pub async fn serve(
+    config: config::Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .map_err(|source| ServerError::Io {

@@ -32,7 +32,10 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(e) => return fail(&e),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
     };
@@ -41,7 +44,12 @@ fn main() -> ExitCode {
             Command::Serve => {
                 let _guard = match telemetry::init(&config.log_dir, &config.log_filter) {
                     Ok(guard) => guard,
-                    Err(e) => return fail(&format!("cannot write logs to IMIX_LOG_DIR {}: {e}", config.log_dir.display())),
+                    Err(e) => {
+                        return fail(&format!(
+                            "cannot write logs to IMIX_LOG_DIR {}: {e}",
+                            config.log_dir.display()
+                        ))
+                    }
                 };
                 match imix_server::serve(config, imix_server::shutdown_signal()).await {
                     Ok(()) => ExitCode::SUCCESS,
@@ -77,6 +85,9 @@ fn main() -> ExitCode {
 
 /// Prints one line naming the problem and returns a failure exit code.
 fn fail(error: &dyn std::fmt::Display) -> ExitCode {
-    eprintln!("imix-server: {}", imix_server::probe::one_line(&error.to_string()));
+    eprintln!(
+        "imix-server: {}",
+        imix_server::probe::one_line(&error.to_string())
+    );
     ExitCode::FAILURE
 }

@@ -24,16 +24,26 @@ impl Probe {
 
     /// Latency in milliseconds, rounded to microseconds.
     pub fn latency_ms(&self) -> Option<f64> {
-        self.latency.map(|d| (d.as_secs_f64() * 1_000_000.0).round() / 1000.0)
+        self.latency
+            .map(|d| (d.as_secs_f64() * 1_000_000.0).round() / 1000.0)
     }
 }
 
 /// Pings the store.
 pub async fn store(store: &Store) -> Probe {
     match tokio::time::timeout(PROBE_TIMEOUT, store.admin.ping()).await {
-        Ok(Ok(latency)) => Probe { latency: Some(latency), error: None },
-        Ok(Err(e)) => Probe { latency: None, error: Some(one_line(&e.to_string())) },
-        Err(_) => Probe { latency: None, error: Some(format!("no answer within {PROBE_TIMEOUT:?}")) },
+        Ok(Ok(latency)) => Probe {
+            latency: Some(latency),
+            error: None,
+        },
+        Ok(Err(e)) => Probe {
+            latency: None,
+            error: Some(one_line(&e.to_string())),
+        },
+        Err(_) => Probe {
+            latency: None,
+            error: Some(format!("no answer within {PROBE_TIMEOUT:?}")),
+        },
     }
 }
 
@@ -45,9 +55,18 @@ pub async fn redis(client: &redis::Client) -> Probe {
         redis::cmd("PING").query_async::<String>(&mut conn).await
     };
     match tokio::time::timeout(PROBE_TIMEOUT, attempt).await {
-        Ok(Ok(_)) => Probe { latency: Some(started.elapsed()), error: None },
-        Ok(Err(e)) => Probe { latency: None, error: Some(one_line(&e.to_string())) },
-        Err(_) => Probe { latency: None, error: Some(format!("no answer within {PROBE_TIMEOUT:?}")) },
+        Ok(Ok(_)) => Probe {
+            latency: Some(started.elapsed()),
+            error: None,
+        },
+        Ok(Err(e)) => Probe {
+            latency: None,
+            error: Some(one_line(&e.to_string())),
+        },
+        Err(_) => Probe {
+            latency: None,
+            error: Some(format!("no answer within {PROBE_TIMEOUT:?}")),
+        },
     }
 }
 

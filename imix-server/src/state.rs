@@ -84,7 +84,8 @@ pub fn load_or_generate_secret_key(config: &Config) -> Result<SecretString, Serv
         context: format!("{context} {}", path.display()),
         source,
     };
-    std::fs::create_dir_all(&config.data_dir).map_err(|e| io_err("cannot create the directory of", e))?;
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| io_err("cannot create the directory of", e))?;
     match std::fs::read_to_string(&path) {
         Ok(text) if text.trim().len() >= 32 => {
             warn_if_readable_by_others(&path);
@@ -92,7 +93,10 @@ pub fn load_or_generate_secret_key(config: &Config) -> Result<SecretString, Serv
         }
         Ok(_) => {
             return Err(ServerError::Io {
-                context: format!("{} is too short to be a secret key; delete it or set SECRET_KEY", path.display()),
+                context: format!(
+                    "{} is too short to be a secret key; delete it or set SECRET_KEY",
+                    path.display()
+                ),
                 source: std::io::Error::from(std::io::ErrorKind::InvalidData),
             })
         }

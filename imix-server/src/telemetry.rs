@@ -20,8 +20,10 @@ pub fn subscriber(
     with_stdout: bool,
 ) -> std::io::Result<(impl tracing::Subscriber + Send + Sync, LogGuard)> {
     std::fs::create_dir_all(log_dir)?;
-    let (backend, backend_guard) = tracing_appender::non_blocking(open_append(&log_dir.join("backend.log"))?);
-    let (whatsapp, whatsapp_guard) = tracing_appender::non_blocking(open_append(&log_dir.join("whatsapp.log"))?);
+    let (backend, backend_guard) =
+        tracing_appender::non_blocking(open_append(&log_dir.join("backend.log"))?);
+    let (whatsapp, whatsapp_guard) =
+        tracing_appender::non_blocking(open_append(&log_dir.join("whatsapp.log"))?);
 
     let env_filter = || EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let stdout_layer = with_stdout.then(|| {
@@ -30,7 +32,10 @@ pub fn subscriber(
             .with_ansi(std::io::stdout().is_terminal())
             .with_filter(env_filter())
     });
-    let backend_layer = fmt::layer().with_ansi(false).with_writer(backend).with_filter(env_filter());
+    let backend_layer = fmt::layer()
+        .with_ansi(false)
+        .with_writer(backend)
+        .with_filter(env_filter());
     let whatsapp_layer = fmt::layer()
         .with_ansi(false)
         .with_writer(whatsapp)
@@ -58,7 +63,10 @@ pub fn init(log_dir: &Path, filter: &str) -> std::io::Result<LogGuard> {
 }
 
 fn open_append(path: &Path) -> std::io::Result<std::fs::File> {
-    std::fs::OpenOptions::new().create(true).append(true).open(path)
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
 }
 
 #[cfg(test)]

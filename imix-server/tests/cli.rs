@@ -25,8 +25,16 @@ fn imix(dir: &std::path::Path) -> Command {
 #[test]
 fn bad_configuration_exits_non_zero_with_one_line_naming_the_variable() {
     let dir = tempfile::tempdir().unwrap();
-    for (var, value) in [("MONGODB_URI", "nonsense"), ("ACCESS_TOKEN_EXPIRE_MINUTES", "abc"), ("IMIX_BIND", "nowhere")] {
-        let out = imix(dir.path()).env(var, value).arg("serve").output().unwrap();
+    for (var, value) in [
+        ("MONGODB_URI", "nonsense"),
+        ("ACCESS_TOKEN_EXPIRE_MINUTES", "abc"),
+        ("IMIX_BIND", "nowhere"),
+    ] {
+        let out = imix(dir.path())
+            .env(var, value)
+            .arg("serve")
+            .output()
+            .unwrap();
         assert!(!out.status.success(), "{var}={value} must fail");
         let stderr = String::from_utf8(out.stderr).unwrap();
         assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
@@ -38,7 +46,11 @@ fn bad_configuration_exits_non_zero_with_one_line_naming_the_variable() {
 fn env_file_is_read_and_environment_wins() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join(".env"), "ACCESS_TOKEN_EXPIRE_MINUTES=abc\n").unwrap();
-    let out = imix(dir.path()).env("IMIX_ENV_FILE", dir.path().join(".env")).arg("init-db").output().unwrap();
+    let out = imix(dir.path())
+        .env("IMIX_ENV_FILE", dir.path().join(".env"))
+        .arg("init-db")
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("ACCESS_TOKEN_EXPIRE_MINUTES"));
     let out = imix(dir.path())
@@ -47,7 +59,11 @@ fn env_file_is_read_and_environment_wins() {
         .arg("init-db")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -55,8 +71,15 @@ fn init_db_is_idempotent() {
     let dir = tempfile::tempdir().unwrap();
     for _ in 0..2 {
         let out = imix(dir.path()).arg("init-db").output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), "sqlite schema is at version 1");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8(out.stdout).unwrap().trim(),
+            "sqlite schema is at version 1"
+        );
     }
     let out = imix(dir.path())
         .env("MONGODB_URI", common::mongodb_uri())
@@ -64,8 +87,14 @@ fn init_db_is_idempotent() {
         .arg("init-db")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8(out.stdout).unwrap().starts_with("mongodb schema"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8(out.stdout)
+        .unwrap()
+        .starts_with("mongodb schema"));
 }
 
 #[test]
@@ -79,11 +108,20 @@ fn doctor_passes_with_services_up_and_fails_with_a_hint_when_redis_is_down() {
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(out.status.success(), "{stdout}");
     for name in ["data dir", "log dir", "disk", "store", "redis"] {
-        assert!(stdout.lines().any(|l| l.starts_with("ok") && l.contains(name)), "{name}: {stdout}");
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.starts_with("ok") && l.contains(name)),
+            "{name}: {stdout}"
+        );
     }
     assert!(stdout.contains("sqlite ping"));
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let out = imix(dir.path())
         .env("REDIS_URL", format!("redis://127.0.0.1:{port}"))
         .arg("doctor")
@@ -92,8 +130,13 @@ fn doctor_passes_with_services_up_and_fails_with_a_hint_when_redis_is_down() {
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(!out.status.success(), "{stdout}");
     let redis_line = stdout.lines().find(|l| l.contains("redis")).unwrap();
-    assert!(redis_line.starts_with("FAIL") && redis_line.contains("hint:"), "{redis_line}");
-    assert!(stdout.lines().any(|l| l.starts_with("ok") && l.contains("store")));
+    assert!(
+        redis_line.starts_with("FAIL") && redis_line.contains("hint:"),
+        "{redis_line}"
+    );
+    assert!(stdout
+        .lines()
+        .any(|l| l.starts_with("ok") && l.contains("store")));
 }
 
 #[test]
@@ -119,7 +162,11 @@ impl Drop for Running {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Starts `serve` and waits for its "ready" log line (no fixed sleeps).
@@ -147,7 +194,10 @@ fn start_server(dir: &std::path::Path, port: u16) -> Running {
 }
 
 fn health(port: u16) -> serde_json::Value {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         reqwest::get(format!("http://127.0.0.1:{port}/health"))
             .await
@@ -175,7 +225,10 @@ fn serve_with_no_configuration_then_kill_9_and_restart() {
     let port = free_port();
     let _server = start_server(dir.path(), port);
     assert_eq!(health(port)["status"], "ok");
-    assert_eq!(std::fs::read_to_string(dir.path().join("data/secret_key")).unwrap(), key);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("data/secret_key")).unwrap(),
+        key
+    );
     let log = std::fs::read_to_string(dir.path().join("logs/backend.log")).unwrap();
     assert!(log.contains("imix-server ready"), "{log}");
 }

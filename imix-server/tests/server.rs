@@ -43,7 +43,11 @@ async fn health_reports_redis_when_configured() {
 #[tokio::test]
 async fn health_is_503_degraded_when_redis_is_down() {
     // A port that was just free: nothing listens there.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let server = TestServer::start_with(Backend::Sqlite, |v| {
         v.insert("REDIS_URL".into(), format!("redis://127.0.0.1:{port}"));
     })
@@ -55,7 +59,10 @@ async fn health_is_503_degraded_when_redis_is_down() {
     assert_eq!(body["redis"]["ok"], false);
     assert_eq!(body["store"]["ok"], true);
     let text = body.to_string();
-    assert!(!text.contains("refused"), "failure causes stay in the log: {text}");
+    assert!(
+        !text.contains("refused"),
+        "failure causes stay in the log: {text}"
+    );
     server.stop().await;
 }
 
@@ -64,7 +71,16 @@ async fn every_error_has_the_json_shape() {
     let server = TestServer::start(Backend::Sqlite).await;
     let (code, body) = error_of(server.get("/no/such/route").await, 404).await;
     assert_eq!(code, "not_found", "{body}");
-    let (code, _) = error_of(server.client.post(server.url("/health")).send().await.unwrap(), 405).await;
+    let (code, _) = error_of(
+        server
+            .client
+            .post(server.url("/health"))
+            .send()
+            .await
+            .unwrap(),
+        405,
+    )
+    .await;
     assert_eq!(code, "method_not_allowed");
     let (code, _) = error_of(server.get("/api/v1/tenants/not-a-uuid").await, 404).await;
     assert_eq!(code, "not_found");
@@ -80,14 +96,25 @@ async fn metrics_count_requests_by_route_and_status() {
     assert_eq!(server.get("/missing").await.status(), 404);
     let resp = server.get("/metrics").await;
     assert_eq!(resp.status(), 200);
-    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
     let text = resp.text().await.unwrap();
     assert!(
-        text.contains(r#"imix_http_requests_total{method="GET",route="get_health",status="200"} 3"#),
+        text.contains(
+            r#"imix_http_requests_total{method="GET",route="get_health",status="200"} 3"#
+        ),
         "{text}"
     );
-    assert!(text.contains(r#"imix_http_requests_total{method="GET",route="unmatched",status="404"} 1"#), "{text}");
-    assert!(text.contains("imix_http_request_duration_seconds_bucket"), "{text}");
+    assert!(
+        text.contains(r#"imix_http_requests_total{method="GET",route="unmatched",status="404"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains("imix_http_request_duration_seconds_bucket"),
+        "{text}"
+    );
     assert!(!text.contains("/missing"), "raw paths never become labels");
     server.stop().await;
 }
@@ -98,7 +125,10 @@ async fn openapi_spec_and_swagger_ui_are_served() {
     let spec: serde_json::Value = server.get("/openapi.json").await.json().await.unwrap();
     assert!(spec["openapi"].as_str().unwrap().starts_with("3."));
     assert!(spec["paths"]["/health"]["get"].is_object());
-    assert!(spec["components"]["schemas"]["ErrorBody"].is_object() || spec["paths"]["/health"].is_object());
+    assert!(
+        spec["components"]["schemas"]["ErrorBody"].is_object()
+            || spec["paths"]["/health"].is_object()
+    );
     let ui = server.get("/docs").await;
     assert_eq!(ui.status(), 200);
     assert!(ui.text().await.unwrap().contains("swagger"));
@@ -132,13 +162,17 @@ async fn graceful_shutdown_completes_and_restart_keeps_the_secret_key() {
     let key = std::fs::read_to_string(&key_path).unwrap();
     assert!(key.len() >= 32);
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(std::fs::metadata(&key_path).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&key_path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
 
     let tmp = server.stop().await;
     let dir = tmp.path().to_owned();
 
     // Same directories, second start: the generated key is reused, not replaced.
-    let config = imix_server::config::Config::from_vars(common::base_vars(&dir, Backend::Sqlite)).unwrap();
+    let config =
+        imix_server::config::Config::from_vars(common::base_vars(&dir, Backend::Sqlite)).unwrap();
     let state = imix_server::state::AppState::start(config).await.unwrap();
     use secrecy::ExposeSecret;
     assert_eq!(state.secret_key.expose_secret(), key.trim());

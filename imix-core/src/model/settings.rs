@@ -31,7 +31,10 @@ impl FromStr for SettingsScope {
         match s.split_once(':') {
             None if s == "platform" => Ok(SettingsScope::Platform),
             Some(("tenant", id)) => Ok(SettingsScope::Tenant(id.parse()?)),
-            _ => Err(Error::invalid("scope", format!("`{s}` is not a settings scope"))),
+            _ => Err(Error::invalid(
+                "scope",
+                format!("`{s}` is not a settings scope"),
+            )),
         }
     }
 }

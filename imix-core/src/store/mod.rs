@@ -255,8 +255,14 @@ pub fn validate_blob_key(key: &str) -> Result<()> {
             "must be 1-512 characters of A-Z a-z 0-9 / . _ -",
         ));
     }
-    if key.split('/').any(|seg| seg.is_empty() || seg == "." || seg == "..") {
-        return Err(Error::invalid("key", "must not contain empty, `.` or `..` segments"));
+    if key
+        .split('/')
+        .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+    {
+        return Err(Error::invalid(
+            "key",
+            "must not contain empty, `.` or `..` segments",
+        ));
     }
     Ok(())
 }
@@ -288,7 +294,12 @@ impl Store {
     /// Bundles one adapter that implements every port.
     pub fn from_adapter<A>(adapter: Arc<A>) -> Self
     where
-        A: TenantRepository + UserRepository + SettingsRepository + BlobStore + StoreAdmin + 'static,
+        A: TenantRepository
+            + UserRepository
+            + SettingsRepository
+            + BlobStore
+            + StoreAdmin
+            + 'static,
     {
         Self {
             tenants: adapter.clone(),
@@ -306,7 +317,10 @@ pub(crate) fn check_blob(meta: &BlobMeta, data: &[u8]) -> Result<()> {
     if meta.size != data.len() as u64 || meta.sha256 != sha256_hex(data) {
         return Err(Error::invalid(
             "data",
-            format!("blob {} does not match its recorded size and SHA-256", meta.key),
+            format!(
+                "blob {} does not match its recorded size and SHA-256",
+                meta.key
+            ),
         ));
     }
     Ok(())

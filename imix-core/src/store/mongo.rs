@@ -22,8 +22,9 @@ use mongodb::{
 use serde::{de::DeserializeOwned, Serialize};
 
 use super::{
-    check_blob, check_owner_stays_in_scope, sha256_hex, validate_blob_key, Blob, BlobMeta, BlobStore, Page,
-    PageRequest, Scope, SettingsRepository, Store, StoreAdmin, TenantRepository, UserRepository,
+    check_blob, check_owner_stays_in_scope, sha256_hex, validate_blob_key, Blob, BlobMeta,
+    BlobStore, Page, PageRequest, Scope, SettingsRepository, Store, StoreAdmin, TenantRepository,
+    UserRepository,
 };
 use crate::{
     id::{TenantId, UserId},
@@ -58,7 +59,10 @@ impl MongoStore {
     /// Opens the adapter itself, for callers that want the concrete type.
     pub async fn open(uri: &str, db_name: &str) -> Result<Self> {
         if db_name.is_empty() || db_name.contains(['/', '\\', '.', ' ', '"', '$']) {
-            return Err(Error::invalid("DB_NAME", "is not a valid MongoDB database name"));
+            return Err(Error::invalid(
+                "DB_NAME",
+                "is not a valid MongoDB database name",
+            ));
         }
         let mut options = ClientOptions::parse(uri)
             .await
@@ -66,9 +70,14 @@ impl MongoStore {
         options.server_selection_timeout = Some(Duration::from_secs(5));
         options.connect_timeout = Some(Duration::from_secs(5));
         options.app_name = Some("imix".to_owned());
-        let client = Client::with_options(options).map_err(|e| Error::invalid("MONGODB_URI", e.to_string()))?;
+        let client = Client::with_options(options)
+            .map_err(|e| Error::invalid("MONGODB_URI", e.to_string()))?;
         let db = client.database(db_name);
-        let bucket = db.gridfs_bucket(GridFsBucketOptions::builder().bucket_name(BLOB_BUCKET.to_owned()).build());
+        let bucket = db.gridfs_bucket(
+            GridFsBucketOptions::builder()
+                .bucket_name(BLOB_BUCKET.to_owned())
+                .build(),
+        );
         Ok(Self { db, bucket })
     }
 
@@ -102,10 +111,17 @@ fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
 }
 
 /// Maps a duplicate-key error to [`Error::Duplicate`], naming the field by the index.
-fn unique_err(entity: &'static str, action: &'static str) -> impl Fn(mongodb::error::Error) -> Error {
+fn unique_err(
+    entity: &'static str,
+    action: &'static str,
+) -> impl Fn(mongodb::error::Error) -> Error {
     move |e| {
         if is_duplicate_key(&e) {
-            let field = if e.to_string().contains("email_lower") { "email" } else { "id" };
+            let field = if e.to_string().contains("email_lower") {
+                "email"
+            } else {
+                "id"
+            };
             Error::Duplicate { entity, field }
         } else {
             Error::backend(action, e)
@@ -187,7 +203,11 @@ impl MongoStore {
         filter.insert("_id", id.clone());
         match coll.count_documents(filter).await {
             Ok(0) => Error::NotFound { entity, id },
-            Ok(_) => Error::VersionConflict { entity, id, expected },
+            Ok(_) => Error::VersionConflict {
+                entity,
+                id,
+                expected,
+            },
             Err(e) => Error::backend("update a record", e),
         }
     }
@@ -226,14 +246,23 @@ impl TenantRepository for MongoStore {
         let replacement = to_doc(&next, &id, "tenant")?;
         let result = self
             .tenants()
-            .replace_one(doc! { "_id": &id, "version": version_bson(tenant.version)? }, replacement)
+            .replace_one(
+                doc! { "_id": &id, "version": version_bson(tenant.version)? },
+                replacement,
+            )
             .await
             .map_err(backend_err("update a tenant"))?;
         if result.matched_count == 1 {
             return Ok(next);
         }
         Err(self
-            .missing_or_stale(self.tenants(), Document::new(), "tenant", id, tenant.version)
+            .missing_or_stale(
+                self.tenants(),
+                Document::new(),
+                "tenant",
+                id,
+                tenant.version,
+            )
             .await)
     }
 
@@ -259,8 +288,10 @@ impl TenantRepository for MongoStore {
             cursor: None,
             limit: Some(limit),
         };
-        self.list_docs(self.tenants(), filter, page, "tenant", |t: &Tenant| t.id.to_string())
-            .await
+        self.list_docs(self.tenants(), filter, page, "tenant", |t: &Tenant| {
+            t.id.to_string()
+        })
+        .await
     }
 }
 
@@ -329,8 +360,10 @@ impl UserRepository for MongoStore {
     async fn list(&self, scope: Scope, page: PageRequest) -> Result<Page<User>> {
         let mut filter = Document::new();
         scope_filter(&mut filter, scope);
-        self.list_docs(self.users(), filter, page, "user", |u: &User| u.id.to_string())
-            .await
+        self.list_docs(self.users(), filter, page, "user", |u: &User| {
+            u.id.to_string()
+        })
+        .await
     }
 }
 
@@ -371,14 +404,23 @@ impl SettingsRepository for MongoStore {
         let replacement = to_doc(&next, &id, "settings")?;
         let result = self
             .settings()
-            .replace_one(doc! { "_id": &id, "version": version_bson(doc.version)? }, replacement)
+            .replace_one(
+                doc! { "_id": &id, "version": version_bson(doc.version)? },
+                replacement,
+            )
             .await
             .map_err(backend_err("update settings"))?;
         if result.matched_count == 1 {
             return Ok(next);
         }
         Err(self
-            .missing_or_stale(self.settings(), Document::new(), "settings", id, doc.version)
+            .missing_or_stale(
+                self.settings(),
+                Document::new(),
+                "settings",
+                id,
+                doc.version,
+            )
             .await)
     }
 
@@ -420,9 +462,15 @@ fn meta_from_doc(d: &Document) -> Result<BlobMeta> {
     let created_at = d.get_str("created_at").map_err(|_| corrupt("created_at"))?;
     Ok(BlobMeta {
         key: d.get_str("_id").map_err(|_| corrupt("its key"))?.to_owned(),
-        content_type: d.get_str("content_type").map_err(|_| corrupt("content_type"))?.to_owned(),
+        content_type: d
+            .get_str("content_type")
+            .map_err(|_| corrupt("content_type"))?
+            .to_owned(),
         size: d.get_i64("size").map_err(|_| corrupt("size"))?.max(0) as u64,
-        sha256: d.get_str("sha256").map_err(|_| corrupt("sha256"))?.to_owned(),
+        sha256: d
+            .get_str("sha256")
+            .map_err(|_| corrupt("sha256"))?
+            .to_owned(),
         created_at: chrono::DateTime::parse_from_rfc3339(created_at)
             .map_err(|_| corrupt("a valid created_at"))?
             .with_timezone(&chrono::Utc),
@@ -449,7 +497,10 @@ impl BlobStore for MongoStore {
             .write_all(&data)
             .await
             .map_err(|e| Error::backend("store a blob", e))?;
-        upload.close().await.map_err(|e| Error::backend("store a blob", e))?;
+        upload
+            .close()
+            .await
+            .map_err(|e| Error::backend("store a blob", e))?;
         let file_id = upload.id().clone();
         // The metadata swap is the commit point: readers see the old file or the new one.
         let previous = self
@@ -560,14 +611,23 @@ impl StoreAdmin for MongoStore {
             .sort(doc! { "_id": -1 })
             .await
             .map_err(backend_err("migrate the schema"))?
-            .and_then(|d| d.get_i64("_id").ok().or_else(|| d.get_i32("_id").ok().map(i64::from)))
+            .and_then(|d| {
+                d.get_i64("_id")
+                    .ok()
+                    .or_else(|| d.get_i32("_id").ok().map(i64::from))
+            })
             .unwrap_or(0);
         if applied < 1 {
             self.users()
                 .create_index(
                     IndexModel::builder()
                         .keys(doc! { "email_lower": 1 })
-                        .options(IndexOptions::builder().unique(true).name("email_unique".to_owned()).build())
+                        .options(
+                            IndexOptions::builder()
+                                .unique(true)
+                                .name("email_unique".to_owned())
+                                .build(),
+                        )
                         .build(),
                 )
                 .await
@@ -582,7 +642,11 @@ impl StoreAdmin for MongoStore {
                 .await
                 .map_err(backend_err("migrate the schema"))?;
             self.settings()
-                .create_index(IndexModel::builder().keys(doc! { "scope": 1, "key": 1 }).build())
+                .create_index(
+                    IndexModel::builder()
+                        .keys(doc! { "scope": 1, "key": 1 })
+                        .build(),
+                )
                 .await
                 .map_err(backend_err("migrate the schema"))?;
             // Two replicas migrating at once both get here; the second insert is a no-op.
@@ -622,4 +686,3 @@ impl StoreAdmin for MongoStore {
         Ok(true)
     }
 }
-

@@ -85,7 +85,9 @@ pub struct SqliteStore {
 /// Opens (creating if needed) the store in `data_dir`: `imix.sqlite3` and `blobs/`.
 /// Call [`StoreAdmin::migrate`] before use.
 pub async fn open(data_dir: &Path) -> Result<Store> {
-    Ok(Store::from_adapter(Arc::new(SqliteStore::open(data_dir).await?)))
+    Ok(Store::from_adapter(Arc::new(
+        SqliteStore::open(data_dir).await?,
+    )))
 }
 
 impl SqliteStore {
@@ -226,7 +228,8 @@ impl TenantRepository for SqliteStore {
         let mut next = tenant.clone();
         next.version += 1;
         let doc = to_json(&next, "tenant")?;
-        let (expected, new_version) = (version_param(tenant.version)?, version_param(next.version)?);
+        let (expected, new_version) =
+            (version_param(tenant.version)?, version_param(next.version)?);
         let id = tenant.id.to_string();
         self.call("update a tenant", move |c| {
             let changed = c
@@ -239,7 +242,11 @@ impl TenantRepository for SqliteStore {
                 return Ok(next);
             }
             let exists: bool = c
-                .query_row("SELECT EXISTS(SELECT 1 FROM tenants WHERE id = ?1)", [&id], |r| r.get(0))
+                .query_row(
+                    "SELECT EXISTS(SELECT 1 FROM tenants WHERE id = ?1)",
+                    [&id],
+                    |r| r.get(0),
+                )
                 .map_err(db_err("update a tenant"))?;
             Err(if exists {
                 Error::VersionConflict {
@@ -248,7 +255,10 @@ impl TenantRepository for SqliteStore {
                     expected: expected as u64,
                 }
             } else {
-                Error::NotFound { entity: "tenant", id }
+                Error::NotFound {
+                    entity: "tenant",
+                    id,
+                }
             })
         })
         .await
@@ -271,7 +281,10 @@ impl TenantRepository for SqliteStore {
                 .map_err(db_err("list tenants"))?;
             let mut items = Vec::new();
             for row in rows {
-                items.push(from_json::<Tenant>(&row.map_err(db_err("list tenants"))?, "tenant")?);
+                items.push(from_json::<Tenant>(
+                    &row.map_err(db_err("list tenants"))?,
+                    "tenant",
+                )?);
             }
             Ok(Page::from_overfetch(items, limit, |t| t.id.to_string()))
         })
@@ -325,7 +338,11 @@ impl UserRepository for SqliteStore {
         let email = normalize_email(email);
         self.call("find a user by email", move |c| {
             let doc: Option<String> = c
-                .query_row("SELECT doc FROM users WHERE email_lower = ?1", [email], |r| r.get(0))
+                .query_row(
+                    "SELECT doc FROM users WHERE email_lower = ?1",
+                    [email],
+                    |r| r.get(0),
+                )
                 .optional()
                 .map_err(db_err("find a user by email"))?;
             doc.map(|d| from_json(&d, "user")).transpose()
@@ -391,7 +408,10 @@ impl UserRepository for SqliteStore {
                 .map_err(db_err("list users"))?;
             let mut items = Vec::new();
             for row in rows {
-                items.push(from_json::<User>(&row.map_err(db_err("list users"))?, "user")?);
+                items.push(from_json::<User>(
+                    &row.map_err(db_err("list users"))?,
+                    "user",
+                )?);
             }
             Ok(Page::from_overfetch(items, limit, |u| u.id.to_string()))
         })
@@ -419,7 +439,11 @@ impl SettingsRepository for SqliteStore {
 
     async fn insert(&self, doc: &SettingsDoc) -> Result<()> {
         let json = to_json(doc, "settings")?;
-        let (scope, key, version) = (doc.scope.to_string(), doc.key.clone(), version_param(doc.version)?);
+        let (scope, key, version) = (
+            doc.scope.to_string(),
+            doc.key.clone(),
+            version_param(doc.version)?,
+        );
         self.call("insert settings", move |c| {
             c.execute(
                 "INSERT INTO settings (scope, key, version, doc) VALUES (?1, ?2, ?3, ?4)",
@@ -463,7 +487,10 @@ impl SettingsRepository for SqliteStore {
                     expected: expected as u64,
                 }
             } else {
-                Error::NotFound { entity: "settings", id }
+                Error::NotFound {
+                    entity: "settings",
+                    id,
+                }
             })
         })
         .await
@@ -479,7 +506,10 @@ impl SettingsRepository for SqliteStore {
                 .map_err(db_err("list settings"))?;
             let mut docs = Vec::new();
             for row in rows {
-                docs.push(from_json(&row.map_err(db_err("list settings"))?, "settings")?);
+                docs.push(from_json(
+                    &row.map_err(db_err("list settings"))?,
+                    "settings",
+                )?);
             }
             Ok(docs)
         })
@@ -581,7 +611,10 @@ impl BlobStore for SqliteStore {
                 .execute("DELETE FROM blobs WHERE key = ?1", [&key])
                 .map_err(db_err("delete a blob"))?;
             if deleted == 0 {
-                return Err(Error::NotFound { entity: "blob", id: key });
+                return Err(Error::NotFound {
+                    entity: "blob",
+                    id: key,
+                });
             }
             match std::fs::remove_file(Self::blob_path(&blob_dir, &key)) {
                 Ok(()) => Ok(()),
@@ -632,10 +665,15 @@ impl StoreAdmin for SqliteStore {
             )
             .map_err(db_err("migrate the schema"))?;
             let applied: u32 = tx
-                .query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0))
+                .query_row(
+                    "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+                    [],
+                    |r| r.get(0),
+                )
                 .map_err(db_err("migrate the schema"))?;
             for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > applied) {
-                tx.execute_batch(sql).map_err(db_err("migrate the schema"))?;
+                tx.execute_batch(sql)
+                    .map_err(db_err("migrate the schema"))?;
                 tx.execute(
                     "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
                     params![version, crate::now().to_rfc3339()],

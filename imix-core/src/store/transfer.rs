@@ -73,19 +73,16 @@ enum Stage {
 /// Every record of `store`, page by page (memory use is bounded by one page plus one blob).
 pub fn export(store: &Store) -> BoxStream<'static, Result<Record>> {
     let store = store.clone();
-    futures::stream::unfold(
-        (store, Stage::Tenants(None)),
-        |(store, stage)| async move {
-            let (batch, next) = match next_batch(&store, stage).await {
-                Ok(pair) => pair,
-                Err(e) => return Some((vec![Err(e)], (store, Stage::Done))),
-            };
-            match (batch.is_empty(), &next) {
-                (true, Stage::Done) => None,
-                _ => Some((batch.into_iter().map(Ok).collect::<Vec<_>>(), (store, next))),
-            }
-        },
-    )
+    futures::stream::unfold((store, Stage::Tenants(None)), |(store, stage)| async move {
+        let (batch, next) = match next_batch(&store, stage).await {
+            Ok(pair) => pair,
+            Err(e) => return Some((vec![Err(e)], (store, Stage::Done))),
+        };
+        match (batch.is_empty(), &next) {
+            (true, Stage::Done) => None,
+            _ => Some((batch.into_iter().map(Ok).collect::<Vec<_>>(), (store, next))),
+        }
+    })
     .flat_map(futures::stream::iter)
     .boxed()
 }
@@ -114,7 +111,10 @@ async fn next_batch(store: &Store, stage: Stage) -> Result<(Vec<Record>, Stage)>
         }
         Stage::Settings => {
             let docs = store.settings.list_all().await?;
-            (docs.into_iter().map(Record::Settings).collect(), Stage::Blobs(None))
+            (
+                docs.into_iter().map(Record::Settings).collect(),
+                Stage::Blobs(None),
+            )
         }
         Stage::Blobs(after) => {
             // Blobs can be large: a small page keeps memory bounded.

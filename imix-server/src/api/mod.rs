@@ -20,10 +20,21 @@ pub type ImixApi = HealthApi;
 
 /// Builds the OpenAPI service for `state`.
 pub fn service(state: &AppState) -> OpenApiService<ImixApi, ()> {
-    OpenApiService::new(HealthApi::new(state.clone()), "imix", env!("CARGO_PKG_VERSION"))
-        .description(
-            "Multi-tenant WhatsApp Business (Meta Cloud API) CRM. Errors always have the shape \
+    OpenApiService::new(
+        HealthApi::new(state.clone()),
+        "imix",
+        env!("CARGO_PKG_VERSION"),
+    )
+    .description(
+        "Multi-tenant WhatsApp Business (Meta Cloud API) CRM. Errors always have the shape \
              `{\"error\": {\"code\", \"message\", \"details\"}}`.",
-        )
-        .server(state.config.public_url.as_str().trim_end_matches('/').to_owned())
+    )
+    .server(
+        state
+            .config
+            .public_url
+            .as_str()
+            .trim_end_matches('/')
+            .to_owned(),
+    )
 }

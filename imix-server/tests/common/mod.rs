@@ -28,19 +28,29 @@ pub fn mongodb_uri() -> String {
 }
 
 pub fn redis_url() -> String {
-    std::env::var("IMIX_TEST_REDIS_URL")
-        .unwrap_or_else(|_| panic!("IMIX_TEST_REDIS_URL is not set: run scripts/test.sh, which starts redis-server"))
+    std::env::var("IMIX_TEST_REDIS_URL").unwrap_or_else(|_| {
+        panic!("IMIX_TEST_REDIS_URL is not set: run scripts/test.sh, which starts redis-server")
+    })
 }
 
 /// Variables for a server whose data and logs live in `dir`.
 pub fn base_vars(dir: &std::path::Path, backend: Backend) -> HashMap<String, String> {
     let mut vars = HashMap::from([
-        ("IMIX_DATA_DIR".to_owned(), dir.join("data").display().to_string()),
-        ("IMIX_LOG_DIR".to_owned(), dir.join("logs").display().to_string()),
+        (
+            "IMIX_DATA_DIR".to_owned(),
+            dir.join("data").display().to_string(),
+        ),
+        (
+            "IMIX_LOG_DIR".to_owned(),
+            dir.join("logs").display().to_string(),
+        ),
     ]);
     if let Backend::Mongodb = backend {
         vars.insert("MONGODB_URI".into(), mongodb_uri());
-        vars.insert("DB_NAME".into(), format!("imix_srv_{}", uuid::Uuid::now_v7().simple()));
+        vars.insert(
+            "DB_NAME".into(),
+            format!("imix_srv_{}", uuid::Uuid::now_v7().simple()),
+        );
     }
     vars
 }
@@ -50,7 +60,10 @@ impl TestServer {
         Self::start_with(backend, |_| {}).await
     }
 
-    pub async fn start_with(backend: Backend, tweak: impl FnOnce(&mut HashMap<String, String>)) -> Self {
+    pub async fn start_with(
+        backend: Backend,
+        tweak: impl FnOnce(&mut HashMap<String, String>),
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut vars = base_vars(dir.path(), backend);
         tweak(&mut vars);
@@ -93,11 +106,17 @@ impl TestServer {
 /// Asserts the JSON error shape and returns `(code, body)`.
 pub async fn error_of(resp: reqwest::Response, status: u16) -> (String, serde_json::Value) {
     assert_eq!(resp.status().as_u16(), status);
-    let ct = resp.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned());
+    let ct = resp
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned());
     assert!(ct.unwrap_or_default().starts_with("application/json"));
     let body: serde_json::Value = resp.json().await.unwrap();
     let error = body.get("error").expect("an `error` object");
-    assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    assert!(
+        error["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
     assert!(error["details"].is_object(), "{body}");
     (error["code"].as_str().unwrap().to_owned(), body)
 }

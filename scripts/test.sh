@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# The test command: installs and starts every service the tests need, runs the quality gates
+# and every test against both storage backends, and stops what it started, even on failure.
+#
+#   scripts/test.sh              # everything
+#   scripts/test.sh -p imix-core # extra arguments go to `cargo test`
+#
+# Services (each on a free loopback port):
+#   MongoDB-wire  SecantusDB (PyPI, pinned below) unless IMIX_TEST_MONGODB_URI is already set
+#   Redis         Debian's redis-server unless IMIX_TEST_REDIS_URL is already set
+set -euo pipefail
+
+SECANTUSDB_VERSION="0.7.0b3"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+VENV="${IMIX_TEST_VENV:-$HOME/.cache/imix/test-venv}"
+WORK="$(mktemp -d -t imix-test-XXXXXX)"
+PIDS=()
+
+log() { printf '\n==> %s\n' "$*"; }
+die() { printf 'test.sh: %s\n' "$*" >&2; exit 1; }
+
+cleanup() {
+  local pid
+  for pid in "${PIDS[@]:-}"; do
+    [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
+  done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT INT TERM
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# Waits until something accepts TCP connections on 127.0.0.1:$1 (bounded: 60 s).
+wait_for_port() {
+  local port=$1 name=$2 pid=$3
+  for _ in $(seq 1 600); do
+    if python3 -c "import socket,sys; s=socket.socket(); s.settimeout(0.2); sys.exit(s.connect_ex(('127.0.0.1',$port)))" 2>/dev/null; then
+      return 0
+    fi
+    kill -0 "$pid" 2>/dev/null || die "$name exited during start-up; its log follows:
+$(cat "$WORK/$name.log" 2>/dev/null)"
+    sleep 0.1
+  done
+  die "$name did not listen on port $port within 60 s"
+}
+
+apt_updated=0
+apt_install() {
+  command -v apt-get >/dev/null || die "apt-get is not available to install $*"
+  if [ "$apt_updated" = 0 ]; then
+    log "apt-get update"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+    apt_updated=1
+  fi
+  log "apt-get install $*"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# --- Redis -----------------------------------------------------------------------------
+if [ -z "${IMIX_TEST_REDIS_URL:-}" ]; then
+  command -v redis-server >/dev/null || apt_install redis-server
+  port=$(free_port)
+  redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
+    --protected-mode yes >"$WORK/redis.log" 2>&1 &
+  PIDS+=($!)
+  wait_for_port "$port" redis $!
+  export IMIX_TEST_REDIS_URL="redis://127.0.0.1:$port"
+  log "redis-server listening on $IMIX_TEST_REDIS_URL"
+fi
+
+# --- MongoDB-wire server -------------------------------------------------------------
+if [ -z "${IMIX_TEST_MONGODB_URI:-}" ]; then
+  if [ ! -x "$VENV/bin/secantusd-py" ] || ! "$VENV/bin/pip" show SecantusDB 2>/dev/null | grep -qx "Version: $SECANTUSDB_VERSION"; then
+    log "installing SecantusDB $SECANTUSDB_VERSION into $VENV"
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check "SecantusDB==$SECANTUSDB_VERSION"
+  fi
+  port=$(free_port)
+  "$VENV/bin/secantusd-py" --host 127.0.0.1 --port "$port" --storage-path :memory: \
+    --log-level WARNING >"$WORK/mongodb.log" 2>&1 &
+  PIDS+=($!)
+  wait_for_port "$port" mongodb $!
+  export IMIX_TEST_MONGODB_URI="mongodb://127.0.0.1:$port"
+  log "SecantusDB listening on $IMIX_TEST_MONGODB_URI"
+else
+  log "using the MongoDB server at IMIX_TEST_MONGODB_URI"
+fi
+
+# --- Quality gates and tests -----------------------------------------------------------
+log "cargo fmt --check"
+cargo fmt --all -- --check
+
+log "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+log "cargo test (SQLite and MongoDB backends)"
+cargo test --workspace --locked "$@"
+
+log "all checks passed"
