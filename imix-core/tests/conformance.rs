@@ -3,6 +3,7 @@
 //! `sqlite::*` runs on a temporary directory; `mongodb::*` needs `IMIX_TEST_MONGODB_URI`
 //! (the test command starts a MongoDB-wire server and sets it) and fails loudly without it.
 //! Each MongoDB test uses its own database, dropped at the end.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
 mod harness;
 

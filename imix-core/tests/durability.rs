@@ -1,6 +1,7 @@
 //! An acknowledged write survives `kill -9`: a child process (this test binary, re-executed)
 //! inserts tenants into the SQLite store and reports each acknowledged insert on stdout; the
 //! parent kills it with SIGKILL mid-stream and checks that every acknowledged tenant is there.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
 use std::{
     io::{BufRead, BufReader, Write},

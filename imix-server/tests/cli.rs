@@ -1,4 +1,5 @@
 //! The `imix-server` binary as an operator runs it.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! The real server, in-process on port 0, against both stores.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
 mod common;
 
