@@ -51,7 +51,11 @@ fn main() -> ExitCode {
                         ))
                     }
                 };
-                match imix_server::serve(config, imix_server::shutdown_signal()).await {
+                let shutdown = match imix_server::shutdown_signal() {
+                    Ok(shutdown) => shutdown,
+                    Err(e) => return fail(&format!("cannot install signal handlers: {e}")),
+                };
+                match imix_server::serve(config, shutdown).await {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => {
                         tracing::error!(error = %e, "imix-server failed");
