@@ -312,6 +312,7 @@ impl Store {
 }
 
 /// Checks a blob's key, and that its metadata describes `data`.
+#[cfg(any(feature = "sqlite", feature = "mongodb"))]
 pub(crate) fn check_blob(meta: &BlobMeta, data: &[u8]) -> Result<()> {
     validate_blob_key(&meta.key)?;
     if meta.size != data.len() as u64 || meta.sha256 != sha256_hex(data) {
@@ -333,6 +334,7 @@ pub(crate) fn sha256_hex(data: &[u8]) -> String {
 }
 
 /// A tenant-scoped write may not move a record out of its tenant.
+#[cfg(any(feature = "sqlite", feature = "mongodb"))]
 pub(crate) fn check_owner_stays_in_scope(scope: Scope, owner: Option<TenantId>) -> Result<()> {
     if scope.allows(owner) {
         Ok(())
