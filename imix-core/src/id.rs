@@ -91,6 +91,11 @@ define_id!(
     "user"
 );
 define_id!(
+    /// Identifies an audit-log entry.
+    AuditId,
+    "audit"
+);
+define_id!(
     /// Identifies a document uploaded for a tenant.
     DocumentId,
     "document"

@@ -12,7 +12,10 @@ use std::collections::HashSet;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use imix_core::{
-    model::{PasswordHash, Role, SettingsDoc, SettingsScope, Tenant, User, UserStatus},
+    model::{
+        AuditEntry, AuthToken, PasswordHash, Role, SettingsDoc, SettingsScope, Tenant,
+        TokenPurpose, User, UserStatus,
+    },
     store::{
         transfer::{export, import, Record},
         PageRequest, Scope, Store,
@@ -57,6 +60,8 @@ conformance!(
     settings_are_keyed_scoped_and_versioned,
     blobs_round_trip_byte_for_byte,
     export_then_import_into_an_empty_store_reproduces_every_record,
+    audit_log_is_newest_first_and_tenant_scoped,
+    tokens_are_single_use_and_expire,
 );
 
 fn tenant(name: &str) -> Tenant {
@@ -612,6 +617,10 @@ async fn populate(store: &Store) {
         .put("backups/empty", "application/octet-stream", Bytes::new())
         .await
         .unwrap();
+    let mut entry = AuditEntry::new("tenant.create", "tenant");
+    entry.tenant_id = Some(t.id);
+    entry.target_id = Some(t.id.to_string());
+    store.audit.append(&entry).await.unwrap();
 }
 
 async fn collect(store: &Store) -> Vec<Record> {
@@ -621,7 +630,7 @@ async fn collect(store: &Store) -> Vec<Record> {
 async fn export_then_import_into_an_empty_store_reproduces_every_record(store: &Store) {
     populate(store).await;
     let exported = collect(store).await;
-    assert_eq!(exported.len(), 2 + 3 + 1 + 2);
+    assert_eq!(exported.len(), 2 + 3 + 1 + 1 + 2);
 
     // Round-trip through JSON lines, as a backup file would.
     let lines: Vec<String> = exported
@@ -651,4 +660,133 @@ async fn export_then_import_into_an_empty_store_reproduces_every_record(store: &
     assert_eq!(collect(&mongo.store).await, exported);
     assert_eq!(export(&mongo.store).count().await, exported.len());
     mongo.cleanup().await;
+}
+
+async fn audit_log_is_newest_first_and_tenant_scoped(store: &Store) {
+    let a = tenant("AuditA");
+    let b = tenant("AuditB");
+    let mut a_entries = Vec::new();
+    for (i, t) in [&a, &b, &a, &a].into_iter().enumerate() {
+        let mut e = AuditEntry::new(format!("user.update.{i}"), "user");
+        e.tenant_id = Some(t.id);
+        e.client_addr = Some("203.0.113.7".into());
+        store.audit.append(&e).await.unwrap();
+        if t.id == a.id {
+            a_entries.push(e);
+        }
+    }
+    let platform_entry = AuditEntry::new("settings.smtp.update", "settings");
+    store.audit.append(&platform_entry).await.unwrap();
+
+    let page = store
+        .audit
+        .list(Scope::Tenant(a.id), PageRequest::first(2))
+        .await
+        .unwrap();
+    a_entries.reverse();
+    assert_eq!(
+        page.items,
+        a_entries[..2].to_vec(),
+        "newest first, only tenant A"
+    );
+    let rest = store
+        .audit
+        .list(
+            Scope::Tenant(a.id),
+            PageRequest {
+                cursor: page.next_cursor,
+                limit: Some(2),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(rest.items, a_entries[2..].to_vec());
+    assert!(rest.next_cursor.is_none());
+    let all = store
+        .audit
+        .list(Scope::Platform, PageRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(all.items.len(), 5);
+    assert_eq!(all.items[0], platform_entry);
+}
+
+async fn tokens_are_single_use_and_expire(store: &Store) {
+    let now = imix_core::now();
+    let u = user("token@example.com", None);
+    let token = |hash: &str, purpose, ttl_secs: i64| AuthToken {
+        token_hash: hash.to_owned(),
+        user_id: u.id,
+        tenant_id: None,
+        purpose,
+        created_at: now,
+        expires_at: now + chrono::Duration::seconds(ttl_secs),
+        used_at: None,
+    };
+    store
+        .auth_tokens
+        .insert(&token("h-invite", TokenPurpose::Invitation, 3600))
+        .await
+        .unwrap();
+    store
+        .auth_tokens
+        .insert(&token("h-expired", TokenPurpose::Invitation, -1))
+        .await
+        .unwrap();
+    store
+        .auth_tokens
+        .insert(&token("h-reset", TokenPurpose::PasswordReset, 3600))
+        .await
+        .unwrap();
+
+    // Wrong purpose, expired, unknown: all look the same.
+    for (hash, purpose) in [
+        ("h-invite", TokenPurpose::PasswordReset),
+        ("h-expired", TokenPurpose::Invitation),
+        ("nope", TokenPurpose::Invitation),
+    ] {
+        let err = store
+            .auth_tokens
+            .consume(hash, purpose, now)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::NotFound { .. }), "{hash}: {err:?}");
+    }
+
+    // Twenty concurrent uses of one token: exactly one succeeds.
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .auth_tokens
+                    .consume("h-invite", TokenPurpose::Invitation, now)
+                    .await
+            })
+        })
+        .collect();
+    let mut wins = 0;
+    for t in tasks {
+        if let Ok(used) = t.await.unwrap() {
+            assert_eq!(used.user_id, u.id);
+            assert!(used.used_at.is_some());
+            wins += 1;
+        }
+    }
+    assert_eq!(wins, 1);
+
+    // A new reset supersedes older ones.
+    assert_eq!(
+        store
+            .auth_tokens
+            .revoke_for_user(u.id, TokenPurpose::PasswordReset, now)
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(store
+        .auth_tokens
+        .consume("h-reset", TokenPurpose::PasswordReset, now)
+        .await
+        .is_err());
 }

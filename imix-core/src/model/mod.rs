@@ -4,10 +4,14 @@
 //! update; the stores use it for optimistic concurrency (an update naming a stale version is
 //! rejected with [`crate::Error::VersionConflict`]).
 
+mod audit;
+mod auth_token;
 mod settings;
 mod tenant;
 mod user;
 
+pub use audit::AuditEntry;
+pub use auth_token::{AuthToken, TokenPurpose};
 pub use settings::{SettingsDoc, SettingsScope};
 pub use tenant::{Tenant, TenantDocument, TenantStatus, UsageLimits};
 pub use user::{normalize_email, PasswordHash, Role, User, UserStatus};

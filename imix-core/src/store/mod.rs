@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     id::{TenantId, UserId},
-    model::{SettingsDoc, SettingsScope, Tenant, User},
+    model::{AuditEntry, AuthToken, SettingsDoc, SettingsScope, Tenant, TokenPurpose, User},
     Error, Result, Timestamp,
 };
 
@@ -176,6 +176,41 @@ pub trait SettingsRepository: Send + Sync {
     async fn list_all(&self) -> Result<Vec<SettingsDoc>>;
 }
 
+/// The audit log. Append-only.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait AuditLogRepository: Send + Sync {
+    /// Appends an entry.
+    async fn append(&self, entry: &AuditEntry) -> Result<()>;
+    /// Entries visible in `scope` (a tenant sees entries about itself), **newest first**.
+    async fn list(&self, scope: Scope, page: PageRequest) -> Result<Page<AuditEntry>>;
+}
+
+/// Single-use tokens (invitations, password resets), stored by hash.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait AuthTokenRepository: Send + Sync {
+    /// Stores a new token.
+    async fn insert(&self, token: &AuthToken) -> Result<()>;
+    /// Atomically marks the token used and returns it, if it exists, has `purpose`, is
+    /// unused and has not expired at `now`; otherwise [`Error::NotFound`] (whichever the
+    /// reason, so callers cannot probe). Two concurrent uses: exactly one succeeds.
+    async fn consume(
+        &self,
+        token_hash: &str,
+        purpose: TokenPurpose,
+        now: Timestamp,
+    ) -> Result<AuthToken>;
+    /// Marks every unused token of `user` for `purpose` as used (a new invitation or reset
+    /// supersedes older ones); returns how many.
+    async fn revoke_for_user(
+        &self,
+        user: UserId,
+        purpose: TokenPurpose,
+        now: Timestamp,
+    ) -> Result<u64>;
+}
+
 /// Metadata of a stored blob.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlobMeta {
@@ -278,6 +313,10 @@ pub struct Store {
     pub settings: Arc<dyn SettingsRepository>,
     /// Files.
     pub blobs: Arc<dyn BlobStore>,
+    /// The audit log.
+    pub audit: Arc<dyn AuditLogRepository>,
+    /// Invitation and password-reset tokens.
+    pub auth_tokens: Arc<dyn AuthTokenRepository>,
     /// Schema, ping, emptiness.
     pub admin: Arc<dyn StoreAdmin>,
 }
@@ -298,6 +337,8 @@ impl Store {
             + UserRepository
             + SettingsRepository
             + BlobStore
+            + AuditLogRepository
+            + AuthTokenRepository
             + StoreAdmin
             + 'static,
     {
@@ -306,6 +347,8 @@ impl Store {
             users: adapter.clone(),
             settings: adapter.clone(),
             blobs: adapter.clone(),
+            audit: adapter.clone(),
+            auth_tokens: adapter.clone(),
             admin: adapter,
         }
     }

@@ -2,7 +2,7 @@
 //!
 //! Built only on the storage ports, so it works between any two backends: a backup taken on
 //! SQLite restores into MongoDB and back. Records come out tenants first, then users,
-//! settings and blobs, so an import never sees a user before its tenant.
+//! settings, audit entries and blobs, so an import never sees a user before its tenant.
 //!
 //! ```no_run
 //! # async fn demo(from: imix_core::store::Store, to: imix_core::store::Store) -> imix_core::Result<()> {
@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{BlobMeta, PageRequest, Scope, Store, MAX_PAGE_SIZE};
 use crate::{
-    model::{SettingsDoc, Tenant, User},
+    model::{AuditEntry, SettingsDoc, Tenant, User},
     Error, Result,
 };
 
@@ -33,6 +33,8 @@ pub enum Record {
     User(User),
     /// A settings document (its credentials stay encrypted as stored).
     Settings(SettingsDoc),
+    /// An audit-log entry.
+    Audit(AuditEntry),
     /// A blob with its bytes, base64-encoded in JSON.
     Blob {
         /// Metadata.
@@ -53,12 +55,14 @@ pub struct ImportCounts {
     pub settings: u64,
     /// Blobs.
     pub blobs: u64,
+    /// Audit-log entries.
+    pub audit: u64,
 }
 
 impl ImportCounts {
     /// All records.
     pub fn total(&self) -> u64 {
-        self.tenants + self.users + self.settings + self.blobs
+        self.tenants + self.users + self.settings + self.blobs + self.audit
     }
 }
 
@@ -66,6 +70,7 @@ enum Stage {
     Tenants(Option<String>),
     Users(Option<String>),
     Settings,
+    Audit(Option<String>),
     Blobs(Option<String>),
     Done,
 }
@@ -113,8 +118,16 @@ async fn next_batch(store: &Store, stage: Stage) -> Result<(Vec<Record>, Stage)>
             let docs = store.settings.list_all().await?;
             (
                 docs.into_iter().map(Record::Settings).collect(),
-                Stage::Blobs(None),
+                Stage::Audit(None),
             )
+        }
+        Stage::Audit(cursor) => {
+            let p = store.audit.list(Scope::Platform, page(cursor)).await?;
+            let next = match p.next_cursor {
+                Some(c) => Stage::Audit(Some(c)),
+                None => Stage::Blobs(None),
+            };
+            (p.items.into_iter().map(Record::Audit).collect(), next)
         }
         Stage::Blobs(after) => {
             // Blobs can be large: a small page keeps memory bounded.
@@ -166,6 +179,10 @@ where
             Record::Settings(doc) => {
                 store.settings.insert(&doc).await?;
                 counts.settings += 1;
+            }
+            Record::Audit(entry) => {
+                store.audit.append(&entry).await?;
+                counts.audit += 1;
             }
             Record::Blob { meta, data_base64 } => {
                 let data = STANDARD

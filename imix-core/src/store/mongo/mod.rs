@@ -32,6 +32,8 @@ use crate::{
     Error, Result,
 };
 
+mod audit;
+mod auth_tokens;
 mod blobs;
 mod settings;
 mod tenants;
@@ -43,8 +45,10 @@ const SETTINGS: &str = "settings";
 const MIGRATIONS: &str = "_migrations";
 const BLOB_BUCKET: &str = "blobs";
 const BLOB_META: &str = "blob_meta";
+const AUDIT_LOG: &str = "audit_log";
+const AUTH_TOKENS: &str = "auth_tokens";
 /// The schema version this adapter brings a database to.
-const SCHEMA_VERSION: u32 = 1;
+const SCHEMA_VERSION: u32 = 2;
 
 /// The MongoDB adapter. Implements every storage port.
 #[derive(Clone)]
@@ -147,6 +151,24 @@ impl MongoStore {
                     &self.settings(),
                     doc! { "scope": 1, "key": 1 },
                     "by_scope_key",
+                    false,
+                )
+                .await
+            }
+            2 => {
+                let audit = self.db.collection::<Document>(AUDIT_LOG);
+                create_index(
+                    &audit,
+                    doc! { "tenant_id": 1, "_id": -1 },
+                    "by_tenant",
+                    false,
+                )
+                .await?;
+                let tokens = self.db.collection::<Document>(AUTH_TOKENS);
+                create_index(
+                    &tokens,
+                    doc! { "user_id": 1, "purpose": 1 },
+                    "by_user",
                     false,
                 )
                 .await
@@ -283,19 +305,23 @@ impl StoreAdmin for MongoStore {
 
     async fn migrate(&self) -> Result<u32> {
         let migrations: Collection<Document> = self.db.collection(MIGRATIONS);
-        let applied = migrations
-            .find_one(doc! {})
-            .sort(doc! { "_id": -1 })
+        // Each version is recorded on its own, so migrations that land out of order are
+        // still each applied exactly once.
+        let applied: std::collections::HashSet<i64> = migrations
+            .find(doc! {})
             .await
             .map_err(backend_err("migrate the schema"))?
-            .and_then(|d| {
+            .try_collect::<Vec<Document>>()
+            .await
+            .map_err(backend_err("migrate the schema"))?
+            .iter()
+            .filter_map(|d| {
                 d.get_i64("_id")
                     .ok()
                     .or_else(|| d.get_i32("_id").ok().map(i64::from))
             })
-            .unwrap_or(0);
-        let applied = u32::try_from(applied).unwrap_or(u32::MAX);
-        for version in applied.saturating_add(1)..=SCHEMA_VERSION {
+            .collect();
+        for version in (1..=SCHEMA_VERSION).filter(|v| !applied.contains(&i64::from(*v))) {
             self.apply_migration(version).await?;
             // Two replicas migrating at once both get here; index creation is idempotent
             // and the second record insert is a no-op.
@@ -308,7 +334,8 @@ impl StoreAdmin for MongoStore {
                 }
             }
         }
-        Ok(SCHEMA_VERSION.max(applied))
+        let newest_applied = applied.into_iter().max().unwrap_or(0);
+        Ok(SCHEMA_VERSION.max(u32::try_from(newest_applied).unwrap_or(u32::MAX)))
     }
 
     async fn ping(&self) -> Result<Duration> {
@@ -321,7 +348,7 @@ impl StoreAdmin for MongoStore {
     }
 
     async fn is_empty(&self) -> Result<bool> {
-        for name in [TENANTS, USERS, SETTINGS, BLOB_META] {
+        for name in [TENANTS, USERS, SETTINGS, BLOB_META, AUDIT_LOG] {
             let found = self
                 .db
                 .collection::<Document>(name)

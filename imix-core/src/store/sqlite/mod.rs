@@ -41,6 +41,8 @@ use crate::{
     Error, Result,
 };
 
+mod audit;
+mod auth_tokens;
 mod blobs;
 mod settings;
 mod tenants;
@@ -50,9 +52,10 @@ mod users;
 pub const DATABASE_FILE: &str = "imix.sqlite3";
 
 /// Versioned schema migrations, applied in order, each exactly once.
-const MIGRATIONS: &[(u32, &str)] = &[(
-    1,
-    "CREATE TABLE tenants (
+const MIGRATIONS: &[(u32, &str)] = &[
+    (
+        1,
+        "CREATE TABLE tenants (
         id TEXT PRIMARY KEY,
         version INTEGER NOT NULL,
         doc TEXT NOT NULL
@@ -79,7 +82,27 @@ const MIGRATIONS: &[(u32, &str)] = &[(
         sha256 TEXT NOT NULL,
         created_at TEXT NOT NULL
      );",
-)];
+    ),
+    (
+        2,
+        "CREATE TABLE audit_log (
+        id TEXT PRIMARY KEY,
+        tenant_id TEXT,
+        doc TEXT NOT NULL
+     );
+     CREATE INDEX audit_log_by_tenant ON audit_log (tenant_id, id);
+     CREATE TABLE auth_tokens (
+        token_hash TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL,
+        tenant_id TEXT,
+        purpose TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        used_at TEXT
+     );
+     CREATE INDEX auth_tokens_by_user ON auth_tokens (user_id, purpose);",
+    ),
+];
 
 /// The SQLite adapter. Implements every storage port.
 pub struct SqliteStore {
@@ -208,14 +231,24 @@ impl StoreAdmin for SqliteStore {
                  )",
             )
             .map_err(db_err("migrate the schema"))?;
-            let applied: u32 = tx
-                .query_row(
-                    "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-                    [],
-                    |r| r.get(0),
-                )
-                .map_err(db_err("migrate the schema"))?;
-            for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > applied) {
+            // Each version is recorded on its own, so migrations that land out of order
+            // (say 4 before 3) are still each applied exactly once.
+            let applied: std::collections::HashSet<u32> = {
+                let mut stmt = tx
+                    .prepare("SELECT version FROM schema_migrations")
+                    .map_err(db_err("migrate the schema"))?;
+                let rows = stmt
+                    .query_map([], |r| r.get::<_, u32>(0))
+                    .map_err(db_err("migrate the schema"))?;
+                rows.collect::<rusqlite::Result<_>>()
+                    .map_err(db_err("migrate the schema"))?
+            };
+            let mut pending: Vec<&(u32, &str)> = MIGRATIONS
+                .iter()
+                .filter(|(v, _)| !applied.contains(v))
+                .collect();
+            pending.sort_by_key(|(v, _)| *v);
+            for (version, sql) in pending {
                 tx.execute_batch(sql)
                     .map_err(db_err("migrate the schema"))?;
                 tx.execute(
@@ -225,7 +258,8 @@ impl StoreAdmin for SqliteStore {
                 .map_err(db_err("migrate the schema"))?;
             }
             tx.commit().map_err(db_err("migrate the schema"))?;
-            Ok(MIGRATIONS.last().map_or(0, |(v, _)| *v).max(applied))
+            let newest = MIGRATIONS.iter().map(|(v, _)| *v).max().unwrap_or(0);
+            Ok(applied.into_iter().max().unwrap_or(0).max(newest))
         })
         .await
     }
@@ -244,7 +278,8 @@ impl StoreAdmin for SqliteStore {
         self.call("check whether the store is empty", |c| {
             c.query_row(
                 "SELECT NOT EXISTS(SELECT 1 FROM tenants) AND NOT EXISTS(SELECT 1 FROM users)
-                    AND NOT EXISTS(SELECT 1 FROM settings) AND NOT EXISTS(SELECT 1 FROM blobs)",
+                    AND NOT EXISTS(SELECT 1 FROM settings) AND NOT EXISTS(SELECT 1 FROM blobs)
+                    AND NOT EXISTS(SELECT 1 FROM audit_log)",
                 [],
                 |r| r.get(0),
             )
