@@ -62,6 +62,9 @@ conformance!(
     export_then_import_into_an_empty_store_reproduces_every_record,
     audit_log_is_newest_first_and_tenant_scoped,
     tokens_are_single_use_and_expire,
+    outbox_lists_newest_first_within_scope,
+    outbox_claims_due_emails_with_a_lease,
+    concurrent_outbox_claims_never_hand_out_one_email_twice,
 );
 
 fn tenant(name: &str) -> Tenant {
@@ -789,4 +792,214 @@ async fn tokens_are_single_use_and_expire(store: &Store) {
         .consume("h-reset", TokenPurpose::PasswordReset, now)
         .await
         .is_err());
+}
+
+fn outbox_email(tenant: Option<&Tenant>, due_in_ms: i64) -> imix_core::model::OutboxEmail {
+    use imix_core::model::{OutboxEmail, OutboxId, OutboxStatus};
+    let now = imix_core::now();
+    OutboxEmail {
+        id: OutboxId::new(),
+        tenant_id: tenant.map(|t| t.id),
+        to_email: "agent@example.com".into(),
+        to_name: Some("Aïcha".into()),
+        subject: "Bienvenue".into(),
+        template: "invitation".into(),
+        language: Language::Fr,
+        sealed_body: "opaque".into(),
+        redacted_text: "Lien : [redacted]".into(),
+        status: OutboxStatus::Pending,
+        attempts: 0,
+        max_attempts: 5,
+        next_attempt_at: now + chrono::Duration::milliseconds(due_in_ms),
+        lease_until: None,
+        last_error: None,
+        server_reply: None,
+        created_at: now,
+        updated_at: now,
+        sent_at: None,
+        version: 1,
+    }
+}
+
+async fn outbox_lists_newest_first_within_scope(store: &Store) {
+    let (a, b) = (tenant("OutA"), tenant("OutB"));
+    let first = outbox_email(Some(&a), 0);
+    let platform = outbox_email(None, 0);
+    let last = outbox_email(Some(&a), 0);
+    for e in [&first, &platform, &last] {
+        store.outbox.insert(e).await.unwrap();
+    }
+    assert!(matches!(
+        store.outbox.insert(&first).await,
+        Err(Error::Duplicate { .. })
+    ));
+    assert_eq!(
+        store.outbox.get(Scope::Platform, first.id).await.unwrap(),
+        first
+    );
+    assert!(matches!(
+        store.outbox.get(Scope::Tenant(b.id), first.id).await,
+        Err(Error::NotFound { .. })
+    ));
+
+    let all = store
+        .outbox
+        .list(Scope::Platform, PageRequest::first(2))
+        .await
+        .unwrap();
+    assert_eq!(
+        all.items.iter().map(|e| e.id).collect::<Vec<_>>(),
+        vec![last.id, platform.id]
+    );
+    let rest = store
+        .outbox
+        .list(
+            Scope::Platform,
+            PageRequest {
+                cursor: all.next_cursor.clone(),
+                limit: Some(2),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(rest.items, vec![first.clone()]);
+    assert_eq!(rest.next_cursor, None);
+
+    let mine = store
+        .outbox
+        .list(Scope::Tenant(a.id), PageRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(mine.items, vec![last.clone(), first.clone()]);
+    let none = store
+        .outbox
+        .list(Scope::Tenant(b.id), PageRequest::default())
+        .await
+        .unwrap();
+    assert!(none.items.is_empty());
+    assert!(matches!(
+        store
+            .outbox
+            .list(Scope::Platform, PageRequest::first(0))
+            .await,
+        Err(Error::Invalid { .. })
+    ));
+}
+
+async fn outbox_claims_due_emails_with_a_lease(store: &Store) {
+    use imix_core::model::OutboxStatus;
+    let ms = chrono::Duration::milliseconds;
+    let now = imix_core::now();
+    assert_eq!(store.outbox.next_due_at().await.unwrap(), None);
+    assert_eq!(
+        store.outbox.claim_due(now, now + ms(1000)).await.unwrap(),
+        None
+    );
+
+    let later = outbox_email(None, 60_000);
+    let due = outbox_email(None, -1_000);
+    store.outbox.insert(&later).await.unwrap();
+    store.outbox.insert(&due).await.unwrap();
+    assert_eq!(
+        store.outbox.next_due_at().await.unwrap(),
+        Some(due.next_attempt_at)
+    );
+
+    let lease = now + ms(5_000);
+    let claimed = store.outbox.claim_due(now, lease).await.unwrap().unwrap();
+    let mut expected = due.clone();
+    expected.apply_claim(now, lease);
+    assert_eq!(claimed, expected);
+    assert_eq!(claimed.status, OutboxStatus::Sending);
+    assert_eq!(claimed.attempts, 1);
+    assert_eq!(claimed.version, 2);
+    assert_eq!(
+        store.outbox.get(Scope::Platform, due.id).await.unwrap(),
+        claimed
+    );
+    // Leased: nothing else is due now; the lease end is the next due instant.
+    assert_eq!(
+        store.outbox.claim_due(now, now + ms(5_000)).await.unwrap(),
+        None
+    );
+    assert_eq!(store.outbox.next_due_at().await.unwrap(), Some(lease));
+
+    // The worker died: once the lease expires another worker takes the email over, and
+    // the first worker's late report is rejected.
+    let after_lease = lease + ms(1);
+    let retaken = store
+        .outbox
+        .claim_due(after_lease, after_lease + ms(5_000))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(retaken.id, due.id);
+    assert_eq!(retaken.attempts, 2);
+    let mut late = claimed.clone();
+    late.status = OutboxStatus::Sent;
+    assert!(matches!(
+        store.outbox.update(&late).await,
+        Err(Error::VersionConflict { .. })
+    ));
+
+    let mut sent = retaken.clone();
+    sent.status = OutboxStatus::Sent;
+    sent.lease_until = None;
+    sent.sent_at = Some(after_lease);
+    sent.server_reply = Some("250 OK".into());
+    let stored = store.outbox.update(&sent).await.unwrap();
+    assert_eq!(stored.version, retaken.version + 1);
+    assert_eq!(
+        store.outbox.get(Scope::Platform, due.id).await.unwrap(),
+        stored
+    );
+    // Sent emails are never due again; the later one is due at its own time.
+    assert_eq!(
+        store.outbox.next_due_at().await.unwrap(),
+        Some(later.next_attempt_at)
+    );
+    let far = later.next_attempt_at + ms(1);
+    let next = store
+        .outbox
+        .claim_due(far, far + ms(5_000))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(next.id, later.id);
+    let missing = outbox_email(None, 0);
+    assert!(matches!(
+        store.outbox.update(&missing).await,
+        Err(Error::NotFound { .. })
+    ));
+}
+
+async fn concurrent_outbox_claims_never_hand_out_one_email_twice(store: &Store) {
+    let mut ids = HashSet::new();
+    for _ in 0..10 {
+        let e = outbox_email(None, -1_000);
+        ids.insert(e.id);
+        store.outbox.insert(&e).await.unwrap();
+    }
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut mine = Vec::new();
+                loop {
+                    let now = imix_core::now();
+                    let lease = now + chrono::Duration::minutes(5);
+                    match store.outbox.claim_due(now, lease).await.unwrap() {
+                        Some(e) => mine.push(e.id),
+                        None => return mine,
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut claimed = Vec::new();
+    for t in tasks {
+        claimed.extend(t.await.unwrap());
+    }
+    assert_eq!(claimed.len(), 10, "every due email claimed exactly once");
+    assert_eq!(claimed.into_iter().collect::<HashSet<_>>(), ids);
 }

@@ -6,12 +6,14 @@
 
 mod audit;
 mod auth_token;
+mod outbox;
 mod settings;
 mod tenant;
 mod user;
 
 pub use audit::AuditEntry;
 pub use auth_token::{AuthToken, TokenPurpose};
+pub use outbox::{OutboxEmail, OutboxId, OutboxStatus};
 pub use settings::{SettingsDoc, SettingsScope};
 pub use tenant::{Tenant, TenantDocument, TenantStatus, UsageLimits};
 pub use user::{normalize_email, PasswordHash, Role, User, UserStatus};

@@ -25,7 +25,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     id::{TenantId, UserId},
-    model::{AuditEntry, AuthToken, SettingsDoc, SettingsScope, Tenant, TokenPurpose, User},
+    model::{
+        AuditEntry, AuthToken, OutboxEmail, OutboxId, SettingsDoc, SettingsScope, Tenant,
+        TokenPurpose, User,
+    },
     Error, Result, Timestamp,
 };
 
@@ -211,6 +214,37 @@ pub trait AuthTokenRepository: Send + Sync {
     ) -> Result<u64>;
 }
 
+/// The mail outbox (see [`OutboxEmail`]). Not part of export/import: it is operational
+/// state, not business data.
+///
+/// Claims are safe with several server replicas: [`MailOutboxRepository::claim_due`] picks
+/// and leases one due email in a single atomic step, so two workers never hold the same
+/// email at once; a worker that dies leaves a lease that simply expires.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait MailOutboxRepository: Send + Sync {
+    /// Stores a new email as given.
+    async fn insert(&self, email: &OutboxEmail) -> Result<()>;
+    /// The email with `id`, if visible in `scope`.
+    async fn get(&self, scope: Scope, id: OutboxId) -> Result<OutboxEmail>;
+    /// Atomically claims the email that has been due longest ([`OutboxEmail::due_at`] at or
+    /// before `now`): applies [`OutboxEmail::apply_claim`] with `lease_until` and returns the
+    /// claimed record; `None` when nothing is due.
+    async fn claim_due(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> Result<Option<OutboxEmail>>;
+    /// Replaces the email if its stored version equals `email.version`; returns the stored
+    /// email, whose version is one higher. A worker whose lease was taken over gets
+    /// [`Error::VersionConflict`].
+    async fn update(&self, email: &OutboxEmail) -> Result<OutboxEmail>;
+    /// The earliest instant at which some email becomes due, if any is pending or sending.
+    async fn next_due_at(&self) -> Result<Option<Timestamp>>;
+    /// Emails visible in `scope`, **newest first**; the cursor is the last id returned.
+    async fn list(&self, scope: Scope, page: PageRequest) -> Result<Page<OutboxEmail>>;
+}
+
 /// Metadata of a stored blob.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlobMeta {
@@ -317,6 +351,8 @@ pub struct Store {
     pub audit: Arc<dyn AuditLogRepository>,
     /// Invitation and password-reset tokens.
     pub auth_tokens: Arc<dyn AuthTokenRepository>,
+    /// The mail outbox.
+    pub outbox: Arc<dyn MailOutboxRepository>,
     /// Schema, ping, emptiness.
     pub admin: Arc<dyn StoreAdmin>,
 }
@@ -339,6 +375,7 @@ impl Store {
             + BlobStore
             + AuditLogRepository
             + AuthTokenRepository
+            + MailOutboxRepository
             + StoreAdmin
             + 'static,
     {
@@ -349,6 +386,7 @@ impl Store {
             blobs: adapter.clone(),
             audit: adapter.clone(),
             auth_tokens: adapter.clone(),
+            outbox: adapter.clone(),
             admin: adapter,
         }
     }

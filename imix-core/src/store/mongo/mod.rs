@@ -35,6 +35,7 @@ use crate::{
 mod audit;
 mod auth_tokens;
 mod blobs;
+mod outbox;
 mod settings;
 mod tenants;
 mod users;
@@ -48,7 +49,7 @@ const BLOB_META: &str = "blob_meta";
 const AUDIT_LOG: &str = "audit_log";
 const AUTH_TOKENS: &str = "auth_tokens";
 /// The schema version this adapter brings a database to.
-const SCHEMA_VERSION: u32 = 2;
+const SCHEMA_VERSION: u32 = 3;
 
 /// The MongoDB adapter. Implements every storage port.
 #[derive(Clone)]
@@ -169,6 +170,17 @@ impl MongoStore {
                     &tokens,
                     doc! { "user_id": 1, "purpose": 1 },
                     "by_user",
+                    false,
+                )
+                .await
+            }
+            3 => {
+                let outbox = self.db.collection::<Document>(outbox::MAIL_OUTBOX);
+                create_index(&outbox, doc! { "due_ms": 1, "_id": 1 }, "by_due", false).await?;
+                create_index(
+                    &outbox,
+                    doc! { "tenant_id": 1, "_id": -1 },
+                    "by_tenant",
                     false,
                 )
                 .await

@@ -44,6 +44,7 @@ use crate::{
 mod audit;
 mod auth_tokens;
 mod blobs;
+mod outbox;
 mod settings;
 mod tenants;
 mod users;
@@ -101,6 +102,18 @@ const MIGRATIONS: &[(u32, &str)] = &[
         used_at TEXT
      );
      CREATE INDEX auth_tokens_by_user ON auth_tokens (user_id, purpose);",
+    ),
+    (
+        3,
+        "CREATE TABLE mail_outbox (
+        id TEXT PRIMARY KEY,
+        tenant_id TEXT,
+        due_ms INTEGER,
+        version INTEGER NOT NULL,
+        doc TEXT NOT NULL
+     );
+     CREATE INDEX mail_outbox_due ON mail_outbox (due_ms) WHERE due_ms IS NOT NULL;
+     CREATE INDEX mail_outbox_by_tenant ON mail_outbox (tenant_id, id);",
     ),
 ];
 

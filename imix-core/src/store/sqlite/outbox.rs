@@ -1,0 +1,199 @@
+//! The mail outbox on SQLite.
+//!
+//! Beside the JSON document, `due_ms` holds [`OutboxEmail::due_at`] in Unix milliseconds
+//! (NULL once sent or failed), indexed, so a claim is one indexed lookup. A claim runs in an
+//! `IMMEDIATE` transaction: it takes SQLite's write lock before reading, so even two
+//! processes sharing the file cannot claim the same email.
+
+use rusqlite::TransactionBehavior;
+
+#[allow(clippy::wildcard_imports)]
+use super::*;
+use crate::{
+    model::{OutboxEmail, OutboxId},
+    store::MailOutboxRepository,
+    Timestamp,
+};
+
+const ENTITY: &str = "outbox email";
+
+fn due_ms(email: &OutboxEmail) -> Option<i64> {
+    email.due_at().map(|t| t.timestamp_millis())
+}
+
+fn from_millis(ms: i64) -> Result<Timestamp> {
+    chrono::DateTime::from_timestamp_millis(ms).ok_or_else(|| Error::Corrupt {
+        entity: ENTITY,
+        source: "due instant out of range".into(),
+    })
+}
+
+#[async_trait]
+impl MailOutboxRepository for SqliteStore {
+    async fn insert(&self, email: &OutboxEmail) -> Result<()> {
+        let doc = to_json(email, ENTITY)?;
+        let id = email.id.to_string();
+        let tenant = email.tenant_id.map(|t| t.to_string());
+        let version = version_param(email.version)?;
+        let due = due_ms(email);
+        self.call("insert an outbox email", move |c| {
+            c.execute(
+                "INSERT INTO mail_outbox (id, tenant_id, due_ms, version, doc)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![id, tenant, due, version, doc],
+            )
+            .map_err(unique_err(ENTITY, "insert an outbox email"))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get(&self, scope: Scope, id: OutboxId) -> Result<OutboxEmail> {
+        let only = scope_param(scope);
+        self.call("read an outbox email", move |c| {
+            let doc: Option<String> = c
+                .query_row(
+                    "SELECT doc FROM mail_outbox WHERE id = ?1 AND (?2 IS NULL OR tenant_id = ?2)",
+                    params![id.to_string(), only],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(db_err("read an outbox email"))?;
+            match doc {
+                Some(doc) => from_json(&doc, ENTITY),
+                None => Err(Error::NotFound {
+                    entity: ENTITY,
+                    id: id.to_string(),
+                }),
+            }
+        })
+        .await
+    }
+
+    async fn claim_due(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> Result<Option<OutboxEmail>> {
+        const ACTION: &str = "claim an outbox email";
+        self.call(ACTION, move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db_err(ACTION))?;
+            let doc: Option<String> = tx
+                .query_row(
+                    "SELECT doc FROM mail_outbox
+                     WHERE due_ms IS NOT NULL AND due_ms <= ?1
+                     ORDER BY due_ms, id LIMIT 1",
+                    [now.timestamp_millis()],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(db_err(ACTION))?;
+            let Some(doc) = doc else {
+                return Ok(None);
+            };
+            let mut email: OutboxEmail = from_json(&doc, ENTITY)?;
+            let expected = version_param(email.version)?;
+            email.apply_claim(now, lease_until);
+            let changed = tx
+                .execute(
+                    "UPDATE mail_outbox SET due_ms = ?1, version = ?2, doc = ?3
+                     WHERE id = ?4 AND version = ?5",
+                    params![
+                        due_ms(&email),
+                        version_param(email.version)?,
+                        to_json(&email, ENTITY)?,
+                        email.id.to_string(),
+                        expected
+                    ],
+                )
+                .map_err(db_err(ACTION))?;
+            tx.commit().map_err(db_err(ACTION))?;
+            // The write lock was held since the read, so the row cannot have changed.
+            Ok((changed == 1).then_some(email))
+        })
+        .await
+    }
+
+    async fn update(&self, email: &OutboxEmail) -> Result<OutboxEmail> {
+        const ACTION: &str = "update an outbox email";
+        let mut next = email.clone();
+        next.version += 1;
+        let doc = to_json(&next, ENTITY)?;
+        let id = email.id.to_string();
+        let due = due_ms(&next);
+        let (expected, new_version) = (version_param(email.version)?, version_param(next.version)?);
+        self.call(ACTION, move |c| {
+            let changed = c
+                .execute(
+                    "UPDATE mail_outbox SET due_ms = ?1, version = ?2, doc = ?3
+                     WHERE id = ?4 AND version = ?5",
+                    params![due, new_version, doc, id, expected],
+                )
+                .map_err(db_err(ACTION))?;
+            if changed == 1 {
+                return Ok(next);
+            }
+            let exists: bool = c
+                .query_row(
+                    "SELECT EXISTS(SELECT 1 FROM mail_outbox WHERE id = ?1)",
+                    [&id],
+                    |r| r.get(0),
+                )
+                .map_err(db_err(ACTION))?;
+            Err(if exists {
+                Error::VersionConflict {
+                    entity: ENTITY,
+                    id,
+                    expected: expected as u64,
+                }
+            } else {
+                Error::NotFound { entity: ENTITY, id }
+            })
+        })
+        .await
+    }
+
+    async fn next_due_at(&self) -> Result<Option<Timestamp>> {
+        let ms: Option<i64> = self
+            .call("read the next outbox due time", |c| {
+                c.query_row(
+                    "SELECT MIN(due_ms) FROM mail_outbox WHERE due_ms IS NOT NULL",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(db_err("read the next outbox due time"))
+            })
+            .await?;
+        ms.map(from_millis).transpose()
+    }
+
+    async fn list(&self, scope: Scope, page: PageRequest) -> Result<Page<OutboxEmail>> {
+        const ACTION: &str = "list outbox emails";
+        let limit = page.effective_limit()?;
+        let cursor = page.validated_cursor()?;
+        let only = scope_param(scope);
+        self.call(ACTION, move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT doc FROM mail_outbox
+                     WHERE (?1 IS NULL OR id < ?1) AND (?2 IS NULL OR tenant_id = ?2)
+                     ORDER BY id DESC LIMIT ?3",
+                )
+                .map_err(db_err(ACTION))?;
+            let rows = stmt
+                .query_map(params![cursor, only, limit + 1], |r| r.get::<_, String>(0))
+                .map_err(db_err(ACTION))?;
+            let mut items = Vec::new();
+            for row in rows {
+                items.push(from_json::<OutboxEmail>(
+                    &row.map_err(db_err(ACTION))?,
+                    ENTITY,
+                )?);
+            }
+            Ok(Page::from_overfetch(items, limit, |e| e.id.to_string()))
+        })
+        .await
+    }
+}
