@@ -8,9 +8,12 @@
 # Services (each on a free loopback port):
 #   MongoDB-wire  SecantusDB (PyPI, pinned below) unless IMIX_TEST_MONGODB_URI is already set
 #   Redis         Debian's redis-server unless IMIX_TEST_REDIS_URL is already set
+#   SMTP          aiosmtpd (PyPI, pinned below) driven by scripts/smtp_sink.py, unless
+#                 IMIX_TEST_SMTP_HOST is already set
 set -euo pipefail
 
 SECANTUSDB_VERSION="0.7.0b3"
+AIOSMTPD_VERSION="1.4.6"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 VENV="${IMIX_TEST_VENV:-$HOME/.cache/imix/test-venv}"
@@ -87,6 +90,42 @@ if [ -z "${IMIX_TEST_MONGODB_URI:-}" ]; then
   log "SecantusDB listening on $IMIX_TEST_MONGODB_URI"
 else
   log "using the MongoDB server at IMIX_TEST_MONGODB_URI"
+fi
+
+# --- SMTP: a recording server (plain+AUTH, STARTTLS, implicit TLS) ------------------------
+if [ -z "${IMIX_TEST_SMTP_HOST:-}" ]; then
+  command -v openssl >/dev/null || apt_install openssl
+  [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+  if ! "$VENV/bin/pip" show aiosmtpd 2>/dev/null | grep -qx "Version: $AIOSMTPD_VERSION"; then
+    log "installing aiosmtpd $AIOSMTPD_VERSION into $VENV"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check "aiosmtpd==$AIOSMTPD_VERSION"
+  fi
+  smtp_port=$(free_port)
+  starttls_port=$(free_port)
+  tls_port=$(free_port)
+  mkdir -p "$WORK/smtp/maildir" "$WORK/smtp/certs"
+  "$VENV/bin/python" scripts/smtp_sink.py --host 127.0.0.1 --port "$smtp_port" \
+    --starttls-port "$starttls_port" --tls-port "$tls_port" \
+    --maildir "$WORK/smtp/maildir" --certdir "$WORK/smtp/certs" \
+    --user imix-test --password imix-test-password >"$WORK/smtp.log" 2>&1 &
+  PIDS+=($!)
+  smtp_pid=$!
+  for p in "$smtp_port" "$starttls_port" "$tls_port"; do
+    wait_for_port "$p" smtp "$smtp_pid"
+  done
+  export IMIX_TEST_SMTP_HOST=127.0.0.1
+  export IMIX_TEST_SMTP_PORT="$smtp_port"
+  export IMIX_TEST_SMTP_STARTTLS_PORT="$starttls_port"
+  export IMIX_TEST_SMTP_TLS_PORT="$tls_port"
+  export IMIX_TEST_SMTP_CA="$WORK/smtp/certs/ca.pem"
+  export IMIX_TEST_SMTP_USER=imix-test
+  export IMIX_TEST_SMTP_PASSWORD=imix-test-password
+  export IMIX_TEST_SMTP_MAILDIR="$WORK/smtp/maildir"
+  # Tests that stop and restart a server of their own start scripts/smtp_sink.py with it.
+  export IMIX_TEST_SMTP_PYTHON="$VENV/bin/python"
+  log "aiosmtpd listening on $IMIX_TEST_SMTP_HOST ports $smtp_port (AUTH), $starttls_port (STARTTLS), $tls_port (TLS)"
+else
+  log "using the SMTP server at IMIX_TEST_SMTP_HOST"
 fi
 
 # --- Quality gates and tests -----------------------------------------------------------
