@@ -4,4 +4,25 @@
 //! invitations), usage limits and quota enforcement (Redis and in-process), and the audit log.
 //! The persisted entities and their storage ports live in `imix-core`; the services that
 //! enforce the rules live here.
+//!
+//! Every operation takes an [`AuthContext`], which only [`TenancyService::authenticate`]
+//! can make: permissions are checked here, tenant isolation in the store.
 #![forbid(unsafe_code)]
+
+mod context;
+pub mod emails;
+mod error;
+pub mod password;
+pub mod permission;
+mod service;
+pub mod throttle;
+pub mod token;
+pub mod validate;
+
+pub use context::AuthContext;
+pub use error::TenancyError;
+pub use permission::Permission;
+pub use service::{
+    NewTenant, NewUser, SignIn, StoredFile, TenancyConfig, TenancyService, TenantPatch, UserPatch,
+    INVITATION_VALID_HOURS, RESET_VALID_HOURS,
+};

@@ -1,0 +1,109 @@
+//! The account emails the tenancy services send: invitations and password resets.
+//!
+//! A port, so the server can plug in the localized, outbox-backed templates of
+//! `imix-notify`; [`PlainAccountEmails`] is a self-contained implementation over any
+//! [`Mailer`] with short texts in English, French and Arabic.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use imix_core::{model::User, Language};
+use imix_notify::{Email, MailError, Mailbox, Mailer};
+
+/// Sends the emails of the account life cycle.
+#[async_trait]
+pub trait AccountEmails: Send + Sync {
+    /// "You have been invited; set your password at `link`" (valid `valid_hours`).
+    async fn invitation(
+        &self,
+        user: &User,
+        language: Language,
+        link: &str,
+        valid_hours: i64,
+    ) -> Result<(), MailError>;
+    /// "Reset your password at `link`" (valid `valid_hours`).
+    async fn password_reset(
+        &self,
+        user: &User,
+        language: Language,
+        link: &str,
+        valid_hours: i64,
+    ) -> Result<(), MailError>;
+}
+
+/// Plain-text account emails sent straight through a [`Mailer`].
+#[derive(Clone)]
+pub struct PlainAccountEmails {
+    mailer: Arc<dyn Mailer>,
+}
+
+impl PlainAccountEmails {
+    /// Sends through `mailer`.
+    pub fn new(mailer: Arc<dyn Mailer>) -> Self {
+        Self { mailer }
+    }
+}
+
+fn mailbox(user: &User) -> Mailbox {
+    let name = format!("{} {}", user.first_name, user.last_name);
+    if name.trim().is_empty() {
+        Mailbox::new(user.email.clone())
+    } else {
+        Mailbox::named(name.trim(), user.email.clone())
+    }
+}
+
+#[async_trait]
+impl AccountEmails for PlainAccountEmails {
+    async fn invitation(
+        &self,
+        user: &User,
+        language: Language,
+        link: &str,
+        valid_hours: i64,
+    ) -> Result<(), MailError> {
+        let (subject, text) = match language {
+            Language::En => (
+                "You are invited to imix".to_owned(),
+                format!("An account was created for you. Set your password here (valid {valid_hours} hours):\n\n{link}\n"),
+            ),
+            Language::Fr => (
+                "Vous êtes invité sur imix".to_owned(),
+                format!("Un compte a été créé pour vous. Choisissez votre mot de passe ici (valable {valid_hours} heures) :\n\n{link}\n"),
+            ),
+            Language::Ar => (
+                "دعوة للانضمام إلى imix".to_owned(),
+                format!("تم إنشاء حساب لك. عيّن كلمة المرور من هنا (صالح لمدة {valid_hours} ساعة):\n\n{link}\n"),
+            ),
+        };
+        let mut email = Email::new(mailbox(user), subject, text);
+        email.language = language;
+        self.mailer.send(&email).await.map(|_| ())
+    }
+
+    async fn password_reset(
+        &self,
+        user: &User,
+        language: Language,
+        link: &str,
+        valid_hours: i64,
+    ) -> Result<(), MailError> {
+        let (subject, text) = match language {
+            Language::En => (
+                "Reset your imix password".to_owned(),
+                format!("Someone asked to reset your password. If it was you, use this link (valid {valid_hours} hours):\n\n{link}\n\nOtherwise ignore this email."),
+            ),
+            Language::Fr => (
+                "Réinitialisez votre mot de passe imix".to_owned(),
+                format!("Une réinitialisation de votre mot de passe a été demandée. Si c'est vous, utilisez ce lien (valable {valid_hours} heures) :\n\n{link}\n\nSinon, ignorez ce message."),
+            ),
+            Language::Ar => (
+                "إعادة تعيين كلمة مرور imix".to_owned(),
+                format!("طلب أحدهم إعادة تعيين كلمة المرور. إن كنت أنت، استخدم هذا الرابط (صالح لمدة {valid_hours} ساعة):\n\n{link}\n\nوإلا فتجاهل هذه الرسالة."),
+            ),
+        };
+        let mut email = Email::new(mailbox(user), subject, text);
+        email.language = language;
+        self.mailer.send(&email).await.map(|_| ())
+    }
+}

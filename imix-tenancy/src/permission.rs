@@ -1,0 +1,314 @@
+//! Roles and permissions: the matrix, written once.
+//!
+//! `docs/permissions.md` is generated from [`markdown_matrix`] and a test fails when the
+//! committed page differs from it.
+
+use std::{collections::BTreeSet, fmt, str::FromStr};
+
+use imix_core::model::Role;
+use serde::{Deserialize, Serialize};
+
+/// Something a user may be allowed to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Permission {
+    /// See their own tenant's profile.
+    TenantRead,
+    /// Edit their own tenant's profile, logo and documents (not limits, status or notes).
+    TenantManage,
+    /// See the tenant's users.
+    UsersRead,
+    /// Create, edit, deactivate and activate the tenant's users.
+    UsersManage,
+    /// See WhatsApp accounts.
+    WhatsAppAccountsRead,
+    /// Add, edit, verify and delete WhatsApp accounts.
+    WhatsAppAccountsManage,
+    /// See message templates.
+    TemplatesRead,
+    /// Create, sync and delete message templates.
+    TemplatesManage,
+    /// See contacts and groups.
+    ContactsRead,
+    /// Create, edit, import and delete contacts and groups.
+    ContactsManage,
+    /// See conversations and messages.
+    ConversationsRead,
+    /// Send messages and replies.
+    ConversationsReply,
+    /// Assign conversations and change their status.
+    ConversationsAssign,
+    /// See usage counters and limits.
+    UsageRead,
+    /// See the audit log.
+    AuditRead,
+    /// Manage the tenant's own settings (its SMTP sender).
+    SettingsManage,
+    /// Platform: create tenants, change limits, status and private notes, see all tenants.
+    PlatformTenants,
+    /// Platform: SMTP and AI provider settings.
+    PlatformSettings,
+    /// Platform: updates and backups.
+    PlatformSystem,
+}
+
+impl Permission {
+    /// Every permission, in display order.
+    pub const ALL: [Permission; 19] = [
+        Permission::TenantRead,
+        Permission::TenantManage,
+        Permission::UsersRead,
+        Permission::UsersManage,
+        Permission::WhatsAppAccountsRead,
+        Permission::WhatsAppAccountsManage,
+        Permission::TemplatesRead,
+        Permission::TemplatesManage,
+        Permission::ContactsRead,
+        Permission::ContactsManage,
+        Permission::ConversationsRead,
+        Permission::ConversationsReply,
+        Permission::ConversationsAssign,
+        Permission::UsageRead,
+        Permission::AuditRead,
+        Permission::SettingsManage,
+        Permission::PlatformTenants,
+        Permission::PlatformSettings,
+        Permission::PlatformSystem,
+    ];
+
+    /// The wire name, e.g. `users.manage`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Permission::TenantRead => "tenant.read",
+            Permission::TenantManage => "tenant.manage",
+            Permission::UsersRead => "users.read",
+            Permission::UsersManage => "users.manage",
+            Permission::WhatsAppAccountsRead => "whatsapp_accounts.read",
+            Permission::WhatsAppAccountsManage => "whatsapp_accounts.manage",
+            Permission::TemplatesRead => "templates.read",
+            Permission::TemplatesManage => "templates.manage",
+            Permission::ContactsRead => "contacts.read",
+            Permission::ContactsManage => "contacts.manage",
+            Permission::ConversationsRead => "conversations.read",
+            Permission::ConversationsReply => "conversations.reply",
+            Permission::ConversationsAssign => "conversations.assign",
+            Permission::UsageRead => "usage.read",
+            Permission::AuditRead => "audit.read",
+            Permission::SettingsManage => "settings.manage",
+            Permission::PlatformTenants => "platform.tenants",
+            Permission::PlatformSettings => "platform.settings",
+            Permission::PlatformSystem => "platform.system",
+        }
+    }
+
+    /// Whether only platform users (no tenant) may hold it.
+    pub fn is_platform_only(self) -> bool {
+        matches!(
+            self,
+            Permission::PlatformTenants | Permission::PlatformSettings | Permission::PlatformSystem
+        )
+    }
+}
+
+impl fmt::Display for Permission {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Permission {
+    type Err = imix_core::Error;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Permission::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| {
+                imix_core::Error::invalid("permissions", format!("`{s}` is not a known permission"))
+            })
+    }
+}
+
+use Permission as P;
+
+const READ_ALL: &[Permission] = &[
+    P::TenantRead,
+    P::UsersRead,
+    P::WhatsAppAccountsRead,
+    P::TemplatesRead,
+    P::ContactsRead,
+    P::ConversationsRead,
+    P::UsageRead,
+];
+
+/// The permissions of a tenant user with `role` (for [`Role::Custom`], the explicit list).
+pub fn tenant_role_permissions(role: Role, custom: &[Permission]) -> BTreeSet<Permission> {
+    let list: Vec<Permission> = match role {
+        Role::Admin => P::ALL
+            .into_iter()
+            .filter(|p| !p.is_platform_only())
+            .collect(),
+        Role::Manager => vec![
+            P::TenantRead,
+            P::UsersRead,
+            P::WhatsAppAccountsRead,
+            P::TemplatesRead,
+            P::TemplatesManage,
+            P::ContactsRead,
+            P::ContactsManage,
+            P::ConversationsRead,
+            P::ConversationsReply,
+            P::ConversationsAssign,
+            P::UsageRead,
+        ],
+        Role::Supervisor => vec![
+            P::TenantRead,
+            P::UsersRead,
+            P::TemplatesRead,
+            P::ContactsRead,
+            P::ConversationsRead,
+            P::ConversationsReply,
+            P::ConversationsAssign,
+            P::UsageRead,
+        ],
+        Role::Agent => vec![
+            P::TenantRead,
+            P::TemplatesRead,
+            P::ContactsRead,
+            P::ContactsManage,
+            P::ConversationsRead,
+            P::ConversationsReply,
+        ],
+        Role::ReadOnly => READ_ALL.to_vec(),
+        Role::Billing => vec![P::TenantRead, P::UsageRead],
+        Role::Custom => custom
+            .iter()
+            .copied()
+            .filter(|p| !p.is_platform_only())
+            .collect(),
+    };
+    list.into_iter().collect()
+}
+
+/// The permissions of a platform user (no tenant): only Admin grants anything.
+pub fn platform_role_permissions(role: Role) -> BTreeSet<Permission> {
+    match role {
+        Role::Admin => P::ALL.into_iter().collect(),
+        _ => BTreeSet::new(),
+    }
+}
+
+/// The permission matrix as a Markdown table (the body of `docs/permissions.md`).
+pub fn markdown_matrix() -> String {
+    let roles = [
+        Role::Admin,
+        Role::Manager,
+        Role::Supervisor,
+        Role::Agent,
+        Role::ReadOnly,
+        Role::Billing,
+    ];
+    let mut out = String::from(
+        "# Roles and permissions\n\n\
+         <!-- Generated from imix-tenancy/src/permission.rs; a test fails when this page is stale.\n     \
+         Regenerate: IMIX_UPDATE_DOCS=1 cargo test -p imix-tenancy permissions_doc -->\n\n\
+         A user belongs to one tenant or, without a tenant, is a **platform user** (the agency's\n\
+         operator; only the Admin role is allowed there, and it holds every permission below).\n\
+         Tenant users hold their role's permissions inside their own tenant only. `custom` users\n\
+         hold exactly the permissions listed on them (platform permissions cannot be granted).\n\
+         A tenant Admin can never create platform users, grant a permission they do not hold, or\n\
+         touch another tenant.\n\n",
+    );
+    out.push_str("| permission | platform admin |");
+    for r in roles {
+        out.push_str(&format!(" {} |", r.as_str()));
+    }
+    out.push_str("\n|---|---|");
+    for _ in roles {
+        out.push_str("---|");
+    }
+    out.push('\n');
+    let platform = platform_role_permissions(Role::Admin);
+    for p in Permission::ALL {
+        out.push_str(&format!(
+            "| `{}` | {} |",
+            p.as_str(),
+            mark(platform.contains(&p))
+        ));
+        for r in roles {
+            out.push_str(&format!(
+                " {} |",
+                mark(tenant_role_permissions(r, &[]).contains(&p))
+            ));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn mark(yes: bool) -> &'static str {
+    if yes {
+        "✓"
+    } else {
+        ""
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenant_roles_never_hold_platform_permissions() {
+        for role in [
+            Role::Admin,
+            Role::Manager,
+            Role::Supervisor,
+            Role::Agent,
+            Role::ReadOnly,
+            Role::Billing,
+            Role::Custom,
+        ] {
+            let perms = tenant_role_permissions(role, &Permission::ALL);
+            assert!(perms.iter().all(|p| !p.is_platform_only()), "{role}");
+        }
+    }
+
+    #[test]
+    fn every_role_is_below_tenant_admin() {
+        let admin = tenant_role_permissions(Role::Admin, &[]);
+        for role in [
+            Role::Manager,
+            Role::Supervisor,
+            Role::Agent,
+            Role::ReadOnly,
+            Role::Billing,
+        ] {
+            assert!(
+                tenant_role_permissions(role, &[]).is_subset(&admin),
+                "{role}"
+            );
+        }
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for p in Permission::ALL {
+            assert_eq!(p.as_str().parse::<Permission>().unwrap(), p);
+        }
+        assert!("root.everything".parse::<Permission>().is_err());
+    }
+
+    #[test]
+    fn permissions_doc_matches_the_code() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/permissions.md");
+        let generated = markdown_matrix();
+        if std::env::var_os("IMIX_UPDATE_DOCS").is_some() {
+            std::fs::write(&path, &generated).unwrap();
+        }
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == generated,
+            "docs/permissions.md is stale: IMIX_UPDATE_DOCS=1 cargo test -p imix-tenancy permissions_doc"
+        );
+    }
+}

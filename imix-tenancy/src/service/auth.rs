@@ -1,0 +1,335 @@
+//! Sign-in, token authentication, passwords, invitations and resets.
+
+use imix_core::{
+    model::{
+        normalize_email, AuditEntry, AuthToken, Role, TenantStatus, TokenPurpose, User, UserStatus,
+    },
+    store::Scope,
+};
+use secrecy::{ExposeSecret, SecretString};
+
+use super::{now, TenancyService, INVITATION_VALID_HOURS, RESET_VALID_HOURS};
+use crate::{
+    password::check_policy,
+    permission::{platform_role_permissions, tenant_role_permissions, Permission},
+    token::{random_token, token_hash, AccessToken},
+    AuthContext, TenancyError,
+};
+
+/// A successful sign-in.
+#[derive(Debug, Clone)]
+pub struct SignIn {
+    /// The access token.
+    pub token: AccessToken,
+    /// The user must change their password before doing anything else.
+    pub must_change_password: bool,
+}
+
+fn throttle_key(email: &str) -> String {
+    token_hash(&format!("sign-in:{}", normalize_email(email)))
+}
+
+impl TenancyService {
+    /// Creates the default platform administrator when the store has no user at all
+    /// (first start, or `init-db`). It must change its password at first sign-in.
+    /// Returns whether it was created.
+    pub async fn ensure_default_admin(
+        &self,
+        email: &str,
+        password: &SecretString,
+    ) -> Result<bool, TenancyError> {
+        let existing = self
+            .store
+            .users
+            .list(Scope::Platform, imix_core::store::PageRequest::first(1))
+            .await?;
+        if !existing.items.is_empty() {
+            return Ok(false);
+        }
+        let mut admin = User::new(
+            crate::validate::email("IMIX_ADMIN_EMAIL", email)?,
+            Role::Admin,
+            None,
+        );
+        admin.first_name = "Administrator".into();
+        admin.status = UserStatus::Active;
+        admin.password_hash = Some(self.hasher.hash(password)?);
+        admin.must_change_password = true;
+        match self.store.users.insert(&admin).await {
+            Ok(()) => {
+                let mut e = AuditEntry::new("user.create_default_admin", "user");
+                e.target_id = Some(admin.id.to_string());
+                self.audit(e).await;
+                tracing::warn!(email = %admin.email, "created the default administrator; sign in and change its password now");
+                Ok(true)
+            }
+            // Another replica created it at the same moment.
+            Err(imix_core::Error::Duplicate { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// OAuth2 password flow: email and password to an access token.
+    pub async fn sign_in(
+        &self,
+        email: &str,
+        password: &SecretString,
+        client_addr: Option<String>,
+    ) -> Result<SignIn, TenancyError> {
+        let now = now();
+        let key = throttle_key(email);
+        if let Err(retry_after_secs) = self.throttle.check(&key, now).await {
+            return Err(TenancyError::TooManyAttempts { retry_after_secs });
+        }
+        let user = self.store.users.find_by_email(email).await?;
+        // Always one argon2 verification, so unknown emails cost the same as wrong passwords.
+        let password_ok = self.hasher.verify(
+            password,
+            user.as_ref().and_then(|u| u.password_hash.as_ref()),
+        );
+        let Some(user) = user.filter(|_| password_ok) else {
+            self.throttle.record_failure(&key, now).await;
+            let mut e = AuditEntry::new("auth.sign_in_failed", "user");
+            e.actor_email = Some(email.trim().chars().take(254).collect());
+            e.client_addr = client_addr;
+            self.audit(e).await;
+            return Err(TenancyError::InvalidCredentials);
+        };
+        let mut audit = AuditEntry::new("auth.sign_in", "user");
+        audit.actor_id = Some(user.id);
+        audit.actor_email = Some(user.email.clone());
+        audit.tenant_id = user.tenant_id;
+        audit.target_id = Some(user.id.to_string());
+        audit.client_addr = client_addr;
+        if let Err(refusal) = self.check_may_act(&user).await {
+            audit.action = "auth.sign_in_refused".into();
+            self.audit(audit).await;
+            return Err(refusal);
+        }
+        self.throttle.reset(&key).await;
+        let token = self.tokens.issue(&user, now)?;
+        let mut stamped = user.clone();
+        stamped.last_login_at = Some(now);
+        if let Err(e) = self.store.users.update(Scope::Platform, &stamped).await {
+            // Losing a last-login stamp to a concurrent edit is harmless.
+            tracing::debug!(error = %e, "last_login_at not recorded");
+        }
+        self.audit(audit).await;
+        Ok(SignIn {
+            token,
+            must_change_password: user.must_change_password,
+        })
+    }
+
+    /// The user's account and tenant must both be active.
+    async fn check_may_act(&self, user: &User) -> Result<(), TenancyError> {
+        if user.status == UserStatus::Deactivated {
+            return Err(TenancyError::AccountDeactivated);
+        }
+        if let Some(tenant_id) = user.tenant_id {
+            let tenant = self.store.tenants.get(tenant_id).await?;
+            if tenant.status == TenantStatus::Deactivated {
+                return Err(TenancyError::TenantDeactivated);
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks a bearer token and builds the caller's context from the **current** user and
+    /// tenant, so deactivation takes effect at once rather than at token expiry.
+    pub async fn authenticate(
+        &self,
+        token: &str,
+        client_addr: Option<String>,
+    ) -> Result<AuthContext, TenancyError> {
+        let (user_id, _) = self.tokens.verify(token)?;
+        let user = match self.store.users.get(Scope::Platform, user_id).await {
+            Ok(user) => user,
+            Err(imix_core::Error::NotFound { .. }) => return Err(TenancyError::Unauthenticated),
+            Err(e) => return Err(e.into()),
+        };
+        self.check_may_act(&user).await?;
+        let permissions = match user.tenant_id {
+            None => platform_role_permissions(user.role),
+            Some(_) => {
+                let custom: Vec<Permission> = user
+                    .permissions
+                    .iter()
+                    .filter_map(|p| p.parse().ok())
+                    .collect();
+                tenant_role_permissions(user.role, &custom)
+            }
+        };
+        Ok(AuthContext::new(user, permissions, client_addr))
+    }
+
+    /// Fails with [`TenancyError::PasswordChangeRequired`] while the caller must change
+    /// their password (everything but `GET /me` and change-password is refused).
+    pub fn require_password_current(ctx: &AuthContext) -> Result<(), TenancyError> {
+        if ctx.user().must_change_password {
+            Err(TenancyError::PasswordChangeRequired)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Changes the caller's password.
+    pub async fn change_password(
+        &self,
+        ctx: &AuthContext,
+        current: &SecretString,
+        new: &SecretString,
+    ) -> Result<(), TenancyError> {
+        let user = self.store.users.get(Scope::Platform, ctx.user_id()).await?;
+        if !self.hasher.verify(current, user.password_hash.as_ref()) {
+            return Err(TenancyError::invalid(
+                "current_password",
+                "is not the current password",
+            ));
+        }
+        check_policy(new, &user.email)?;
+        if current.expose_secret() == new.expose_secret() {
+            return Err(TenancyError::invalid(
+                "new_password",
+                "must differ from the current password",
+            ));
+        }
+        let mut next = user.clone();
+        next.password_hash = Some(self.hasher.hash(new)?);
+        next.must_change_password = false;
+        next.updated_at = now();
+        self.store.users.update(Scope::Platform, &next).await?;
+        self.audit(Self::entry(
+            ctx,
+            "auth.change_password",
+            "user",
+            user.id.to_string(),
+        ))
+        .await;
+        Ok(())
+    }
+
+    /// Sets a password with a token from an invitation or reset email. The token works once.
+    pub async fn set_password(
+        &self,
+        token: &str,
+        new: &SecretString,
+        client_addr: Option<String>,
+    ) -> Result<(), TenancyError> {
+        let hash = token_hash(token.trim());
+        let now = now();
+        let mut used = None;
+        for purpose in [TokenPurpose::Invitation, TokenPurpose::PasswordReset] {
+            match self.store.auth_tokens.consume(&hash, purpose, now).await {
+                Ok(t) => {
+                    used = Some(t);
+                    break;
+                }
+                Err(imix_core::Error::NotFound { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let used = used.ok_or(TenancyError::TokenInvalid)?;
+        let user = self.store.users.get(Scope::Platform, used.user_id).await?;
+        if user.status == UserStatus::Deactivated {
+            return Err(TenancyError::AccountDeactivated);
+        }
+        check_policy(new, &user.email)?;
+        let mut next = user.clone();
+        next.password_hash = Some(self.hasher.hash(new)?);
+        next.must_change_password = false;
+        next.status = UserStatus::Active;
+        next.updated_at = now;
+        self.store.users.update(Scope::Platform, &next).await?;
+        let mut e = AuditEntry::new(
+            match used.purpose {
+                TokenPurpose::Invitation => "auth.accept_invitation",
+                TokenPurpose::PasswordReset => "auth.reset_password",
+            },
+            "user",
+        );
+        e.actor_id = Some(user.id);
+        e.actor_email = Some(user.email.clone());
+        e.tenant_id = user.tenant_id;
+        e.target_id = Some(user.id.to_string());
+        e.client_addr = client_addr;
+        self.audit(e).await;
+        Ok(())
+    }
+
+    /// Emails a reset link if the email belongs to a user who may sign in. Answers the same
+    /// way, in about the same time, whether or not it does: the work happens in the
+    /// background.
+    pub fn forgot_password(&self, email: &str) {
+        let service = self.clone();
+        let email = email.to_owned();
+        tokio::spawn(async move {
+            if let Err(e) = service.send_reset(&email).await {
+                tracing::warn!(error = %e, "password reset email not sent");
+            }
+        });
+    }
+
+    async fn send_reset(&self, email: &str) -> Result<(), TenancyError> {
+        let Some(user) = self.store.users.find_by_email(email).await? else {
+            return Ok(());
+        };
+        if self.check_may_act(&user).await.is_err() {
+            return Ok(());
+        }
+        let token = self
+            .issue_token(&user, TokenPurpose::PasswordReset, RESET_VALID_HOURS)
+            .await?;
+        let language = self.language_of(&user).await;
+        self.emails
+            .password_reset(&user, language, &self.link(&token), RESET_VALID_HOURS)
+            .await?;
+        Ok(())
+    }
+
+    /// Issues a single-use token for `user`, revoking older ones of the same purpose.
+    pub(crate) async fn issue_token(
+        &self,
+        user: &User,
+        purpose: TokenPurpose,
+        valid_hours: i64,
+    ) -> Result<String, TenancyError> {
+        let now = now();
+        self.store
+            .auth_tokens
+            .revoke_for_user(user.id, purpose, now)
+            .await?;
+        let token = random_token();
+        self.store
+            .auth_tokens
+            .insert(&AuthToken {
+                token_hash: token_hash(&token),
+                user_id: user.id,
+                tenant_id: user.tenant_id,
+                purpose,
+                created_at: now,
+                expires_at: now + chrono::Duration::hours(valid_hours),
+                used_at: None,
+            })
+            .await?;
+        Ok(token)
+    }
+
+    /// Sends the invitation email of an invited user.
+    pub(crate) async fn send_invitation(&self, user: &User) -> Result<(), TenancyError> {
+        let token = self
+            .issue_token(user, TokenPurpose::Invitation, INVITATION_VALID_HOURS)
+            .await?;
+        let language = self.language_of(user).await;
+        self.emails
+            .invitation(user, language, &self.link(&token), INVITATION_VALID_HOURS)
+            .await?;
+        Ok(())
+    }
+
+    /// The user's language (their tenant's default is only a fallback when unset; users
+    /// always carry one, so it is theirs).
+    async fn language_of(&self, user: &User) -> imix_core::Language {
+        user.default_language
+    }
+}

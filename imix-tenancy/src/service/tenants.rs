@@ -1,0 +1,485 @@
+//! Tenants: create, read, edit, deactivate, activate; logo and documents.
+
+use bytes::Bytes;
+use imix_core::{
+    id::{DocumentId, TenantId},
+    model::{Tenant, TenantDocument, TenantStatus, UsageLimits},
+    store::{Page, PageRequest},
+    Language,
+};
+
+use super::{now, TenancyService};
+use crate::{permission::Permission, validate, AuthContext, TenancyError};
+
+/// The largest logo accepted.
+pub const MAX_LOGO_BYTES: u64 = 2 * 1024 * 1024;
+/// The largest document accepted.
+pub const MAX_DOCUMENT_BYTES: u64 = 20 * 1024 * 1024;
+
+/// A tenant to create (the admin guide's "Creating a New Tenant").
+#[derive(Debug, Clone, Default)]
+pub struct NewTenant {
+    /// Tenant name (required).
+    pub name: String,
+    /// Organization name.
+    pub organization: Option<String>,
+    /// Physical address.
+    pub address: Option<String>,
+    /// Primary phone (E.164).
+    pub phone: Option<String>,
+    /// Mobile phone (E.164).
+    pub mobile: Option<String>,
+    /// Primary email.
+    pub email: Option<String>,
+    /// Internal notes (platform only).
+    pub private_notes: Option<String>,
+    /// Default language; English when absent.
+    pub default_language: Option<Language>,
+    /// Usage limits; each absent limit is unlimited.
+    pub limits: UsageLimits,
+}
+
+/// Changes to a tenant. `None` leaves a field as it is; `Some(None)` clears an optional one.
+#[derive(Debug, Clone, Default)]
+pub struct TenantPatch {
+    /// New name.
+    pub name: Option<String>,
+    /// Organization.
+    pub organization: Option<Option<String>>,
+    /// Address.
+    pub address: Option<Option<String>>,
+    /// Phone.
+    pub phone: Option<Option<String>>,
+    /// Mobile.
+    pub mobile: Option<Option<String>>,
+    /// Email.
+    pub email: Option<Option<String>>,
+    /// Private notes (platform only).
+    pub private_notes: Option<Option<String>>,
+    /// Default language.
+    pub default_language: Option<Language>,
+    /// All six limits at once (platform only); each absent limit is unlimited.
+    pub limits: Option<UsageLimits>,
+}
+
+/// A stored file handed back for download.
+#[derive(Debug, Clone)]
+pub struct StoredFile {
+    /// The name to download it as.
+    pub file_name: String,
+    /// Its MIME type.
+    pub content_type: String,
+    /// Its bytes.
+    pub data: Bytes,
+}
+
+fn opt_phone(field: &str, v: Option<&str>) -> Result<Option<String>, TenancyError> {
+    match v.map(str::trim).filter(|s| !s.is_empty()) {
+        Some(p) => validate::e164(field, p).map(Some),
+        None => Ok(None),
+    }
+}
+
+fn opt_email(field: &str, v: Option<&str>) -> Result<Option<String>, TenancyError> {
+    match v.map(str::trim).filter(|s| !s.is_empty()) {
+        Some(e) => validate::email(field, e).map(Some),
+        None => Ok(None),
+    }
+}
+
+fn check_limits(limits: &UsageLimits) -> Result<(), TenancyError> {
+    // Limits are unsigned, so never negative; absurd values are refused to catch typos.
+    const MAX: u64 = 1_000_000_000;
+    let named = [
+        ("limits.max_messages_per_day", limits.max_messages_per_day),
+        ("limits.max_media_per_day", limits.max_media_per_day),
+        ("limits.max_templates", limits.max_templates),
+        ("limits.max_agents", limits.max_agents),
+        ("limits.max_contacts", limits.max_contacts),
+        ("limits.max_contact_groups", limits.max_contact_groups),
+    ];
+    for (field, value) in named {
+        if value.is_some_and(|v| v > MAX) {
+            return Err(TenancyError::invalid(
+                field,
+                format!("must be at most {MAX}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Detects an upload's type from its bytes (never from the client's header).
+fn sniff(data: &[u8]) -> Option<&'static str> {
+    infer::get(data).map(|t| t.mime_type())
+}
+
+const LOGO_TYPES: &[&str] = &["image/png", "image/jpeg", "image/webp"];
+const DOCUMENT_TYPES: &[&str] = &[
+    "application/pdf",
+    "image/png",
+    "image/jpeg",
+    "image/webp",
+    "image/gif",
+    "application/msword",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "application/vnd.ms-excel",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "application/vnd.ms-powerpoint",
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+    "application/vnd.oasis.opendocument.text",
+    "application/vnd.oasis.opendocument.spreadsheet",
+    "application/vnd.oasis.opendocument.presentation",
+];
+
+/// A download name: the last path segment, without control characters or quotes.
+fn clean_file_name(name: &str) -> Result<String, TenancyError> {
+    let base = name.rsplit(['/', '\\']).next().unwrap_or("").trim();
+    let cleaned: String = base
+        .chars()
+        .filter(|c| !c.is_control() && *c != '"')
+        .take(200)
+        .collect();
+    if cleaned.is_empty() || cleaned == "." || cleaned == ".." {
+        return Err(TenancyError::invalid("file", "needs a file name"));
+    }
+    Ok(cleaned)
+}
+
+impl TenancyService {
+    /// Creates a tenant (platform admins).
+    pub async fn create_tenant(
+        &self,
+        ctx: &AuthContext,
+        new: NewTenant,
+    ) -> Result<Tenant, TenancyError> {
+        ctx.require(Permission::PlatformTenants)?;
+        let mut t = Tenant::new(validate::required_text("name", &new.name, 200)?);
+        t.organization = validate::optional_text("organization", new.organization.as_deref(), 200)?;
+        t.address = validate::optional_text("address", new.address.as_deref(), 500)?;
+        t.phone = opt_phone("phone", new.phone.as_deref())?;
+        t.mobile = opt_phone("mobile", new.mobile.as_deref())?;
+        t.email = opt_email("email", new.email.as_deref())?;
+        t.private_notes =
+            validate::optional_text("private_notes", new.private_notes.as_deref(), 10_000)?;
+        t.default_language = new.default_language.unwrap_or_default();
+        check_limits(&new.limits)?;
+        t.limits = new.limits;
+        self.store.tenants.insert(&t).await?;
+        let mut e = Self::entry(ctx, "tenant.create", "tenant", t.id.to_string());
+        e.tenant_id = Some(t.id);
+        self.audit(e).await;
+        Ok(t)
+    }
+
+    /// A tenant: any for platform users, their own for tenant users.
+    pub async fn get_tenant(
+        &self,
+        ctx: &AuthContext,
+        id: TenantId,
+    ) -> Result<Tenant, TenancyError> {
+        ctx.scope_for(id)?;
+        if !ctx.has(Permission::PlatformTenants) {
+            ctx.require(Permission::TenantRead)?;
+        }
+        Ok(self.store.tenants.get(id).await?)
+    }
+
+    /// Tenants visible to the caller.
+    pub async fn list_tenants(
+        &self,
+        ctx: &AuthContext,
+        page: PageRequest,
+    ) -> Result<Page<Tenant>, TenancyError> {
+        if !ctx.has(Permission::PlatformTenants) {
+            ctx.require(Permission::TenantRead)?;
+        }
+        Ok(self.store.tenants.list(ctx.scope(), page).await?)
+    }
+
+    /// Edits a tenant. Platform admins may change everything; a tenant's own admin
+    /// (`tenant.manage`) its profile, but not its limits or the private notes.
+    pub async fn update_tenant(
+        &self,
+        ctx: &AuthContext,
+        id: TenantId,
+        patch: TenantPatch,
+    ) -> Result<Tenant, TenancyError> {
+        ctx.scope_for(id)?;
+        let platform = ctx.has(Permission::PlatformTenants);
+        if !platform {
+            ctx.require(Permission::TenantManage)?;
+            if patch.limits.is_some() {
+                return Err(TenancyError::forbidden(
+                    "only the platform operator can change limits",
+                ));
+            }
+            if patch.private_notes.is_some() {
+                return Err(TenancyError::forbidden(
+                    "only the platform operator can change private notes",
+                ));
+            }
+        }
+        let current = self.store.tenants.get(id).await?;
+        let mut t = current.clone();
+        if let Some(name) = &patch.name {
+            t.name = validate::required_text("name", name, 200)?;
+        }
+        if let Some(v) = &patch.organization {
+            t.organization = validate::optional_text("organization", v.as_deref(), 200)?;
+        }
+        if let Some(v) = &patch.address {
+            t.address = validate::optional_text("address", v.as_deref(), 500)?;
+        }
+        if let Some(v) = &patch.phone {
+            t.phone = opt_phone("phone", v.as_deref())?;
+        }
+        if let Some(v) = &patch.mobile {
+            t.mobile = opt_phone("mobile", v.as_deref())?;
+        }
+        if let Some(v) = &patch.email {
+            t.email = opt_email("email", v.as_deref())?;
+        }
+        if let Some(v) = &patch.private_notes {
+            t.private_notes = validate::optional_text("private_notes", v.as_deref(), 10_000)?;
+        }
+        if let Some(lang) = patch.default_language {
+            t.default_language = lang;
+        }
+        if let Some(limits) = patch.limits {
+            check_limits(&limits)?;
+            t.limits = limits;
+        }
+        t.updated_at = now();
+        let stored = self.store.tenants.update(&t).await?;
+        let mut e = Self::entry(ctx, "tenant.update", "tenant", id.to_string());
+        e.tenant_id = Some(id);
+        self.audit(e).await;
+        Ok(stored)
+    }
+
+    /// Deactivates a tenant: its users cannot sign in, their tokens stop working, nothing is
+    /// sent on its behalf; its data stays.
+    pub async fn deactivate_tenant(
+        &self,
+        ctx: &AuthContext,
+        id: TenantId,
+    ) -> Result<Tenant, TenancyError> {
+        self.set_tenant_status(ctx, id, TenantStatus::Deactivated)
+            .await
+    }
+
+    /// Activates a tenant again; its data reappears as it was.
+    pub async fn activate_tenant(
+        &self,
+        ctx: &AuthContext,
+        id: TenantId,
+    ) -> Result<Tenant, TenancyError> {
+        self.set_tenant_status(ctx, id, TenantStatus::Active).await
+    }
+
+    async fn set_tenant_status(
+        &self,
+        ctx: &AuthContext,
+        id: TenantId,
+        status: TenantStatus,
+    ) -> Result<Tenant, TenancyError> {
+        ctx.scope_for(id)?;
+        ctx.require(Permission::PlatformTenants)?;
+        let current = self.store.tenants.get(id).await?;
+        if current.status == status {
+            return Ok(current);
+        }
+        let mut t = current;
+        t.status = status;
+        t.updated_at = now();
+        let stored = self.store.tenants.update(&t).await?;
+        let action = match status {
+            TenantStatus::Active => "tenant.activate",
+            TenantStatus::Deactivated => "tenant.deactivate",
+        };
+        let mut e = Self::entry(ctx, action, "tenant", id.to_string());
+        e.tenant_id = Some(id);
+        self.audit(e).await;
+        Ok(stored)
+    }
+
+    fn require_tenant_write(ctx: &AuthContext, id: TenantId) -> Result<(), TenancyError> {
+        ctx.scope_for(id)?;
+        if ctx.has(Permission::PlatformTenants) {
+            Ok(())
+        } else {
+            ctx.require(Permission::TenantManage)
+        }
+    }
+
+    /// Replaces a tenant's record with `change` applied, retrying on concurrent edits.
+    async fn modify_tenant(
+        &self,
+        id: TenantId,
+        change: impl Fn(&mut Tenant) -> Result<(), TenancyError>,
+    ) -> Result<Tenant, TenancyError> {
+        for _ in 0..5 {
+            let mut t = self.store.tenants.get(id).await?;
+            change(&mut t)?;
+            t.updated_at = now();
+            match self.store.tenants.update(&t).await {
+                Ok(stored) => return Ok(stored),
+                Err(imix_core::Error::VersionConflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(TenancyError::VersionConflict { entity: "tenant" })
+    }
+
+    /// Uploads the logo: PNG, JPEG or WebP (detected from the bytes), at most 2 MB.
+    pub async fn set_logo(
+        &self,
+        ctx: &AuthContext,
+        id: TenantId,
+        data: Bytes,
+    ) -> Result<Tenant, TenancyError> {
+        Self::require_tenant_write(ctx, id)?;
+        if data.len() as u64 > MAX_LOGO_BYTES {
+            return Err(TenancyError::TooLarge {
+                field: "logo",
+                max_bytes: MAX_LOGO_BYTES,
+            });
+        }
+        let content_type = sniff(&data)
+            .filter(|t| LOGO_TYPES.contains(t))
+            .ok_or_else(|| TenancyError::invalid("logo", "must be a PNG, JPEG or WebP image"))?;
+        self.store.tenants.get(id).await?;
+        let key = format!("tenants/{id}/logo");
+        self.store.blobs.put(&key, content_type, data).await?;
+        let stored = self
+            .modify_tenant(id, |t| {
+                t.logo_blob_key = Some(key.clone());
+                Ok(())
+            })
+            .await?;
+        let mut e = Self::entry(ctx, "tenant.set_logo", "tenant", id.to_string());
+        e.tenant_id = Some(id);
+        self.audit(e).await;
+        Ok(stored)
+    }
+
+    /// The logo.
+    pub async fn logo(&self, ctx: &AuthContext, id: TenantId) -> Result<StoredFile, TenancyError> {
+        let tenant = self.get_tenant(ctx, id).await?;
+        let key = tenant
+            .logo_blob_key
+            .ok_or(TenancyError::NotFound { entity: "logo" })?;
+        let blob = self.store.blobs.get(&key).await?;
+        Ok(StoredFile {
+            file_name: "logo".into(),
+            content_type: blob.meta.content_type,
+            data: blob.data,
+        })
+    }
+
+    /// Uploads a document: PDF, image or office document (detected from the bytes), at most
+    /// 20 MB. Keeps the original file name for downloads.
+    pub async fn add_document(
+        &self,
+        ctx: &AuthContext,
+        id: TenantId,
+        file_name: &str,
+        data: Bytes,
+    ) -> Result<TenantDocument, TenancyError> {
+        Self::require_tenant_write(ctx, id)?;
+        if data.len() as u64 > MAX_DOCUMENT_BYTES {
+            return Err(TenancyError::TooLarge {
+                field: "file",
+                max_bytes: MAX_DOCUMENT_BYTES,
+            });
+        }
+        let file_name = clean_file_name(file_name)?;
+        let content_type = sniff(&data)
+            .filter(|t| DOCUMENT_TYPES.contains(t))
+            .ok_or_else(|| {
+                TenancyError::invalid("file", "must be a PDF, an image or an office document")
+            })?;
+        self.store.tenants.get(id).await?;
+        let doc_id = DocumentId::new();
+        let key = format!("tenants/{id}/documents/{doc_id}");
+        let meta = self.store.blobs.put(&key, content_type, data).await?;
+        let document = TenantDocument {
+            id: doc_id,
+            file_name,
+            content_type: content_type.to_owned(),
+            size: meta.size,
+            blob_key: key,
+            uploaded_at: now(),
+        };
+        let added = document.clone();
+        self.modify_tenant(id, move |t| {
+            t.documents.push(added.clone());
+            Ok(())
+        })
+        .await?;
+        let mut e = Self::entry(ctx, "tenant.add_document", "document", doc_id.to_string());
+        e.tenant_id = Some(id);
+        self.audit(e).await;
+        Ok(document)
+    }
+
+    /// The tenant's documents.
+    pub async fn documents(
+        &self,
+        ctx: &AuthContext,
+        id: TenantId,
+    ) -> Result<Vec<TenantDocument>, TenancyError> {
+        Ok(self.get_tenant(ctx, id).await?.documents)
+    }
+
+    /// One document with its bytes.
+    pub async fn document(
+        &self,
+        ctx: &AuthContext,
+        id: TenantId,
+        doc: DocumentId,
+    ) -> Result<(TenantDocument, StoredFile), TenancyError> {
+        let tenant = self.get_tenant(ctx, id).await?;
+        let d = tenant
+            .documents
+            .into_iter()
+            .find(|d| d.id == doc)
+            .ok_or(TenancyError::NotFound { entity: "document" })?;
+        let blob = self.store.blobs.get(&d.blob_key).await?;
+        let file = StoredFile {
+            file_name: d.file_name.clone(),
+            content_type: d.content_type.clone(),
+            data: blob.data,
+        };
+        Ok((d, file))
+    }
+
+    /// Deletes a document.
+    pub async fn delete_document(
+        &self,
+        ctx: &AuthContext,
+        id: TenantId,
+        doc: DocumentId,
+    ) -> Result<(), TenancyError> {
+        Self::require_tenant_write(ctx, id)?;
+        self.modify_tenant(id, |t| {
+            let before = t.documents.len();
+            t.documents.retain(|d| d.id != doc);
+            if t.documents.len() == before {
+                return Err(TenancyError::NotFound { entity: "document" });
+            }
+            Ok(())
+        })
+        .await?;
+        let key = format!("tenants/{id}/documents/{doc}");
+        match self.store.blobs.delete(&key).await {
+            Ok(()) | Err(imix_core::Error::NotFound { .. }) => {}
+            Err(e) => tracing::warn!(error = %e, "document record removed but its bytes were not"),
+        }
+        let mut e = Self::entry(ctx, "tenant.delete_document", "document", doc.to_string());
+        e.tenant_id = Some(id);
+        self.audit(e).await;
+        Ok(())
+    }
+}

@@ -1,0 +1,310 @@
+//! Users: create (with invitation or initial password), read, edit, deactivate, activate.
+
+use std::collections::BTreeSet;
+
+use imix_core::{
+    id::{TenantId, UserId},
+    model::{Role, User, UserStatus},
+    store::{Page, PageRequest},
+    Language,
+};
+use secrecy::SecretString;
+
+use super::{now, TenancyService};
+use crate::{
+    password::check_policy,
+    permission::{platform_role_permissions, tenant_role_permissions, Permission},
+    validate, AuthContext, TenancyError,
+};
+
+/// A user to create (the admin guide's "Creating a New User").
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    /// Email, unique platform-wide regardless of case.
+    pub email: String,
+    /// First name.
+    pub first_name: String,
+    /// Last name.
+    pub last_name: String,
+    /// Role.
+    pub role: Role,
+    /// Tenant; `None` from a platform admin creates a platform user, from a tenant user it
+    /// means their own tenant.
+    pub tenant_id: Option<TenantId>,
+    /// Language; defaults to the tenant's.
+    pub default_language: Option<Language>,
+    /// Permissions, for the custom role only.
+    pub permissions: Vec<String>,
+    /// An initial password (the user must change it at first sign-in); without one, an
+    /// invitation email is sent.
+    pub password: Option<SecretString>,
+}
+
+/// Changes to a user; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct UserPatch {
+    /// New email.
+    pub email: Option<String>,
+    /// New first name.
+    pub first_name: Option<String>,
+    /// New last name.
+    pub last_name: Option<String>,
+    /// New role.
+    pub role: Option<Role>,
+    /// New language.
+    pub default_language: Option<Language>,
+    /// New permissions (custom role).
+    pub permissions: Option<Vec<String>>,
+}
+
+fn parse_permissions(role: Role, raw: &[String]) -> Result<Vec<Permission>, TenancyError> {
+    if role != Role::Custom {
+        if raw.is_empty() {
+            return Ok(Vec::new());
+        }
+        return Err(TenancyError::invalid(
+            "permissions",
+            "only the custom role carries explicit permissions",
+        ));
+    }
+    let mut out = Vec::with_capacity(raw.len());
+    for p in raw {
+        let perm: Permission = p.parse().map_err(|_| {
+            TenancyError::invalid("permissions", format!("`{p}` is not a known permission"))
+        })?;
+        if perm.is_platform_only() {
+            return Err(TenancyError::invalid(
+                "permissions",
+                format!("`{p}` cannot be granted to tenant users"),
+            ));
+        }
+        out.push(perm);
+    }
+    Ok(out)
+}
+
+fn effective_permissions(
+    role: Role,
+    tenant: Option<TenantId>,
+    custom: &[Permission],
+) -> BTreeSet<Permission> {
+    match tenant {
+        None => platform_role_permissions(role),
+        Some(_) => tenant_role_permissions(role, custom),
+    }
+}
+
+/// Nobody may give anyone more than they hold themselves.
+fn check_no_escalation(
+    ctx: &AuthContext,
+    granted: &BTreeSet<Permission>,
+) -> Result<(), TenancyError> {
+    match granted.iter().find(|p| !ctx.has(**p)) {
+        Some(p) => Err(TenancyError::forbidden(format!(
+            "cannot grant `{p}`, which you do not hold yourself"
+        ))),
+        None => Ok(()),
+    }
+}
+
+impl TenancyService {
+    /// Creates a user. Sends the invitation email unless an initial password is given.
+    pub async fn create_user(&self, ctx: &AuthContext, new: NewUser) -> Result<User, TenancyError> {
+        ctx.require(Permission::UsersManage)?;
+        let tenant_id = match (ctx.tenant_id(), new.tenant_id) {
+            (None, t) => t,
+            (Some(own), None) => Some(own),
+            (Some(own), Some(t)) if t == own => Some(own),
+            (Some(_), Some(_)) => return Err(TenancyError::NotFound { entity: "tenant" }),
+        };
+        let tenant = match tenant_id {
+            Some(t) => Some(self.store.tenants.get(t).await.map_err(|e| match e {
+                imix_core::Error::NotFound { .. } => {
+                    TenancyError::invalid("tenant_id", "no such tenant")
+                }
+                other => other.into(),
+            })?),
+            None => None,
+        };
+        if tenant_id.is_none() && new.role != Role::Admin {
+            return Err(TenancyError::invalid(
+                "role",
+                "a platform user (without tenant) must be an admin",
+            ));
+        }
+        let custom = parse_permissions(new.role, &new.permissions)?;
+        check_no_escalation(ctx, &effective_permissions(new.role, tenant_id, &custom))?;
+
+        let email = validate::email("email", &new.email)?;
+        let mut user = User::new(email, new.role, tenant_id);
+        user.first_name = validate::required_text("first_name", &new.first_name, 100)?;
+        user.last_name = validate::required_text("last_name", &new.last_name, 100)?;
+        user.permissions = custom.iter().map(|p| p.as_str().to_owned()).collect();
+        user.default_language = new
+            .default_language
+            .or(tenant.as_ref().map(|t| t.default_language))
+            .unwrap_or_default();
+        if let Some(password) = &new.password {
+            check_policy(password, &user.email).map_err(|e| match e {
+                TenancyError::Invalid { message, .. } => TenancyError::invalid("password", message),
+                other => other,
+            })?;
+            user.password_hash = Some(self.hasher.hash(password)?);
+            user.must_change_password = true;
+            user.status = UserStatus::Active;
+        }
+        self.store.users.insert(&user).await?;
+        self.audit(Self::entry_for(ctx, "user.create", &user)).await;
+        if new.password.is_none() {
+            if let Err(e) = self.send_invitation(&user).await {
+                // The user exists; the invitation can be sent again by an admin.
+                tracing::error!(error = %e, user = %user.id, "invitation email not sent");
+            }
+        }
+        Ok(user)
+    }
+
+    fn entry_for(ctx: &AuthContext, action: &str, user: &User) -> imix_core::model::AuditEntry {
+        let mut e = Self::entry(ctx, action, "user", user.id.to_string());
+        e.tenant_id = user.tenant_id.or(ctx.tenant_id());
+        e
+    }
+
+    /// A user visible to the caller. Everyone can read themselves.
+    pub async fn get_user(&self, ctx: &AuthContext, id: UserId) -> Result<User, TenancyError> {
+        if id != ctx.user_id() {
+            ctx.require(Permission::UsersRead)?;
+        }
+        Ok(self.store.users.get(ctx.scope(), id).await?)
+    }
+
+    /// Users visible to the caller, optionally of one tenant.
+    pub async fn list_users(
+        &self,
+        ctx: &AuthContext,
+        tenant: Option<TenantId>,
+        page: PageRequest,
+    ) -> Result<Page<User>, TenancyError> {
+        ctx.require(Permission::UsersRead)?;
+        let scope = match tenant {
+            Some(t) => ctx.scope_for(t)?,
+            None => ctx.scope(),
+        };
+        Ok(self.store.users.list(scope, page).await?)
+    }
+
+    /// Edits a user.
+    pub async fn update_user(
+        &self,
+        ctx: &AuthContext,
+        id: UserId,
+        patch: UserPatch,
+    ) -> Result<User, TenancyError> {
+        ctx.require(Permission::UsersManage)?;
+        let current = self.store.users.get(ctx.scope(), id).await?;
+        let mut next = current.clone();
+        if let Some(email) = &patch.email {
+            next.email = validate::email("email", email)?;
+        }
+        if let Some(v) = &patch.first_name {
+            next.first_name = validate::required_text("first_name", v, 100)?;
+        }
+        if let Some(v) = &patch.last_name {
+            next.last_name = validate::required_text("last_name", v, 100)?;
+        }
+        if let Some(lang) = patch.default_language {
+            next.default_language = lang;
+        }
+        if let Some(role) = patch.role {
+            if next.tenant_id.is_none() && role != Role::Admin {
+                return Err(TenancyError::invalid(
+                    "role",
+                    "a platform user (without tenant) must be an admin",
+                ));
+            }
+            next.role = role;
+            if role != Role::Custom && patch.permissions.is_none() {
+                next.permissions.clear();
+            }
+        }
+        if let Some(perms) = &patch.permissions {
+            next.permissions = parse_permissions(next.role, perms)?
+                .iter()
+                .map(|p| p.as_str().to_owned())
+                .collect();
+        }
+        let as_perms = |u: &User| {
+            let custom: Vec<Permission> = u
+                .permissions
+                .iter()
+                .filter_map(|p| p.parse().ok())
+                .collect();
+            effective_permissions(u.role, u.tenant_id, &custom)
+        };
+        // Neither the user as they are nor as they would be may hold more than the caller.
+        check_no_escalation(ctx, &as_perms(&current))?;
+        check_no_escalation(ctx, &as_perms(&next))?;
+        if next.id == ctx.user_id() && next.role != current.role {
+            return Err(TenancyError::forbidden("you cannot change your own role"));
+        }
+        next.updated_at = now();
+        let stored = self.store.users.update(ctx.scope(), &next).await?;
+        self.audit(Self::entry_for(ctx, "user.update", &stored))
+            .await;
+        Ok(stored)
+    }
+
+    /// Deactivates a user: they cannot sign in and their tokens stop working at once.
+    pub async fn deactivate_user(
+        &self,
+        ctx: &AuthContext,
+        id: UserId,
+    ) -> Result<User, TenancyError> {
+        self.set_user_status(ctx, id, true).await
+    }
+
+    /// Activates a deactivated user again.
+    pub async fn activate_user(&self, ctx: &AuthContext, id: UserId) -> Result<User, TenancyError> {
+        self.set_user_status(ctx, id, false).await
+    }
+
+    async fn set_user_status(
+        &self,
+        ctx: &AuthContext,
+        id: UserId,
+        deactivate: bool,
+    ) -> Result<User, TenancyError> {
+        ctx.require(Permission::UsersManage)?;
+        if deactivate && id == ctx.user_id() {
+            return Err(TenancyError::forbidden("you cannot deactivate yourself"));
+        }
+        let current = self.store.users.get(ctx.scope(), id).await?;
+        let custom: Vec<Permission> = current
+            .permissions
+            .iter()
+            .filter_map(|p| p.parse().ok())
+            .collect();
+        check_no_escalation(
+            ctx,
+            &effective_permissions(current.role, current.tenant_id, &custom),
+        )?;
+        let mut next = current.clone();
+        next.status = match (deactivate, &current.password_hash) {
+            (true, _) => UserStatus::Deactivated,
+            (false, Some(_)) => UserStatus::Active,
+            (false, None) => UserStatus::Invited,
+        };
+        if next.status == current.status {
+            return Ok(current);
+        }
+        next.updated_at = now();
+        let stored = self.store.users.update(ctx.scope(), &next).await?;
+        let action = if deactivate {
+            "user.deactivate"
+        } else {
+            "user.activate"
+        };
+        self.audit(Self::entry_for(ctx, action, &stored)).await;
+        Ok(stored)
+    }
+}
