@@ -65,6 +65,11 @@ conformance!(
     outbox_lists_newest_first_within_scope,
     outbox_claims_due_emails_with_a_lease,
     concurrent_outbox_claims_never_hand_out_one_email_twice,
+    counters_add_up_to_the_limit_and_no_further,
+    concurrent_counter_adds_never_exceed_the_limit,
+    expired_counters_count_as_zero_and_restart,
+    counter_subtract_floors_at_zero,
+    counters_with_different_keys_are_independent,
 );
 
 fn tenant(name: &str) -> Tenant {
@@ -1002,4 +1007,170 @@ async fn concurrent_outbox_claims_never_hand_out_one_email_twice(store: &Store) 
     }
     assert_eq!(claimed.len(), 10, "every due email claimed exactly once");
     assert_eq!(claimed.into_iter().collect::<HashSet<_>>(), ids);
+}
+
+// --- Usage counters ----------------------------------------------------------------------
+
+fn counter_key(name: &str) -> String {
+    format!("test:{}:{name}", uuid::Uuid::now_v7().simple())
+}
+
+async fn counters_add_up_to_the_limit_and_no_further(store: &Store) {
+    use imix_core::store::CounterOutcome::{Added, Rejected};
+    let c = &store.counters;
+    let key = counter_key("messages");
+    let later = Some(imix_core::now() + chrono::Duration::hours(1));
+    assert_eq!(c.get(&key).await.unwrap(), 0, "a key never written reads 0");
+    assert_eq!(
+        c.try_add(&key, 3, Some(5), later).await.unwrap(),
+        Added { value: 3 }
+    );
+    assert_eq!(
+        c.try_add(&key, 2, Some(5), later).await.unwrap(),
+        Added { value: 5 }
+    );
+    // Full: nothing changes, the current value is reported.
+    assert_eq!(
+        c.try_add(&key, 1, Some(5), later).await.unwrap(),
+        Rejected { value: 5 }
+    );
+    assert_eq!(c.get(&key).await.unwrap(), 5);
+    // A raised limit makes room; no limit never refuses.
+    assert_eq!(
+        c.try_add(&key, 1, Some(6), later).await.unwrap(),
+        Added { value: 6 }
+    );
+    assert_eq!(
+        c.try_add(&key, 1_000_000, None, later).await.unwrap(),
+        Added { value: 1_000_006 }
+    );
+    // More units than the limit on a fresh key: rejected, and the key stays unwritten.
+    let fresh = counter_key("media");
+    assert_eq!(
+        c.try_add(&fresh, 4, Some(3), None).await.unwrap(),
+        Rejected { value: 0 }
+    );
+    assert_eq!(c.get(&fresh).await.unwrap(), 0);
+    // A limit of 0 refuses everything but zero units.
+    assert_eq!(
+        c.try_add(&fresh, 1, Some(0), None).await.unwrap(),
+        Rejected { value: 0 }
+    );
+    assert!(c
+        .try_add(&fresh, 0, Some(0), None)
+        .await
+        .unwrap()
+        .is_added());
+    // Set overrides whatever was there (reconciliation).
+    c.set(&key, 2, None).await.unwrap();
+    assert_eq!(c.get(&key).await.unwrap(), 2);
+    assert!(matches!(
+        c.try_add("", 1, None, None).await,
+        Err(Error::Invalid { .. })
+    ));
+}
+
+async fn concurrent_counter_adds_never_exceed_the_limit(store: &Store) {
+    let key = counter_key("race");
+    let expires = Some(imix_core::now() + chrono::Duration::hours(1));
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(50));
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let (counters, key, barrier) = (store.counters.clone(), key.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                counters.try_add(&key, 1, Some(20), expires).await.unwrap()
+            })
+        })
+        .collect();
+    let mut added = 0;
+    let mut seen = HashSet::new();
+    for t in tasks {
+        let outcome = t.await.unwrap();
+        if outcome.is_added() {
+            added += 1;
+            // Every successful add saw a distinct value: no lost updates.
+            assert!(seen.insert(outcome.value()), "{outcome:?} seen twice");
+        } else {
+            assert_eq!(outcome.value(), 20, "{outcome:?}");
+        }
+    }
+    assert_eq!(added, 20);
+    assert_eq!(store.counters.get(&key).await.unwrap(), 20);
+}
+
+async fn expired_counters_count_as_zero_and_restart(store: &Store) {
+    use imix_core::store::CounterOutcome::{Added, Rejected};
+    let c = &store.counters;
+    let key = counter_key("daily");
+    let past = Some(imix_core::now() - chrono::Duration::seconds(1));
+    let later = Some(imix_core::now() + chrono::Duration::hours(1));
+    // Written with an expiry already passed: it reads as 0 at once.
+    assert_eq!(
+        c.try_add(&key, 4, Some(5), past).await.unwrap(),
+        Added { value: 4 }
+    );
+    assert_eq!(c.get(&key).await.unwrap(), 0);
+    // The next add starts from 0 (4 + 3 would exceed 5), and takes the new expiry.
+    assert_eq!(
+        c.try_add(&key, 3, Some(5), later).await.unwrap(),
+        Added { value: 3 }
+    );
+    assert_eq!(c.get(&key).await.unwrap(), 3);
+    assert_eq!(
+        c.try_add(&key, 3, Some(5), later).await.unwrap(),
+        Rejected { value: 3 }
+    );
+    // Subtracting from an expired counter leaves 0.
+    let gone = counter_key("gone");
+    c.set(&gone, 9, past).await.unwrap();
+    assert_eq!(c.subtract(&gone, 1).await.unwrap(), 0);
+    assert_eq!(c.get(&gone).await.unwrap(), 0);
+    // A rejected add on an expired counter reports 0 and changes nothing.
+    assert_eq!(
+        c.try_add(&gone, 6, Some(5), later).await.unwrap(),
+        Rejected { value: 0 }
+    );
+    assert_eq!(c.get(&gone).await.unwrap(), 0);
+}
+
+async fn counter_subtract_floors_at_zero(store: &Store) {
+    let c = &store.counters;
+    let key = counter_key("agents");
+    assert_eq!(c.subtract(&key, 3).await.unwrap(), 0, "missing key");
+    assert_eq!(c.get(&key).await.unwrap(), 0);
+    c.try_add(&key, 5, Some(10), None).await.unwrap();
+    assert_eq!(c.subtract(&key, 2).await.unwrap(), 3);
+    assert_eq!(c.subtract(&key, 7).await.unwrap(), 0);
+    assert_eq!(c.get(&key).await.unwrap(), 0);
+    assert_eq!(
+        c.try_add(&key, 10, Some(10), None).await.unwrap().value(),
+        10
+    );
+    // Concurrent subtracts never go below 0 and lose nothing: 10 - 4×2 = 2, then floors.
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let (counters, key) = (store.counters.clone(), key.clone());
+            tokio::spawn(async move { counters.subtract(&key, 2).await.unwrap() })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(c.get(&key).await.unwrap(), 2);
+    assert_eq!(c.subtract(&key, 5).await.unwrap(), 0);
+}
+
+async fn counters_with_different_keys_are_independent(store: &Store) {
+    let c = &store.counters;
+    let a = counter_key("a");
+    let b = counter_key("b");
+    assert!(c.try_add(&a, 2, Some(2), None).await.unwrap().is_added());
+    assert!(!c.try_add(&a, 1, Some(2), None).await.unwrap().is_added());
+    assert!(c.try_add(&b, 2, Some(2), None).await.unwrap().is_added());
+    c.subtract(&a, 1).await.unwrap();
+    assert_eq!(c.get(&a).await.unwrap(), 1);
+    assert_eq!(c.get(&b).await.unwrap(), 2);
+    // Counters are operational state: they do not make a store non-empty.
+    assert!(store.admin.is_empty().await.unwrap());
 }

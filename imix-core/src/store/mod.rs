@@ -298,6 +298,69 @@ pub trait BlobStore: Send + Sync {
     async fn list(&self, prefix: &str, after: Option<String>, limit: u32) -> Result<Vec<BlobMeta>>;
 }
 
+/// What [`CounterRepository::try_add`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CounterOutcome {
+    /// The units were added; `value` is the counter after the add.
+    Added {
+        /// The counter's value after the add.
+        value: u64,
+    },
+    /// The add would have gone over the limit: nothing changed. `value` is the counter's
+    /// current value.
+    Rejected {
+        /// The counter's current (unchanged) value.
+        value: u64,
+    },
+}
+
+impl CounterOutcome {
+    /// Whether the units were added.
+    pub fn is_added(&self) -> bool {
+        matches!(self, CounterOutcome::Added { .. })
+    }
+
+    /// The counter's value after the call (changed or not).
+    pub fn value(&self) -> u64 {
+        match self {
+            CounterOutcome::Added { value } | CounterOutcome::Rejected { value } => *value,
+        }
+    }
+}
+
+/// Named counters with an optional limit and expiry: the durable, replica-shared backing
+/// of usage limits (daily message and media counters, counts of agents, templates,
+/// contacts and contact groups).
+///
+/// Keys are free-form strings such as `tenant:<id>:messages:2026-11-26` or
+/// `tenant:<id>:agents`; a key never written reads as 0. A counter whose `expires_at` has
+/// passed (by the adapter's clock) counts as 0 and starts again from 0 on the next add.
+/// Every operation is atomic on its own, also between server replicas sharing one
+/// database: concurrent [`CounterRepository::try_add`] calls never take a counter over its
+/// limit. Counters are operational state: not part of export/import.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait CounterRepository: Send + Sync {
+    /// Adds `units` to the counter `key` if the result stays within `limit` (`None` =
+    /// unlimited), setting the counter's expiry to `expires_at` (`None` = never);
+    /// otherwise changes nothing and reports the current value.
+    async fn try_add(
+        &self,
+        key: &str,
+        units: u64,
+        limit: Option<u64>,
+        expires_at: Option<Timestamp>,
+    ) -> Result<CounterOutcome>;
+    /// Takes up to `units` off the counter `key`, never below 0; returns the new value.
+    /// A missing or expired counter stays at 0.
+    async fn subtract(&self, key: &str, units: u64) -> Result<u64>;
+    /// The counter's value: 0 when it was never written or has expired.
+    async fn get(&self, key: &str) -> Result<u64>;
+    /// Sets the counter to `value` with expiry `expires_at`, whatever it was: for
+    /// reconciling a count with the records it counts (say, after a restore).
+    async fn set(&self, key: &str, value: u64, expires_at: Option<Timestamp>) -> Result<()>;
+}
+
 /// The backend as a whole.
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
@@ -353,6 +416,8 @@ pub struct Store {
     pub auth_tokens: Arc<dyn AuthTokenRepository>,
     /// The mail outbox.
     pub outbox: Arc<dyn MailOutboxRepository>,
+    /// Usage counters (quotas and count limits).
+    pub counters: Arc<dyn CounterRepository>,
     /// Schema, ping, emptiness.
     pub admin: Arc<dyn StoreAdmin>,
 }
@@ -376,6 +441,7 @@ impl Store {
             + AuditLogRepository
             + AuthTokenRepository
             + MailOutboxRepository
+            + CounterRepository
             + StoreAdmin
             + 'static,
     {
@@ -387,6 +453,7 @@ impl Store {
             audit: adapter.clone(),
             auth_tokens: adapter.clone(),
             outbox: adapter.clone(),
+            counters: adapter.clone(),
             admin: adapter,
         }
     }

@@ -35,6 +35,7 @@ use crate::{
 mod audit;
 mod auth_tokens;
 mod blobs;
+mod counters;
 mod outbox;
 mod settings;
 mod tenants;
@@ -49,7 +50,7 @@ const BLOB_META: &str = "blob_meta";
 const AUDIT_LOG: &str = "audit_log";
 const AUTH_TOKENS: &str = "auth_tokens";
 /// The schema version this adapter brings a database to.
-const SCHEMA_VERSION: u32 = 3;
+const SCHEMA_VERSION: u32 = 4;
 
 /// The MongoDB adapter. Implements every storage port.
 #[derive(Clone)]
@@ -184,6 +185,26 @@ impl MongoStore {
                     false,
                 )
                 .await
+            }
+            4 => {
+                // Counters expire logically (the adapter checks `expires_at`); the TTL
+                // index only removes them eventually.
+                self.db
+                    .collection::<Document>(counters::COUNTERS)
+                    .create_index(
+                        IndexModel::builder()
+                            .keys(doc! { "expires_at": 1 })
+                            .options(
+                                IndexOptions::builder()
+                                    .name("expiry_ttl".to_owned())
+                                    .expire_after(Duration::ZERO)
+                                    .build(),
+                            )
+                            .build(),
+                    )
+                    .await
+                    .map_err(backend_err("migrate the schema"))?;
+                Ok(())
             }
             _ => Ok(()),
         }

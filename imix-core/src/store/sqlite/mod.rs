@@ -44,6 +44,7 @@ use crate::{
 mod audit;
 mod auth_tokens;
 mod blobs;
+mod counters;
 mod outbox;
 mod settings;
 mod tenants;
@@ -114,6 +115,15 @@ const MIGRATIONS: &[(u32, &str)] = &[
      );
      CREATE INDEX mail_outbox_due ON mail_outbox (due_ms) WHERE due_ms IS NOT NULL;
      CREATE INDEX mail_outbox_by_tenant ON mail_outbox (tenant_id, id);",
+    ),
+    (
+        4,
+        "CREATE TABLE counters (
+        key TEXT PRIMARY KEY,
+        value INTEGER NOT NULL,
+        expires_at TEXT
+     );
+     CREATE INDEX counters_by_expiry ON counters (expires_at) WHERE expires_at IS NOT NULL;",
     ),
 ];
 
