@@ -4,7 +4,17 @@
 //! (English, French, Arabic) and the mail outbox that persists every email before sending and
 //! retries until it is delivered or its retry budget is spent.
 //!
-//! Other crates (invitations in `imix-tenancy`, for example) depend only on the trait:
+//! - [`Mailer`], [`Email`], [`MailError`]: the port other crates depend on;
+//!   [`RecordingMailer`] keeps emails in memory for tests.
+//! - [`smtp`] (feature `smtp`): lettre on Tokio with rustls; STARTTLS, implicit TLS or none;
+//!   errors classified so an operator knows what to fix.
+//! - [`settings`]: SMTP settings per platform or tenant, validated, password sealed.
+//! - [`templates`]: invitation, password reset, SMTP test, usage warnings, in three
+//!   languages (Fluent strings, minijinja layout; see that module for why).
+//! - [`outbox`]: persisted emails, a leased claim per email, exponential backoff.
+//! - [`Notifier`]: the service the HTTP layer calls.
+//!
+//! Other crates (invitations in `imix-tenancy`, for example) may depend only on the trait:
 //!
 //! ```
 //! use imix_notify::{Email, Mailbox, Mailer, RecordingMailer};
@@ -17,10 +27,29 @@
 //! assert_eq!(mailer.sent()[0].subject, "Welcome");
 //! # }
 //! ```
+//!
+//! Feature flags: `smtp` (the SMTP adapter and [`SettingsMailerResolver`]; off by default so
+//! crates that only need the trait stay lean), `mock` (mockall mocks of [`Mailer`] and
+//! [`outbox::MailerResolver`]).
 #![forbid(unsafe_code)]
 
+mod error;
 mod mailer;
+pub mod outbox;
+#[cfg(feature = "smtp")]
+mod resolver;
+mod service;
+pub mod settings;
+#[cfg(feature = "smtp")]
+pub mod smtp;
+pub mod templates;
 
+pub use error::{FieldError, NotifyError};
 #[cfg(feature = "mock")]
 pub use mailer::MockMailer;
 pub use mailer::{Email, MailError, Mailbox, Mailer, RecordingMailer, SendReceipt};
+#[cfg(feature = "smtp")]
+pub use resolver::{SettingsMailerResolver, SmtpOptions};
+pub use service::{Notifier, TEST_EMAIL_TIMEOUT};
+#[cfg(feature = "smtp")]
+pub use smtp::{SmtpConfig, SmtpMailer};

@@ -1,0 +1,33 @@
+# English strings of imix emails (Fluent syntax: https://projectfluent.org).
+product = iMix
+footer = This email was sent by { $product }. Please do not reply to it.
+link-fallback = If the button does not work, copy this address into your browser:
+
+link-validity = This link is valid for { $hours ->
+    [one] one hour
+   *[other] { $hours } hours
+}.
+
+invitation-subject = You are invited to join { $organization } on { $product }
+invitation-heading = Welcome, { $name }
+invitation-body = You have been invited to join { $organization } on { $product }. Choose your password to activate your account.
+invitation-action = Set my password
+invitation-note = If you did not expect this invitation, you can ignore this email.
+
+password-reset-subject = Reset your { $product } password
+password-reset-heading = Password reset
+password-reset-body = Hello { $name }, we received a request to reset the password of your { $product } account. Choose a new password with the link below.
+password-reset-action = Choose a new password
+password-reset-note = If you did not ask for this, ignore this email: your password stays unchanged.
+
+smtp-test-subject = { $product } SMTP test
+smtp-test-heading = Your SMTP settings work
+smtp-test-body = This test email was sent through { $host }. There is nothing else to do.
+
+usage-80-subject = { $tenant }: 80% of today's message limit used
+usage-80-heading = Daily message limit almost reached
+usage-80-body = { $tenant } has sent { $used } of the { $limit } messages allowed today. When the limit is reached, sending stops until midnight UTC.
+usage-100-subject = { $tenant }: today's message limit is reached
+usage-100-heading = Daily message limit reached
+usage-100-body = { $tenant } has sent { $used } of the { $limit } messages allowed today. New messages will not be sent until midnight UTC; ask your platform administrator if the limit should be raised.
+usage-action = Open { $product }

@@ -1,0 +1,33 @@
+# Chaînes françaises des e-mails imix (syntaxe Fluent : https://projectfluent.org).
+product = iMix
+footer = Cet e-mail a été envoyé par { $product }. Merci de ne pas y répondre.
+link-fallback = Si le bouton ne fonctionne pas, copiez cette adresse dans votre navigateur :
+
+link-validity = Ce lien est valable { $hours ->
+    [one] une heure
+   *[other] { $hours } heures
+}.
+
+invitation-subject = Vous êtes invité(e) à rejoindre { $organization } sur { $product }
+invitation-heading = Bienvenue, { $name }
+invitation-body = Vous avez été invité(e) à rejoindre { $organization } sur { $product }. Choisissez votre mot de passe pour activer votre compte.
+invitation-action = Définir mon mot de passe
+invitation-note = Si vous n'attendiez pas cette invitation, vous pouvez ignorer cet e-mail.
+
+password-reset-subject = Réinitialisez votre mot de passe { $product }
+password-reset-heading = Réinitialisation du mot de passe
+password-reset-body = Bonjour { $name }, nous avons reçu une demande de réinitialisation du mot de passe de votre compte { $product }. Choisissez un nouveau mot de passe avec le lien ci-dessous.
+password-reset-action = Choisir un nouveau mot de passe
+password-reset-note = Si vous n'êtes pas à l'origine de cette demande, ignorez cet e-mail : votre mot de passe reste inchangé.
+
+smtp-test-subject = Test SMTP de { $product }
+smtp-test-heading = Vos paramètres SMTP fonctionnent
+smtp-test-body = Cet e-mail de test a été envoyé via { $host }. Vous n'avez rien d'autre à faire.
+
+usage-80-subject = { $tenant } : 80 % de la limite de messages du jour atteints
+usage-80-heading = Limite quotidienne de messages bientôt atteinte
+usage-80-body = { $tenant } a envoyé { $used } des { $limit } messages autorisés aujourd'hui. Une fois la limite atteinte, l'envoi s'arrête jusqu'à minuit UTC.
+usage-100-subject = { $tenant } : la limite de messages du jour est atteinte
+usage-100-heading = Limite quotidienne de messages atteinte
+usage-100-body = { $tenant } a envoyé { $used } des { $limit } messages autorisés aujourd'hui. Les nouveaux messages ne seront pas envoyés avant minuit UTC ; demandez à l'administrateur de la plateforme s'il faut relever la limite.
+usage-action = Ouvrir { $product }

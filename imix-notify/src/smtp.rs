@@ -1,0 +1,312 @@
+//! The SMTP adapter: lettre's `AsyncSmtpTransport` on Tokio with rustls.
+//!
+//! - Security modes: [`SmtpSecurity::Starttls`] (port 587: plain connection upgraded with
+//!   `STARTTLS`, which is then required), [`SmtpSecurity::Tls`] (port 465: TLS from the first
+//!   byte) and [`SmtpSecurity::None`] (no encryption: local development only).
+//! - Certificates are checked against the Mozilla root store (`webpki-roots`) plus, if given,
+//!   an extra CA certificate (PEM) — for private relays with their own CA, and for tests.
+//! - Authentication (PLAIN or LOGIN) only when a username is configured.
+//! - Every network step is bounded by the configured timeout, and a whole send by three times
+//!   that.
+//! - Errors are classified into [`MailError`] from lettre's error kinds, the I/O and TLS
+//!   errors underneath, and the SMTP reply code with its enhanced status code (RFC 3463),
+//!   never from debug strings.
+//!
+//! Each email goes out as `multipart/alternative` (text, then HTML) when it has an HTML
+//! part, with `Content-Language` set, from the configured name and address.
+
+use std::{error::Error as _, io, time::Duration};
+
+use async_trait::async_trait;
+use lettre::{
+    message::{
+        header::{ContentType, Header, HeaderName, HeaderValue},
+        Mailbox as LettreMailbox, MultiPart, SinglePart,
+    },
+    transport::smtp::{
+        authentication::Credentials,
+        client::{Certificate, Tls, TlsParameters},
+        Error as SmtpError,
+    },
+    AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
+};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::{Email, MailError, Mailbox, Mailer, SendReceipt};
+
+pub use crate::settings::SmtpSecurity;
+
+/// The default per-step network timeout.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Everything the SMTP adapter needs. Build it from stored settings with
+/// [`crate::settings::SmtpSettings::to_config`], or by hand when embedding.
+#[derive(Clone)]
+pub struct SmtpConfig {
+    /// Server host name (or IP address); also the name its certificate must carry.
+    pub host: String,
+    /// Server port (587 for STARTTLS, 465 for TLS, 25 or anything for none).
+    pub port: u16,
+    /// How the connection is secured.
+    pub security: SmtpSecurity,
+    /// Username and password, if the server wants authentication.
+    pub credentials: Option<(String, SecretString)>,
+    /// The sender: `From` of every email.
+    pub from: Mailbox,
+    /// Connect and per-command timeout.
+    pub timeout: Duration,
+    /// An extra CA certificate (PEM) to trust besides the public roots.
+    pub extra_root_pem: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for SmtpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("security", &self.security)
+            .field("username", &self.credentials.as_ref().map(|(u, _)| u))
+            .field("from", &self.from)
+            .field("timeout", &self.timeout)
+            .field("extra_root_pem", &self.extra_root_pem.is_some())
+            .finish()
+    }
+}
+
+/// A [`Mailer`] that speaks SMTP.
+#[derive(Clone)]
+pub struct SmtpMailer {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: LettreMailbox,
+    overall_timeout: Duration,
+    has_credentials: bool,
+}
+
+impl std::fmt::Debug for SmtpMailer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpMailer")
+            .field("from", &self.from.to_string())
+            .finish_non_exhaustive()
+    }
+}
+
+fn lettre_mailbox(field: &str, mailbox: &Mailbox) -> Result<LettreMailbox, MailError> {
+    let address = mailbox
+        .email
+        .trim()
+        .parse()
+        .map_err(|e: lettre::address::AddressError| MailError::Invalid {
+            field: field.to_owned(),
+            reason: e.to_string(),
+        })?;
+    Ok(LettreMailbox::new(mailbox.name.clone(), address))
+}
+
+impl SmtpMailer {
+    /// Builds the adapter. Fails with [`MailError::Invalid`] on a bad sender address or CA
+    /// certificate; nothing is contacted until the first send or ping.
+    pub fn new(config: SmtpConfig) -> Result<Self, MailError> {
+        let from = lettre_mailbox("from_email", &config.from)?;
+        let tls_parameters = || -> Result<TlsParameters, MailError> {
+            let mut builder = TlsParameters::builder(config.host.clone());
+            if let Some(pem) = &config.extra_root_pem {
+                let cert = Certificate::from_pem(pem).map_err(|e| MailError::Invalid {
+                    field: "ca_certificate".into(),
+                    reason: e.to_string(),
+                })?;
+                builder = builder.add_root_certificate(cert);
+            }
+            builder
+                .build_rustls()
+                .map_err(|e| MailError::Tls(e.to_string()))
+        };
+        let tls = match config.security {
+            SmtpSecurity::Starttls => Tls::Required(tls_parameters()?),
+            SmtpSecurity::Tls => Tls::Wrapper(tls_parameters()?),
+            SmtpSecurity::None => Tls::None,
+        };
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&config.host)
+            .port(config.port)
+            .tls(tls)
+            .timeout(Some(config.timeout));
+        let has_credentials = config.credentials.is_some();
+        if let Some((user, password)) = &config.credentials {
+            builder = builder.credentials(Credentials::new(
+                user.clone(),
+                password.expose_secret().to_owned(),
+            ));
+        }
+        Ok(Self {
+            transport: builder.build(),
+            from,
+            overall_timeout: config.timeout.saturating_mul(3),
+            has_credentials,
+        })
+    }
+
+    fn message(&self, email: &Email) -> Result<Message, MailError> {
+        let builder = Message::builder()
+            .from(self.from.clone())
+            .to(lettre_mailbox("to", &email.to)?)
+            .subject(email.subject.clone())
+            .header(ContentLanguage(email.language.code().to_owned()));
+        let built = match &email.html {
+            Some(html) => builder.multipart(MultiPart::alternative_plain_html(
+                email.text.clone(),
+                html.clone(),
+            )),
+            None => builder.singlepart(
+                SinglePart::builder()
+                    .header(ContentType::TEXT_PLAIN)
+                    .body(email.text.clone()),
+            ),
+        };
+        built.map_err(|e| MailError::Invalid {
+            field: "email".into(),
+            reason: e.to_string(),
+        })
+    }
+
+    fn classify(&self, error: &SmtpError) -> MailError {
+        classify(error, self.has_credentials)
+    }
+}
+
+/// `Content-Language` (RFC 3282), which lettre has no typed header for.
+#[derive(Debug, Clone)]
+struct ContentLanguage(String);
+
+impl Header for ContentLanguage {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("Content-Language")
+    }
+
+    fn parse(s: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(Self(s.trim().to_owned()))
+    }
+
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(Self::name(), self.0.clone())
+    }
+}
+
+#[async_trait]
+impl Mailer for SmtpMailer {
+    async fn send(&self, email: &Email) -> Result<SendReceipt, MailError> {
+        let message = self.message(email)?;
+        match tokio::time::timeout(self.overall_timeout, self.transport.send(message)).await {
+            Err(_) => Err(MailError::Timeout),
+            Ok(Err(e)) => Err(self.classify(&e)),
+            Ok(Ok(response)) => Ok(SendReceipt {
+                server_reply: format!(
+                    "{} {}",
+                    response.code(),
+                    response.message().collect::<Vec<_>>().join(" ")
+                )
+                .trim()
+                .to_owned(),
+            }),
+        }
+    }
+
+    async fn ping(&self) -> Result<(), MailError> {
+        match tokio::time::timeout(self.overall_timeout, self.transport.test_connection()).await {
+            Err(_) => Err(MailError::Timeout),
+            Ok(Err(e)) => Err(self.classify(&e)),
+            Ok(Ok(true)) => Ok(()),
+            Ok(Ok(false)) => Err(MailError::Connection(
+                "the server closed the connection".into(),
+            )),
+        }
+    }
+}
+
+/// An RFC 3463 enhanced status code (`class.subject.detail`) at the start of a reply text.
+fn enhanced_status(text: &str) -> Option<(u16, u16, u16)> {
+    let first = text.split_whitespace().next()?;
+    let mut parts = first.split('.').map(|p| p.parse::<u16>().ok());
+    let status = (parts.next()??, parts.next()??, parts.next()??);
+    (parts.next().is_none() && matches!(status.0, 2 | 4 | 5)).then_some(status)
+}
+
+/// Classifies a lettre SMTP error.
+///
+/// Order of evidence: the SMTP reply code and its enhanced status code; lettre's TLS kind;
+/// the I/O and rustls errors in the source chain (connection refused, DNS, handshake,
+/// timeouts); finally lettre's client errors, which carry no finer kind.
+pub fn classify(error: &SmtpError, has_credentials: bool) -> MailError {
+    let detail = error.source().map(ToString::to_string).unwrap_or_default();
+    if let Some(code) = error.status() {
+        let code = u16::from(code);
+        let reply = format!("{code} {detail}").trim().to_owned();
+        return match (code, enhanced_status(&detail)) {
+            (_, Some((_, 7, 8))) | (530 | 534 | 535 | 538 | 454, _) => {
+                MailError::Authentication(reply)
+            }
+            (_, Some((_, 1, 7 | 8))) => MailError::SenderRejected(reply),
+            (_, Some((_, 1, 1..=6 | 10))) | (550 | 551 | 553, None) => {
+                MailError::RecipientRejected(reply)
+            }
+            (421, _) => MailError::Connection(reply),
+            _ => MailError::Other(reply),
+        };
+    }
+    if error.is_timeout() {
+        return MailError::Timeout;
+    }
+    if error.is_tls() {
+        return MailError::Tls(detail);
+    }
+    let mut source = error.source();
+    while let Some(e) = source {
+        if e.downcast_ref::<rustls::Error>().is_some() {
+            return MailError::Tls(e.to_string());
+        }
+        if let Some(io) = e.downcast_ref::<io::Error>() {
+            if io.kind() == io::ErrorKind::TimedOut {
+                return MailError::Timeout;
+            }
+            if let Some(inner) = io.get_ref() {
+                if inner.downcast_ref::<rustls::Error>().is_some() {
+                    return MailError::Tls(inner.to_string());
+                }
+            }
+        }
+        source = e.source();
+    }
+    if error.is_client() {
+        // lettre reports "STARTTLS is not supported" and "no compatible authentication
+        // mechanism" as client errors without a finer kind.
+        let lower = detail.to_ascii_lowercase();
+        return if lower.contains("starttls") {
+            MailError::Tls(detail)
+        } else if has_credentials && lower.contains("authentication") {
+            MailError::Authentication(detail)
+        } else {
+            MailError::Other(detail)
+        };
+    }
+    if error.is_response() {
+        return MailError::Other(format!("unexpected reply: {detail}"));
+    }
+    // Connection and network kinds: refused, reset, DNS failure, unreachable.
+    MailError::Connection(if detail.is_empty() {
+        error.to_string()
+    } else {
+        detail
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enhanced_status_codes_are_parsed_strictly() {
+        assert_eq!(enhanced_status("5.1.1 no such user"), Some((5, 1, 1)));
+        assert_eq!(enhanced_status("5.7.8"), Some((5, 7, 8)));
+        assert_eq!(enhanced_status("Mailbox unavailable"), None);
+        assert_eq!(enhanced_status("1.2.3 x"), None);
+        assert_eq!(enhanced_status("5.1 x"), None);
+    }
+}
