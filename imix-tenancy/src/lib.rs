@@ -14,6 +14,7 @@ pub mod emails;
 mod error;
 pub mod password;
 pub mod permission;
+pub mod quota;
 mod service;
 pub mod throttle;
 pub mod token;
