@@ -5,4 +5,33 @@
 //! contacts, conversations and messages, the outbound queue and dispatcher, and a faithful
 //! local Graph API simulator (feature `simulator`). Its log events use the target
 //! `imix_whatsapp`, which the server also writes to `whatsapp.log`.
+//!
+//! ## Features
+//!
+//! - `client` (default): [`GraphApiClient`], the reqwest (rustls) adapter of
+//!   [`WhatsAppClient`]. Graph API version [`DEFAULT_GRAPH_API_VERSION`] (`v23.0`) unless
+//!   configured otherwise.
+//! - `simulator`: [`simulator::Simulator`], an in-memory Graph API server for tests and
+//!   demos that also sends signed webhooks.
+//! - `mock`: `MockWhatsAppClient`, a mockall mock of [`WhatsAppClient`].
+//!
+//! No storage backend is pulled in by any of them.
 #![forbid(unsafe_code)]
+
+pub mod client;
+pub mod error;
+#[cfg(feature = "client")]
+pub mod http;
+pub mod model;
+#[cfg(feature = "simulator")]
+pub mod simulator;
+pub mod webhook;
+
+#[cfg(feature = "mock")]
+pub use client::MockWhatsAppClient;
+pub use client::{AccessToken, WhatsAppClient, DEFAULT_GRAPH_API_URL, DEFAULT_GRAPH_API_VERSION};
+pub use error::{
+    ApiError, Error, ErrorClass, GraphError, GraphErrorData, GraphErrorResponse, Result,
+};
+#[cfg(feature = "client")]
+pub use http::{GraphApiClient, GraphApiConfig};
