@@ -149,6 +149,7 @@ impl SmtpMailer {
             .from(self.from.clone())
             .to(lettre_mailbox("to", &email.to)?)
             .subject(email.subject.clone())
+            .message_id(None)
             .header(ContentLanguage(email.language.code().to_owned()));
         let built = match &email.html {
             Some(html) => builder.multipart(MultiPart::alternative_plain_html(
