@@ -106,6 +106,23 @@ pub enum MailError {
 }
 
 impl MailError {
+    /// A stable snake_case code for API error bodies: `connection`, `tls`,
+    /// `authentication`, `sender_rejected`, `recipient_rejected`, `timeout`, `invalid`,
+    /// `not_configured`, `other`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            MailError::Connection(_) => "connection",
+            MailError::Tls(_) => "tls",
+            MailError::Authentication(_) => "authentication",
+            MailError::SenderRejected(_) => "sender_rejected",
+            MailError::RecipientRejected(_) => "recipient_rejected",
+            MailError::Timeout => "timeout",
+            MailError::Invalid { .. } => "invalid",
+            MailError::NotConfigured => "not_configured",
+            MailError::Other(_) => "other",
+        }
+    }
+
     /// Whether trying again later may succeed (the outbox retries these).
     pub fn is_transient(&self) -> bool {
         matches!(

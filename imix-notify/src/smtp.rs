@@ -241,9 +241,7 @@ pub fn classify(error: &SmtpError, has_credentials: bool) -> MailError {
         let code = u16::from(code);
         let reply = format!("{code} {detail}").trim().to_owned();
         return match (code, enhanced_status(&detail)) {
-            (_, Some((_, 7, 8))) | (530 | 534 | 535 | 538 | 454, _) => {
-                MailError::Authentication(reply)
-            }
+            (_, Some((_, 7, 8))) | (530 | 534 | 535 | 538, _) => MailError::Authentication(reply),
             (_, Some((_, 1, 7 | 8))) => MailError::SenderRejected(reply),
             (_, Some((_, 1, 1..=6 | 10))) | (550 | 551 | 553, None) => {
                 MailError::RecipientRejected(reply)
