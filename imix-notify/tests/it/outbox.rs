@@ -415,3 +415,54 @@ fn notifier_without_smtp_env(store: &imix_core::store::Store) -> Notifier {
     )
     .unwrap()
 }
+
+#[tokio::test]
+async fn transient_errors_are_retried_with_a_mocked_mailer() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use imix_notify::{MockMailer, SendReceipt};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_in(dir.path()).await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut mock = MockMailer::new();
+    let counter = calls.clone();
+    mock.expect_send().returning(move |email| {
+        assert_eq!(email.language, Language::Ar);
+        match counter.fetch_add(1, Ordering::SeqCst) {
+            0 => Err(MailError::Timeout),
+            1 => Err(MailError::Connection("refused".into())),
+            _ => Ok(SendReceipt {
+                server_reply: "250 accepted".into(),
+            }),
+        }
+    });
+    let templates = Arc::new(Templates::new("http://localhost:8000").unwrap());
+    let notifier = Notifier::new(
+        &store,
+        cipher(),
+        templates,
+        Arc::new(FixedMailer::new(Arc::new(mock), "mock")),
+        OutboxConfig {
+            base_delay: Duration::ZERO,
+            ..fast()
+        },
+    );
+    let id = notifier
+        .send(
+            Some(TenantId::new()),
+            Mailbox::new("a@example.com"),
+            Language::Ar,
+            &EmailContent::SmtpTest { host: "x".into() },
+        )
+        .await
+        .unwrap();
+    // With no delay every retry is due at once: one pass makes all three attempts.
+    assert_eq!(notifier.worker().run_once().await.unwrap(), 3);
+    let entry = notifier.outbox().get(Scope::Platform, id).await.unwrap();
+    assert_eq!(entry.status, OutboxStatus::Sent);
+    assert_eq!(entry.attempts, 3);
+    assert_eq!(entry.server_reply.as_deref(), Some("250 accepted"));
+    assert_eq!(entry.last_error, None);
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+}
