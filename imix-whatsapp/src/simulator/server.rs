@@ -133,23 +133,36 @@ impl Endpoint for GraphEndpoint {
             Ok(b) => b.into_bytes().await.unwrap_or_default(),
             Err(_) => Bytes::new(),
         };
+        let mut record = RecordedRequest {
+            method: req.method().to_string(),
+            path: req.uri().path().to_owned(),
+            query: req.uri().query().map(str::to_owned),
+            content_type: req.header(header::CONTENT_TYPE).map(str::to_owned),
+            bearer: req
+                .header(header::AUTHORIZATION)
+                .is_some_and(|v| v.starts_with("Bearer ")),
+            body: bytes.clone(),
+            status: 0,
+            response: Bytes::new(),
+        };
+        let response = self.handle(req, bytes).await;
+        let (parts, body) = response.into_parts();
+        let out = body.into_bytes().await.unwrap_or_default();
+        record.status = parts.status.as_u16();
+        record.response = out.clone();
+        self.state.with(|s| s.requests.push(record));
+        Ok(Response::from_parts(parts, Body::from(out)))
+    }
+}
+
+impl GraphEndpoint {
+    async fn handle(&self, req: Request, bytes: Bytes) -> Response {
         let bearer = req
             .header(header::AUTHORIZATION)
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::to_owned);
         let path = req.uri().path().to_owned();
-        let query = req.uri().query().map(str::to_owned);
-        let (fault, delay) = self.state.with(|s| {
-            s.requests.push(RecordedRequest {
-                method: req.method().to_string(),
-                path: path.clone(),
-                query: query.clone(),
-                content_type: req.header(header::CONTENT_TYPE).map(str::to_owned),
-                bearer: bearer.is_some(),
-                body: bytes.clone(),
-            });
-            (s.faults.pop_front(), s.delay)
-        });
+        let (fault, delay) = self.state.with(|s| (s.faults.pop_front(), s.delay));
         if let Some(delay) = delay {
             tokio::time::sleep(delay).await;
         }
@@ -170,7 +183,7 @@ impl Endpoint for GraphEndpoint {
                     response.headers_mut().insert(header::RETRY_AFTER, v);
                 }
             }
-            return Ok(response);
+            return response;
         }
         let params: HashMap<String, String> = req.params().unwrap_or_default();
         let segments: Vec<&str> = path
@@ -182,13 +195,13 @@ impl Endpoint for GraphEndpoint {
 
         // Demo helper and media downloads live outside the versioned API.
         if segments.first() == Some(&"_simulator") {
-            return Ok(match self.control(&segments, &bytes).await {
+            return match self.control(&segments, &bytes).await {
                 Ok(v) => json_response(StatusCode::OK, &v),
                 Err(f) => error_response(f),
-            });
+            };
         }
         if segments == ["whatsapp_business", "attachments"] {
-            return Ok(self.download(bearer.as_deref(), &params));
+            return self.download(bearer.as_deref(), &params);
         }
 
         let is_version = |s: &str| {
@@ -199,25 +212,25 @@ impl Endpoint for GraphEndpoint {
         let (node, edge) = match segments.as_slice() {
             [v, node] if is_version(v) => (*node, None),
             [v, node, edge] if is_version(v) => (*node, Some(*edge)),
-            _ => return Ok(error_response(unknown_path(&path))),
+            _ => return error_response(unknown_path(&path)),
         };
 
         // Authentication, then the object and its owner.
         let token = match bearer {
             Some(t) if !t.is_empty() => t,
             _ => {
-                return Ok(error_response(fail(
+                return error_response(fail(
                     400,
                     104,
                     None,
                     "OAuthException",
                     "An access token is required to request this resource.",
                     None,
-                )))
+                ))
             }
         };
         if let Err(f) = self.authenticate(&token) {
-            return Ok(error_response(f));
+            return error_response(f);
         }
         let owner = self.state.with(|s| {
             if s.businesses.contains_key(node) {
@@ -231,7 +244,7 @@ impl Endpoint for GraphEndpoint {
             }
         });
         let Some(owner) = owner else {
-            return Ok(error_response(missing_object(&method, node)));
+            return error_response(missing_object(&method, node));
         };
         let waba = self.state.with(|s| match &owner {
             Owner::Business(id) => Some(id.clone()),
@@ -244,7 +257,7 @@ impl Endpoint for GraphEndpoint {
                 .is_some_and(|b| b.access_tokens.contains(&token))
         });
         if !allowed {
-            return Ok(error_response(missing_object(&method, node)));
+            return error_response(missing_object(&method, node));
         }
 
         let answer = match (&owner, edge, &method) {
@@ -278,10 +291,10 @@ impl Endpoint for GraphEndpoint {
             (Owner::Business(id), None, &Method::GET) => Ok(json!({"id": id, "name": "imix Demo"})),
             _ => Err(unknown_path(&path)),
         };
-        Ok(match answer {
+        match answer {
             Ok(v) => json_response(StatusCode::OK, &v),
             Err(f) => error_response(f),
-        })
+        }
     }
 }
 

@@ -32,12 +32,21 @@ pub struct RecordedRequest {
     pub bearer: bool,
     /// The raw body.
     pub body: Bytes,
+    /// The HTTP status the simulator answered.
+    pub status: u16,
+    /// The raw body the simulator answered.
+    pub response: Bytes,
 }
 
 impl RecordedRequest {
     /// The body parsed as JSON, when it is JSON.
     pub fn json(&self) -> Option<serde_json::Value> {
         serde_json::from_slice(&self.body).ok()
+    }
+
+    /// The response body parsed as JSON, when it is JSON.
+    pub fn response_json(&self) -> Option<serde_json::Value> {
+        serde_json::from_slice(&self.response).ok()
     }
 }
 
