@@ -64,6 +64,11 @@ pub struct Config {
     /// `IMIX_PREVIOUS_ENCRYPTION_KEYS` (or `_FILE`): comma-separated base64 keys that still
     /// decrypt, for key rotation.
     pub previous_encryption_keys: Option<SecretString>,
+    /// `IMIX_ADMIN_EMAIL`: the default administrator created when no user exists.
+    pub admin_email: String,
+    /// `IMIX_ADMIN_PASSWORD` (or `_FILE`): its first password (must be changed at first
+    /// sign-in).
+    pub admin_password: SecretString,
 }
 
 impl std::fmt::Debug for Config {
@@ -285,7 +290,24 @@ impl Config {
             .url("IMIX_GRAPH_API_URL", Some("https://graph.facebook.com"))?
             .ok_or_else(|| ConfigError::new("IMIX_GRAPH_API_URL", "is required"))?;
 
+        let admin_email = src
+            .get("IMIX_ADMIN_EMAIL")
+            .unwrap_or("admin@example.com")
+            .trim()
+            .to_owned();
+        if !email_address::EmailAddress::is_valid(&admin_email) {
+            return Err(ConfigError::new(
+                "IMIX_ADMIN_EMAIL",
+                "is not a valid email address",
+            ));
+        }
+        let admin_password = src
+            .secret("IMIX_ADMIN_PASSWORD")?
+            .unwrap_or_else(|| SecretString::from("admin123".to_owned()));
+
         Ok(Self {
+            admin_email,
+            admin_password,
             mongodb_uri,
             db_name,
             secret_key,

@@ -35,13 +35,18 @@ pub struct ErrorDetail {
     pub details: Value,
 }
 
-/// An API error: an HTTP status and the JSON body of [`ErrorBody`].
+/// An API error: an HTTP status and the JSON body of [`ErrorBody`]. Boxed, so `Result`s
+/// carrying it stay small.
 #[derive(Debug, Clone)]
-pub struct ApiError {
+pub struct ApiError(Box<ErrorParts>);
+
+#[derive(Debug, Clone)]
+struct ErrorParts {
     status: StatusCode,
     code: Cow<'static, str>,
     message: String,
     details: Value,
+    retry_after_secs: Option<u64>,
 }
 
 impl ApiError {
@@ -51,17 +56,24 @@ impl ApiError {
         code: impl Into<Cow<'static, str>>,
         message: impl Into<String>,
     ) -> Self {
-        Self {
+        Self(Box::new(ErrorParts {
             status,
             code: code.into(),
             message: message.into(),
             details: Value::Object(Default::default()),
-        }
+            retry_after_secs: None,
+        }))
+    }
+
+    /// Adds a `Retry-After` header (seconds).
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.0.retry_after_secs = Some(seconds);
+        self
     }
 
     /// Adds structured details.
     pub fn with_details(mut self, details: Value) -> Self {
-        self.details = details;
+        self.0.details = details;
         self
     }
 
@@ -78,20 +90,20 @@ impl ApiError {
 
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
-        self.status
+        self.0.status
     }
 
     /// The error code.
     pub fn code(&self) -> &str {
-        &self.code
+        &self.0.code
     }
 
     fn body(&self) -> ErrorBody {
         ErrorBody {
             error: ErrorDetail {
-                code: self.code.to_string(),
-                message: self.message.clone(),
-                details: self.details.clone(),
+                code: self.0.code.to_string(),
+                message: self.0.message.clone(),
+                details: self.0.details.clone(),
             },
         }
     }
@@ -102,9 +114,9 @@ impl std::fmt::Display for ApiError {
         write!(
             f,
             "{} {}: {}",
-            self.status.as_u16(),
-            self.code,
-            self.message
+            self.0.status.as_u16(),
+            self.0.code,
+            self.0.message
         )
     }
 }
@@ -113,12 +125,16 @@ impl std::error::Error for ApiError {}
 
 impl poem::error::ResponseError for ApiError {
     fn status(&self) -> StatusCode {
-        self.status
+        self.0.status
     }
 
     fn as_response(&self) -> Response {
         let mut resp = poem::web::Json(self.body()).into_response();
-        resp.set_status(self.status);
+        resp.set_status(self.0.status);
+        if let Some(secs) = self.0.retry_after_secs {
+            resp.headers_mut()
+                .insert(poem::http::header::RETRY_AFTER, secs.into());
+        }
         resp
     }
 }
@@ -287,6 +303,99 @@ fn classify(err: &poem::Error, method: &poem::http::Method, path: &str) -> ApiEr
                 "internal_error",
                 "an internal error occurred; it has been logged",
             )
+        }
+    }
+}
+
+impl From<imix_tenancy::TenancyError> for ApiError {
+    fn from(err: imix_tenancy::TenancyError) -> Self {
+        use imix_tenancy::TenancyError as T;
+        match err {
+            T::Unauthenticated => Self::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "a valid bearer token is required",
+            ),
+            T::InvalidCredentials => Self::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_credentials",
+                "invalid email or password",
+            ),
+            T::TooManyAttempts { retry_after_secs } => Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_attempts",
+                format!(
+                    "too many failed sign-in attempts; try again in {retry_after_secs} seconds"
+                ),
+            )
+            .with_retry_after(retry_after_secs),
+            T::PasswordChangeRequired => Self::new(
+                StatusCode::FORBIDDEN,
+                "password_change_required",
+                "change your password first: POST /api/v1/auth/change-password",
+            ),
+            T::TenantDeactivated => Self::new(
+                StatusCode::FORBIDDEN,
+                "tenant_deactivated",
+                "the tenant is deactivated",
+            ),
+            T::AccountDeactivated => Self::new(
+                StatusCode::FORBIDDEN,
+                "account_deactivated",
+                "the account is deactivated",
+            ),
+            T::Forbidden { permission, reason } => {
+                Self::new(StatusCode::FORBIDDEN, "forbidden", reason).with_details(match permission
+                {
+                    Some(p) => serde_json::json!({ "permission": p.as_str() }),
+                    None => serde_json::json!({}),
+                })
+            }
+            T::NotFound { entity } => Self::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("{entity} not found"),
+            ),
+            T::Invalid { field, message } => Self::invalid_field(&field, message),
+            T::EmailTaken => Self::new(
+                StatusCode::CONFLICT,
+                "email_taken",
+                "a user with this email already exists",
+            )
+            .with_details(serde_json::json!({ "field": "email" })),
+            T::VersionConflict { entity } => Self::new(
+                StatusCode::CONFLICT,
+                "version_conflict",
+                format!("the {entity} was changed by someone else; reload and try again"),
+            ),
+            T::LimitReached { what, limit } => Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "limit_reached",
+                format!("the tenant's limit of {limit} {what} is reached"),
+            )
+            .with_details(serde_json::json!({ "limit": limit, "what": what })),
+            T::TooLarge { field, max_bytes } => Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("{field} is larger than {max_bytes} bytes"),
+            )
+            .with_details(serde_json::json!({ "field": field, "max_bytes": max_bytes })),
+            T::TokenInvalid => {
+                Self::invalid_field("token", "the link is invalid, expired or already used")
+            }
+            T::Mail(e) => {
+                tracing::warn!(error = %e, "mail failure");
+                Self::new(StatusCode::BAD_GATEWAY, "mail_failed", e.to_string())
+            }
+            T::Store(e) => e.into(),
+            T::Internal(msg) => {
+                tracing::error!(error = %msg, "internal error");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_error",
+                    "an internal error occurred; it has been logged",
+                )
+            }
         }
     }
 }

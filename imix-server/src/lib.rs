@@ -22,6 +22,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod doctor;
 pub mod error;
@@ -34,7 +35,7 @@ use std::{future::Future, time::Duration};
 
 use poem::{
     endpoint::make_sync, get, http::StatusCode, listener::TcpAcceptor, middleware::CatchPanic,
-    EndpointExt, IntoEndpoint, Route, Server,
+    post, Endpoint, EndpointExt, IntoEndpoint, IntoResponse, Route, Server,
 };
 
 use crate::{
@@ -64,6 +65,9 @@ pub enum ServerError {
     /// Metrics could not be registered.
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    /// Bootstrapping tenancy failed (e.g. creating the default administrator).
+    #[error("tenancy: {0}")]
+    Tenancy(#[from] imix_tenancy::TenancyError),
 }
 
 /// How long in-flight requests may take to finish after a shutdown signal.
@@ -73,12 +77,32 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// and metrics middleware around everything.
 pub fn app(state: &AppState) -> impl poem::Endpoint + 'static {
     let api = api::service(state);
-    let spec = api.spec_endpoint();
-    let docs = api.swagger_ui();
+    let token_url = state.config.token_url.clone();
+    let spec = api::token::published_spec(&api.spec(), &token_url);
+    let docs = if token_url == DEFAULT_TOKEN_URL {
+        api.swagger_ui_html()
+    } else {
+        // Swagger UI's Authorize button posts to the token URL written in its spec.
+        api.swagger_ui_html().replace(
+            &format!("\"{DEFAULT_TOKEN_URL}\""),
+            &format!("{token_url:?}"),
+        )
+    };
     let metrics = state.metrics.clone();
     Route::new()
-        .at("/openapi.json", spec)
-        .nest("/docs", docs)
+        .at(
+            "/openapi.json",
+            get(make_sync(move |_| {
+                poem::Response::builder()
+                    .content_type("application/json; charset=utf-8")
+                    .body(spec.clone())
+            })),
+        )
+        .at(
+            "/docs",
+            get(make_sync(move |_| poem::web::Html(docs.clone()))),
+        )
+        .at(&token_url, post(api::token::issue_token))
         .at(
             "/metrics",
             get(make_sync(move |_| {
@@ -88,6 +112,22 @@ pub fn app(state: &AppState) -> impl poem::Endpoint + 'static {
             })),
         )
         .nest("/", api)
+        .data(state.clone())
+        .around(|ep, req| async move {
+            // Refuse oversized bodies before reading them (uploads check again while reading).
+            let declared = req
+                .header(poem::http::header::CONTENT_LENGTH)
+                .and_then(|v| v.parse::<usize>().ok());
+            if declared.is_some_and(|len| len > MAX_BODY_BYTES) {
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
+                )
+                .into());
+            }
+            ep.call(req).await.map(IntoResponse::into_response)
+        })
         .with(ErrorShapeMiddleware)
         .with(CatchPanic::new().with_handler(|_| {
             poem::error::ResponseError::as_response(&ApiError::new(
@@ -100,6 +140,11 @@ pub fn app(state: &AppState) -> impl poem::Endpoint + 'static {
         .into_endpoint()
 }
 
+/// The token URL the OpenAPI document is generated with.
+const DEFAULT_TOKEN_URL: &str = "/auth/token";
+/// The largest request body accepted (a 20 MB document plus multipart overhead).
+pub const MAX_BODY_BYTES: usize = 21 * 1024 * 1024;
+
 /// Starts the server on an already-bound listener and runs until `shutdown` completes, then
 /// lets in-flight requests finish (up to [`SHUTDOWN_GRACE`]).
 pub async fn serve_with_listener(
@@ -107,8 +152,18 @@ pub async fn serve_with_listener(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    serve_with_options(config, listener, shutdown, state::ServerOptions::default()).await
+}
+
+/// [`serve_with_listener`] with plugged-in parts (a mailer, …).
+pub async fn serve_with_options(
+    config: config::Config,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    options: state::ServerOptions,
+) -> Result<(), ServerError> {
     let local_addr = listener.local_addr().ok();
-    let state = AppState::start(config).await?;
+    let state = AppState::start_with(config, options).await?;
     let acceptor = TcpAcceptor::from_tokio(listener).map_err(|source| ServerError::Io {
         context: "cannot use the listener".into(),
         source,

@@ -69,8 +69,16 @@ fn main() -> ExitCode {
                     Err(e) => return fail(&e),
                 };
                 match store.admin.migrate().await {
-                    Ok(version) => {
-                        println!("{} schema is at version {version}", store.admin.backend());
+                    Ok(version) => println!("{} schema is at version {version}", store.admin.backend()),
+                    Err(e) => return fail(&e),
+                }
+                match imix_tenancy::bootstrap::ensure_default_admin(&store, &config.admin_email, &config.admin_password).await {
+                    Ok(true) => {
+                        println!("created the default administrator {} (change its password at first sign-in)", config.admin_email);
+                        ExitCode::SUCCESS
+                    }
+                    Ok(false) => {
+                        println!("users exist already; no default administrator created");
                         ExitCode::SUCCESS
                     }
                     Err(e) => fail(&e),

@@ -6,6 +6,10 @@ use imix_core::{
     crypto::{Cipher, EncryptionKey},
     store::Store,
 };
+use imix_notify::{MailError, Mailer, SendReceipt};
+use imix_tenancy::{
+    emails::PlainAccountEmails, throttle::MemoryThrottle, TenancyConfig, TenancyService,
+};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::{config::Config, metrics::Metrics, ServerError};
@@ -25,14 +29,48 @@ pub struct AppState {
     pub secret_key: SecretString,
     /// Prometheus metrics.
     pub metrics: Metrics,
+    /// Sign-in, users, tenants, audit.
+    pub tenancy: TenancyService,
+}
+
+/// What an embedder (or a test) can plug in instead of the defaults.
+#[derive(Clone, Default)]
+pub struct ServerOptions {
+    /// Sends account emails; default: not configured (emails are refused and logged).
+    pub mailer: Option<Arc<dyn Mailer>>,
+}
+
+/// The mailer used until SMTP is configured: refuses, so nothing pretends to be sent.
+struct UnconfiguredMailer;
+
+#[async_trait::async_trait]
+impl Mailer for UnconfiguredMailer {
+    async fn send(&self, _email: &imix_notify::Email) -> Result<SendReceipt, MailError> {
+        Err(MailError::NotConfigured)
+    }
+
+    async fn ping(&self) -> Result<(), MailError> {
+        Err(MailError::NotConfigured)
+    }
 }
 
 impl AppState {
     /// Opens the store (running migrations), loads or generates the secret key, and
     /// prepares the Redis client.
     pub async fn start(config: Config) -> Result<Self, ServerError> {
+        Self::start_with(config, ServerOptions::default()).await
+    }
+
+    /// [`AppState::start`] with plugged-in parts.
+    pub async fn start_with(config: Config, options: ServerOptions) -> Result<Self, ServerError> {
         let store = open_store(&config).await?;
         store.admin.migrate().await?;
+        imix_tenancy::bootstrap::ensure_default_admin(
+            &store,
+            &config.admin_email,
+            &config.admin_password,
+        )
+        .await?;
         let secret_key = load_or_generate_secret_key(&config)?;
         let cipher = build_cipher(&config, &secret_key)?;
         let redis = match &config.redis_url {
@@ -44,6 +82,19 @@ impl AppState {
             })?),
             None => None,
         };
+        let mailer = options
+            .mailer
+            .unwrap_or_else(|| Arc::new(UnconfiguredMailer));
+        let tenancy = TenancyService::new(
+            store.clone(),
+            TenancyConfig {
+                secret_key: secret_key.clone(),
+                access_token_minutes: config.access_token_expire_minutes,
+                public_url: config.public_url.clone(),
+            },
+            Arc::new(PlainAccountEmails::new(mailer)),
+            Arc::new(MemoryThrottle::default()),
+        )?;
         Ok(Self {
             config: Arc::new(config),
             store,
@@ -51,6 +102,7 @@ impl AppState {
             cipher,
             secret_key,
             metrics: Metrics::new()?,
+            tenancy,
         })
     }
 }

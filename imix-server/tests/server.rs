@@ -83,8 +83,18 @@ async fn every_error_has_the_json_shape() {
     )
     .await;
     assert_eq!(code, "method_not_allowed");
-    let (code, _) = error_of(server.get("/api/v1/tenants/not-a-uuid").await, 404).await;
-    assert_eq!(code, "not_found");
+    let (code, _) = error_of(server.get("/api/v1/tenants/not-a-uuid").await, 401).await;
+    assert_eq!(code, "unauthenticated");
+    let bad_json = server
+        .client
+        .post(server.url("/api/v1/auth/forgot-password"))
+        .header("content-type", "application/json")
+        .body("{\"email\": ")
+        .send()
+        .await
+        .unwrap();
+    let (code, _) = error_of(bad_json, 400).await;
+    assert_eq!(code, "malformed_body");
     server.stop().await;
 }
 

@@ -9,6 +9,7 @@
 //! can make: permissions are checked here, tenant isolation in the store.
 #![forbid(unsafe_code)]
 
+pub mod bootstrap;
 mod context;
 pub mod emails;
 mod error;
@@ -25,5 +26,5 @@ pub use error::TenancyError;
 pub use permission::Permission;
 pub use service::{
     NewTenant, NewUser, SignIn, StoredFile, TenancyConfig, TenancyService, TenantPatch, UserPatch,
-    INVITATION_VALID_HOURS, RESET_VALID_HOURS,
+    INVITATION_VALID_HOURS, MAX_DOCUMENT_BYTES, MAX_LOGO_BYTES, RESET_VALID_HOURS,
 };

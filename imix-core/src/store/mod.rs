@@ -195,6 +195,14 @@ pub trait AuditLogRepository: Send + Sync {
 pub trait AuthTokenRepository: Send + Sync {
     /// Stores a new token.
     async fn insert(&self, token: &AuthToken) -> Result<()>;
+    /// The token, if it exists, has `purpose`, is unused and has not expired at `now`,
+    /// without using it; otherwise [`Error::NotFound`].
+    async fn find(
+        &self,
+        token_hash: &str,
+        purpose: TokenPurpose,
+        now: Timestamp,
+    ) -> Result<AuthToken>;
     /// Atomically marks the token used and returns it, if it exists, has `purpose`, is
     /// unused and has not expired at `now`; otherwise [`Error::NotFound`] (whichever the
     /// reason, so callers cannot probe). Two concurrent uses: exactly one succeeds.

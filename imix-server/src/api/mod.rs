@@ -1,33 +1,60 @@
 //! The REST API: one `Api` struct per resource module, combined into one OpenAPI service.
 
+mod account;
+mod audit;
+pub mod dto;
+mod files;
 mod health;
+mod tenants;
+pub mod token;
+mod users;
+pub mod views;
 
 use poem_openapi::{OpenApiService, Tags};
 
-use crate::state::AppState;
+use crate::{error::ApiError, state::AppState};
 
+pub use account::AccountApi;
+pub use audit::AuditApi;
 pub use health::HealthApi;
+pub use tenants::TenantsApi;
+pub use users::UsersApi;
 
 /// Groups operations in the OpenAPI spec and Swagger UI.
 #[derive(Tags)]
 pub enum ApiTags {
     /// Liveness, readiness and version.
     System,
+    /// The signed-in user's own account and passwords.
+    Account,
+    /// Tenants (client businesses), their logo and documents.
+    Tenants,
+    /// Users and roles.
+    Users,
+    /// The audit log.
+    Audit,
 }
 
-/// The combined API (a tuple of every resource's `Api` once there are several).
-pub type ImixApi = HealthApi;
+/// The combined API.
+pub type ImixApi = (HealthApi, AccountApi, TenantsApi, UsersApi, AuditApi);
 
 /// Builds the OpenAPI service for `state`.
 pub fn service(state: &AppState) -> OpenApiService<ImixApi, ()> {
     OpenApiService::new(
-        HealthApi::new(state.clone()),
+        (
+            HealthApi::new(state.clone()),
+            AccountApi::new(state.clone()),
+            TenantsApi::new(state.clone()),
+            UsersApi::new(state.clone()),
+            AuditApi::new(state.clone()),
+        ),
         "imix",
         env!("CARGO_PKG_VERSION"),
     )
     .description(
-        "Multi-tenant WhatsApp Business (Meta Cloud API) CRM. Errors always have the shape \
-             `{\"error\": {\"code\", \"message\", \"details\"}}`.",
+        "Multi-tenant WhatsApp Business (Meta Cloud API) CRM. Sign in with the OAuth2 password \
+         flow (Authorize button); errors always have the shape \
+         `{\"error\": {\"code\", \"message\", \"details\"}}`.",
     )
     .server(
         state
@@ -37,4 +64,15 @@ pub fn service(state: &AppState) -> OpenApiService<ImixApi, ()> {
             .trim_end_matches('/')
             .to_owned(),
     )
+}
+
+/// Parses a path id; a malformed one is reported like a missing record.
+pub fn parse_id<T: std::str::FromStr>(raw: &str, entity: &str) -> Result<T, ApiError> {
+    raw.parse().map_err(|_| {
+        ApiError::new(
+            poem::http::StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{entity} not found"),
+        )
+    })
 }

@@ -64,6 +64,22 @@ impl TestServer {
         backend: Backend,
         tweak: impl FnOnce(&mut HashMap<String, String>),
     ) -> Self {
+        Self::start_full(backend, tweak, imix_server::state::ServerOptions::default()).await
+    }
+
+    /// A server whose account emails go to `mailer`.
+    pub async fn start_recording(backend: Backend, mailer: imix_notify::RecordingMailer) -> Self {
+        let options = imix_server::state::ServerOptions {
+            mailer: Some(std::sync::Arc::new(mailer)),
+        };
+        Self::start_full(backend, |_| {}, options).await
+    }
+
+    pub async fn start_full(
+        backend: Backend,
+        tweak: impl FnOnce(&mut HashMap<String, String>),
+        options: imix_server::state::ServerOptions,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut vars = base_vars(dir.path(), backend);
         tweak(&mut vars);
@@ -71,9 +87,14 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(imix_server::serve_with_listener(config, listener, async {
-            let _ = stopped.await;
-        }));
+        let task = tokio::spawn(imix_server::serve_with_options(
+            config,
+            listener,
+            async {
+                let _ = stopped.await;
+            },
+            options,
+        ));
         Self {
             base,
             client: reqwest::Client::new(),
@@ -119,4 +140,135 @@ pub async fn error_of(resp: reqwest::Response, status: u16) -> (String, serde_js
     );
     assert!(error["details"].is_object(), "{body}");
     (error["code"].as_str().unwrap().to_owned(), body)
+}
+
+/// The admin guide's default administrator password.
+pub const DEFAULT_ADMIN_PASSWORD: &str = "admin123";
+/// What tests change it to.
+pub const ADMIN_PASSWORD: &str = "operator-passphrase-1";
+
+impl TestServer {
+    /// `POST /auth/token`; returns the response.
+    pub async fn sign_in_raw(&self, email: &str, password: &str) -> reqwest::Response {
+        self.client
+            .post(self.url("/auth/token"))
+            .form(&[
+                ("grant_type", "password"),
+                ("username", email),
+                ("password", password),
+            ])
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Signs in and returns the access token (panics unless 200).
+    pub async fn sign_in(&self, email: &str, password: &str) -> String {
+        let resp = self.sign_in_raw(email, password).await;
+        assert_eq!(resp.status(), 200, "sign in as {email}");
+        let body: serde_json::Value = resp.json().await.unwrap();
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// Signs in as the default admin, changes its password, returns a token.
+    pub async fn admin(&self) -> String {
+        let token = self
+            .sign_in("admin@example.com", DEFAULT_ADMIN_PASSWORD)
+            .await;
+        let resp = self
+            .call(&token, reqwest::Method::POST, "/api/v1/auth/change-password")
+            .json(&serde_json::json!({"current_password": DEFAULT_ADMIN_PASSWORD, "new_password": ADMIN_PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        token
+    }
+
+    /// A request with a bearer token.
+    pub fn call(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, self.url(path))
+            .bearer_auth(token)
+    }
+
+    /// GET with a token, returning status and JSON (or Null).
+    pub async fn get_json(&self, token: &str, path: &str) -> (u16, serde_json::Value) {
+        let resp = self
+            .call(token, reqwest::Method::GET, path)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// A request with a JSON body, returning status and JSON.
+    pub async fn send_json(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let resp = self
+            .call(token, method, path)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// Creates a tenant as `token`; returns its JSON.
+    pub async fn create_tenant(&self, token: &str, body: serde_json::Value) -> serde_json::Value {
+        let (status, json) = self
+            .send_json(token, reqwest::Method::POST, "/api/v1/tenants", body)
+            .await;
+        assert_eq!(status, 201, "{json}");
+        json
+    }
+
+    /// Creates a user with an initial password, signs them in, changes the password, and
+    /// returns `(user json, token)`.
+    pub async fn user_with_token(
+        &self,
+        admin: &str,
+        body: serde_json::Value,
+    ) -> (serde_json::Value, String) {
+        let email = body["email"].as_str().unwrap().to_owned();
+        let mut body = body;
+        body["password"] = "initial-password-1".into();
+        let (status, user) = self
+            .send_json(admin, reqwest::Method::POST, "/api/v1/users", body)
+            .await;
+        assert_eq!(status, 201, "{user}");
+        let token = self.sign_in(&email, "initial-password-1").await;
+        let resp = self
+            .call(&token, reqwest::Method::POST, "/api/v1/auth/change-password")
+            .json(&serde_json::json!({"current_password": "initial-password-1", "new_password": "user-passphrase-22"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        (user, token)
+    }
+}
+
+/// Waits (bounded) until `f` holds; for effects of background tasks such as emails.
+pub async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !f() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }

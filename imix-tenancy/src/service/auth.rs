@@ -1,9 +1,7 @@
 //! Sign-in, token authentication, passwords, invitations and resets.
 
 use imix_core::{
-    model::{
-        normalize_email, AuditEntry, AuthToken, Role, TenantStatus, TokenPurpose, User, UserStatus,
-    },
+    model::{normalize_email, AuditEntry, AuthToken, TenantStatus, TokenPurpose, User, UserStatus},
     store::Scope,
 };
 use secrecy::{ExposeSecret, SecretString};
@@ -30,45 +28,6 @@ fn throttle_key(email: &str) -> String {
 }
 
 impl TenancyService {
-    /// Creates the default platform administrator when the store has no user at all
-    /// (first start, or `init-db`). It must change its password at first sign-in.
-    /// Returns whether it was created.
-    pub async fn ensure_default_admin(
-        &self,
-        email: &str,
-        password: &SecretString,
-    ) -> Result<bool, TenancyError> {
-        let existing = self
-            .store
-            .users
-            .list(Scope::Platform, imix_core::store::PageRequest::first(1))
-            .await?;
-        if !existing.items.is_empty() {
-            return Ok(false);
-        }
-        let mut admin = User::new(
-            crate::validate::email("IMIX_ADMIN_EMAIL", email)?,
-            Role::Admin,
-            None,
-        );
-        admin.first_name = "Administrator".into();
-        admin.status = UserStatus::Active;
-        admin.password_hash = Some(self.hasher.hash(password)?);
-        admin.must_change_password = true;
-        match self.store.users.insert(&admin).await {
-            Ok(()) => {
-                let mut e = AuditEntry::new("user.create_default_admin", "user");
-                e.target_id = Some(admin.id.to_string());
-                self.audit(e).await;
-                tracing::warn!(email = %admin.email, "created the default administrator; sign in and change its password now");
-                Ok(true)
-            }
-            // Another replica created it at the same moment.
-            Err(imix_core::Error::Duplicate { .. }) => Ok(false),
-            Err(e) => Err(e.into()),
-        }
-    }
-
     /// OAuth2 password flow: email and password to an access token.
     pub async fn sign_in(
         &self,
@@ -218,25 +177,38 @@ impl TenancyService {
     ) -> Result<(), TenancyError> {
         let hash = token_hash(token.trim());
         let now = now();
-        let mut used = None;
+        // Check the new password before using the token up, so a refused password does not
+        // cost the user their link.
+        let mut found = None;
         for purpose in [TokenPurpose::Invitation, TokenPurpose::PasswordReset] {
-            match self.store.auth_tokens.consume(&hash, purpose, now).await {
+            match self.store.auth_tokens.find(&hash, purpose, now).await {
                 Ok(t) => {
-                    used = Some(t);
+                    found = Some(t);
                     break;
                 }
                 Err(imix_core::Error::NotFound { .. }) => continue,
                 Err(e) => return Err(e.into()),
             }
         }
-        let used = used.ok_or(TenancyError::TokenInvalid)?;
-        let user = self.store.users.get(Scope::Platform, used.user_id).await?;
+        let found = found.ok_or(TenancyError::TokenInvalid)?;
+        let user = self.store.users.get(Scope::Platform, found.user_id).await?;
         if user.status == UserStatus::Deactivated {
             return Err(TenancyError::AccountDeactivated);
         }
         check_policy(new, &user.email)?;
-        let mut next = user.clone();
-        next.password_hash = Some(self.hasher.hash(new)?);
+        let new_hash = self.hasher.hash(new)?;
+        let used = match self
+            .store
+            .auth_tokens
+            .consume(&hash, found.purpose, now)
+            .await
+        {
+            Ok(t) => t,
+            Err(imix_core::Error::NotFound { .. }) => return Err(TenancyError::TokenInvalid),
+            Err(e) => return Err(e.into()),
+        };
+        let mut next = self.store.users.get(Scope::Platform, used.user_id).await?;
+        next.password_hash = Some(new_hash);
         next.must_change_password = false;
         next.status = UserStatus::Active;
         next.updated_at = now;

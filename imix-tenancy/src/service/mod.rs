@@ -15,7 +15,7 @@ use imix_core::{
 use secrecy::SecretString;
 
 pub use auth::SignIn;
-pub use tenants::{NewTenant, StoredFile, TenantPatch};
+pub use tenants::{NewTenant, StoredFile, TenantPatch, MAX_DOCUMENT_BYTES, MAX_LOGO_BYTES};
 pub use users::{NewUser, UserPatch};
 
 use crate::{

@@ -80,6 +80,32 @@ impl AuthTokenRepository for MongoStore {
         Ok(())
     }
 
+    async fn find(
+        &self,
+        token_hash: &str,
+        purpose: TokenPurpose,
+        now: Timestamp,
+    ) -> Result<AuthToken> {
+        let found = self
+            .db
+            .collection::<Document>(AUTH_TOKENS)
+            .find_one(doc! {
+                "_id": token_hash,
+                "purpose": purpose.as_str(),
+                "used_at": Bson::Null,
+                "expires_at": { "$gt": date(now) },
+            })
+            .await
+            .map_err(backend_err("read a token"))?;
+        match found {
+            Some(d) => token_from_doc(&d),
+            None => Err(Error::NotFound {
+                entity: "token",
+                id: "(redacted)".into(),
+            }),
+        }
+    }
+
     async fn consume(
         &self,
         token_hash: &str,

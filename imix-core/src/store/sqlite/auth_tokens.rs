@@ -22,15 +22,29 @@ fn parse_time(text: &str) -> Result<Timestamp> {
         })
 }
 
-fn purpose_from(text: &str) -> Result<TokenPurpose> {
-    match text {
-        "invitation" => Ok(TokenPurpose::Invitation),
-        "password_reset" => Ok(TokenPurpose::PasswordReset),
-        other => Err(Error::Corrupt {
-            entity: "auth token",
-            source: format!("unknown purpose {other}").into(),
-        }),
-    }
+type TokenRow = (String, Option<String>, String, String);
+
+fn token_from_row(
+    hash: String,
+    purpose: TokenPurpose,
+    row: Option<TokenRow>,
+    used_at: Option<Timestamp>,
+) -> Result<AuthToken> {
+    let Some((user_id, tenant_id, created_at, expires_at)) = row else {
+        return Err(Error::NotFound {
+            entity: "token",
+            id: "(redacted)".into(),
+        });
+    };
+    Ok(AuthToken {
+        token_hash: hash,
+        user_id: user_id.parse()?,
+        tenant_id: tenant_id.map(|t| t.parse()).transpose()?,
+        purpose,
+        created_at: parse_time(&created_at)?,
+        expires_at: parse_time(&expires_at)?,
+        used_at,
+    })
 }
 
 #[async_trait]
@@ -54,6 +68,35 @@ impl AuthTokenRepository for SqliteStore {
             )
             .map_err(unique_err("auth token", "store a token"))?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn find(
+        &self,
+        token_hash: &str,
+        purpose: TokenPurpose,
+        now: Timestamp,
+    ) -> Result<AuthToken> {
+        let hash = token_hash.to_owned();
+        self.call("read a token", move |c| {
+            let row = c
+                .query_row(
+                    "SELECT user_id, tenant_id, created_at, expires_at FROM auth_tokens
+                     WHERE token_hash = ?2 AND purpose = ?3 AND used_at IS NULL AND expires_at > ?1",
+                    params![fixed(now), hash, purpose.as_str()],
+                    |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, Option<String>>(1)?,
+                            r.get::<_, String>(2)?,
+                            r.get::<_, String>(3)?,
+                        ))
+                    },
+                )
+                .optional()
+                .map_err(db_err("read a token"))?;
+            token_from_row(hash, purpose, row, None)
         })
         .await
     }
@@ -83,21 +126,7 @@ impl AuthTokenRepository for SqliteStore {
                 )
                 .optional()
                 .map_err(db_err("use a token"))?;
-            let Some((user_id, tenant_id, created_at, expires_at)) = row else {
-                return Err(Error::NotFound {
-                    entity: "token",
-                    id: "(redacted)".into(),
-                });
-            };
-            Ok(AuthToken {
-                token_hash: hash,
-                user_id: user_id.parse()?,
-                tenant_id: tenant_id.map(|t| t.parse()).transpose()?,
-                purpose: purpose_from(purpose.as_str())?,
-                created_at: parse_time(&created_at)?,
-                expires_at: parse_time(&expires_at)?,
-                used_at: Some(now),
-            })
+            token_from_row(hash, purpose, row, Some(now))
         })
         .await
     }

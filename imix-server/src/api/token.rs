@@ -1,0 +1,121 @@
+//! `POST {TOKEN_URL}`: the OAuth2 password-flow token endpoint (RFC 6749 §4.3). Mounted at
+//! the configured path outside the OpenAPI service, and added to the published spec.
+
+use poem::{
+    handler,
+    web::{Data, Form, Json},
+    Request,
+};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+use crate::{auth::client_addr, error::ApiError, state::AppState};
+
+/// The form of a token request.
+#[derive(Deserialize)]
+pub struct TokenForm {
+    /// Must be `password` when given.
+    grant_type: Option<String>,
+    /// The email.
+    username: String,
+    /// The password.
+    password: String,
+}
+
+/// The token response.
+#[derive(Serialize)]
+pub struct TokenResponse {
+    access_token: String,
+    token_type: &'static str,
+    expires_in: i64,
+    must_change_password: bool,
+}
+
+/// Exchanges email and password for an access token.
+#[handler]
+pub async fn issue_token(
+    req: &Request,
+    Data(state): Data<&AppState>,
+    Form(form): Form<TokenForm>,
+) -> Result<poem::Response, ApiError> {
+    if form.grant_type.as_deref().is_some_and(|g| g != "password") {
+        return Err(ApiError::new(
+            poem::http::StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "only grant_type=password is supported",
+        ));
+    }
+    let signed_in = state
+        .tenancy
+        .sign_in(
+            &form.username,
+            &SecretString::from(form.password),
+            client_addr(req),
+        )
+        .await?;
+    let body = TokenResponse {
+        access_token: signed_in.token.token.expose_secret().to_owned(),
+        token_type: "bearer",
+        expires_in: signed_in.token.expires_in,
+        must_change_password: signed_in.must_change_password,
+    };
+    let mut resp = poem::IntoResponse::into_response(Json(body));
+    resp.headers_mut().insert(
+        poem::http::header::CACHE_CONTROL,
+        poem::http::HeaderValue::from_static("no-store"),
+    );
+    Ok(resp)
+}
+
+/// The token operation, for the published OpenAPI document.
+pub fn spec_operation() -> serde_json::Value {
+    serde_json::json!({
+        "post": {
+            "tags": ["Account"],
+            "summary": "Sign in (OAuth2 password flow)",
+            "description": "Exchanges `username` (the email) and `password` for a bearer token. After 5 failed attempts for one account within 15 minutes, further attempts get 429 with Retry-After.",
+            "operationId": "issue_token",
+            "requestBody": {
+                "required": true,
+                "content": {"application/x-www-form-urlencoded": {"schema": {
+                    "type": "object",
+                    "required": ["username", "password"],
+                    "properties": {
+                        "grant_type": {"type": "string", "enum": ["password"]},
+                        "username": {"type": "string", "description": "The email"},
+                        "password": {"type": "string", "format": "password", "writeOnly": true}
+                    }
+                }}}
+            },
+            "responses": {
+                "200": {"description": "Signed in", "content": {"application/json": {"schema": {
+                    "type": "object",
+                    "required": ["access_token", "token_type", "expires_in", "must_change_password"],
+                    "properties": {
+                        "access_token": {"type": "string"},
+                        "token_type": {"type": "string", "enum": ["bearer"]},
+                        "expires_in": {"type": "integer", "description": "seconds"},
+                        "must_change_password": {"type": "boolean"}
+                    }
+                }}}},
+                "401": {"description": "Invalid email or password", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}},
+                "403": {"description": "Account or tenant deactivated", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}},
+                "429": {"description": "Too many failed attempts", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}
+            }
+        }
+    })
+}
+
+/// The published spec: the service's, plus the token operation at `token_url`.
+pub fn published_spec(spec: &str, token_url: &str) -> String {
+    let Ok(mut doc) = serde_json::from_str::<serde_json::Value>(spec) else {
+        return spec.to_owned();
+    };
+    if let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) {
+        paths.insert(token_url.to_owned(), spec_operation());
+    }
+    if let Some(flow) = doc.pointer_mut("/components/securitySchemes/OAuth2/flows/password") {
+        flow["tokenUrl"] = serde_json::Value::String(token_url.to_owned());
+    }
+    serde_json::to_string_pretty(&doc).unwrap_or_else(|_| spec.to_owned())
+}

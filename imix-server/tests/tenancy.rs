@@ -1,0 +1,842 @@
+//! Sign-in, users, tenants, files and the audit log through the HTTP API, on both stores.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+mod common;
+
+use common::{error_of, eventually, Backend, TestServer, ADMIN_PASSWORD, DEFAULT_ADMIN_PASSWORD};
+use imix_notify::RecordingMailer;
+use reqwest::Method;
+use serde_json::json;
+
+macro_rules! on_both_backends {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    crate::$case(crate::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod mongodb {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    crate::$case(crate::Backend::Mongodb).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    default_admin_must_change_password_first,
+    sign_in_failures_are_uniform_and_throttled,
+    tenants_crud_validation_and_private_notes,
+    deactivating_a_tenant_locks_its_users_out_at_once_and_keeps_its_data,
+    invitations_set_passwords_once,
+    users_roles_and_escalation,
+    deactivating_a_user_rejects_their_token_at_once,
+    forgot_password_answers_the_same_either_way,
+    logo_and_documents,
+    audit_log_records_and_scopes,
+);
+
+const PNG: &[u8] = &[
+    0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 0x0d, b'I', b'H', b'D', b'R', 0, 0, 0,
+    1, 0, 0, 0, 1, 8, 6, 0, 0, 0, 0x1f, 0x15, 0xc4, 0x89, 0, 0, 0, 0x0a, b'I', b'D', b'A', b'T',
+    0x78, 0x9c, 0x63, 0, 1, 0, 0, 5, 0, 1, 0x0d, 0x0a, 0x2d, 0xb4, 0, 0, 0, 0, b'I', b'E', b'N',
+    b'D', 0xae, 0x42, 0x60, 0x82,
+];
+
+async fn default_admin_must_change_password_first(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let resp = s
+        .sign_in_raw("admin@example.com", DEFAULT_ADMIN_PASSWORD)
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["token_type"], "bearer");
+    assert_eq!(body["expires_in"], 1440 * 60);
+    assert_eq!(body["must_change_password"], true);
+    let token = body["access_token"].as_str().unwrap().to_owned();
+
+    let (code, _) = error_of(
+        s.call(&token, Method::GET, "/api/v1/tenants")
+            .send()
+            .await
+            .unwrap(),
+        403,
+    )
+    .await;
+    assert_eq!(code, "password_change_required");
+    let (status, me) = s.get_json(&token, "/api/v1/me").await;
+    assert_eq!(status, 200);
+    assert_eq!(me["user"]["must_change_password"], true);
+    assert!(me["permissions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p == "platform.tenants"));
+
+    for (bad, why) in [
+        ("admin123", "the default"),
+        ("short", "too short"),
+        ("admin@example.com", "the email"),
+    ] {
+        let (status, body) = s
+            .send_json(
+                &token,
+                Method::POST,
+                "/api/v1/auth/change-password",
+                json!({"current_password": DEFAULT_ADMIN_PASSWORD, "new_password": bad}),
+            )
+            .await;
+        assert_eq!(status, 422, "{why}: {body}");
+        assert_eq!(body["error"]["details"]["field"], "new_password");
+    }
+    let (status, body) = s
+        .send_json(
+            &token,
+            Method::POST,
+            "/api/v1/auth/change-password",
+            json!({"current_password": "wrong", "new_password": ADMIN_PASSWORD}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["details"]["field"].as_str()),
+        (422, Some("current_password"))
+    );
+    let (status, _) = s
+        .send_json(
+            &token,
+            Method::POST,
+            "/api/v1/auth/change-password",
+            json!({"current_password": DEFAULT_ADMIN_PASSWORD, "new_password": ADMIN_PASSWORD}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    // The same token now works everywhere; the old password does not.
+    assert_eq!(s.get_json(&token, "/api/v1/tenants").await.0, 200);
+    assert_eq!(
+        s.sign_in_raw("admin@example.com", DEFAULT_ADMIN_PASSWORD)
+            .await
+            .status(),
+        401
+    );
+    let fresh = s.sign_in_raw("admin@example.com", ADMIN_PASSWORD).await;
+    let fresh: serde_json::Value = fresh.json().await.unwrap();
+    assert_eq!(fresh["must_change_password"], false);
+
+    // Tokens are checked: garbage, and none at all.
+    let (code, _) = error_of(
+        s.call("not-a-jwt", Method::GET, "/api/v1/me")
+            .send()
+            .await
+            .unwrap(),
+        401,
+    )
+    .await;
+    assert_eq!(code, "unauthenticated");
+    let (code, _) = error_of(s.get("/api/v1/me").await, 401).await;
+    assert_eq!(code, "unauthenticated");
+    s.stop().await;
+}
+
+async fn sign_in_failures_are_uniform_and_throttled(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    s.admin().await;
+    let unknown = s.sign_in_raw("nobody@example.com", "whatever-123").await;
+    let (code_unknown, body_unknown) = error_of(unknown, 401).await;
+    let wrong = s.sign_in_raw("admin@example.com", "whatever-123").await;
+    let (code_wrong, body_wrong) = error_of(wrong, 401).await;
+    assert_eq!(code_unknown, "invalid_credentials");
+    assert_eq!(code_wrong, code_unknown);
+    assert_eq!(
+        body_unknown, body_wrong,
+        "unknown email and wrong password look the same"
+    );
+
+    // Four more failures make five within the window; then even the right password waits.
+    for _ in 0..4 {
+        assert_eq!(
+            s.sign_in_raw("Admin@Example.com", "whatever-123")
+                .await
+                .status(),
+            401
+        );
+    }
+    let locked = s.sign_in_raw("admin@example.com", ADMIN_PASSWORD).await;
+    assert_eq!(locked.status(), 429);
+    let retry: u64 = locked.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=900).contains(&retry), "{retry}");
+    let (code, _) = error_of(locked, 429).await;
+    assert_eq!(code, "too_many_attempts");
+    s.stop().await;
+}
+
+async fn tenants_crud_validation_and_private_notes(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let admin = s.admin().await;
+    let tenant = s
+        .create_tenant(
+            &admin,
+            json!({
+                "name": "Acme Trading", "organization": "Acme SARL", "address": "Avenue Gamal Abdel Nasser, Nouakchott",
+                "phone": "+22245123456", "mobile": "+22236123456", "email": "contact@acme.example",
+                "private_notes": "pays late", "default_language": "fr",
+                "limits": {"max_messages_per_day": 1000, "max_media_per_day": 100, "max_templates": 10, "max_agents": 5, "max_contacts": 5000}
+            }),
+        )
+        .await;
+    assert_eq!(tenant["status"], "active");
+    assert_eq!(tenant["default_language"], "fr");
+    assert_eq!(
+        tenant["limits"]["max_contact_groups"],
+        serde_json::Value::Null,
+        "missing limit = unlimited"
+    );
+    assert_eq!(tenant["private_notes"], "pays late");
+    let id = tenant["id"].as_str().unwrap();
+
+    for (body, field) in [
+        (json!({"name": ""}), "name"),
+        (json!({"name": "X", "email": "not-an-email"}), "email"),
+        (json!({"name": "X", "phone": "0612345678"}), "phone"),
+        (json!({"name": "X", "mobile": "+1"}), "mobile"),
+    ] {
+        let (status, err) = s
+            .send_json(&admin, Method::POST, "/api/v1/tenants", body)
+            .await;
+        assert_eq!(status, 422, "{err}");
+        assert_eq!(err["error"]["details"]["field"], field);
+    }
+    let (status, _) = s
+        .send_json(
+            &admin,
+            Method::POST,
+            "/api/v1/tenants",
+            json!({"name": "X", "limits": {"max_agents": -1}}),
+        )
+        .await;
+    assert!(
+        status == 400 || status == 422,
+        "negative limit refused: {status}"
+    );
+    let listed = s.get_json(&admin, "/api/v1/tenants").await.1;
+    assert_eq!(
+        listed["items"].as_array().unwrap().len(),
+        1,
+        "refused tenants changed nothing"
+    );
+
+    let (status, patched) = s
+        .send_json(
+            &admin,
+            Method::PATCH,
+            &format!("/api/v1/tenants/{id}"),
+            json!({"organization": null, "limits": {"max_agents": 2}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{patched}");
+    assert_eq!(patched["organization"], serde_json::Value::Null);
+    assert_eq!(patched["limits"]["max_agents"], 2);
+    assert_eq!(
+        patched["limits"]["max_messages_per_day"],
+        serde_json::Value::Null
+    );
+    assert_eq!(patched["name"], "Acme Trading");
+    assert_eq!(patched["version"], 2);
+
+    // A tenant admin sees its tenant without the private notes and cannot change limits.
+    let (_, tadmin) = s
+        .user_with_token(&admin, json!({"email": "boss@acme.example", "first_name": "Mariem", "last_name": "Sidi", "role": "admin", "tenant_id": id}))
+        .await;
+    let (status, own) = s.get_json(&tadmin, &format!("/api/v1/tenants/{id}")).await;
+    assert_eq!(status, 200);
+    assert!(own.get("private_notes").is_none(), "{own}");
+    let list = s.get_json(&tadmin, "/api/v1/tenants").await.1;
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    assert!(list["items"][0].get("private_notes").is_none());
+    let (status, err) = s
+        .send_json(
+            &tadmin,
+            Method::PATCH,
+            &format!("/api/v1/tenants/{id}"),
+            json!({"limits": {"max_agents": 99}}),
+        )
+        .await;
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (403, Some("forbidden"))
+    );
+    let (status, _) = s
+        .send_json(
+            &tadmin,
+            Method::PATCH,
+            &format!("/api/v1/tenants/{id}"),
+            json!({"address": "New address"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = s
+        .send_json(
+            &tadmin,
+            Method::POST,
+            "/api/v1/tenants",
+            json!({"name": "Mine"}),
+        )
+        .await;
+    assert_eq!(status, 403);
+    s.stop().await;
+}
+
+async fn deactivating_a_tenant_locks_its_users_out_at_once_and_keeps_its_data(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let admin = s.admin().await;
+    let t = s.create_tenant(&admin, json!({"name": "Sleepy"})).await;
+    let id = t["id"].as_str().unwrap();
+    let (user, token) = s
+        .user_with_token(&admin, json!({"email": "agent@sleepy.example", "first_name": "A", "last_name": "B", "role": "agent", "tenant_id": id}))
+        .await;
+    assert_eq!(s.get_json(&token, "/api/v1/me").await.0, 200);
+
+    let (status, t2) = s
+        .send_json(
+            &admin,
+            Method::POST,
+            &format!("/api/v1/tenants/{id}/deactivate"),
+            json!({}),
+        )
+        .await;
+    assert_eq!((status, t2["status"].as_str()), (200, Some("deactivated")));
+    let (code, _) = error_of(
+        s.call(&token, Method::GET, "/api/v1/me")
+            .send()
+            .await
+            .unwrap(),
+        403,
+    )
+    .await;
+    assert_eq!(
+        code, "tenant_deactivated",
+        "an existing token is refused at once"
+    );
+    let (code, _) = error_of(
+        s.sign_in_raw("agent@sleepy.example", "user-passphrase-22")
+            .await,
+        403,
+    )
+    .await;
+    assert_eq!(code, "tenant_deactivated");
+
+    let (status, _) = s
+        .send_json(
+            &admin,
+            Method::POST,
+            &format!("/api/v1/tenants/{id}/activate"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, me) = s.get_json(&token, "/api/v1/me").await;
+    assert_eq!(status, 200);
+    assert_eq!(me["user"]["id"], user["id"]);
+    let (_, back) = s.get_json(&admin, &format!("/api/v1/tenants/{id}")).await;
+    assert_eq!(back["name"], "Sleepy");
+    s.stop().await;
+}
+
+async fn invitations_set_passwords_once(backend: Backend) {
+    let mailer = RecordingMailer::default();
+    let s = TestServer::start_recording(backend, mailer.clone()).await;
+    let admin = s.admin().await;
+    let t = s
+        .create_tenant(&admin, json!({"name": "Invites", "default_language": "ar"}))
+        .await;
+    let (status, user) = s
+        .send_json(
+            &admin,
+            Method::POST,
+            "/api/v1/users",
+            json!({"email": "Fatima@Invites.example", "first_name": "Fatima", "last_name": "Mint Ahmed", "role": "agent", "tenant_id": t["id"]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{user}");
+    assert_eq!(user["status"], "invited");
+    assert_eq!(
+        user["default_language"], "ar",
+        "the tenant's default language"
+    );
+    assert!(user.get("password").is_none() && user.get("password_hash").is_none());
+
+    let sent = mailer.sent();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].to.email, "Fatima@Invites.example");
+    assert_eq!(sent[0].language, imix_core::Language::Ar);
+    let link = sent[0]
+        .text
+        .split_whitespace()
+        .find(|w| w.starts_with("http"))
+        .unwrap()
+        .to_owned();
+    assert!(
+        link.starts_with("http://localhost:8000/set-password?token="),
+        "{link}"
+    );
+    let token = link.split("token=").nth(1).unwrap().to_owned();
+
+    // Not signed in yet: no password.
+    assert_eq!(
+        s.sign_in_raw("fatima@invites.example", "anything-at-all")
+            .await
+            .status(),
+        401
+    );
+    let (status, body) = s
+        .send_json(
+            "",
+            Method::POST,
+            "/api/v1/auth/set-password",
+            json!({"token": token, "new_password": "short"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["details"]["field"].as_str()),
+        (422, Some("new_password"))
+    );
+    // The refused password did not use the link up.
+    let (status, body) = s
+        .send_json(
+            "",
+            Method::POST,
+            "/api/v1/auth/set-password",
+            json!({"token": token, "new_password": "fatima-passphrase"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = s
+        .send_json(
+            "",
+            Method::POST,
+            "/api/v1/auth/set-password",
+            json!({"token": token, "new_password": "another-passphrase"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["details"]["field"].as_str()),
+        (422, Some("token")),
+        "single use"
+    );
+    let token = s
+        .sign_in("fatima@invites.example", "fatima-passphrase")
+        .await;
+    let (_, me) = s.get_json(&token, "/api/v1/me").await;
+    assert_eq!(me["user"]["status"], "active");
+    assert_eq!(me["user"]["must_change_password"], false);
+    s.stop().await;
+}
+
+async fn users_roles_and_escalation(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let admin = s.admin().await;
+    let a = s.create_tenant(&admin, json!({"name": "A"})).await;
+    let b = s.create_tenant(&admin, json!({"name": "B"})).await;
+    let a_id = a["id"].as_str().unwrap();
+    let (_, a_admin) = s
+        .user_with_token(&admin, json!({"email": "admin@a.example", "first_name": "A", "last_name": "Admin", "role": "admin", "tenant_id": a_id}))
+        .await;
+
+    // Email unique regardless of case.
+    let (status, err) = s
+        .send_json(&admin, Method::POST, "/api/v1/users", json!({"email": "ADMIN@A.example", "first_name": "X", "last_name": "Y", "role": "agent", "tenant_id": a_id, "password": "initial-password-1"}))
+        .await;
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (409, Some("email_taken"))
+    );
+
+    // Platform users must be admins.
+    let (status, err) = s
+        .send_json(&admin, Method::POST, "/api/v1/users", json!({"email": "ops2@agency.example", "first_name": "X", "last_name": "Y", "role": "agent", "password": "initial-password-1"}))
+        .await;
+    assert_eq!(
+        (status, err["error"]["details"]["field"].as_str()),
+        (422, Some("role"))
+    );
+
+    // A tenant admin creates users only in its tenant…
+    let (status, created) = s
+        .send_json(&a_admin, Method::POST, "/api/v1/users", json!({"email": "agent@a.example", "first_name": "X", "last_name": "Y", "role": "agent", "password": "initial-password-1"}))
+        .await;
+    assert_eq!(status, 201);
+    assert_eq!(
+        created["tenant_id"], a["id"],
+        "defaults to the admin's own tenant"
+    );
+    let (status, _) = s
+        .send_json(&a_admin, Method::POST, "/api/v1/users", json!({"email": "spy@b.example", "first_name": "X", "last_name": "Y", "role": "agent", "tenant_id": b["id"], "password": "initial-password-1"}))
+        .await;
+    assert_eq!(
+        status, 404,
+        "another tenant does not exist for a tenant admin"
+    );
+    // …and cannot grant platform permissions.
+    let (status, err) = s
+        .send_json(&a_admin, Method::POST, "/api/v1/users", json!({"email": "c@a.example", "first_name": "X", "last_name": "Y", "role": "custom", "permissions": ["platform.tenants"], "password": "initial-password-1"}))
+        .await;
+    assert_eq!(
+        (status, err["error"]["details"]["field"].as_str()),
+        (422, Some("permissions"))
+    );
+    let (status, custom) = s
+        .send_json(&a_admin, Method::POST, "/api/v1/users", json!({"email": "c@a.example", "first_name": "X", "last_name": "Y", "role": "custom", "permissions": ["contacts.read", "usage.read"], "password": "initial-password-1"}))
+        .await;
+    assert_eq!(status, 201, "{custom}");
+
+    // An agent cannot manage users; a manager cannot raise anyone to admin.
+    let (_, manager) = s
+        .user_with_token(&admin, json!({"email": "m@a.example", "first_name": "M", "last_name": "M", "role": "manager", "tenant_id": a_id}))
+        .await;
+    let (status, err) = s
+        .send_json(
+            &manager,
+            Method::PATCH,
+            &format!("/api/v1/users/{}", created["id"].as_str().unwrap()),
+            json!({"role": "admin"}),
+        )
+        .await;
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (403, Some("forbidden"))
+    );
+    let (status, agent_view) = s
+        .get_json(
+            &manager,
+            &format!("/api/v1/users/{}", created["id"].as_str().unwrap()),
+        )
+        .await;
+    assert_eq!((status, agent_view["role"].as_str()), (200, Some("agent")));
+
+    // Listing is tenant-scoped.
+    let (_, list) = s.get_json(&a_admin, "/api/v1/users").await;
+    let emails: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["email"].as_str().unwrap())
+        .collect();
+    assert!(
+        emails.iter().all(|e| e.ends_with("@a.example")),
+        "{emails:?}"
+    );
+    let (status, _) = s
+        .get_json(
+            &a_admin,
+            &format!("/api/v1/users?tenant_id={}", b["id"].as_str().unwrap()),
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (_, all) = s.get_json(&admin, "/api/v1/users?limit=2").await;
+    assert_eq!(all["items"].as_array().unwrap().len(), 2);
+    assert!(all["next_cursor"].is_string());
+    s.stop().await;
+}
+
+async fn deactivating_a_user_rejects_their_token_at_once(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let admin = s.admin().await;
+    let t = s.create_tenant(&admin, json!({"name": "T"})).await;
+    let (user, token) = s
+        .user_with_token(&admin, json!({"email": "u@t.example", "first_name": "U", "last_name": "T", "role": "agent", "tenant_id": t["id"]}))
+        .await;
+    let uid = user["id"].as_str().unwrap();
+    assert_eq!(s.get_json(&token, "/api/v1/me").await.0, 200);
+    let (status, d) = s
+        .send_json(
+            &admin,
+            Method::POST,
+            &format!("/api/v1/users/{uid}/deactivate"),
+            json!({}),
+        )
+        .await;
+    assert_eq!((status, d["status"].as_str()), (200, Some("deactivated")));
+    let (code, _) = error_of(
+        s.call(&token, Method::GET, "/api/v1/me")
+            .send()
+            .await
+            .unwrap(),
+        403,
+    )
+    .await;
+    assert_eq!(code, "account_deactivated");
+    let (status, a) = s
+        .send_json(
+            &admin,
+            Method::POST,
+            &format!("/api/v1/users/{uid}/activate"),
+            json!({}),
+        )
+        .await;
+    assert_eq!((status, a["status"].as_str()), (200, Some("active")));
+    assert_eq!(s.get_json(&token, "/api/v1/me").await.0, 200);
+    // Nobody deactivates themselves.
+    let me = s.get_json(&admin, "/api/v1/me").await.1;
+    let (status, _) = s
+        .send_json(
+            &admin,
+            Method::POST,
+            &format!(
+                "/api/v1/users/{}/deactivate",
+                me["user"]["id"].as_str().unwrap()
+            ),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 403);
+    s.stop().await;
+}
+
+async fn forgot_password_answers_the_same_either_way(backend: Backend) {
+    let mailer = RecordingMailer::default();
+    let s = TestServer::start_recording(backend, mailer.clone()).await;
+    s.admin().await;
+    let known = s
+        .send_json(
+            "",
+            Method::POST,
+            "/api/v1/auth/forgot-password",
+            json!({"email": "admin@example.com"}),
+        )
+        .await;
+    let unknown = s
+        .send_json(
+            "",
+            Method::POST,
+            "/api/v1/auth/forgot-password",
+            json!({"email": "ghost@example.com"}),
+        )
+        .await;
+    assert_eq!(known, unknown);
+    assert_eq!(known.0, 200);
+    eventually("the reset email", || !mailer.sent().is_empty()).await;
+    let sent = mailer.sent();
+    assert_eq!(sent.len(), 1, "only the known account gets an email");
+    let link = sent[0]
+        .text
+        .split_whitespace()
+        .find(|w| w.starts_with("http"))
+        .unwrap();
+    let token = link.split("token=").nth(1).unwrap();
+    let (status, _) = s
+        .send_json(
+            "",
+            Method::POST,
+            "/api/v1/auth/set-password",
+            json!({"token": token, "new_password": "brand-new-passphrase"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, body) = s
+        .send_json(
+            "",
+            Method::POST,
+            "/api/v1/auth/set-password",
+            json!({"token": token, "new_password": "another-passphrase"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["details"]["field"].as_str()),
+        (422, Some("token")),
+        "single use"
+    );
+    assert_eq!(
+        s.sign_in_raw("admin@example.com", "brand-new-passphrase")
+            .await
+            .status(),
+        200
+    );
+    s.stop().await;
+}
+
+async fn logo_and_documents(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let admin = s.admin().await;
+    let t = s.create_tenant(&admin, json!({"name": "Files"})).await;
+    let id = t["id"].as_str().unwrap();
+    let upload = |bytes: &'static [u8], name: &str, mime: &str| {
+        reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(bytes)
+                .file_name(name.to_owned())
+                .mime_str(mime)
+                .unwrap(),
+        )
+    };
+
+    // A text file that claims to be a PNG is refused: the type comes from the bytes.
+    let resp = s
+        .call(&admin, Method::PUT, &format!("/api/v1/tenants/{id}/logo"))
+        .multipart(upload(b"just text", "logo.png", "image/png"))
+        .send()
+        .await
+        .unwrap();
+    let (code, body) = error_of(resp, 422).await;
+    assert_eq!(
+        (code.as_str(), body["error"]["details"]["field"].as_str()),
+        ("invalid_field", Some("logo"))
+    );
+    let resp = s
+        .call(&admin, Method::PUT, &format!("/api/v1/tenants/{id}/logo"))
+        .multipart(upload(PNG, "logo.bin", "application/octet-stream"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let view: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(view["logo_url"], format!("/api/v1/tenants/{id}/logo"));
+    let logo = s
+        .call(&admin, Method::GET, &format!("/api/v1/tenants/{id}/logo"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logo.headers()["content-type"], "image/png");
+    assert_eq!(logo.bytes().await.unwrap().as_ref(), PNG);
+
+    let pdf: &'static [u8] = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n";
+    let resp = s
+        .call(
+            &admin,
+            Method::POST,
+            &format!("/api/v1/tenants/{id}/documents"),
+        )
+        .multipart(upload(pdf, "Contrat signé.pdf", "application/pdf"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let doc: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(doc["file_name"], "Contrat signé.pdf");
+    assert_eq!(doc["content_type"], "application/pdf");
+    let resp = s
+        .call(
+            &admin,
+            Method::POST,
+            &format!("/api/v1/tenants/{id}/documents"),
+        )
+        .multipart(upload(
+            b"#!/bin/sh\nrm -rf /\n",
+            "notes.pdf",
+            "application/pdf",
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 422);
+    let (_, list) = s
+        .get_json(&admin, &format!("/api/v1/tenants/{id}/documents"))
+        .await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    let dl = s
+        .call(&admin, Method::GET, doc["download_url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(dl.status(), 200);
+    assert_eq!(dl.headers()["content-type"], "application/pdf");
+    let disposition = dl.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        disposition.contains("filename*=UTF-8''Contrat%20sign%C3%A9.pdf"),
+        "{disposition}"
+    );
+    assert_eq!(dl.bytes().await.unwrap().as_ref(), pdf);
+    let del = s
+        .call(
+            &admin,
+            Method::DELETE,
+            doc["download_url"].as_str().unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(del.status(), 200);
+    assert_eq!(
+        s.get_json(&admin, doc["download_url"].as_str().unwrap())
+            .await
+            .0,
+        404
+    );
+
+    // Larger than 2 MB: refused before it is stored.
+    let big: &'static [u8] = Box::leak(vec![0u8; 2 * 1024 * 1024 + 1].into_boxed_slice());
+    let resp = s
+        .call(&admin, Method::PUT, &format!("/api/v1/tenants/{id}/logo"))
+        .multipart(upload(big, "big.png", "image/png"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+    s.stop().await;
+}
+
+async fn audit_log_records_and_scopes(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let admin = s.admin().await;
+    let _ = s.sign_in_raw("admin@example.com", "wrong-password-1").await;
+    let a = s.create_tenant(&admin, json!({"name": "Audited A"})).await;
+    let b = s.create_tenant(&admin, json!({"name": "Audited B"})).await;
+    let (_, a_admin) = s
+        .user_with_token(&admin, json!({"email": "x@auda.example", "first_name": "X", "last_name": "Y", "role": "admin", "tenant_id": a["id"]}))
+        .await;
+    let (status, _) = s
+        .send_json(
+            &admin,
+            Method::POST,
+            &format!("/api/v1/tenants/{}/deactivate", b["id"].as_str().unwrap()),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    let (status, log) = s.get_json(&admin, "/api/v1/audit-log?limit=100").await;
+    assert_eq!(status, 200);
+    let actions: Vec<&str> = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for expected in [
+        "auth.sign_in",
+        "auth.sign_in_failed",
+        "auth.change_password",
+        "tenant.create",
+        "user.create",
+        "tenant.deactivate",
+    ] {
+        assert!(
+            actions.contains(&expected),
+            "{expected} missing from {actions:?}"
+        );
+    }
+    assert_eq!(actions[0], "tenant.deactivate", "newest first");
+    let entry = &log["items"][0];
+    assert_eq!(entry["target_id"], b["id"]);
+    assert_eq!(entry["client_addr"], "127.0.0.1");
+    assert!(entry["actor_id"].is_string());
+
+    let (status, own) = s.get_json(&a_admin, "/api/v1/audit-log?limit=100").await;
+    assert_eq!(status, 200);
+    let items = own["items"].as_array().unwrap();
+    assert!(!items.is_empty());
+    assert!(items.iter().all(|e| e["tenant_id"] == a["id"]), "{own}");
+    s.stop().await;
+}

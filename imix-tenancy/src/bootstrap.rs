@@ -1,0 +1,53 @@
+//! First-start bootstrap: the admin guide's default administrator.
+
+use imix_core::{
+    model::{AuditEntry, Role, User, UserStatus},
+    store::{PageRequest, Scope, Store},
+};
+use secrecy::SecretString;
+
+use crate::{password::PasswordHasher, TenancyError};
+
+/// The admin guide's default administrator email.
+pub const DEFAULT_ADMIN_EMAIL: &str = "admin@example.com";
+
+/// Creates the default platform administrator when the store has no user at all (first
+/// start, or `init-db`). It must change its password at first sign-in. Returns whether it
+/// was created. Safe to call from several replicas at once (the email is unique).
+pub async fn ensure_default_admin(
+    store: &Store,
+    email: &str,
+    password: &SecretString,
+) -> Result<bool, TenancyError> {
+    let existing = store
+        .users
+        .list(Scope::Platform, PageRequest::first(1))
+        .await?;
+    if !existing.items.is_empty() {
+        return Ok(false);
+    }
+    let hasher = PasswordHasher::new()?;
+    let mut admin = User::new(
+        crate::validate::email("IMIX_ADMIN_EMAIL", email)?,
+        Role::Admin,
+        None,
+    );
+    admin.first_name = "Administrator".into();
+    admin.status = UserStatus::Active;
+    admin.password_hash = Some(hasher.hash(password)?);
+    admin.must_change_password = true;
+    match store.users.insert(&admin).await {
+        Ok(()) => {
+            let mut e = AuditEntry::new("user.create_default_admin", "user");
+            e.target_id = Some(admin.id.to_string());
+            if let Err(err) = store.audit.append(&e).await {
+                tracing::error!(error = %err, "cannot write the audit log");
+            }
+            tracing::warn!(email = %admin.email, "created the default administrator; sign in and change its password now");
+            Ok(true)
+        }
+        // Another replica created it at the same moment.
+        Err(imix_core::Error::Duplicate { .. }) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
