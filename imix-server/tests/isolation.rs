@@ -1,0 +1,267 @@
+//! Tenant isolation, proven from the outside: every operation of the published OpenAPI
+//! document that takes a tenant or resource id is called by users of tenant B with tenant
+//! A's ids. Each call must answer 403 or 404 with nothing of tenant A in the body, and
+//! tenant A must be unchanged afterwards. Operations are discovered from `/openapi.json`,
+//! so a route added later is covered without editing this test (a new kind of path
+//! parameter makes the test fail until a fixture for it exists).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::{Backend, TestServer};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+const PNG: &[u8] = &[
+    0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 0x0d, b'I', b'H', b'D', b'R', 0, 0, 0,
+    1, 0, 0, 0, 1, 8, 6, 0, 0, 0, 0x1f, 0x15, 0xc4, 0x89, 0, 0, 0, 0x0a, b'I', b'D', b'A', b'T',
+    0x78, 0x9c, 0x63, 0, 1, 0, 0, 5, 0, 1, 0x0d, 0x0a, 0x2d, 0xb4, 0, 0, 0, 0, b'I', b'E', b'N',
+    b'D', 0xae, 0x42, 0x60, 0x82,
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_tenant_b_cannot_reach_tenant_a() {
+    walk(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongodb_tenant_b_cannot_reach_tenant_a() {
+    walk(Backend::Mongodb).await;
+}
+
+/// Resolves `#/components/schemas/X` references.
+fn resolve<'a>(spec: &'a Value, schema: &'a Value) -> &'a Value {
+    match schema.get("$ref").and_then(Value::as_str) {
+        Some(r) => spec.pointer(&r.replacen('#', "", 1)).unwrap_or(schema),
+        None => schema,
+    }
+}
+
+/// A minimal body that satisfies the schema's required fields, so that requests reach the
+/// handler instead of failing to parse.
+fn example(spec: &Value, schema: &Value) -> Value {
+    let schema = resolve(spec, schema);
+    if let Some(all) = schema.get("allOf").and_then(Value::as_array) {
+        return all.first().map(|s| example(spec, s)).unwrap_or(Value::Null);
+    }
+    if let Some(values) = schema.get("enum").and_then(Value::as_array) {
+        return values[0].clone();
+    }
+    match schema.get("type").and_then(Value::as_str) {
+        Some("object") | None => {
+            let mut out = serde_json::Map::new();
+            let required: Vec<&str> = schema
+                .get("required")
+                .and_then(Value::as_array)
+                .map(|r| r.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            if let Some(props) = schema.get("properties").and_then(Value::as_object) {
+                for (name, prop) in props {
+                    if required.contains(&name.as_str()) {
+                        out.insert(name.clone(), example(spec, prop));
+                    }
+                }
+            }
+            Value::Object(out)
+        }
+        Some("string") => match schema.get("format").and_then(Value::as_str) {
+            Some("email") => json!("intruder@b.example"),
+            _ => json!("intruder-value-1"),
+        },
+        Some("integer") | Some("number") => json!(1),
+        Some("boolean") => json!(true),
+        Some("array") => json!([]),
+        _ => Value::Null,
+    }
+}
+
+struct Fixture {
+    params: HashMap<&'static str, String>,
+    /// Strings of tenant A that must never appear in B's responses.
+    secrets: Vec<String>,
+}
+
+async fn walk(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let admin = s.admin().await;
+
+    // Tenant A, with a user, a logo and a document.
+    let a = s
+        .create_tenant(
+            &admin,
+            json!({"name": "Alpha Secret Holdings", "email": "ceo@alpha-secret.example", "private_notes": "alpha-private-note", "phone": "+22245000001"}),
+        )
+        .await;
+    let a_id = a["id"].as_str().unwrap().to_owned();
+    let (a_user, _) = s
+        .user_with_token(&admin, json!({"email": "agent@alpha-secret.example", "first_name": "Alphonse", "last_name": "Secretus", "role": "agent", "tenant_id": a_id}))
+        .await;
+    let a_user_id = a_user["id"].as_str().unwrap().to_owned();
+    let form = || {
+        reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(PNG).file_name("alpha-secret-logo.png"),
+        )
+    };
+    let resp = s
+        .call(&admin, Method::PUT, &format!("/api/v1/tenants/{a_id}/logo"))
+        .multipart(form())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let resp = s
+        .call(
+            &admin,
+            Method::POST,
+            &format!("/api/v1/tenants/{a_id}/documents"),
+        )
+        .multipart(form())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let doc: Value = resp.json().await.unwrap();
+    let doc_id = doc["id"].as_str().unwrap().to_owned();
+
+    // Tenant B, with an admin (every tenant permission) and an agent.
+    let b = s.create_tenant(&admin, json!({"name": "Beta"})).await;
+    let (_, b_admin) = s
+        .user_with_token(&admin, json!({"email": "admin@beta.example", "first_name": "B", "last_name": "Admin", "role": "admin", "tenant_id": b["id"]}))
+        .await;
+    let (_, b_agent) = s
+        .user_with_token(&admin, json!({"email": "agent@beta.example", "first_name": "B", "last_name": "Agent", "role": "agent", "tenant_id": b["id"]}))
+        .await;
+
+    let fixture = Fixture {
+        params: HashMap::from([
+            ("tenant_id", a_id.clone()),
+            ("user_id", a_user_id.clone()),
+            ("document_id", doc_id.clone()),
+        ]),
+        secrets: vec![
+            a_id.clone(),
+            a_user_id.clone(),
+            doc_id.clone(),
+            "Alpha Secret".into(),
+            "alpha-secret".into(),
+            "alpha-private-note".into(),
+            "Alphonse".into(),
+        ],
+    };
+
+    let (_, a_user_before) = s
+        .get_json(&admin, &format!("/api/v1/users/{a_user_id}"))
+        .await;
+    let spec: Value = s.get("/openapi.json").await.json().await.unwrap();
+    let mut checked = 0usize;
+    let mut operations = 0usize;
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let params: Vec<&Value> = op["parameters"]
+                .as_array()
+                .map(|p| p.iter().collect())
+                .unwrap_or_default();
+            let path_params: Vec<&str> = params
+                .iter()
+                .filter(|p| p["in"] == "path")
+                .map(|p| p["name"].as_str().unwrap())
+                .collect();
+            let tenant_query = params
+                .iter()
+                .any(|p| p["in"] == "query" && p["name"] == "tenant_id");
+            if path_params.is_empty() && !tenant_query {
+                continue;
+            }
+            operations += 1;
+            let mut url = path.clone();
+            for name in &path_params {
+                let value = fixture
+                    .params
+                    .get(name)
+                    .unwrap_or_else(|| panic!("no fixture for path parameter `{name}` of {method} {path}: add one to this test"));
+                url = url.replace(&format!("{{{name}}}"), value);
+            }
+            if tenant_query {
+                url = format!("{url}?tenant_id={a_id}");
+            }
+            let content = op
+                .pointer("/requestBody/content")
+                .and_then(Value::as_object);
+            for (who, token) in [("tenant B admin", &b_admin), ("tenant B agent", &b_agent)] {
+                let mut req = s.call(
+                    token,
+                    method.to_uppercase().parse::<Method>().unwrap(),
+                    &url,
+                );
+                if let Some(content) = content {
+                    if let Some(json_body) = content
+                        .iter()
+                        .find(|(ct, _)| ct.starts_with("application/json"))
+                    {
+                        req = req.json(&example(&spec, &json_body.1["schema"]));
+                    } else if content
+                        .keys()
+                        .any(|ct| ct.starts_with("multipart/form-data"))
+                    {
+                        req = req.multipart(form());
+                    }
+                }
+                let resp = req.send().await.unwrap();
+                let status = resp.status().as_u16();
+                let body = resp.text().await.unwrap_or_default();
+                assert!(
+                    status == 403 || status == 404,
+                    "{who}: {method} {url} answered {status}: {body}"
+                );
+                for secret in &fixture.secrets {
+                    assert!(
+                        !body.contains(secret.as_str()),
+                        "{who}: {method} {url} leaked `{secret}`: {body}"
+                    );
+                }
+                checked += 1;
+            }
+        }
+    }
+    // The list operations without ids show B nothing of A either.
+    for list in ["/api/v1/tenants", "/api/v1/users", "/api/v1/audit-log"] {
+        let body = s
+            .call(&b_admin, Method::GET, list)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        for secret in &fixture.secrets {
+            assert!(
+                !body.contains(secret.as_str()),
+                "{list} leaked `{secret}`: {body}"
+            );
+        }
+    }
+
+    // Tenant A is exactly as it was.
+    let (_, a_after) = s.get_json(&admin, &format!("/api/v1/tenants/{a_id}")).await;
+    assert_eq!(a_after["name"], a["name"]);
+    assert_eq!(a_after["status"], "active");
+    assert_eq!(a_after["private_notes"], "alpha-private-note");
+    let (_, user_after) = s
+        .get_json(&admin, &format!("/api/v1/users/{a_user_id}"))
+        .await;
+    assert_eq!(user_after, a_user_before, "tenant A's user is untouched");
+    let (_, docs) = s
+        .get_json(&admin, &format!("/api/v1/tenants/{a_id}/documents"))
+        .await;
+    assert_eq!(docs["items"].as_array().unwrap().len(), 1);
+
+    eprintln!("isolation ({backend:?}): {operations} operations x 2 users = {checked} calls, all 403/404, nothing of tenant A in any body");
+    assert!(
+        operations >= 15,
+        "the walk found only {operations} operations"
+    );
+    s.stop().await;
+}
