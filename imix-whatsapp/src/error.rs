@@ -139,6 +139,12 @@ pub enum Error {
         /// The `Retry-After` header, when present.
         retry_after: Option<Duration>,
     },
+    /// The Graph API answered `{"success": false}`.
+    #[error("Graph API answered success: false to {operation}")]
+    NotSuccessful {
+        /// The operation, e.g. `register`.
+        operation: &'static str,
+    },
     /// The request did not complete within the configured timeout.
     #[error("Graph API request timed out")]
     Timeout,
@@ -184,6 +190,7 @@ impl Error {
             Error::Timeout | Error::Transport(_) => ErrorClass::Retryable,
             Error::Status { .. }
             | Error::Decode(_)
+            | Error::NotSuccessful { .. }
             | Error::Config { .. }
             | Error::Invalid { .. }
             | Error::InvalidSignature

@@ -220,10 +220,7 @@ fn expect_success(op: &'static str, response: SuccessResponse) -> Result<()> {
         Ok(())
     } else {
         tracing::warn!(op, "Graph API answered success: false");
-        Err(Error::Status {
-            status: 200,
-            retry_after: None,
-        })
+        Err(Error::NotSuccessful { operation: op })
     }
 }
 

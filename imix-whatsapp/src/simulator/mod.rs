@@ -141,8 +141,8 @@ impl SimTemplate {
 }
 
 /// A simulated WhatsApp Business Account: its app secret, access tokens, numbers and
-/// templates.
-#[derive(Debug, Clone)]
+/// templates. `Debug` redacts the secret and the tokens.
+#[derive(Clone)]
 pub struct SimBusiness {
     /// WABA id.
     pub waba_id: String,
@@ -156,6 +156,18 @@ pub struct SimBusiness {
     pub phone_numbers: Vec<SimPhoneNumber>,
     /// Templates.
     pub templates: Vec<SimTemplate>,
+}
+
+impl std::fmt::Debug for SimBusiness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimBusiness")
+            .field("waba_id", &self.waba_id)
+            .field("access_tokens", &self.access_tokens.len())
+            .field("webhook_url", &self.webhook_url)
+            .field("phone_numbers", &self.phone_numbers)
+            .field("templates", &self.templates)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SimBusiness {

@@ -1223,7 +1223,7 @@ async fn secrets_never_reach_logs_or_debug_output() {
         format!("{err:?} {err}"),
         format!("{throttled:?} {throttled}"),
         format!("{bad:?} {bad}"),
-        format!("{:?}", SimBusiness::new(WABA, SECRET, "x")),
+        format!("{:?}", SimBusiness::new(WABA, SECRET, TOKEN)),
     ] {
         assert!(!text.contains(TOKEN), "token leaked: {text}");
         assert!(!text.contains(SECRET), "app secret leaked: {text}");
