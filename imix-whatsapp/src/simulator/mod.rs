@@ -70,8 +70,10 @@ pub struct SimPhoneNumber {
     pub throughput_level: String,
     /// Messages per second accepted before answering 130429.
     pub messages_per_second: u32,
-    /// The two-step verification PIN, once registered.
+    /// The two-step verification PIN, once set.
     pub pin: Option<String>,
+    /// Whether the number is registered for the Cloud API (sending needs it: 133010).
+    pub registered: bool,
 }
 
 impl SimPhoneNumber {
@@ -88,6 +90,7 @@ impl SimPhoneNumber {
             throughput_level: "STANDARD".to_owned(),
             messages_per_second: 80,
             pin: None,
+            registered: true,
         }
     }
 
@@ -103,9 +106,11 @@ impl SimPhoneNumber {
         self
     }
 
-    /// Makes the number unverified (as a number that still has to walk request/verify).
+    /// Makes the number unverified and unregistered (as a number newly added to the WABA
+    /// that still has to walk request_code, verify_code and register).
     pub fn unverified(mut self) -> Self {
         self.code_verification_status = "UNVERIFIED".to_owned();
+        self.registered = false;
         self
     }
 }
@@ -455,10 +460,13 @@ impl Simulator {
             .with(|s| s.phones.get(phone_number_id).map(|p| p.number.clone()))
     }
 
-    /// Whether a number was registered (`register` with its PIN).
+    /// Whether a number is registered (`register` with its PIN).
     pub fn is_registered(&self, phone_number_id: &str) -> bool {
-        self.state
-            .with(|s| s.phones.get(phone_number_id).is_some_and(|p| p.registered))
+        self.state.with(|s| {
+            s.phones
+                .get(phone_number_id)
+                .is_some_and(|p| p.number.registered)
+        })
     }
 
     /// Whether the app is subscribed to the business's webhooks.

@@ -367,6 +367,19 @@ impl GraphEndpoint {
                 Some("Recipient phone number not in allowed list: the number is not a valid WhatsApp phone number."),
             ));
         }
+        let registered = self
+            .state
+            .with(|s| s.phones.get(phone_id).is_some_and(|p| p.number.registered));
+        if !registered {
+            return Err(fail(
+                400,
+                133010,
+                None,
+                "OAuthException",
+                "(#133010) Account not registered",
+                Some("The phone number is not registered on the WhatsApp Business Platform."),
+            ));
+        }
         self.validate_content(phone_id, &message)?;
         self.check_throughput(phone_id)?;
         let wamid = new_wamid();
@@ -760,8 +773,8 @@ impl GraphEndpoint {
                     "name_status": n.name_status,
                     "messaging_limit_tier": n.messaging_limit_tier,
                     "throughput": {"level": n.throughput_level},
-                    "status": if p.registered { "CONNECTED" } else { "PENDING" },
-                    "platform_type": if p.registered { "CLOUD_API" } else { "NOT_APPLICABLE" },
+                    "status": if p.number.registered { "CONNECTED" } else { "PENDING" },
+                    "platform_type": if p.number.registered { "CLOUD_API" } else { "NOT_APPLICABLE" },
                 })
             })
         });
@@ -898,7 +911,7 @@ impl GraphEndpoint {
                 Some(existing) if *existing != pin => Err(true),
                 _ => {
                     p.number.pin = Some(pin);
-                    p.registered = true;
+                    p.number.registered = true;
                     Ok(())
                 }
             }

@@ -111,7 +111,6 @@ pub(crate) struct BusinessState {
 pub(crate) struct PhoneState {
     pub waba_id: String,
     pub number: SimPhoneNumber,
-    pub registered: bool,
     pub pending_code: Option<String>,
     pub window: VecDeque<Instant>,
     /// Users who wrote in, and when (the 24-hour customer service window).
@@ -273,7 +272,6 @@ impl State {
                     number.id.clone(),
                     PhoneState {
                         waba_id: business.waba_id.clone(),
-                        registered: number.pin.is_some(),
                         number,
                         pending_code: None,
                         window: VecDeque::new(),

@@ -886,6 +886,14 @@ async fn reads_phone_number_and_walks_verification() {
     assert_eq!(api_code(&err), 136025);
     assert_eq!(err.class(), ErrorClass::Permanent);
     f.client.verify_code(&f.token, id, &code).await.unwrap();
+    // Sending from a number that is not registered yet: 133010, permanent.
+    let err = f
+        .client
+        .send_message(&f.token, id, &OutboundMessage::text(USER, "hi", false))
+        .await
+        .unwrap_err();
+    assert_eq!(api_code(&err), 133010);
+    assert_eq!(err.class(), ErrorClass::Permanent);
     f.client.register(&f.token, id, "123456").await.unwrap();
     assert!(f.sim.is_registered(id));
     let err = f.client.register(&f.token, id, "654321").await.unwrap_err();
