@@ -383,6 +383,7 @@ impl From<imix_tenancy::TenancyError> for ApiError {
             T::TokenInvalid => {
                 Self::invalid_field("token", "the link is invalid, expired or already used")
             }
+            T::Quota(e) => e.into(),
             T::Mail(e) => {
                 tracing::warn!(error = %e, "mail failure");
                 Self::new(StatusCode::BAD_GATEWAY, "mail_failed", e.to_string())
@@ -395,6 +396,36 @@ impl From<imix_tenancy::TenancyError> for ApiError {
                     "internal_error",
                     "an internal error occurred; it has been logged",
                 )
+            }
+        }
+    }
+}
+
+impl From<imix_tenancy::quota::QuotaError> for ApiError {
+    fn from(err: imix_tenancy::quota::QuotaError) -> Self {
+        use imix_tenancy::quota::QuotaError as Q;
+        match err {
+            Q::LimitReached { quota, limit, used, resets_at } => {
+                let wait = (resets_at - imix_core::now()).num_seconds().max(1) as u64;
+                Self::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "limit_reached",
+                    format!("the daily limit of {limit} {} is reached; it resets at {resets_at}", quota.as_str()),
+                )
+                .with_details(serde_json::json!({
+                    "limit_name": quota.as_str(), "limit": limit, "used": used, "resets_at": resets_at.to_rfc3339(),
+                }))
+                .with_retry_after(wait)
+            }
+            Q::CountLimitReached { kind, limit, current } => Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "limit_reached",
+                format!("the tenant's limit of {limit} {} is reached", kind.as_str()),
+            )
+            .with_details(serde_json::json!({ "limit_name": kind.as_str(), "limit": limit, "current": current })),
+            other => {
+                tracing::error!(error = %other, "quota backend failure");
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "quota_unavailable", "usage counters are unavailable; try again shortly")
             }
         }
     }

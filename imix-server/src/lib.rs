@@ -28,6 +28,7 @@ pub mod doctor;
 pub mod error;
 pub mod metrics;
 pub mod probe;
+pub mod quota_backend;
 pub mod state;
 pub mod telemetry;
 

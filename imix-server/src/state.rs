@@ -8,7 +8,7 @@ use imix_core::{
 };
 use imix_notify::{MailError, Mailer, SendReceipt};
 use imix_tenancy::{
-    emails::PlainAccountEmails, throttle::MemoryThrottle, TenancyConfig, TenancyService,
+    emails::PlainAccountEmails, throttle::StoreThrottle, TenancyConfig, TenancyService,
 };
 use secrecy::{ExposeSecret, SecretString};
 
@@ -93,7 +93,8 @@ impl AppState {
                 public_url: config.public_url.clone(),
             },
             Arc::new(PlainAccountEmails::new(mailer)),
-            Arc::new(MemoryThrottle::default()),
+            Arc::new(StoreThrottle::new(store.counters.clone())),
+            crate::quota_backend::quota_store(&store, config.redis_url.as_ref()),
         )?;
         Ok(Self {
             config: Arc::new(config),

@@ -40,6 +40,7 @@ on_both_backends!(
     forgot_password_answers_the_same_either_way,
     logo_and_documents,
     audit_log_records_and_scopes,
+    agent_limit_is_exact_under_concurrency,
 );
 
 const PNG: &[u8] = &[
@@ -838,5 +839,101 @@ async fn audit_log_records_and_scopes(backend: Backend) {
     let items = own["items"].as_array().unwrap();
     assert!(!items.is_empty());
     assert!(items.iter().all(|e| e["tenant_id"] == a["id"]), "{own}");
+    s.stop().await;
+}
+
+async fn agent_limit_is_exact_under_concurrency(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let admin = s.admin().await;
+    let t = s
+        .create_tenant(
+            &admin,
+            json!({"name": "Limited", "limits": {"max_agents": 5}}),
+        )
+        .await;
+    let id = t["id"].as_str().unwrap().to_owned();
+    let attempts = 20;
+    let tasks: Vec<_> = (0..attempts)
+        .map(|i| {
+            let (client, url, admin, id) = (s.client.clone(), s.url("/api/v1/users"), admin.clone(), id.clone());
+            tokio::spawn(async move {
+                client
+                    .post(url)
+                    .bearer_auth(admin)
+                    .json(&json!({"email": format!("agent{i}@limited.example"), "first_name": "A", "last_name": "B", "role": "agent", "tenant_id": id, "password": "initial-password-1"}))
+                    .send()
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut created = Vec::new();
+    let mut refused = 0;
+    for task in tasks {
+        let resp = task.await.unwrap();
+        match resp.status().as_u16() {
+            201 => created.push(resp.json::<serde_json::Value>().await.unwrap()),
+            429 => {
+                let body: serde_json::Value = resp.json().await.unwrap();
+                assert_eq!(body["error"]["code"], "limit_reached");
+                assert_eq!(body["error"]["details"]["limit_name"], "agents");
+                refused += 1;
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    eprintln!(
+        "agents ({backend:?}): {} of {attempts} concurrent creations accepted against a limit of 5",
+        created.len()
+    );
+    assert_eq!((created.len(), refused), (5, attempts - 5));
+
+    let (status, usage) = s
+        .get_json(&admin, &format!("/api/v1/tenants/{id}/usage"))
+        .await;
+    assert_eq!(status, 200, "{usage}");
+    assert_eq!(usage["counts"]["agents"], 5);
+    assert_eq!(usage["limits"]["max_agents"], 5);
+    assert_eq!(usage["today"]["messages"], 0);
+    assert!(usage["resets_at"].as_str().unwrap().contains("T00:00:00"));
+
+    // Deactivating frees a slot; activating needs one.
+    let first = created[0]["id"].as_str().unwrap();
+    let (status, _) = s
+        .send_json(
+            &admin,
+            Method::POST,
+            &format!("/api/v1/users/{first}/deactivate"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        s.get_json(&admin, &format!("/api/v1/tenants/{id}/usage"))
+            .await
+            .1["counts"]["agents"],
+        4
+    );
+    let (status, _) = s
+        .send_json(&admin, Method::POST, "/api/v1/users", json!({"email": "late@limited.example", "first_name": "L", "last_name": "L", "role": "agent", "tenant_id": id, "password": "initial-password-1"}))
+        .await;
+    assert_eq!(status, 201);
+    let (status, body) = s
+        .send_json(
+            &admin,
+            Method::POST,
+            &format!("/api/v1/users/{first}/activate"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (429, Some("limit_reached"))
+    );
+    let (_, still) = s.get_json(&admin, &format!("/api/v1/users/{first}")).await;
+    assert_eq!(
+        still["status"], "deactivated",
+        "a refused activation changed nothing"
+    );
     s.stop().await;
 }

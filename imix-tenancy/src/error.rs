@@ -79,6 +79,9 @@ pub enum TenancyError {
     /// An invitation or reset token is unknown, used or expired.
     #[error("the link is invalid, expired or already used")]
     TokenInvalid,
+    /// A usage limit refused the action, or the quota backend failed.
+    #[error(transparent)]
+    Quota(#[from] crate::quota::QuotaError),
     /// An email could not be sent.
     #[error("email could not be sent: {0}")]
     Mail(#[from] MailError),

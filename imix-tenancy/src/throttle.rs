@@ -1,10 +1,10 @@
 //! Sign-in throttling: after [`MAX_FAILURES`] failed sign-ins for one account within
 //! [`WINDOW`], further attempts are refused until the window ends (OWASP ASVS 2.2.1).
 
-use std::{collections::HashMap, sync::Mutex, time::Duration};
+use std::{collections::HashMap, sync::Arc, sync::Mutex, time::Duration};
 
 use async_trait::async_trait;
-use imix_core::Timestamp;
+use imix_core::{store::CounterRepository, Timestamp};
 
 /// Failed attempts allowed per window.
 pub const MAX_FAILURES: u64 = 5;
@@ -66,5 +66,51 @@ impl SignInThrottle for MemoryThrottle {
             Err(poisoned) => poisoned.into_inner(),
         };
         map.remove(key);
+    }
+}
+
+/// A throttle over the store's counters: shared by every replica that shares the database
+/// (MongoDB), durable across restarts. The window restarts with each failure, so an account
+/// stays locked [`WINDOW`] after the failure that locked it; `Retry-After` reports that
+/// upper bound.
+pub struct StoreThrottle {
+    counters: Arc<dyn CounterRepository>,
+}
+
+impl StoreThrottle {
+    /// A throttle over `counters` (usually `store.counters.clone()`).
+    pub fn new(counters: Arc<dyn CounterRepository>) -> Self {
+        Self { counters }
+    }
+
+    fn key(key: &str) -> String {
+        format!("sign-in-failures:{key}")
+    }
+}
+
+#[async_trait]
+impl SignInThrottle for StoreThrottle {
+    async fn check(&self, key: &str, _now: Timestamp) -> Result<(), u64> {
+        match self.counters.get(&Self::key(key)).await {
+            Ok(failures) if failures >= MAX_FAILURES => Err(WINDOW.as_secs()),
+            Ok(_) => Ok(()),
+            Err(e) => {
+                // Fail open on a counter outage: sign-in still costs an argon2 verification.
+                tracing::error!(error = %e, "sign-in throttle unavailable");
+                Ok(())
+            }
+        }
+    }
+
+    async fn record_failure(&self, key: &str, now: Timestamp) {
+        if let Err(e) = self.counters.try_add(&Self::key(key), 1, None, Some(now + window())).await {
+            tracing::error!(error = %e, "cannot record a failed sign-in");
+        }
+    }
+
+    async fn reset(&self, key: &str) {
+        if let Err(e) = self.counters.set(&Self::key(key), 0, None).await {
+            tracing::error!(error = %e, "cannot reset the sign-in throttle");
+        }
     }
 }

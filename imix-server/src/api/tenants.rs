@@ -99,6 +99,43 @@ pub struct DocumentUpload {
     pub file: Upload,
 }
 
+/// Today's daily counters.
+#[derive(Debug, Object)]
+pub struct DailyView {
+    /// Messages sent today (UTC).
+    pub messages: u64,
+    /// Media messages sent today (UTC).
+    pub media: u64,
+}
+
+/// Records in use, checked against the count limits.
+#[derive(Debug, Object)]
+pub struct CountsView {
+    /// Message templates.
+    pub templates: u64,
+    /// Users that are not deactivated (invited ones included).
+    pub agents: u64,
+    /// Contacts.
+    pub contacts: u64,
+    /// Contact groups.
+    pub contact_groups: u64,
+}
+
+/// A tenant's usage and limits.
+#[derive(Debug, Object)]
+pub struct UsageView {
+    /// The UTC day the daily counters are for.
+    pub day: String,
+    /// Today's counters.
+    pub today: DailyView,
+    /// Records in use.
+    pub counts: CountsView,
+    /// The limits (null = unlimited).
+    pub limits: LimitsView,
+    /// When the daily counters start again from 0 (next UTC midnight).
+    pub resets_at: chrono::DateTime<chrono::Utc>,
+}
+
 #[derive(ApiResponse)]
 enum TenantCreated {
     /// Created.
@@ -274,6 +311,37 @@ impl TenantsApi {
             self.state.tenancy.activate_tenant(&auth.0, id).await?,
             true,
         )))
+    }
+
+    /// Today's counters, the counts in use, the limits and when the daily counters reset.
+    #[oai(
+        path = "/tenants/:tenant_id/usage",
+        method = "get",
+        operation_id = "get_tenant_usage"
+    )]
+    async fn usage(
+        &self,
+        auth: Auth,
+        tenant_id: Path<String>,
+    ) -> Result<Json<UsageView>, ApiError> {
+        use imix_tenancy::quota::CountKind;
+        let id = parse_id::<TenantId>(&tenant_id.0, "tenant")?;
+        let u = self.state.tenancy.usage(&auth.0, id).await?;
+        Ok(Json(UsageView {
+            day: u.daily.day.to_string(),
+            today: DailyView {
+                messages: u.daily.messages,
+                media: u.daily.media,
+            },
+            counts: CountsView {
+                templates: u.counts.get(CountKind::Templates),
+                agents: u.counts.get(CountKind::Agents),
+                contacts: u.counts.get(CountKind::Contacts),
+                contact_groups: u.counts.get(CountKind::ContactGroups),
+            },
+            limits: u.limits.into(),
+            resets_at: u.resets_at,
+        }))
     }
 
     /// Uploads or replaces the logo (multipart field `file`).

@@ -3,6 +3,7 @@
 
 mod auth;
 mod tenants;
+mod usage;
 mod users;
 
 use std::sync::Arc;
@@ -15,12 +16,18 @@ use imix_core::{
 use secrecy::SecretString;
 
 pub use auth::SignIn;
+pub use usage::Usage;
 pub use tenants::{NewTenant, StoredFile, TenantPatch, MAX_DOCUMENT_BYTES, MAX_LOGO_BYTES};
 pub use users::{NewUser, UserPatch};
 
 use crate::{
-    emails::AccountEmails, password::PasswordHasher, permission::Permission,
-    throttle::SignInThrottle, token::TokenIssuer, AuthContext, TenancyError,
+    emails::AccountEmails,
+    password::PasswordHasher,
+    permission::Permission,
+    quota::{CountLimits, QuotaStore},
+    throttle::SignInThrottle,
+    token::TokenIssuer,
+    AuthContext, TenancyError,
 };
 
 /// How long an invitation link is valid.
@@ -48,6 +55,8 @@ pub struct TenancyService {
     emails: Arc<dyn AccountEmails>,
     throttle: Arc<dyn SignInThrottle>,
     public_url: url::Url,
+    counts: CountLimits,
+    quota: Arc<dyn QuotaStore>,
 }
 
 impl std::fmt::Debug for TenancyService {
@@ -63,8 +72,11 @@ impl TenancyService {
         config: TenancyConfig,
         emails: Arc<dyn AccountEmails>,
         throttle: Arc<dyn SignInThrottle>,
+        quota: Arc<dyn QuotaStore>,
     ) -> Result<Self, TenancyError> {
         Ok(Self {
+            counts: CountLimits::new(store.counters.clone()),
+            quota,
             store,
             hasher: PasswordHasher::new()?,
             tokens: TokenIssuer::new(&config.secret_key, config.access_token_minutes),

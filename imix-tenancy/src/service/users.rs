@@ -14,6 +14,7 @@ use super::{now, TenancyService};
 use crate::{
     password::check_policy,
     permission::{platform_role_permissions, tenant_role_permissions, Permission},
+    quota::CountKind,
     validate, AuthContext, TenancyError,
 };
 
@@ -153,7 +154,17 @@ impl TenancyService {
             user.must_change_password = true;
             user.status = UserStatus::Active;
         }
-        self.store.users.insert(&user).await?;
+        // Agents (users that are not deactivated, invited ones included) are reserved before
+        // the user exists, so concurrent creations never exceed the limit.
+        if let Some(t) = &tenant {
+            self.counts.reserve(t.id, CountKind::Agents, t.limits.max_agents).await?;
+        }
+        if let Err(e) = self.store.users.insert(&user).await {
+            if let Some(t) = &tenant {
+                self.release_agent(t.id).await;
+            }
+            return Err(e.into());
+        }
         self.audit(Self::entry_for(ctx, "user.create", &user)).await;
         if new.password.is_none() {
             if let Err(e) = self.send_invitation(&user).await {
@@ -162,6 +173,12 @@ impl TenancyService {
             }
         }
         Ok(user)
+    }
+
+    async fn release_agent(&self, tenant: TenantId) {
+        if let Err(e) = self.counts.release(tenant, CountKind::Agents).await {
+            tracing::error!(error = %e, %tenant, "cannot release an agent slot");
+        }
     }
 
     fn entry_for(ctx: &AuthContext, action: &str, user: &User) -> imix_core::model::AuditEntry {
@@ -298,7 +315,24 @@ impl TenancyService {
             return Ok(current);
         }
         next.updated_at = now();
-        let stored = self.store.users.update(ctx.scope(), &next).await?;
+        // Activation takes an agent slot back (and may be refused by the limit);
+        // deactivation gives it up once the change is stored.
+        if let (false, Some(tenant_id)) = (deactivate, current.tenant_id) {
+            let limit = self.store.tenants.get(tenant_id).await?.limits.max_agents;
+            self.counts.reserve(tenant_id, CountKind::Agents, limit).await?;
+        }
+        let stored = match self.store.users.update(ctx.scope(), &next).await {
+            Ok(stored) => stored,
+            Err(e) => {
+                if let (false, Some(tenant_id)) = (deactivate, current.tenant_id) {
+                    self.release_agent(tenant_id).await;
+                }
+                return Err(e.into());
+            }
+        };
+        if let (true, Some(tenant_id)) = (deactivate, current.tenant_id) {
+            self.release_agent(tenant_id).await;
+        }
         let action = if deactivate {
             "user.deactivate"
         } else {
