@@ -7,11 +7,11 @@
 use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::{
     CodeMethod, CreatedTemplate, MediaContent, MediaId, MediaInfo, MediaUpload, NewTemplate,
-    OutboundMessage, PhoneNumber, SendMessageResponse, SubscriptionOverride, TemplatePage,
-    TemplateQuery,
+    OutboundMessage, PhoneNumber, SendMessageResponse, SubscriptionOverride, Template,
+    TemplatePage, TemplateQuery,
 };
 
 /// The Graph API version used unless configured otherwise.
@@ -146,4 +146,32 @@ pub trait WhatsAppClient: Send + Sync {
         waba_id: &str,
         callback: Option<SubscriptionOverride>,
     ) -> Result<()>;
+}
+
+/// Lists every template of a WABA (optionally only those with `status`), following the
+/// `after` cursors page by page — what a template sync needs. Stops with
+/// [`Error::Invalid`] (`field: "after"`) if Meta ever hands back the same cursor twice.
+pub async fn list_all_templates<C: WhatsAppClient + ?Sized>(
+    client: &C,
+    token: &AccessToken,
+    waba_id: &str,
+    status: Option<&str>,
+) -> Result<Vec<Template>> {
+    let mut query = TemplateQuery {
+        limit: Some(100),
+        status: status.map(str::to_owned),
+        ..TemplateQuery::default()
+    };
+    let mut all = Vec::new();
+    loop {
+        let page = client.list_templates(token, waba_id, &query).await?;
+        all.extend(page.data.iter().cloned());
+        match page.next_cursor() {
+            Some(after) if query.after.as_deref() == Some(after) => {
+                return Err(Error::Invalid { field: "after" })
+            }
+            Some(after) => query.after = Some(after.to_owned()),
+            None => return Ok(all),
+        }
+    }
 }

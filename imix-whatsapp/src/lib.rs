@@ -29,7 +29,10 @@ pub mod webhook;
 
 #[cfg(feature = "mock")]
 pub use client::MockWhatsAppClient;
-pub use client::{AccessToken, WhatsAppClient, DEFAULT_GRAPH_API_URL, DEFAULT_GRAPH_API_VERSION};
+pub use client::{
+    list_all_templates, AccessToken, WhatsAppClient, DEFAULT_GRAPH_API_URL,
+    DEFAULT_GRAPH_API_VERSION,
+};
 pub use error::{
     ApiError, Error, ErrorClass, GraphError, GraphErrorData, GraphErrorResponse, Result,
 };

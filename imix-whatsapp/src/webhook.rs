@@ -49,6 +49,17 @@ pub fn verify_signature(
         .map_err(|_| Error::InvalidSignature)
 }
 
+/// Verifies a delivery's signature, then parses its body. Parse failures are
+/// [`Error::Decode`]; signature failures [`Error::InvalidSignature`].
+pub fn parse_verified(
+    app_secret: &SecretString,
+    body: &[u8],
+    signature_header: Option<&str>,
+) -> Result<WebhookPayload> {
+    verify_signature(app_secret, body, signature_header)?;
+    serde_json::from_slice(body).map_err(Error::Decode)
+}
+
 /// The answer to Meta's verification request (`GET` with `hub.mode=subscribe`,
 /// `hub.verify_token` and `hub.challenge`): the challenge when the token matches.
 pub fn verification_challenge<'a>(
@@ -408,6 +419,26 @@ mod tests {
         assert!(verify_signature(&secret, body, Some("sha1=00")).is_err());
         assert!(verify_signature(&secret, body, Some("sha256=zz")).is_err());
         assert!(verify_signature(&secret, body, Some(&header[..header.len() - 2])).is_err());
+    }
+
+    #[test]
+    fn parses_only_verified_payloads() {
+        let secret = SecretString::from("s");
+        let body = br#"{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550000000","phone_number_id":"2"},"statuses":[{"id":"wamid.x","status":"delivered","timestamp":"1700000000","recipient_id":"16505551234"}]}}]}]}"#;
+        let header = sign(&secret, body);
+        let payload = parse_verified(&secret, body, Some(&header)).expect("valid payload");
+        let status = &payload.entry[0].changes[0].value.statuses[0];
+        assert_eq!(status.status, StatusKind::Delivered);
+        assert_eq!(status.timestamp, "1700000000");
+        assert!(matches!(
+            parse_verified(&secret, body, Some("sha256=00")),
+            Err(Error::InvalidSignature)
+        ));
+        let garbage = b"not json";
+        assert!(matches!(
+            parse_verified(&secret, garbage, Some(&sign(&secret, garbage))),
+            Err(Error::Decode(_))
+        ));
     }
 
     #[test]

@@ -150,6 +150,23 @@ impl TemplatePage {
     }
 }
 
+/// Template categories Meta documents.
+pub const TEMPLATE_CATEGORIES: &[&str] = &["MARKETING", "UTILITY", "AUTHENTICATION"];
+
+/// Template statuses Meta documents.
+pub const TEMPLATE_STATUSES: &[&str] = &[
+    "APPROVED",
+    "IN_APPEAL",
+    "PENDING",
+    "REJECTED",
+    "PENDING_DELETION",
+    "DELETED",
+    "DISABLED",
+    "PAUSED",
+    "LIMIT_EXCEEDED",
+    "ARCHIVED",
+];
+
 /// A message template as Meta lists it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Template {

@@ -1005,7 +1005,7 @@ impl GraphEndpoint {
                 "name may contain only lowercase letters, digits and underscores",
             ));
         }
-        if !["MARKETING", "UTILITY", "AUTHENTICATION"].contains(&template.category.as_str()) {
+        if !crate::model::TEMPLATE_CATEGORIES.contains(&template.category.as_str()) {
             return Err(invalid_parameter(
                 "category must be MARKETING, UTILITY or AUTHENTICATION",
             ));

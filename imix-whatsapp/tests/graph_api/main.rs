@@ -813,6 +813,18 @@ async fn creates_lists_pages_and_deletes_templates() {
     assert_eq!(approved.data.len(), 2);
     assert!(approved.next_cursor().is_none());
 
+    let everything = imix_whatsapp::list_all_templates(&f.client, &f.token, WABA, None)
+        .await
+        .unwrap();
+    assert_eq!(everything.len(), 6);
+    let pending = imix_whatsapp::list_all_templates(&f.client, &f.token, WABA, Some("PENDING"))
+        .await
+        .unwrap();
+    assert_eq!(pending.len(), 4);
+    assert!(pending
+        .iter()
+        .all(|t| TEMPLATE_STATUSES.contains(&t.status.as_str())));
+
     // Delete by name, and one language by hsm_id.
     f.client
         .delete_template(&f.token, WABA, "promo_a", None)
@@ -1555,4 +1567,26 @@ async fn the_mock_client_stands_in_for_the_real_one() {
         .mark_as_read(&AccessToken::new(TOKEN), PHONE, "wamid.x")
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn listing_all_templates_stops_on_a_repeated_cursor() {
+    let mut mock = imix_whatsapp::MockWhatsAppClient::new();
+    mock.expect_list_templates().times(2).returning(|_, _, _| {
+        Ok(TemplatePage {
+            data: vec![],
+            paging: Some(Paging {
+                cursors: Some(Cursors {
+                    before: Some("a".into()),
+                    after: Some("a".into()),
+                }),
+                next: Some("https://graph.example/next".into()),
+                previous: None,
+            }),
+        })
+    });
+    let err = imix_whatsapp::list_all_templates(&mock, &AccessToken::new(TOKEN), WABA, None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Invalid { field: "after" }), "{err:?}");
 }
