@@ -763,10 +763,18 @@ async fn tokens_are_single_use_and_expire(store: &Store) {
 
     // Looking does not use it up.
     for _ in 0..2 {
-        let found = store.auth_tokens.find("h-invite", TokenPurpose::Invitation, now).await.unwrap();
+        let found = store
+            .auth_tokens
+            .find("h-invite", TokenPurpose::Invitation, now)
+            .await
+            .unwrap();
         assert_eq!((found.user_id, found.used_at), (u.id, None));
     }
-    assert!(store.auth_tokens.find("h-expired", TokenPurpose::Invitation, now).await.is_err());
+    assert!(store
+        .auth_tokens
+        .find("h-expired", TokenPurpose::Invitation, now)
+        .await
+        .is_err());
 
     // Twenty concurrent uses of one token: exactly one succeeds.
     let tasks: Vec<_> = (0..20)
@@ -789,7 +797,14 @@ async fn tokens_are_single_use_and_expire(store: &Store) {
         }
     }
     assert_eq!(wins, 1);
-    assert!(store.auth_tokens.find("h-invite", TokenPurpose::Invitation, now).await.is_err(), "used");
+    assert!(
+        store
+            .auth_tokens
+            .find("h-invite", TokenPurpose::Invitation, now)
+            .await
+            .is_err(),
+        "used"
+    );
 
     // A new reset supersedes older ones.
     assert_eq!(

@@ -25,6 +25,6 @@ pub use context::AuthContext;
 pub use error::TenancyError;
 pub use permission::Permission;
 pub use service::{
-    NewTenant, NewUser, SignIn, StoredFile, Usage, TenancyConfig, TenancyService, TenantPatch, UserPatch,
-    INVITATION_VALID_HOURS, MAX_DOCUMENT_BYTES, MAX_LOGO_BYTES, RESET_VALID_HOURS,
+    NewTenant, NewUser, SignIn, StoredFile, TenancyConfig, TenancyService, TenantPatch, Usage,
+    UserPatch, INVITATION_VALID_HOURS, MAX_DOCUMENT_BYTES, MAX_LOGO_BYTES, RESET_VALID_HOURS,
 };

@@ -103,7 +103,11 @@ impl SignInThrottle for StoreThrottle {
     }
 
     async fn record_failure(&self, key: &str, now: Timestamp) {
-        if let Err(e) = self.counters.try_add(&Self::key(key), 1, None, Some(now + window())).await {
+        if let Err(e) = self
+            .counters
+            .try_add(&Self::key(key), 1, None, Some(now + window()))
+            .await
+        {
             tracing::error!(error = %e, "cannot record a failed sign-in");
         }
     }

@@ -16,8 +16,8 @@ use imix_core::{
 use secrecy::SecretString;
 
 pub use auth::SignIn;
-pub use usage::Usage;
 pub use tenants::{NewTenant, StoredFile, TenantPatch, MAX_DOCUMENT_BYTES, MAX_LOGO_BYTES};
+pub use usage::Usage;
 pub use users::{NewUser, UserPatch};
 
 use crate::{

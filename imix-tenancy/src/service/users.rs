@@ -157,7 +157,9 @@ impl TenancyService {
         // Agents (users that are not deactivated, invited ones included) are reserved before
         // the user exists, so concurrent creations never exceed the limit.
         if let Some(t) = &tenant {
-            self.counts.reserve(t.id, CountKind::Agents, t.limits.max_agents).await?;
+            self.counts
+                .reserve(t.id, CountKind::Agents, t.limits.max_agents)
+                .await?;
         }
         if let Err(e) = self.store.users.insert(&user).await {
             if let Some(t) = &tenant {
@@ -319,7 +321,9 @@ impl TenancyService {
         // deactivation gives it up once the change is stored.
         if let (false, Some(tenant_id)) = (deactivate, current.tenant_id) {
             let limit = self.store.tenants.get(tenant_id).await?.limits.max_agents;
-            self.counts.reserve(tenant_id, CountKind::Agents, limit).await?;
+            self.counts
+                .reserve(tenant_id, CountKind::Agents, limit)
+                .await?;
         }
         let stored = match self.store.users.update(ctx.scope(), &next).await {
             Ok(stored) => stored,
