@@ -100,6 +100,16 @@ define_id!(
     DocumentId,
     "document"
 );
+define_id!(
+    /// Identifies a WhatsApp Business account (one phone number) of a tenant.
+    WhatsAppAccountId,
+    "whatsapp_account"
+);
+define_id!(
+    /// Identifies a message template of a tenant's WhatsApp account.
+    TemplateId,
+    "template"
+);
 
 #[cfg(test)]
 mod tests {

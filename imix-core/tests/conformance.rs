@@ -12,9 +12,10 @@ use std::collections::HashSet;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use imix_core::{
+    id::{TemplateId, WhatsAppAccountId},
     model::{
-        AuditEntry, AuthToken, PasswordHash, Role, SettingsDoc, SettingsScope, Tenant,
-        TokenPurpose, User, UserStatus,
+        AuditEntry, AuthToken, MessageTemplate, PasswordHash, Role, SettingsDoc, SettingsScope,
+        Tenant, TokenPurpose, User, UserStatus, Verification, VerificationStatus, WhatsAppAccount,
     },
     store::{
         transfer::{export, import, Record},
@@ -70,6 +71,11 @@ conformance!(
     expired_counters_count_as_zero_and_restart,
     counter_subtract_floors_at_zero,
     counters_with_different_keys_are_independent,
+    whatsapp_accounts_crud_and_unique_phone_number_id,
+    whatsapp_accounts_are_tenant_scoped,
+    whatsapp_accounts_paginate_and_reject_stale_versions,
+    templates_crud_filters_and_unique_name_language_per_account,
+    templates_are_tenant_scoped,
 );
 
 fn tenant(name: &str) -> Tenant {
@@ -629,6 +635,13 @@ async fn populate(store: &Store) {
     entry.tenant_id = Some(t.id);
     entry.target_id = Some(t.id.to_string());
     store.audit.append(&entry).await.unwrap();
+    let account = whatsapp_account(&t, "9100");
+    store.whatsapp_accounts.insert(&account).await.unwrap();
+    store
+        .templates
+        .insert(&message_template(&account, "welcome", "en_US", "APPROVED"))
+        .await
+        .unwrap();
 }
 
 async fn collect(store: &Store) -> Vec<Record> {
@@ -638,7 +651,7 @@ async fn collect(store: &Store) -> Vec<Record> {
 async fn export_then_import_into_an_empty_store_reproduces_every_record(store: &Store) {
     populate(store).await;
     let exported = collect(store).await;
-    assert_eq!(exported.len(), 2 + 3 + 1 + 1 + 2);
+    assert_eq!(exported.len(), 2 + 3 + 1 + 1 + 2 + 1 + 1);
 
     // Round-trip through JSON lines, as a backup file would.
     let lines: Vec<String> = exported
@@ -1196,4 +1209,441 @@ async fn counters_with_different_keys_are_independent(store: &Store) {
     assert_eq!(c.get(&b).await.unwrap(), 2);
     // Counters are operational state: they do not make a store non-empty.
     assert!(store.admin.is_empty().await.unwrap());
+}
+
+fn whatsapp_account(tenant: &Tenant, phone_number_id: &str) -> WhatsAppAccount {
+    let now = imix_core::now();
+    WhatsAppAccount {
+        id: WhatsAppAccountId::new(),
+        tenant_id: tenant.id,
+        waba_id: format!("waba-{phone_number_id}"),
+        business_account_id: "biz-1".into(),
+        phone_number_id: phone_number_id.into(),
+        app_id: "app-1".into(),
+        display_phone_number: "+1 555-010-0001".into(),
+        business_name: "Acme Café".into(),
+        access_token_enc: "AQIDBAUG-sealed-token".into(),
+        access_token_hint: "****1234".into(),
+        app_secret_enc: "AQIDBAUG-sealed-secret".into(),
+        app_secret_hint: "****abcd".into(),
+        webhook_verify_token: "verify-token-0123456789-0123456789".into(),
+        verification: Verification {
+            status: VerificationStatus::Unverified,
+            ..Verification::default()
+        },
+        version: 1,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+fn message_template(
+    account: &WhatsAppAccount,
+    name: &str,
+    language: &str,
+    status: &str,
+) -> MessageTemplate {
+    let now = imix_core::now();
+    MessageTemplate {
+        id: TemplateId::new(),
+        tenant_id: account.tenant_id,
+        account_id: account.id,
+        meta_id: format!("meta-{name}-{language}"),
+        name: name.into(),
+        language: language.into(),
+        category: "UTILITY".into(),
+        status: status.into(),
+        components: serde_json::json!([
+            {"type": "BODY", "text": "Hello {{1}}", "example": {"body_text": [["Ada"]]}},
+            {"type": "BUTTONS", "buttons": [{"type": "QUICK_REPLY", "text": "Yes"}]}
+        ]),
+        rejected_reason: None,
+        version: 1,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+async fn whatsapp_accounts_crud_and_unique_phone_number_id(store: &Store) {
+    let t = tenant("Wa");
+    let other = tenant("Wa Other");
+    store.tenants.insert(&t).await.unwrap();
+    store.tenants.insert(&other).await.unwrap();
+    let a = whatsapp_account(&t, "2001");
+    store.whatsapp_accounts.insert(&a).await.unwrap();
+    assert!(!store.admin.is_empty().await.unwrap());
+    assert_eq!(
+        store
+            .whatsapp_accounts
+            .get(Scope::Tenant(t.id), a.id)
+            .await
+            .unwrap(),
+        a
+    );
+    assert_eq!(
+        store
+            .whatsapp_accounts
+            .find_by_phone_number_id("2001")
+            .await
+            .unwrap(),
+        Some(a.clone())
+    );
+    assert_eq!(
+        store
+            .whatsapp_accounts
+            .find_by_phone_number_id("nope")
+            .await
+            .unwrap(),
+        None
+    );
+
+    // One phone number id per platform, whichever tenant asks.
+    let dup = whatsapp_account(&other, "2001");
+    assert!(matches!(
+        store.whatsapp_accounts.insert(&dup).await,
+        Err(Error::Duplicate {
+            field: "phone_number_id",
+            ..
+        })
+    ));
+
+    let mut changed = a.clone();
+    changed.business_name = "Acme Café Nouakchott".into();
+    changed.verification.status = VerificationStatus::Verified;
+    changed.verification.verified_name = Some("Acme".into());
+    changed.verification.checked_at = Some(imix_core::now());
+    let stored = store
+        .whatsapp_accounts
+        .update(Scope::Tenant(t.id), &changed)
+        .await
+        .unwrap();
+    assert_eq!(stored.version, 2);
+    assert_eq!(
+        store
+            .whatsapp_accounts
+            .get(Scope::Platform, a.id)
+            .await
+            .unwrap(),
+        stored
+    );
+
+    // Moving an account onto a number another account has is a duplicate too.
+    let b = whatsapp_account(&t, "2002");
+    store.whatsapp_accounts.insert(&b).await.unwrap();
+    let mut clash = b.clone();
+    clash.phone_number_id = "2001".into();
+    assert!(matches!(
+        store
+            .whatsapp_accounts
+            .update(Scope::Tenant(t.id), &clash)
+            .await,
+        Err(Error::Duplicate {
+            field: "phone_number_id",
+            ..
+        })
+    ));
+
+    store
+        .whatsapp_accounts
+        .delete(Scope::Tenant(t.id), a.id)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.whatsapp_accounts.get(Scope::Platform, a.id).await,
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        store.whatsapp_accounts.delete(Scope::Platform, a.id).await,
+        Err(Error::NotFound { .. })
+    ));
+    // Its number is free again.
+    store.whatsapp_accounts.insert(&dup).await.unwrap();
+}
+
+async fn whatsapp_accounts_are_tenant_scoped(store: &Store) {
+    let a_tenant = tenant("Scoped A");
+    let b_tenant = tenant("Scoped B");
+    store.tenants.insert(&a_tenant).await.unwrap();
+    store.tenants.insert(&b_tenant).await.unwrap();
+    let a = whatsapp_account(&a_tenant, "3001");
+    let b = whatsapp_account(&b_tenant, "3002");
+    store.whatsapp_accounts.insert(&a).await.unwrap();
+    store.whatsapp_accounts.insert(&b).await.unwrap();
+    let as_b = Scope::Tenant(b_tenant.id);
+
+    assert!(matches!(
+        store.whatsapp_accounts.get(as_b, a.id).await,
+        Err(Error::NotFound { .. })
+    ));
+    let mut edited = a.clone();
+    edited.business_name = "hijacked".into();
+    assert!(matches!(
+        store.whatsapp_accounts.update(as_b, &edited).await,
+        Err(Error::Invalid { .. } | Error::NotFound { .. })
+    ));
+    // Even claiming the record for B does not reach A's account.
+    let mut moved = a.clone();
+    moved.tenant_id = b_tenant.id;
+    assert!(matches!(
+        store.whatsapp_accounts.update(as_b, &moved).await,
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        store.whatsapp_accounts.delete(as_b, a.id).await,
+        Err(Error::NotFound { .. })
+    ));
+    assert_eq!(
+        store
+            .whatsapp_accounts
+            .get(Scope::Platform, a.id)
+            .await
+            .unwrap(),
+        a
+    );
+    let seen = store
+        .whatsapp_accounts
+        .list(as_b, PageRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(seen.items, vec![b.clone()]);
+    let all = store
+        .whatsapp_accounts
+        .list(Scope::Platform, PageRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(all.items, vec![a, b]);
+}
+
+async fn whatsapp_accounts_paginate_and_reject_stale_versions(store: &Store) {
+    let t = tenant("Paged");
+    store.tenants.insert(&t).await.unwrap();
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        let a = whatsapp_account(&t, &format!("40{i:02}"));
+        store.whatsapp_accounts.insert(&a).await.unwrap();
+        ids.push(a.id);
+    }
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store
+            .whatsapp_accounts
+            .list(
+                Scope::Tenant(t.id),
+                PageRequest {
+                    cursor: cursor.clone(),
+                    limit: Some(3),
+                },
+            )
+            .await
+            .unwrap();
+        assert!(page.items.len() <= 3);
+        seen.extend(page.items.iter().map(|a| a.id));
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ids);
+    assert!(matches!(
+        store
+            .whatsapp_accounts
+            .list(Scope::Tenant(t.id), PageRequest::first(0))
+            .await,
+        Err(Error::Invalid { ref field, .. }) if field == "limit"
+    ));
+
+    let a = store
+        .whatsapp_accounts
+        .get(Scope::Platform, ids[0])
+        .await
+        .unwrap();
+    let stored = store
+        .whatsapp_accounts
+        .update(Scope::Tenant(t.id), &a)
+        .await
+        .unwrap();
+    assert_eq!(stored.version, 2);
+    assert!(matches!(
+        store
+            .whatsapp_accounts
+            .update(Scope::Tenant(t.id), &a)
+            .await,
+        Err(Error::VersionConflict { expected: 1, .. })
+    ));
+
+    // Concurrent writers of one version: exactly one wins.
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let store = store.clone();
+            let mut edit = stored.clone();
+            edit.business_name = format!("writer {i}");
+            tokio::spawn(async move {
+                store
+                    .whatsapp_accounts
+                    .update(Scope::Platform, &edit)
+                    .await
+                    .is_ok()
+            })
+        })
+        .collect();
+    let mut wins = 0;
+    for t in tasks {
+        wins += usize::from(t.await.unwrap());
+    }
+    assert_eq!(wins, 1);
+}
+
+async fn templates_crud_filters_and_unique_name_language_per_account(store: &Store) {
+    let t = tenant("Templates");
+    store.tenants.insert(&t).await.unwrap();
+    let a = whatsapp_account(&t, "5001");
+    let b = whatsapp_account(&t, "5002");
+    store.whatsapp_accounts.insert(&a).await.unwrap();
+    store.whatsapp_accounts.insert(&b).await.unwrap();
+    let scope = Scope::Tenant(t.id);
+
+    let welcome = message_template(&a, "welcome", "en_US", "PENDING");
+    store.templates.insert(&welcome).await.unwrap();
+    assert_eq!(
+        store.templates.get(scope, welcome.id).await.unwrap(),
+        welcome
+    );
+    // Same name and language on the same account: duplicate.
+    assert!(matches!(
+        store
+            .templates
+            .insert(&message_template(&a, "welcome", "en_US", "APPROVED"))
+            .await,
+        Err(Error::Duplicate { field: "name", .. })
+    ));
+    // Another language, or another account: fine.
+    let welcome_fr = message_template(&a, "welcome", "fr", "APPROVED");
+    store.templates.insert(&welcome_fr).await.unwrap();
+    let welcome_b = message_template(&b, "welcome", "en_US", "APPROVED");
+    store.templates.insert(&welcome_b).await.unwrap();
+
+    let mut approved = welcome.clone();
+    approved.status = "APPROVED".into();
+    let approved = store.templates.update(scope, &approved).await.unwrap();
+    assert_eq!(approved.version, 2);
+    assert!(matches!(
+        store.templates.update(scope, &welcome).await,
+        Err(Error::VersionConflict { .. })
+    ));
+
+    let rejected = message_template(&a, "promo", "en_US", "REJECTED");
+    store.templates.insert(&rejected).await.unwrap();
+    let list = |filter: imix_core::store::TemplateFilter| async move {
+        store
+            .templates
+            .list(scope, filter, PageRequest::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|t| t.id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        list(Default::default()).await,
+        vec![welcome.id, welcome_fr.id, welcome_b.id, rejected.id]
+    );
+    assert_eq!(
+        list(imix_core::store::TemplateFilter {
+            account_id: Some(a.id),
+            status: Some("APPROVED".into()),
+        })
+        .await,
+        vec![welcome.id, welcome_fr.id]
+    );
+    assert_eq!(
+        list(imix_core::store::TemplateFilter {
+            account_id: None,
+            status: Some("REJECTED".into()),
+        })
+        .await,
+        vec![rejected.id]
+    );
+    let first = store
+        .templates
+        .list(scope, Default::default(), PageRequest::first(3))
+        .await
+        .unwrap();
+    assert_eq!(first.items.len(), 3);
+    let rest = store
+        .templates
+        .list(
+            scope,
+            Default::default(),
+            PageRequest {
+                cursor: first.next_cursor,
+                limit: Some(3),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(rest.items.len(), 1);
+    assert_eq!(rest.next_cursor, None);
+
+    store.templates.delete(scope, welcome.id).await.unwrap();
+    assert!(matches!(
+        store.templates.get(scope, welcome.id).await,
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        store.templates.delete(scope, welcome.id).await,
+        Err(Error::NotFound { .. })
+    ));
+    // Its name and language are free again on that account.
+    store
+        .templates
+        .insert(&message_template(&a, "welcome", "en_US", "PENDING"))
+        .await
+        .unwrap();
+}
+
+async fn templates_are_tenant_scoped(store: &Store) {
+    let a_tenant = tenant("Tpl A");
+    let b_tenant = tenant("Tpl B");
+    store.tenants.insert(&a_tenant).await.unwrap();
+    store.tenants.insert(&b_tenant).await.unwrap();
+    let a = whatsapp_account(&a_tenant, "6001");
+    store.whatsapp_accounts.insert(&a).await.unwrap();
+    let tpl = message_template(&a, "order_update", "en_US", "APPROVED");
+    store.templates.insert(&tpl).await.unwrap();
+    let as_b = Scope::Tenant(b_tenant.id);
+    assert!(matches!(
+        store.templates.get(as_b, tpl.id).await,
+        Err(Error::NotFound { .. })
+    ));
+    let mut moved = tpl.clone();
+    moved.tenant_id = b_tenant.id;
+    assert!(matches!(
+        store.templates.update(as_b, &moved).await,
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        store.templates.update(as_b, &tpl).await,
+        Err(Error::Invalid { .. } | Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        store.templates.delete(as_b, tpl.id).await,
+        Err(Error::NotFound { .. })
+    ));
+    assert!(store
+        .templates
+        .list(as_b, Default::default(), PageRequest::default())
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+    assert_eq!(
+        store
+            .templates
+            .get(Scope::Tenant(a_tenant.id), tpl.id)
+            .await
+            .unwrap(),
+        tpl
+    );
 }

@@ -10,6 +10,7 @@ mod outbox;
 mod settings;
 mod tenant;
 mod user;
+mod whatsapp;
 
 pub use audit::AuditEntry;
 pub use auth_token::{AuthToken, TokenPurpose};
@@ -17,3 +18,4 @@ pub use outbox::{OutboxEmail, OutboxId, OutboxStatus};
 pub use settings::{SettingsDoc, SettingsScope};
 pub use tenant::{Tenant, TenantDocument, TenantStatus, UsageLimits};
 pub use user::{normalize_email, PasswordHash, Role, User, UserStatus};
+pub use whatsapp::{MessageTemplate, Verification, VerificationStatus, WhatsAppAccount};

@@ -24,10 +24,10 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    id::{TenantId, UserId},
+    id::{TemplateId, TenantId, UserId, WhatsAppAccountId},
     model::{
-        AuditEntry, AuthToken, OutboxEmail, OutboxId, SettingsDoc, SettingsScope, Tenant,
-        TokenPurpose, User,
+        AuditEntry, AuthToken, MessageTemplate, OutboxEmail, OutboxId, SettingsDoc, SettingsScope,
+        Tenant, TokenPurpose, User, WhatsAppAccount,
     },
     Error, Result, Timestamp,
 };
@@ -253,6 +253,62 @@ pub trait MailOutboxRepository: Send + Sync {
     async fn list(&self, scope: Scope, page: PageRequest) -> Result<Page<OutboxEmail>>;
 }
 
+/// WhatsApp Business accounts. A phone number id belongs to at most one account on the
+/// whole platform.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait WhatsAppAccountRepository: Send + Sync {
+    /// Stores a new account. A phone number id already used by any account is
+    /// [`Error::Duplicate`] with field `phone_number_id`.
+    async fn insert(&self, account: &WhatsAppAccount) -> Result<()>;
+    /// The account with `id`, if visible in `scope`.
+    async fn get(&self, scope: Scope, id: WhatsAppAccountId) -> Result<WhatsAppAccount>;
+    /// The account of this phone number id, platform-wide: for webhook deliveries.
+    async fn find_by_phone_number_id(
+        &self,
+        phone_number_id: &str,
+    ) -> Result<Option<WhatsAppAccount>>;
+    /// Replaces the account if visible in `scope` and its stored version equals
+    /// `account.version`; returns the stored account with the version raised by one.
+    async fn update(&self, scope: Scope, account: &WhatsAppAccount) -> Result<WhatsAppAccount>;
+    /// Deletes the account if visible in `scope`; otherwise [`Error::NotFound`].
+    async fn delete(&self, scope: Scope, id: WhatsAppAccountId) -> Result<()>;
+    /// Accounts visible in `scope`, oldest first.
+    async fn list(&self, scope: Scope, page: PageRequest) -> Result<Page<WhatsAppAccount>>;
+}
+
+/// Which templates [`TemplateRepository::list`] returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TemplateFilter {
+    /// Only this account's templates.
+    pub account_id: Option<WhatsAppAccountId>,
+    /// Only templates with this status (exact, e.g. `APPROVED`).
+    pub status: Option<String>,
+}
+
+/// Message templates. `(account_id, name, language)` is unique.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait TemplateRepository: Send + Sync {
+    /// Stores a new template; a second one with the same account, name and language is
+    /// [`Error::Duplicate`] with field `name`.
+    async fn insert(&self, template: &MessageTemplate) -> Result<()>;
+    /// The template with `id`, if visible in `scope`.
+    async fn get(&self, scope: Scope, id: TemplateId) -> Result<MessageTemplate>;
+    /// Replaces the template if visible in `scope` and its stored version equals
+    /// `template.version`; returns the stored template with the version raised by one.
+    async fn update(&self, scope: Scope, template: &MessageTemplate) -> Result<MessageTemplate>;
+    /// Deletes the template if visible in `scope`; otherwise [`Error::NotFound`].
+    async fn delete(&self, scope: Scope, id: TemplateId) -> Result<()>;
+    /// Templates visible in `scope` that match `filter`, oldest first.
+    async fn list(
+        &self,
+        scope: Scope,
+        filter: TemplateFilter,
+        page: PageRequest,
+    ) -> Result<Page<MessageTemplate>>;
+}
+
 /// Metadata of a stored blob.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlobMeta {
@@ -380,7 +436,8 @@ pub trait StoreAdmin: Send + Sync {
     async fn migrate(&self) -> Result<u32>;
     /// A round trip to the backend; returns how long it took.
     async fn ping(&self) -> Result<Duration>;
-    /// Whether the store holds no tenant, user, settings document or blob.
+    /// Whether the store holds no tenant, user, settings document, blob, audit entry,
+    /// WhatsApp account or template.
     async fn is_empty(&self) -> Result<bool>;
 }
 
@@ -426,6 +483,10 @@ pub struct Store {
     pub outbox: Arc<dyn MailOutboxRepository>,
     /// Usage counters (quotas and count limits).
     pub counters: Arc<dyn CounterRepository>,
+    /// WhatsApp Business accounts.
+    pub whatsapp_accounts: Arc<dyn WhatsAppAccountRepository>,
+    /// Message templates.
+    pub templates: Arc<dyn TemplateRepository>,
     /// Schema, ping, emptiness.
     pub admin: Arc<dyn StoreAdmin>,
 }
@@ -450,6 +511,8 @@ impl Store {
             + AuthTokenRepository
             + MailOutboxRepository
             + CounterRepository
+            + WhatsAppAccountRepository
+            + TemplateRepository
             + StoreAdmin
             + 'static,
     {
@@ -462,6 +525,8 @@ impl Store {
             auth_tokens: adapter.clone(),
             outbox: adapter.clone(),
             counters: adapter.clone(),
+            whatsapp_accounts: adapter.clone(),
+            templates: adapter.clone(),
             admin: adapter,
         }
     }

@@ -2,7 +2,8 @@
 //!
 //! Built only on the storage ports, so it works between any two backends: a backup taken on
 //! SQLite restores into MongoDB and back. Records come out tenants first, then users,
-//! settings, audit entries and blobs, so an import never sees a user before its tenant.
+//! WhatsApp accounts, templates, settings, audit entries and blobs, so an import never sees
+//! a user or an account before its tenant, nor a template before its account.
 //!
 //! ```no_run
 //! # async fn demo(from: imix_core::store::Store, to: imix_core::store::Store) -> imix_core::Result<()> {
@@ -16,9 +17,9 @@ use base64::{engine::general_purpose::STANDARD, Engine};
 use futures::{stream::BoxStream, Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 
-use super::{BlobMeta, PageRequest, Scope, Store, MAX_PAGE_SIZE};
+use super::{BlobMeta, PageRequest, Scope, Store, TemplateFilter, MAX_PAGE_SIZE};
 use crate::{
-    model::{AuditEntry, SettingsDoc, Tenant, User},
+    model::{AuditEntry, MessageTemplate, SettingsDoc, Tenant, User, WhatsAppAccount},
     Error, Result,
 };
 
@@ -31,6 +32,10 @@ pub enum Record {
     Tenant(Tenant),
     /// A user, password hash included (a restore must let people sign in again).
     User(User),
+    /// A WhatsApp account (its access token and app secret stay encrypted as stored).
+    WhatsappAccount(WhatsAppAccount),
+    /// A message template.
+    Template(MessageTemplate),
     /// A settings document (its credentials stay encrypted as stored).
     Settings(SettingsDoc),
     /// An audit-log entry.
@@ -57,18 +62,30 @@ pub struct ImportCounts {
     pub blobs: u64,
     /// Audit-log entries.
     pub audit: u64,
+    /// WhatsApp accounts.
+    pub whatsapp_accounts: u64,
+    /// Message templates.
+    pub templates: u64,
 }
 
 impl ImportCounts {
     /// All records.
     pub fn total(&self) -> u64 {
-        self.tenants + self.users + self.settings + self.blobs + self.audit
+        self.tenants
+            + self.users
+            + self.settings
+            + self.blobs
+            + self.audit
+            + self.whatsapp_accounts
+            + self.templates
     }
 }
 
 enum Stage {
     Tenants(Option<String>),
     Users(Option<String>),
+    WhatsappAccounts(Option<String>),
+    Templates(Option<String>),
     Settings,
     Audit(Option<String>),
     Blobs(Option<String>),
@@ -110,9 +127,34 @@ async fn next_batch(store: &Store, stage: Stage) -> Result<(Vec<Record>, Stage)>
             let p = store.users.list(Scope::Platform, page(cursor)).await?;
             let next = match p.next_cursor {
                 Some(c) => Stage::Users(Some(c)),
-                None => Stage::Settings,
+                None => Stage::WhatsappAccounts(None),
             };
             (p.items.into_iter().map(Record::User).collect(), next)
+        }
+        Stage::WhatsappAccounts(cursor) => {
+            let p = store
+                .whatsapp_accounts
+                .list(Scope::Platform, page(cursor))
+                .await?;
+            let next = match p.next_cursor {
+                Some(c) => Stage::WhatsappAccounts(Some(c)),
+                None => Stage::Templates(None),
+            };
+            (
+                p.items.into_iter().map(Record::WhatsappAccount).collect(),
+                next,
+            )
+        }
+        Stage::Templates(cursor) => {
+            let p = store
+                .templates
+                .list(Scope::Platform, TemplateFilter::default(), page(cursor))
+                .await?;
+            let next = match p.next_cursor {
+                Some(c) => Stage::Templates(Some(c)),
+                None => Stage::Settings,
+            };
+            (p.items.into_iter().map(Record::Template).collect(), next)
         }
         Stage::Settings => {
             let docs = store.settings.list_all().await?;
@@ -175,6 +217,14 @@ where
             Record::User(u) => {
                 store.users.insert(&u).await?;
                 counts.users += 1;
+            }
+            Record::WhatsappAccount(a) => {
+                store.whatsapp_accounts.insert(&a).await?;
+                counts.whatsapp_accounts += 1;
+            }
+            Record::Template(t) => {
+                store.templates.insert(&t).await?;
+                counts.templates += 1;
             }
             Record::Settings(doc) => {
                 store.settings.insert(&doc).await?;

@@ -38,8 +38,10 @@ mod blobs;
 mod counters;
 mod outbox;
 mod settings;
+mod templates;
 mod tenants;
 mod users;
+mod whatsapp_accounts;
 
 const TENANTS: &str = "tenants";
 const USERS: &str = "users";
@@ -50,7 +52,7 @@ const BLOB_META: &str = "blob_meta";
 const AUDIT_LOG: &str = "audit_log";
 const AUTH_TOKENS: &str = "auth_tokens";
 /// The schema version this adapter brings a database to.
-const SCHEMA_VERSION: u32 = 4;
+const SCHEMA_VERSION: u32 = 5;
 
 /// The MongoDB adapter. Implements every storage port.
 #[derive(Clone)]
@@ -206,6 +208,40 @@ impl MongoStore {
                     .map_err(backend_err("migrate the schema"))?;
                 Ok(())
             }
+            5 => {
+                let accounts = self
+                    .db
+                    .collection::<Document>(whatsapp_accounts::WHATSAPP_ACCOUNTS);
+                create_index(
+                    &accounts,
+                    doc! { "phone_number_id": 1 },
+                    "phone_number_id_unique",
+                    true,
+                )
+                .await?;
+                create_index(
+                    &accounts,
+                    doc! { "tenant_id": 1, "_id": 1 },
+                    "by_tenant",
+                    false,
+                )
+                .await?;
+                let templates = self.db.collection::<Document>(templates::MESSAGE_TEMPLATES);
+                create_index(
+                    &templates,
+                    doc! { "account_id": 1, "name": 1, "language": 1 },
+                    "account_name_language_unique",
+                    true,
+                )
+                .await?;
+                create_index(
+                    &templates,
+                    doc! { "tenant_id": 1, "_id": 1 },
+                    "by_tenant",
+                    false,
+                )
+                .await
+            }
             _ => Ok(()),
         }
     }
@@ -234,8 +270,13 @@ fn unique_err(
 ) -> impl Fn(mongodb::error::Error) -> Error {
     move |e| {
         if is_duplicate_key(&e) {
-            let field = if e.to_string().contains("email_lower") {
+            let text = e.to_string();
+            let field = if text.contains("email_lower") {
                 "email"
+            } else if text.contains("phone_number_id") {
+                "phone_number_id"
+            } else if text.contains("account_name_language") || text.contains("language") {
+                "name"
             } else {
                 "id"
             };
@@ -381,7 +422,15 @@ impl StoreAdmin for MongoStore {
     }
 
     async fn is_empty(&self) -> Result<bool> {
-        for name in [TENANTS, USERS, SETTINGS, BLOB_META, AUDIT_LOG] {
+        for name in [
+            TENANTS,
+            USERS,
+            SETTINGS,
+            BLOB_META,
+            AUDIT_LOG,
+            whatsapp_accounts::WHATSAPP_ACCOUNTS,
+            templates::MESSAGE_TEMPLATES,
+        ] {
             let found = self
                 .db
                 .collection::<Document>(name)

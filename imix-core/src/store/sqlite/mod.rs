@@ -47,8 +47,10 @@ mod blobs;
 mod counters;
 mod outbox;
 mod settings;
+mod templates;
 mod tenants;
 mod users;
+mod whatsapp_accounts;
 
 /// The database file's name inside the data directory.
 pub const DATABASE_FILE: &str = "imix.sqlite3";
@@ -124,6 +126,29 @@ const MIGRATIONS: &[(u32, &str)] = &[
         expires_at TEXT
      );
      CREATE INDEX counters_by_expiry ON counters (expires_at) WHERE expires_at IS NOT NULL;",
+    ),
+    (
+        5,
+        "CREATE TABLE whatsapp_accounts (
+        id TEXT PRIMARY KEY,
+        tenant_id TEXT NOT NULL,
+        phone_number_id TEXT NOT NULL UNIQUE,
+        version INTEGER NOT NULL,
+        doc TEXT NOT NULL
+     );
+     CREATE INDEX whatsapp_accounts_by_tenant ON whatsapp_accounts (tenant_id, id);
+     CREATE TABLE message_templates (
+        id TEXT PRIMARY KEY,
+        tenant_id TEXT NOT NULL,
+        account_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        language TEXT NOT NULL,
+        status TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        doc TEXT NOT NULL,
+        UNIQUE (account_id, name, language)
+     );
+     CREATE INDEX message_templates_by_tenant ON message_templates (tenant_id, id);",
     ),
 ];
 
@@ -202,6 +227,10 @@ fn unique_err(entity: &'static str, action: &'static str) -> impl Fn(rusqlite::E
             let msg = msg.as_deref().unwrap_or_default();
             let field = if msg.contains("email_lower") {
                 "email"
+            } else if msg.contains("phone_number_id") {
+                "phone_number_id"
+            } else if msg.contains("message_templates.name") {
+                "name"
             } else if msg.contains(".key") {
                 "key"
             } else {
@@ -302,7 +331,9 @@ impl StoreAdmin for SqliteStore {
             c.query_row(
                 "SELECT NOT EXISTS(SELECT 1 FROM tenants) AND NOT EXISTS(SELECT 1 FROM users)
                     AND NOT EXISTS(SELECT 1 FROM settings) AND NOT EXISTS(SELECT 1 FROM blobs)
-                    AND NOT EXISTS(SELECT 1 FROM audit_log)",
+                    AND NOT EXISTS(SELECT 1 FROM audit_log)
+                    AND NOT EXISTS(SELECT 1 FROM whatsapp_accounts)
+                    AND NOT EXISTS(SELECT 1 FROM message_templates)",
                 [],
                 |r| r.get(0),
             )
