@@ -226,6 +226,68 @@ impl Error {
     }
 }
 
+/// Errors of the account and template services ([`crate::accounts`], [`crate::templates`]).
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The store failed, or the record is missing / outside the caller's scope / duplicate.
+    #[error(transparent)]
+    Store(#[from] imix_core::Error),
+    /// A value is not acceptable; `field` names it.
+    #[error("invalid {field}: {message}")]
+    Invalid {
+        /// The offending field, e.g. `phone_number_id`.
+        field: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// Meta refused the account's access token (error 190: expired, revoked or malformed;
+    /// or a permission error). `message` is Meta's own.
+    #[error("Meta rejected the access token: {message}")]
+    TokenInvalid {
+        /// Meta's message, e.g. "Error validating access token: Session has expired…".
+        message: String,
+        /// Meta's error code (190 for an invalid or expired token).
+        code: i64,
+        /// Meta's subcode (463: expired), when given.
+        subcode: Option<i64>,
+    },
+    /// The Graph API answered with an error (other than the token's), or could not be
+    /// reached. [`Error::class`] tells a request Meta refused from an outage.
+    #[error(transparent)]
+    Graph(Error),
+    /// The tenant has as many templates as its Max Templates allows.
+    #[error("the tenant's limit of {limit} templates is reached ({current} in use)")]
+    LimitReached {
+        /// The tenant's limit.
+        limit: u64,
+        /// How many it has.
+        current: u64,
+    },
+    /// The usage counters failed.
+    #[error("template counters failed: {0}")]
+    Quota(#[source] BoxError),
+    /// A stored credential could not be opened (wrong or missing encryption key).
+    #[error("cannot open a stored credential: {0}")]
+    Crypto(#[from] imix_core::crypto::CryptoError),
+}
+
+impl From<Error> for ServiceError {
+    /// Meta's authentication errors (190 and the permission codes) become
+    /// [`ServiceError::TokenInvalid`]; every other error stays [`ServiceError::Graph`].
+    fn from(err: Error) -> Self {
+        match &err {
+            Error::Api(api) if api.class() == ErrorClass::Authentication => {
+                ServiceError::TokenInvalid {
+                    message: api.error.message.clone(),
+                    code: api.error.code,
+                    subcode: api.error.error_subcode,
+                }
+            }
+            _ => ServiceError::Graph(err),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,8 @@
 //! # imix-whatsapp
 //!
 //! Owns everything WhatsApp: the Cloud API client trait and its reqwest adapter, webhook
-//! signature verification and payload parsing, WhatsApp Business accounts, templates,
+//! signature verification and payload parsing, WhatsApp Business accounts
+//! ([`accounts::AccountService`]), templates ([`templates::TemplateService`]),
 //! contacts, conversations and messages, the outbound queue and dispatcher, and a faithful
 //! local Graph API simulator (feature `simulator`). Its log events use the target
 //! `imix_whatsapp`, which the server also writes to `whatsapp.log`.
@@ -18,6 +19,7 @@
 //! No storage backend is pulled in by any of them.
 #![forbid(unsafe_code)]
 
+pub mod accounts;
 pub mod client;
 pub mod error;
 #[cfg(feature = "client")]
@@ -25,6 +27,7 @@ pub mod http;
 pub mod model;
 #[cfg(feature = "simulator")]
 pub mod simulator;
+pub mod templates;
 pub mod webhook;
 
 #[cfg(feature = "mock")]
@@ -35,6 +38,7 @@ pub use client::{
 };
 pub use error::{
     ApiError, Error, ErrorClass, GraphError, GraphErrorData, GraphErrorResponse, Result,
+    ServiceError,
 };
 #[cfg(feature = "client")]
 pub use http::{GraphApiClient, GraphApiConfig};
