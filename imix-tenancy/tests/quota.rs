@@ -121,7 +121,9 @@ impl Fixture {
 
     async fn cleanup(self) {
         if let Some(db) = self.mongo_db {
-            let client = ::mongodb::Client::with_uri_str(mongodb_uri()).await.unwrap();
+            let client = ::mongodb::Client::with_uri_str(mongodb_uri())
+                .await
+                .unwrap();
             client.database(&db).drop().await.unwrap();
         }
     }

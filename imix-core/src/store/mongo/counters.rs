@@ -2,13 +2,17 @@
 //! `{_id: key, value: i64, expires_at: date | null}`.
 //!
 //! Only single-document atomic operations, so it works on a standalone `mongod` and between
-//! replicas. `try_add` is one find-one-and-update with upsert whose filter carries the limit
-//! (`value <= limit - units`) and liveness (`expires_at` null or in the future): it either
-//! increments a live counter that has room or creates a missing one. When the filter does
-//! not match an existing document, the upsert collides with it on `_id` (E11000); the
-//! document is then read to tell "limit reached" from "expired" (reset by a conditional
-//! `$set`) from "created concurrently a moment ago" (retry). A TTL index on `expires_at`
-//! removes expired counters eventually; the logical expiry check does not depend on it.
+//! replicas. `try_add` is one conditional find-one-and-update whose filter carries the limit
+//! (`value <= limit - units`) and liveness (`expires_at` null or in the future). When it
+//! matches nothing, the document is read to tell the cases apart: missing (the first add
+//! inserts it; a concurrent first add loses on `_id` with E11000 and retries), expired
+//! (reset by a conditional `$set`), full (rejected), or changed a moment ago (retry).
+//!
+//! The first add is an explicit insert rather than an upsert on purpose: every write then
+//! has an unambiguous outcome. (SecantusDB, the test server, sometimes answers a concurrent
+//! upserting find-one-and-update with "no document" although it applied the update; a
+//! retry would count twice.) A TTL index on `expires_at` removes expired counters
+//! eventually; the logical expiry check does not depend on it.
 
 use mongodb::options::ReturnDocument;
 
@@ -100,33 +104,39 @@ impl CounterRepository for MongoStore {
         }
         for _ in 0..MAX_ATTEMPTS {
             let now = date(crate::now());
+            // A live counter with room for the units: increment it.
             let mut filter = doc! { "_id": key };
             filter.extend(live(now));
             if let Some(l) = limit_i {
                 filter.insert("value", doc! { "$lte": l - units_i });
             }
-            let upserted = self
+            let added = self
                 .counters()
                 .find_one_and_update(
                     filter,
                     doc! { "$inc": { "value": units_i }, "$set": { "expires_at": expiry.clone() } },
                 )
-                .upsert(true)
                 .return_document(ReturnDocument::After)
-                .await;
-            match upserted {
-                Ok(Some(d)) => {
-                    return Ok(CounterOutcome::Added {
-                        value: value_of(&d)?,
-                    })
-                }
-                Ok(None) => continue,
-                Err(e) if is_duplicate_key(&e) => {}
-                Err(e) => return Err(Error::backend(ACTION, e)),
+                .await
+                .map_err(backend_err(ACTION))?;
+            if let Some(d) = added {
+                return Ok(CounterOutcome::Added {
+                    value: value_of(&d)?,
+                });
             }
-            // The counter exists but did not match: full, expired, or created a moment ago.
+            // No match: missing, expired, full, or changed a moment ago.
             let Some(current) = self.read_counter(key).await? else {
-                continue; // removed by the TTL monitor meanwhile
+                // The first add creates it. Two first adds race on `_id`: the loser
+                // retries and increments the winner's document.
+                let created = self
+                    .counters()
+                    .insert_one(doc! { "_id": key, "value": units_i, "expires_at": expiry.clone() })
+                    .await;
+                match created {
+                    Ok(_) => return Ok(CounterOutcome::Added { value: units }),
+                    Err(e) if is_duplicate_key(&e) => continue,
+                    Err(e) => return Err(Error::backend(ACTION, e)),
+                }
             };
             if expired(&current, now) {
                 let reset = self
@@ -153,7 +163,7 @@ impl CounterRepository for MongoStore {
                     return Ok(CounterOutcome::Rejected { value });
                 }
             }
-            // It has room now: it was created or lowered concurrently. Try again.
+            // It has room now: it was lowered concurrently. Try again.
         }
         Err(Error::backend(
             ACTION,
