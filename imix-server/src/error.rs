@@ -98,7 +98,8 @@ impl ApiError {
         &self.0.code
     }
 
-    fn body(&self) -> ErrorBody {
+    /// The JSON body this error answers with.
+    pub fn body(&self) -> ErrorBody {
         ErrorBody {
             error: ErrorDetail {
                 code: self.0.code.to_string(),
@@ -429,4 +430,52 @@ impl From<imix_tenancy::quota::QuotaError> for ApiError {
             }
         }
     }
+}
+
+impl From<imix_notify::NotifyError> for ApiError {
+    fn from(err: imix_notify::NotifyError) -> Self {
+        use imix_notify::NotifyError as N;
+        match err {
+            N::Invalid(errors) => {
+                let all: Vec<Value> = errors
+                    .iter()
+                    .map(|e| serde_json::json!({ "field": e.field, "reason": e.message }))
+                    .collect();
+                let Some(first) = errors.first() else {
+                    return Self::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "invalid_field",
+                        "invalid values",
+                    );
+                };
+                let message = errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message).with_details(
+                    serde_json::json!({ "field": first.field, "reason": first.message, "errors": all }),
+                )
+            }
+            N::Store(e) => e.into(),
+            N::Mail(e) => mail_failure(&e),
+            other @ (N::Template { .. } | N::Localization(_)) => {
+                tracing::error!(error = %other, "email templates failed");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_error",
+                    "an internal error occurred; it has been logged",
+                )
+            }
+        }
+    }
+}
+
+/// 502 for a mail server failure: `code` is the classification (`authentication`,
+/// `connection`, `tls`, `timeout`, …, see `MailError::code`), the message says what happened
+/// in words (with the server's reply when there is one).
+pub fn mail_failure(err: &imix_notify::MailError) -> ApiError {
+    tracing::warn!(error = %err, code = err.code(), "mail failure");
+    ApiError::new(StatusCode::BAD_GATEWAY, err.code(), err.to_string())
+        .with_details(serde_json::json!({ "retryable": err.is_transient() }))
 }

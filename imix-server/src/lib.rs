@@ -27,10 +27,12 @@ pub mod config;
 pub mod doctor;
 pub mod error;
 pub mod metrics;
+pub mod notify_bridge;
 pub mod probe;
 pub mod quota_backend;
 pub mod state;
 pub mod telemetry;
+pub mod whatsapp;
 
 use std::{future::Future, time::Duration};
 
@@ -69,6 +71,9 @@ pub enum ServerError {
     /// Bootstrapping tenancy failed (e.g. creating the default administrator).
     #[error("tenancy: {0}")]
     Tenancy(#[from] imix_tenancy::TenancyError),
+    /// The notification service could not be built (e.g. `IMIX_PUBLIC_URL` unusable for links).
+    #[error("notifications: {0}")]
+    Notify(#[from] imix_notify::NotifyError),
 }
 
 /// How long in-flight requests may take to finish after a shutdown signal.
@@ -176,13 +181,26 @@ pub async fn serve_with_options(
         version = env!("CARGO_PKG_VERSION"),
         "imix-server ready"
     );
-    Server::new_with_acceptor(acceptor)
+    // The mail outbox worker runs as long as the server; it stops (after finishing the email
+    // it is sending, if any) once the server has.
+    let (stop_outbox, outbox_stopped) = tokio::sync::watch::channel(false);
+    let outbox = tokio::spawn(state.notifier.worker().run(async move {
+        let mut stopped = outbox_stopped;
+        let _ = stopped.wait_for(|stop| *stop).await;
+    }));
+    let served = Server::new_with_acceptor(acceptor)
         .run_with_graceful_shutdown(app(&state), shutdown, Some(SHUTDOWN_GRACE))
-        .await
-        .map_err(|source| ServerError::Io {
-            context: "the server stopped with an error".into(),
-            source,
-        })?;
+        .await;
+    let _ = stop_outbox.send(true);
+    if tokio::time::timeout(SHUTDOWN_GRACE, outbox).await.is_err() {
+        tracing::warn!(
+            "the mail outbox worker did not stop in time; its email stays in the outbox"
+        );
+    }
+    served.map_err(|source| ServerError::Io {
+        context: "the server stopped with an error".into(),
+        source,
+    })?;
     tracing::info!("imix-server stopped");
     Ok(())
 }

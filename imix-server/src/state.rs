@@ -6,9 +6,11 @@ use imix_core::{
     crypto::{Cipher, EncryptionKey},
     store::Store,
 };
-use imix_notify::{MailError, Mailer, SendReceipt};
+use imix_notify::{outbox::OutboxConfig, Mailer, Notifier, SmtpOptions};
 use imix_tenancy::{
-    emails::PlainAccountEmails, throttle::StoreThrottle, TenancyConfig, TenancyService,
+    emails::{AccountEmails, PlainAccountEmails},
+    throttle::StoreThrottle,
+    TenancyConfig, TenancyService,
 };
 use secrecy::{ExposeSecret, SecretString};
 
@@ -31,27 +33,21 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Sign-in, users, tenants, audit.
     pub tenancy: TenancyService,
+    /// SMTP settings, the test email, localized emails through the mail outbox.
+    pub notifier: Notifier,
+    /// WhatsApp accounts (Graph API client from `IMIX_GRAPH_API_URL`).
+    pub whatsapp_accounts: imix_whatsapp::accounts::AccountService,
+    /// Message templates.
+    pub templates: imix_whatsapp::templates::TemplateService,
 }
 
 /// What an embedder (or a test) can plug in instead of the defaults.
 #[derive(Clone, Default)]
 pub struct ServerOptions {
-    /// Sends account emails; default: not configured (emails are refused and logged).
+    /// Sends account emails (invitations, password resets) directly, as short plain-text
+    /// emails. Default (`None`): the localized templates through the mail outbox and the
+    /// stored SMTP settings.
     pub mailer: Option<Arc<dyn Mailer>>,
-}
-
-/// The mailer used until SMTP is configured: refuses, so nothing pretends to be sent.
-struct UnconfiguredMailer;
-
-#[async_trait::async_trait]
-impl Mailer for UnconfiguredMailer {
-    async fn send(&self, _email: &imix_notify::Email) -> Result<SendReceipt, MailError> {
-        Err(MailError::NotConfigured)
-    }
-
-    async fn ping(&self) -> Result<(), MailError> {
-        Err(MailError::NotConfigured)
-    }
 }
 
 impl AppState {
@@ -82,9 +78,20 @@ impl AppState {
             })?),
             None => None,
         };
-        let mailer = options
-            .mailer
-            .unwrap_or_else(|| Arc::new(UnconfiguredMailer));
+        let notifier = Notifier::with_smtp(
+            &store,
+            cipher.clone(),
+            config.public_url.as_str(),
+            SmtpOptions::default(),
+            OutboxConfig::default(),
+        )?;
+        let emails: Arc<dyn AccountEmails> = match options.mailer {
+            Some(mailer) => Arc::new(PlainAccountEmails::new(mailer)),
+            None => Arc::new(crate::notify_bridge::NotifierAccountEmails::new(
+                notifier.clone(),
+                store.tenants.clone(),
+            )),
+        };
         let tenancy = TenancyService::new(
             store.clone(),
             TenancyConfig {
@@ -92,10 +99,12 @@ impl AppState {
                 access_token_minutes: config.access_token_expire_minutes,
                 public_url: config.public_url.clone(),
             },
-            Arc::new(PlainAccountEmails::new(mailer)),
+            emails,
             Arc::new(StoreThrottle::new(store.counters.clone())),
             crate::quota_backend::quota_store(&store, config.redis_url.as_ref()),
         )?;
+        let (whatsapp_accounts, templates) =
+            crate::whatsapp::services(&config, &store, &cipher, tenancy.count_limits())?;
         Ok(Self {
             config: Arc::new(config),
             store,
@@ -104,6 +113,9 @@ impl AppState {
             secret_key,
             metrics: Metrics::new()?,
             tenancy,
+            notifier,
+            whatsapp_accounts,
+            templates,
         })
     }
 }

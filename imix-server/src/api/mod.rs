@@ -5,6 +5,8 @@ mod audit;
 pub mod dto;
 mod files;
 mod health;
+mod outbox;
+mod smtp;
 mod tenants;
 pub mod token;
 mod users;
@@ -17,13 +19,15 @@ use crate::{error::ApiError, state::AppState};
 pub use account::AccountApi;
 pub use audit::AuditApi;
 pub use health::HealthApi;
+pub use outbox::OutboxApi;
+pub use smtp::SmtpApi;
 pub use tenants::TenantsApi;
 pub use users::UsersApi;
 
 /// Groups operations in the OpenAPI spec and Swagger UI.
 #[derive(Tags)]
 pub enum ApiTags {
-    /// Liveness, readiness and version.
+    /// Liveness, readiness, version and the mail outbox.
     System,
     /// The signed-in user's own account and passwords.
     Account,
@@ -33,10 +37,20 @@ pub enum ApiTags {
     Users,
     /// The audit log.
     Audit,
+    /// Platform and tenant settings (SMTP).
+    Settings,
 }
 
 /// The combined API.
-pub type ImixApi = (HealthApi, AccountApi, TenantsApi, UsersApi, AuditApi);
+pub type ImixApi = (
+    HealthApi,
+    AccountApi,
+    TenantsApi,
+    UsersApi,
+    AuditApi,
+    SmtpApi,
+    OutboxApi,
+);
 
 /// Builds the OpenAPI service for `state`.
 pub fn service(state: &AppState) -> OpenApiService<ImixApi, ()> {
@@ -47,6 +61,8 @@ pub fn service(state: &AppState) -> OpenApiService<ImixApi, ()> {
             TenantsApi::new(state.clone()),
             UsersApi::new(state.clone()),
             AuditApi::new(state.clone()),
+            SmtpApi::new(state.clone()),
+            OutboxApi::new(state.clone()),
         ),
         "imix",
         env!("CARGO_PKG_VERSION"),
