@@ -477,5 +477,5 @@ impl From<imix_notify::NotifyError> for ApiError {
 pub fn mail_failure(err: &imix_notify::MailError) -> ApiError {
     tracing::warn!(error = %err, code = err.code(), "mail failure");
     ApiError::new(StatusCode::BAD_GATEWAY, err.code(), err.to_string())
-        .with_details(serde_json::json!({ "retryable": err.is_transient() }))
+        .with_details(serde_json::json!({ "transient": err.is_transient() }))
 }
