@@ -479,3 +479,75 @@ pub fn mail_failure(err: &imix_notify::MailError) -> ApiError {
     ApiError::new(StatusCode::BAD_GATEWAY, err.code(), err.to_string())
         .with_details(serde_json::json!({ "transient": err.is_transient() }))
 }
+
+impl From<imix_whatsapp::ServiceError> for ApiError {
+    fn from(err: imix_whatsapp::ServiceError) -> Self {
+        use imix_whatsapp::{ErrorClass, ServiceError as W};
+        match err {
+            W::Store(e) => e.into(),
+            W::Invalid { field, message } => Self::invalid_field(field, message),
+            W::TokenInvalid {
+                message,
+                code,
+                subcode,
+            } => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "whatsapp_token_invalid",
+                format!("Meta rejected the access token: {message}"),
+            )
+            .with_details(serde_json::json!({
+                "field": "access_token", "meta_message": message, "meta_code": code, "meta_subcode": subcode,
+            })),
+            W::LimitReached { limit, current } => Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "limit_reached",
+                format!("the tenant's limit of {limit} templates is reached"),
+            )
+            .with_details(serde_json::json!({ "limit_name": "templates", "limit": limit, "current": current })),
+            W::Graph(e) if e.class() == ErrorClass::Retryable => {
+                tracing::warn!(target: "imix_whatsapp", error = %e, "Graph API unavailable");
+                let mut api = Self::new(
+                    StatusCode::BAD_GATEWAY,
+                    "whatsapp_unavailable",
+                    format!("Meta's Graph API is unreachable or failing; try again shortly ({e})"),
+                );
+                if let Some(wait) = e.retry_after() {
+                    api = api.with_retry_after(wait.as_secs().max(1));
+                }
+                api
+            }
+            W::Graph(e) => match e.graph_error() {
+                // Meta refused the request itself: say what Meta said.
+                Some(g) => Self::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "whatsapp_rejected",
+                    format!(
+                        "Meta refused the request: {}",
+                        g.error_user_msg.as_deref().unwrap_or(&g.message)
+                    ),
+                )
+                .with_details(serde_json::json!({
+                    "meta_message": g.message, "meta_code": g.code, "meta_subcode": g.error_subcode,
+                    "meta_details": g.error_data.as_ref().and_then(|d| d.details.clone()),
+                    "fbtrace_id": g.fbtrace_id,
+                })),
+                None => {
+                    tracing::warn!(target: "imix_whatsapp", error = %e, "unexpected Graph API answer");
+                    Self::new(
+                        StatusCode::BAD_GATEWAY,
+                        "whatsapp_bad_response",
+                        format!("Meta's Graph API answered unexpectedly ({e})"),
+                    )
+                }
+            },
+            other @ (W::Quota(_) | W::Crypto(_)) => {
+                tracing::error!(error = %other, "whatsapp service failure");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_error",
+                    "an internal error occurred; it has been logged",
+                )
+            }
+        }
+    }
+}

@@ -7,10 +7,12 @@ mod files;
 mod health;
 mod outbox;
 mod smtp;
+mod templates;
 mod tenants;
 pub mod token;
 mod users;
 pub mod views;
+mod whatsapp_accounts;
 
 use poem_openapi::{OpenApiService, Tags};
 
@@ -21,8 +23,10 @@ pub use audit::AuditApi;
 pub use health::HealthApi;
 pub use outbox::OutboxApi;
 pub use smtp::SmtpApi;
+pub use templates::TemplatesApi;
 pub use tenants::TenantsApi;
 pub use users::UsersApi;
+pub use whatsapp_accounts::WhatsAppAccountsApi;
 
 /// Groups operations in the OpenAPI spec and Swagger UI.
 #[derive(Tags)]
@@ -39,6 +43,8 @@ pub enum ApiTags {
     Audit,
     /// Platform and tenant settings (SMTP).
     Settings,
+    /// WhatsApp accounts and message templates.
+    WhatsApp,
 }
 
 /// The combined API.
@@ -50,6 +56,8 @@ pub type ImixApi = (
     AuditApi,
     SmtpApi,
     OutboxApi,
+    WhatsAppAccountsApi,
+    TemplatesApi,
 );
 
 /// Builds the OpenAPI service for `state`.
@@ -63,6 +71,8 @@ pub fn service(state: &AppState) -> OpenApiService<ImixApi, ()> {
             AuditApi::new(state.clone()),
             SmtpApi::new(state.clone()),
             OutboxApi::new(state.clone()),
+            WhatsAppAccountsApi::new(state.clone()),
+            TemplatesApi::new(state.clone()),
         ),
         "imix",
         env!("CARGO_PKG_VERSION"),
