@@ -19,7 +19,7 @@ ready_ms() {
   for _ in $(seq 1 2000); do
     if curl -fsS "http://127.0.0.1:$PORT/health" >/dev/null 2>&1; then
       end=$(date +%s%N)
-      echo $(( (end - start) / 1000000 ))
+      READY_MS=$(( (end - start) / 1000000 ))
       return
     fi
     sleep 0.005
@@ -27,11 +27,13 @@ ready_ms() {
   echo "did not become ready" >&2; exit 1
 }
 
-cold=$(ready_ms)
+ready_ms
+cold=$READY_MS
 sleep 2
 rss_kb=$(awk '/VmRSS/ {print $2}' /proc/$PID/status)
 kill "$PID"; wait "$PID" 2>/dev/null || true
-warm=$(ready_ms)
+ready_ms
+warm=$READY_MS
 kill "$PID"; wait "$PID" 2>/dev/null || true
 size=$(stat -c %s "$BIN")
 echo "ready (cold data dir, incl. migrations and default admin): ${cold} ms"

@@ -22,8 +22,9 @@ pub const DEFAULT_ADMIN_PASSWORD: &str = "admin123";
 pub struct PasswordHasher {
     argon: Argon2<'static>,
     /// A hash of a random password, verified against when the email is unknown so that a
-    /// sign-in costs the same whether or not the account exists.
-    decoy: String,
+    /// sign-in costs the same whether or not the account exists. Made on first need: each
+    /// hash takes 19 MiB while it runs, and start-up should not pay for it.
+    decoy: std::sync::Arc<std::sync::OnceLock<String>>,
 }
 
 impl std::fmt::Debug for PasswordHasher {
@@ -48,13 +49,10 @@ impl PasswordHasher {
         let params = Params::new(memory_kib, iterations, parallelism, None)
             .map_err(|e| TenancyError::Internal(format!("argon2 parameters: {e}")))?;
         let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
-        let mut hasher = Self {
+        Ok(Self {
             argon,
-            decoy: String::new(),
-        };
-        let decoy = crate::token::random_token();
-        hasher.decoy = hasher.hash(&SecretString::from(decoy))?.as_phc().to_owned();
-        Ok(hasher)
+            decoy: Default::default(),
+        })
     }
 
     /// Hashes a password with a fresh random salt.
@@ -70,7 +68,15 @@ impl PasswordHasher {
     /// Whether `password` matches `hash`. With `hash = None` (unknown account) it still
     /// spends the time of one verification and answers `false`.
     pub fn verify(&self, password: &SecretString, hash: Option<&PasswordHash>) -> bool {
-        let phc = hash.map_or(self.decoy.as_str(), PasswordHash::as_phc);
+        let phc = match hash {
+            Some(h) => h.as_phc(),
+            None => self.decoy.get_or_init(|| {
+                let random = SecretString::from(crate::token::random_token());
+                self.hash(&random)
+                    .map(|h| h.as_phc().to_owned())
+                    .unwrap_or_default()
+            }),
+        };
         let matches = PhcHash::new(phc)
             .map(|parsed| {
                 self.argon
