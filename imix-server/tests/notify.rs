@@ -393,6 +393,7 @@ async fn test_errors_are_classified_and_changes_apply_without_restart(backend: B
         !message.contains("Authentication("),
         "no debug output: {message}"
     );
+    assert_eq!(body["error"]["details"]["transient"], false);
     assert!(!body.to_string().contains("wrong-password-123"));
     assert!(received_for(&smtp.maildir, &to).is_empty());
 
