@@ -84,7 +84,14 @@ struct Fixture {
 }
 
 async fn walk(backend: Backend) {
-    let s = TestServer::start(backend).await;
+    let sim = common::graph_simulator(
+        "7001",
+        "7002",
+        "alpha-app-secret-0123456789",
+        "alpha-meta-token-0123456789",
+    )
+    .await;
+    let s = TestServer::start_with_graph(backend, &sim.url()).await;
     let admin = s.admin().await;
 
     // Tenant A, with a user, a logo and a document.
@@ -125,6 +132,16 @@ async fn walk(backend: Backend) {
     assert_eq!(resp.status(), 201);
     let doc: Value = resp.json().await.unwrap();
     let doc_id = doc["id"].as_str().unwrap().to_owned();
+    // A WhatsApp account and a template.
+    let account = s
+        .add_whatsapp_account(&admin, &a_id, json!({"waba_id": "7001", "business_account_id": "7000", "phone_number_id": "7002", "app_id": "7003", "display_phone_number": "+1 555-010-0001", "business_name": "Alpha Secret Trading", "access_token": "alpha-meta-token-0123456789", "app_secret": "alpha-app-secret-0123456789"}))
+        .await;
+    let account_id = account["id"].as_str().unwrap().to_owned();
+    let (status, template) = s
+        .send_json(&admin, Method::POST, &format!("/api/v1/tenants/{a_id}/templates"), json!({"account_id": account_id, "name": "alpha_secret_offer", "language": "en_US", "category": "MARKETING", "components": [{"type": "BODY", "text": "Hello {{1}}", "example": {"body_text": [["Ada"]]}}]}))
+        .await;
+    assert_eq!(status, 201, "{template}");
+    let template_id = template["id"].as_str().unwrap().to_owned();
 
     // Tenant B, with an admin (every tenant permission) and an agent.
     let b = s.create_tenant(&admin, json!({"name": "Beta"})).await;
@@ -140,6 +157,8 @@ async fn walk(backend: Backend) {
             ("tenant_id", a_id.clone()),
             ("user_id", a_user_id.clone()),
             ("document_id", doc_id.clone()),
+            ("account_id", account_id.clone()),
+            ("template_id", template_id.clone()),
         ]),
         secrets: vec![
             a_id.clone(),
@@ -149,6 +168,11 @@ async fn walk(backend: Backend) {
             "alpha-secret".into(),
             "alpha-private-note".into(),
             "Alphonse".into(),
+            account_id.clone(),
+            template_id.clone(),
+            "alpha-meta-token".into(),
+            "alpha-app-secret".into(),
+            "alpha_secret_offer".into(),
         ],
     };
 

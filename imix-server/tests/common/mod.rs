@@ -272,3 +272,53 @@ pub async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// A Graph API simulator on an ephemeral port, holding one business: WABA `waba_id` with
+/// phone number `phone_number_id`, `app_secret` and the access token `token`.
+pub async fn graph_simulator(
+    waba_id: &str,
+    phone_number_id: &str,
+    app_secret: &str,
+    token: &str,
+) -> imix_whatsapp::simulator::Simulator {
+    use imix_whatsapp::simulator::{SimBusiness, SimPhoneNumber, Simulator};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sim = Simulator::start(listener).await.unwrap();
+    sim.add_business(
+        SimBusiness::new(waba_id, app_secret, token).with_phone_number(
+            SimPhoneNumber::new(phone_number_id, "+1 555-010-0001")
+                .with_verified_name("Alpha Trading"),
+        ),
+    );
+    sim
+}
+
+impl TestServer {
+    /// A server whose `IMIX_GRAPH_API_URL` is `graph_api_url` (say, a simulator's URL).
+    pub async fn start_with_graph(backend: Backend, graph_api_url: &str) -> Self {
+        let url = graph_api_url.to_owned();
+        Self::start_with(backend, move |vars| {
+            vars.insert("IMIX_GRAPH_API_URL".into(), url);
+        })
+        .await
+    }
+
+    /// Adds a WhatsApp account to `tenant_id` as `token`; returns its JSON (panics unless 201).
+    pub async fn add_whatsapp_account(
+        &self,
+        token: &str,
+        tenant_id: &str,
+        body: serde_json::Value,
+    ) -> serde_json::Value {
+        let (status, json) = self
+            .send_json(
+                token,
+                reqwest::Method::POST,
+                &format!("/api/v1/tenants/{tenant_id}/whatsapp-accounts"),
+                body,
+            )
+            .await;
+        assert_eq!(status, 201, "{json}");
+        json
+    }
+}
