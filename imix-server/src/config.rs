@@ -64,6 +64,9 @@ pub struct Config {
     /// `IMIX_PREVIOUS_ENCRYPTION_KEYS` (or `_FILE`): comma-separated base64 keys that still
     /// decrypt, for key rotation.
     pub previous_encryption_keys: Option<SecretString>,
+    /// `IMIX_SMTP_CA_FILE`: a PEM CA certificate trusted for SMTP TLS besides the public
+    /// roots (a private relay's CA).
+    pub smtp_extra_ca_pem: Option<Vec<u8>>,
     /// `IMIX_ADMIN_EMAIL`: the default administrator created when no user exists.
     pub admin_email: String,
     /// `IMIX_ADMIN_PASSWORD` (or `_FILE`): its first password (must be changed at first
@@ -305,7 +308,24 @@ impl Config {
             .secret("IMIX_ADMIN_PASSWORD")?
             .unwrap_or_else(|| SecretString::from("admin123".to_owned()));
 
+        let smtp_extra_ca_pem = match src.get("IMIX_SMTP_CA_FILE") {
+            None => None,
+            Some(path) => {
+                let pem = std::fs::read(path.trim()).map_err(|e| {
+                    ConfigError::new("IMIX_SMTP_CA_FILE", format!("cannot read `{path}`: {e}"))
+                })?;
+                if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+                    return Err(ConfigError::new(
+                        "IMIX_SMTP_CA_FILE",
+                        "is not a PEM certificate",
+                    ));
+                }
+                Some(pem)
+            }
+        };
+
         Ok(Self {
+            smtp_extra_ca_pem,
             admin_email,
             admin_password,
             mongodb_uri,

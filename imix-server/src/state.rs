@@ -82,7 +82,10 @@ impl AppState {
             &store,
             cipher.clone(),
             config.public_url.as_str(),
-            SmtpOptions::default(),
+            SmtpOptions {
+                extra_root_pem: config.smtp_extra_ca_pem.clone(),
+                ..SmtpOptions::default()
+            },
             OutboxConfig::default(),
         )?;
         let emails: Arc<dyn AccountEmails> = match options.mailer {

@@ -720,3 +720,27 @@ async fn invitations_and_resets_arrive_localized_through_the_outbox(backend: Bac
     assert_eq!(page["items"][0]["template"], "password_reset");
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starttls_with_a_private_ca_from_imix_smtp_ca_file() {
+    let smtp = Smtp::get();
+    let ca = required("IMIX_TEST_SMTP_CA");
+    let s = TestServer::start_with(Backend::Sqlite, |v| {
+        v.insert("IMIX_SMTP_CA_FILE".into(), ca.clone());
+    })
+    .await;
+    let admin = s.admin().await;
+    let mut settings = smtp.settings("noreply@imix.example", "iMix TLS");
+    settings["port"] = smtp.starttls_port.into();
+    settings["security"] = "starttls".into();
+    let saved = put_smtp(&s, &admin, PLATFORM_SMTP, settings).await;
+    assert_eq!(saved["insecure"], false);
+    let to = unique_address("starttls-ca");
+    let resp = test_email(&s, &admin, PLATFORM_SMTP, json!({"to": to})).await;
+    let status = resp.status();
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    let received = the_message_for(&smtp.maildir, &to).await;
+    assert!(received.header("Subject").len() > 3);
+    s.stop().await;
+}
