@@ -311,6 +311,24 @@ mod tests {
     }
 
     #[test]
+    fn services_see_token_refusals_as_token_invalid_with_metas_message() {
+        match ServiceError::from(api(401, 190)) {
+            ServiceError::TokenInvalid { message, code, .. } => {
+                assert_eq!((message.as_str(), code), ("m", 190));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            ServiceError::from(api(400, 136025)),
+            ServiceError::Graph(e) if e.code() == Some(136025)
+        ));
+        assert!(matches!(
+            ServiceError::from(Error::Timeout),
+            ServiceError::Graph(Error::Timeout)
+        ));
+    }
+
+    #[test]
     fn classifies_documented_codes() {
         for code in [130429, 131056, 80007, 4, 131000, 133004] {
             assert_eq!(api(400, code).class(), ErrorClass::Retryable, "{code}");
