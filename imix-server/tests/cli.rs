@@ -70,6 +70,7 @@ fn env_file_is_read_and_environment_wins() {
 #[test]
 fn init_db_is_idempotent() {
     let dir = tempfile::tempdir().unwrap();
+    let mut outputs = Vec::new();
     for _ in 0..2 {
         let out = imix(dir.path()).arg("init-db").output().unwrap();
         assert!(
@@ -77,11 +78,22 @@ fn init_db_is_idempotent() {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        assert_eq!(
-            String::from_utf8(out.stdout).unwrap().trim(),
-            "sqlite schema is at version 1"
-        );
+        outputs.push(String::from_utf8(out.stdout).unwrap());
     }
+    let schema_line = |o: &str| {
+        o.lines()
+            .find(|l| l.starts_with("sqlite schema is at version "))
+            .unwrap_or_else(|| panic!("no schema line in {o}"))
+            .to_owned()
+    };
+    assert_eq!(schema_line(&outputs[0]), schema_line(&outputs[1]));
+    assert!(
+        outputs[0].contains("created the default administrator admin@example.com"),
+        "{}",
+        outputs[0]
+    );
+    assert!(outputs[1].contains("users exist already"), "{}", outputs[1]);
+
     let out = imix(dir.path())
         .env("MONGODB_URI", common::mongodb_uri())
         .env("DB_NAME", format!("imix_cli_{}", std::process::id()))
