@@ -134,4 +134,26 @@ impl AccountEmails for NotifierAccountEmails {
         };
         self.enqueue(user, language, &content).await
     }
+
+    async fn usage_warning(
+        &self,
+        admin: &User,
+        tenant: &imix_core::model::Tenant,
+        percent: u8,
+        used: u64,
+        limit: u64,
+    ) -> Result<(), MailError> {
+        let threshold = if percent >= 100 {
+            imix_notify::templates::UsageThreshold::Percent100
+        } else {
+            imix_notify::templates::UsageThreshold::Percent80
+        };
+        let content = EmailContent::UsageWarning {
+            tenant_name: tenant.name.clone(),
+            threshold,
+            used,
+            limit,
+        };
+        self.enqueue(admin, admin.default_language, &content).await
+    }
 }

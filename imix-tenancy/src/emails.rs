@@ -7,7 +7,10 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use imix_core::{model::User, Language};
+use imix_core::{
+    model::{Tenant, User},
+    Language,
+};
 use imix_notify::{Email, MailError, Mailbox, Mailer};
 
 /// Sends the emails of the account life cycle.
@@ -28,6 +31,16 @@ pub trait AccountEmails: Send + Sync {
         language: Language,
         link: &str,
         valid_hours: i64,
+    ) -> Result<(), MailError>;
+    /// "Your tenant has used `percent` % of its messages today": sent to each of a tenant's
+    /// admins when the messages-per-day counter crosses 80 % and 100 % (once per day each).
+    async fn usage_warning(
+        &self,
+        admin: &User,
+        tenant: &Tenant,
+        percent: u8,
+        used: u64,
+        limit: u64,
     ) -> Result<(), MailError>;
 }
 
@@ -104,6 +117,34 @@ impl AccountEmails for PlainAccountEmails {
         };
         let mut email = Email::new(mailbox(user), subject, text);
         email.language = language;
+        self.mailer.send(&email).await.map(|_| ())
+    }
+
+    async fn usage_warning(
+        &self,
+        admin: &User,
+        tenant: &Tenant,
+        percent: u8,
+        used: u64,
+        limit: u64,
+    ) -> Result<(), MailError> {
+        let name = &tenant.name;
+        let (subject, text) = match admin.default_language {
+            Language::En => (
+                format!("{name}: {percent} % of today's messages used"),
+                format!("{name} has sent {used} of its {limit} messages today (UTC)."),
+            ),
+            Language::Fr => (
+                format!("{name} : {percent} % des messages du jour utilisés"),
+                format!("{name} a envoyé {used} de ses {limit} messages aujourd'hui (UTC)."),
+            ),
+            Language::Ar => (
+                format!("{name}: تم استخدام {percent}٪ من رسائل اليوم"),
+                format!("أرسل {name} اليوم {used} من أصل {limit} رسالة (بالتوقيت العالمي)."),
+            ),
+        };
+        let mut email = Email::new(mailbox(admin), subject, text);
+        email.language = admin.default_language;
         self.mailer.send(&email).await.map(|_| ())
     }
 }

@@ -51,3 +51,133 @@ impl TenancyService {
         &self.counts
     }
 }
+
+/// The thresholds of the messages-per-day limit at which a tenant's admins are warned.
+pub const WARNING_PERCENTS: [u8; 2] = [80, 100];
+
+impl TenancyService {
+    /// Takes `units` messages (and as many media messages when `media`) from the tenant's
+    /// daily counters for one send, or refuses: a deactivated tenant sends nothing
+    /// ([`TenancyError::TenantDeactivated`]), a reached limit is
+    /// [`crate::quota::QuotaError::LimitReached`] and takes nothing. When the messages counter
+    /// crosses 80 % or 100 % of the limit, the tenant's admins are warned by email — once per
+    /// UTC day per threshold, also with several replicas (the claim is an atomic counter).
+    ///
+    /// The returned [`crate::quota::Consumed`] lets a send that never reached Meta give the
+    /// units back with [`crate::quota::QuotaStore::release`].
+    pub async fn consume_for_send(
+        &self,
+        tenant_id: TenantId,
+        units: u64,
+        media: bool,
+    ) -> Result<crate::quota::Consumed, TenancyError> {
+        use crate::quota::DailyQuota;
+        let tenant = self.store.tenants.get(tenant_id).await?;
+        if tenant.status == imix_core::model::TenantStatus::Deactivated {
+            return Err(TenancyError::TenantDeactivated);
+        }
+        let now = now();
+        let limit = tenant.limits.max_messages_per_day;
+        let consumed = self
+            .quota
+            .try_consume(tenant_id, DailyQuota::Messages, units, limit, now)
+            .await?;
+        if media {
+            if let Err(e) = self
+                .quota
+                .try_consume(
+                    tenant_id,
+                    DailyQuota::Media,
+                    units,
+                    tenant.limits.max_media_per_day,
+                    now,
+                )
+                .await
+            {
+                // All or nothing: give the messages back.
+                if let Err(release) = self
+                    .quota
+                    .release(tenant_id, DailyQuota::Messages, units, consumed.day)
+                    .await
+                {
+                    tracing::error!(error = %release, "cannot give back messages after a refused media send");
+                }
+                return Err(e.into());
+            }
+        }
+        if let Some(limit) = limit.filter(|l| *l > 0) {
+            let before = consumed.used.saturating_sub(units);
+            for percent in WARNING_PERCENTS {
+                let threshold = (limit * u64::from(percent)).div_ceil(100);
+                if before < threshold && consumed.used >= threshold {
+                    self.warn_admins(&tenant, percent, consumed.used, limit, consumed.day)
+                        .await;
+                }
+            }
+        }
+        Ok(consumed)
+    }
+
+    async fn warn_admins(
+        &self,
+        tenant: &imix_core::model::Tenant,
+        percent: u8,
+        used: u64,
+        limit: u64,
+        day: chrono::NaiveDate,
+    ) {
+        // One warning per tenant, day and threshold, whichever replica gets there first.
+        let key = format!("usage-warning:{}:{day}:{percent}", tenant.id);
+        let expires = crate::quota::next_reset(day) + chrono::Duration::days(1);
+        match self
+            .store
+            .counters
+            .try_add(&key, 1, Some(1), Some(expires))
+            .await
+        {
+            Ok(outcome) if outcome.is_added() => {}
+            Ok(_) => return,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot claim a usage warning");
+                return;
+            }
+        }
+        let mut cursor = None;
+        loop {
+            let page = match self
+                .store
+                .users
+                .list(
+                    imix_core::store::Scope::Tenant(tenant.id),
+                    imix_core::store::PageRequest {
+                        cursor,
+                        limit: Some(imix_core::store::MAX_PAGE_SIZE),
+                    },
+                )
+                .await
+            {
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot list the tenant's admins for a usage warning");
+                    return;
+                }
+            };
+            for admin in page.items.iter().filter(|u| {
+                u.role == imix_core::model::Role::Admin
+                    && u.status != imix_core::model::UserStatus::Deactivated
+            }) {
+                if let Err(e) = self
+                    .emails
+                    .usage_warning(admin, tenant, percent, used, limit)
+                    .await
+                {
+                    tracing::warn!(error = %e, admin = %admin.id, "usage warning not sent");
+                }
+            }
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+    }
+}
