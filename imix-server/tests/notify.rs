@@ -4,6 +4,7 @@
 //! through the mail outbox, and the outbox listing. Every case runs on both stores.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
+#[macro_use]
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -12,27 +13,6 @@ use common::{error_of, Backend, TestServer};
 use reqwest::Method;
 use serde::Deserialize;
 use serde_json::{json, Value};
-
-macro_rules! on_both_backends {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    crate::$case(crate::Backend::Sqlite).await;
-                }
-            )*
-        }
-        mod mongodb {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    crate::$case(crate::Backend::Mongodb).await;
-                }
-            )*
-        }
-    };
-}
 
 on_both_backends!(
     platform_settings_hide_the_password_and_the_test_email_arrives,

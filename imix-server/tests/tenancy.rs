@@ -1,33 +1,13 @@
 //! Sign-in, users, tenants, files and the audit log through the HTTP API, on both stores.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
+#[macro_use]
 mod common;
 
 use common::{error_of, eventually, Backend, TestServer, ADMIN_PASSWORD, DEFAULT_ADMIN_PASSWORD};
 use imix_notify::RecordingMailer;
 use reqwest::Method;
 use serde_json::json;
-
-macro_rules! on_both_backends {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    crate::$case(crate::Backend::Sqlite).await;
-                }
-            )*
-        }
-        mod mongodb {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    crate::$case(crate::Backend::Mongodb).await;
-                }
-            )*
-        }
-    };
-}
 
 on_both_backends!(
     default_admin_must_change_password_first,

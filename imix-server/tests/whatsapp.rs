@@ -2,6 +2,7 @@
 //! API simulator started in-process (`IMIX_GRAPH_API_URL` points at it).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
+#[macro_use]
 mod common;
 
 use common::{error_of, graph_simulator, Backend, TestServer};
@@ -12,27 +13,6 @@ use imix_whatsapp::{
 };
 use reqwest::Method;
 use serde_json::{json, Value};
-
-macro_rules! on_both_backends {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    crate::$case(crate::Backend::Sqlite).await;
-                }
-            )*
-        }
-        mod mongodb {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    crate::$case(crate::Backend::Mongodb).await;
-                }
-            )*
-        }
-    };
-}
 
 on_both_backends!(
     accounts_add_verify_edit_delete_never_reveal_secrets,

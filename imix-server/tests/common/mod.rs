@@ -4,6 +4,30 @@
 
 use std::collections::HashMap;
 
+/// Generates `sqlite::<case>` and `mongodb::<case>` tests that call `crate::<case>(backend)`.
+/// Needs `Backend` in scope at the test crate's root.
+#[allow(unused_macros)] // not every test crate uses it
+macro_rules! on_both_backends {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    crate::$case(crate::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod mongodb {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    crate::$case(crate::Backend::Mongodb).await;
+                }
+            )*
+        }
+    };
+}
+
 use imix_server::config::Config;
 
 pub struct TestServer {
