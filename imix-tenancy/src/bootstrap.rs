@@ -34,7 +34,7 @@ pub async fn ensure_default_admin(
     );
     admin.first_name = "Administrator".into();
     admin.status = UserStatus::Active;
-    admin.password_hash = Some(hasher.hash(password)?);
+    admin.password_hash = Some(hasher.hash_async(password).await?);
     admin.must_change_password = true;
     match store.users.insert(&admin).await {
         Ok(()) => {

@@ -25,7 +25,13 @@ pub struct PasswordHasher {
     /// sign-in costs the same whether or not the account exists. Made on first need: each
     /// hash takes 19 MiB while it runs, and start-up should not pay for it.
     decoy: std::sync::Arc<std::sync::OnceLock<String>>,
+    /// Bounds how many hashes run at once: each holds 19 MiB and a CPU for tens of
+    /// milliseconds, so a flood of sign-ins queues instead of exhausting memory.
+    permits: std::sync::Arc<tokio::sync::Semaphore>,
 }
+
+/// Hashes that may run at the same time.
+pub const MAX_CONCURRENT_HASHES: usize = 2;
 
 impl std::fmt::Debug for PasswordHasher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -52,7 +58,33 @@ impl PasswordHasher {
         Ok(Self {
             argon,
             decoy: Default::default(),
+            permits: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_HASHES)),
         })
+    }
+
+    /// [`PasswordHasher::hash`] on Tokio's blocking pool, at most
+    /// [`MAX_CONCURRENT_HASHES`] at a time, so the async workers keep serving requests.
+    pub async fn hash_async(&self, password: &SecretString) -> Result<PasswordHash, TenancyError> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|e| TenancyError::Internal(e.to_string()))?;
+        let (hasher, password) = (self.clone(), password.clone());
+        tokio::task::spawn_blocking(move || hasher.hash(&password))
+            .await
+            .map_err(|e| TenancyError::Internal(format!("password hashing task: {e}")))?
+    }
+
+    /// [`PasswordHasher::verify`] on Tokio's blocking pool (see [`PasswordHasher::hash_async`]).
+    pub async fn verify_async(&self, password: &SecretString, hash: Option<&PasswordHash>) -> bool {
+        let Ok(_permit) = self.permits.acquire().await else {
+            return false;
+        };
+        let (hasher, password, hash) = (self.clone(), password.clone(), hash.cloned());
+        tokio::task::spawn_blocking(move || hasher.verify(&password, hash.as_ref()))
+            .await
+            .unwrap_or(false)
     }
 
     /// Hashes a password with a fresh random salt.

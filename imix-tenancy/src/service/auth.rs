@@ -42,10 +42,13 @@ impl TenancyService {
         }
         let user = self.store.users.find_by_email(email).await?;
         // Always one argon2 verification, so unknown emails cost the same as wrong passwords.
-        let password_ok = self.hasher.verify(
-            password,
-            user.as_ref().and_then(|u| u.password_hash.as_ref()),
-        );
+        let password_ok = self
+            .hasher
+            .verify_async(
+                password,
+                user.as_ref().and_then(|u| u.password_hash.as_ref()),
+            )
+            .await;
         let Some(user) = user.filter(|_| password_ok) else {
             self.throttle.record_failure(&key, now).await;
             let mut e = AuditEntry::new("auth.sign_in_failed", "user");
@@ -140,7 +143,11 @@ impl TenancyService {
         new: &SecretString,
     ) -> Result<(), TenancyError> {
         let user = self.store.users.get(Scope::Platform, ctx.user_id()).await?;
-        if !self.hasher.verify(current, user.password_hash.as_ref()) {
+        if !self
+            .hasher
+            .verify_async(current, user.password_hash.as_ref())
+            .await
+        {
             return Err(TenancyError::invalid(
                 "current_password",
                 "is not the current password",
@@ -154,7 +161,7 @@ impl TenancyService {
             ));
         }
         let mut next = user.clone();
-        next.password_hash = Some(self.hasher.hash(new)?);
+        next.password_hash = Some(self.hasher.hash_async(new).await?);
         next.must_change_password = false;
         next.updated_at = now();
         self.store.users.update(Scope::Platform, &next).await?;
@@ -196,7 +203,7 @@ impl TenancyService {
             return Err(TenancyError::AccountDeactivated);
         }
         check_policy(new, &user.email)?;
-        let new_hash = self.hasher.hash(new)?;
+        let new_hash = self.hasher.hash_async(new).await?;
         let used = match self
             .store
             .auth_tokens

@@ -150,7 +150,7 @@ impl TenancyService {
                 TenancyError::Invalid { message, .. } => TenancyError::invalid("password", message),
                 other => other,
             })?;
-            user.password_hash = Some(self.hasher.hash(password)?);
+            user.password_hash = Some(self.hasher.hash_async(password).await?);
             user.must_change_password = true;
             user.status = UserStatus::Active;
         }
