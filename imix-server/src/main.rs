@@ -4,11 +4,6 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-
-// mimalloc gives freed memory back to the system: every argon2id hash (sign-ins, password
-// changes) takes 19 MiB for a moment, which glibc's allocator keeps resident per thread.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use imix_server::{config::Config, doctor, state, telemetry};
 
 /// imix: multi-tenant WhatsApp Business CRM server.

@@ -1,10 +1,8 @@
 //! Password hashing (argon2id) and the password policy.
 
 use argon2::{
-    password_hash::{
-        PasswordHash as PhcHash, PasswordHasher as _, PasswordVerifier as _, SaltString,
-    },
-    Algorithm, Argon2, Params, Version,
+    password_hash::{Output, ParamsString, PasswordHash as PhcHash, SaltString},
+    Algorithm, Argon2, Block, Params, Version,
 };
 use imix_core::model::PasswordHash;
 use secrecy::{ExposeSecret, SecretString};
@@ -89,11 +87,33 @@ impl PasswordHasher {
 
     /// Hashes a password with a fresh random salt.
     pub fn hash(&self, password: &SecretString) -> Result<PasswordHash, TenancyError> {
+        let internal = |e: &dyn std::fmt::Display| TenancyError::Internal(format!("argon2: {e}"));
         let salt = SaltString::generate(&mut rand::rngs::OsRng);
-        let phc = self
-            .argon
-            .hash_password(password.expose_secret().as_bytes(), &salt)
-            .map_err(|e| TenancyError::Internal(format!("argon2: {e}")))?;
+        let mut salt_buf = [0u8; 64];
+        let salt_bytes = salt
+            .as_salt()
+            .decode_b64(&mut salt_buf)
+            .map_err(|e| internal(&e))?;
+        let params = self.argon.params();
+        let mut memory = working_memory(params.block_count());
+        let output = Output::init_with(Params::DEFAULT_OUTPUT_LEN, |out| {
+            self.argon
+                .hash_password_into_with_memory(
+                    password.expose_secret().as_bytes(),
+                    salt_bytes,
+                    out,
+                    &mut memory,
+                )
+                .map_err(|_| argon2::password_hash::Error::Crypto)
+        })
+        .map_err(|e| internal(&e))?;
+        let phc = PhcHash {
+            algorithm: Algorithm::Argon2id.ident(),
+            version: Some(Version::V0x13.into()),
+            params: ParamsString::try_from(params).map_err(|e| internal(&e))?,
+            salt: Some(salt.as_salt()),
+            hash: Some(output),
+        };
         Ok(PasswordHash::new(phc.to_string()))
     }
 
@@ -109,15 +129,50 @@ impl PasswordHasher {
                     .unwrap_or_default()
             }),
         };
-        let matches = PhcHash::new(phc)
-            .map(|parsed| {
-                self.argon
-                    .verify_password(password.expose_secret().as_bytes(), &parsed)
-                    .is_ok()
-            })
-            .unwrap_or(false);
-        matches && hash.is_some()
+        verify_phc(password, phc).unwrap_or(false) && hash.is_some()
     }
+}
+
+/// Checks `password` against a PHC string with the parameters written in it, in working
+/// memory of our own (see [`working_memory`]). The comparison of the outputs is constant-time
+/// (`Output`'s equality).
+fn verify_phc(password: &SecretString, phc: &str) -> Option<bool> {
+    let parsed = PhcHash::new(phc).ok()?;
+    let params = Params::try_from(&parsed).ok()?;
+    let algorithm = Algorithm::try_from(parsed.algorithm).ok()?;
+    let version = match parsed.version {
+        Some(v) => Version::try_from(v).ok()?,
+        None => Version::default(),
+    };
+    let expected = parsed.hash?;
+    let mut salt_buf = [0u8; 64];
+    let salt = parsed.salt?.decode_b64(&mut salt_buf).ok()?;
+    let argon = Argon2::new(algorithm, version, params.clone());
+    let mut memory = working_memory(params.block_count());
+    let actual = Output::init_with(expected.len(), |out| {
+        argon
+            .hash_password_into_with_memory(
+                password.expose_secret().as_bytes(),
+                salt,
+                out,
+                &mut memory,
+            )
+            .map_err(|_| argon2::password_hash::Error::Crypto)
+    })
+    .ok()?;
+    Some(actual == expected)
+}
+
+/// Argon2's working memory (19 MiB at OWASP parameters), with room reserved beyond glibc's
+/// largest dynamic mmap threshold (32 MiB). Such an allocation is always mapped fresh and
+/// unmapped when dropped, so the memory of a hash is given back to the system at once instead
+/// of staying resident in an allocator arena after every sign-in. Pages of the reserve that are
+/// never written cost no memory.
+fn working_memory(blocks: usize) -> Vec<Block> {
+    const ALWAYS_MAPPED_BYTES: usize = 33 * 1024 * 1024;
+    let mut memory = Vec::with_capacity(blocks.max(ALWAYS_MAPPED_BYTES / Block::SIZE + 1));
+    memory.resize(blocks, Block::default());
+    memory
 }
 
 /// Checks a new password against the policy: at least [`MIN_PASSWORD_LEN`] characters, not
@@ -160,6 +215,31 @@ mod tests {
         assert!(h.verify(&pw, Some(&a)));
         assert!(!h.verify(&SecretString::from("wrong password"), Some(&a)));
         assert!(!h.verify(&pw, None));
+    }
+
+    #[test]
+    fn hashes_interoperate_with_the_standard_argon2_api() {
+        use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
+        let h = PasswordHasher::with_params(8 * 1024, 2, 1).unwrap();
+        let pw = SecretString::from("interoperable passphrase");
+        // Ours, checked by the reference verifier.
+        let ours = h.hash(&pw).unwrap();
+        let parsed = PhcHash::new(ours.as_phc()).unwrap();
+        assert!(Argon2::default()
+            .verify_password(b"interoperable passphrase", &parsed)
+            .is_ok());
+        // The reference hasher's, checked by ours (e.g. hashes from older versions or backups).
+        let salt = SaltString::generate(&mut rand::rngs::OsRng);
+        let theirs = Argon2::default()
+            .hash_password(b"interoperable passphrase", &salt)
+            .unwrap()
+            .to_string();
+        assert!(h.verify(&pw, Some(&PasswordHash::new(theirs.clone()))));
+        assert!(!h.verify(
+            &SecretString::from("other"),
+            Some(&PasswordHash::new(theirs))
+        ));
+        assert!(!h.verify(&pw, Some(&PasswordHash::new("not a phc string"))));
     }
 
     #[test]
