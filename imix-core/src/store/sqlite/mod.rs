@@ -263,6 +263,31 @@ fn scope_param(scope: Scope) -> Option<String> {
     }
 }
 
+/// After an optimistic update of a tenant-owned row changed nothing: tells a stale version
+/// ([`Error::VersionConflict`]) from a row that is missing or outside `scope`
+/// ([`Error::NotFound`]). `table` is one of this adapter's own table names.
+fn missing_or_stale(
+    c: &Connection,
+    table: &'static str,
+    entity: &'static str,
+    id: String,
+    scope: Option<String>,
+    expected: i64,
+) -> Error {
+    let sql = format!(
+        "SELECT EXISTS(SELECT 1 FROM {table} WHERE id = ?1 AND (?2 IS NULL OR tenant_id = ?2))"
+    );
+    match c.query_row(&sql, params![id, scope], |r| r.get::<_, bool>(0)) {
+        Ok(true) => Error::VersionConflict {
+            entity,
+            id,
+            expected: expected.max(0) as u64,
+        },
+        Ok(false) => Error::NotFound { entity, id },
+        Err(e) => Error::backend("update a record", e),
+    }
+}
+
 fn version_param(version: u64) -> Result<i64> {
     i64::try_from(version).map_err(|_| Error::invalid("version", "is out of range"))
 }

@@ -102,23 +102,14 @@ impl TemplateRepository for SqliteStore {
             if changed == 1 {
                 return Ok(next);
             }
-            let exists: bool = c
-                .query_row(
-                    "SELECT EXISTS(SELECT 1 FROM message_templates
-                     WHERE id = ?1 AND (?2 IS NULL OR tenant_id = ?2))",
-                    params![id, only],
-                    |r| r.get(0),
-                )
-                .map_err(db_err(ACTION))?;
-            Err(if exists {
-                Error::VersionConflict {
-                    entity: ENTITY,
-                    id,
-                    expected: expected as u64,
-                }
-            } else {
-                not_found(id)
-            })
+            Err(missing_or_stale(
+                c,
+                "message_templates",
+                ENTITY,
+                id,
+                only,
+                expected,
+            ))
         })
         .await
     }

@@ -82,22 +82,7 @@ impl UserRepository for SqliteStore {
             if changed == 1 {
                 return Ok(next);
             }
-            let exists: bool = c
-                .query_row(
-                    "SELECT EXISTS(SELECT 1 FROM users WHERE id = ?1 AND (?2 IS NULL OR tenant_id = ?2))",
-                    params![id, only],
-                    |r| r.get(0),
-                )
-                .map_err(db_err("update a user"))?;
-            Err(if exists {
-                Error::VersionConflict {
-                    entity: "user",
-                    id,
-                    expected: expected as u64,
-                }
-            } else {
-                Error::NotFound { entity: "user", id }
-            })
+            Err(missing_or_stale(c, "users", "user", id, only, expected))
         })
         .await
     }
