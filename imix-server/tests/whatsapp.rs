@@ -682,6 +682,28 @@ async fn templates_create_list_sync_and_delete(backend: Backend) {
     )
     .await;
     assert!(usage.to_string().contains("templates"), "{usage}");
+
+    // Template changes are audited, in the tenant's log.
+    let (_, log) = send(
+        &w.s,
+        &w.admin,
+        Method::GET,
+        "/api/v1/audit-log?limit=100",
+        None,
+    )
+    .await;
+    let actions: Vec<&str> = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for expected in ["template.create", "template.sync", "template.delete"] {
+        assert!(
+            actions.contains(&expected),
+            "{expected} missing from {actions:?}"
+        );
+    }
     w.s.stop().await;
 }
 

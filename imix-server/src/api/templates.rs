@@ -207,6 +207,16 @@ impl TemplatesApi {
                 },
             )
             .await?;
+        self.state
+            .tenancy
+            .record_action(
+                &auth.0,
+                "template.create",
+                "template",
+                t.id.to_string(),
+                Some(tenant),
+            )
+            .await;
         Ok(Created::Template(Json(t.into())))
     }
 
@@ -231,6 +241,16 @@ impl TemplatesApi {
             None => None,
         };
         let r = self.state.templates.sync(tenant, account).await?;
+        self.state
+            .tenancy
+            .record_action(
+                &auth.0,
+                "template.sync",
+                "tenant",
+                tenant.to_string(),
+                Some(tenant),
+            )
+            .await;
         Ok(Json(SyncResult {
             added: r.added,
             updated: r.updated,
@@ -275,6 +295,16 @@ impl TemplatesApi {
         let scope = auth.0.scope_for(tenant)?;
         let id = parse_id::<TemplateId>(&template_id.0, "template")?;
         self.state.templates.delete(scope, id).await?;
+        self.state
+            .tenancy
+            .record_action(
+                &auth.0,
+                "template.delete",
+                "template",
+                id.to_string(),
+                Some(tenant),
+            )
+            .await;
         Ok(Json(Done::ok()))
     }
 }

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use imix_core::{
     id::{TenantId, WhatsAppAccountId},
-    model::{AuditEntry, VerificationStatus, WhatsAppAccount},
+    model::{VerificationStatus, WhatsAppAccount},
 };
 use imix_tenancy::{AuthContext, Permission};
 use imix_whatsapp::{
@@ -262,15 +262,16 @@ impl WhatsAppAccountsApi {
     }
 
     async fn audit(&self, ctx: &AuthContext, action: &str, account: &WhatsAppAccount) {
-        let mut e = AuditEntry::new(action, "whatsapp_account");
-        e.actor_id = Some(ctx.user_id());
-        e.actor_email = Some(ctx.user().email.clone());
-        e.tenant_id = Some(account.tenant_id);
-        e.target_id = Some(account.id.to_string());
-        e.client_addr = ctx.client_addr().map(str::to_owned);
-        if let Err(err) = self.state.store.audit.append(&e).await {
-            tracing::error!(error = %err, action, "cannot write the audit log");
-        }
+        self.state
+            .tenancy
+            .record_action(
+                ctx,
+                action,
+                "whatsapp_account",
+                account.id.to_string(),
+                Some(account.tenant_id),
+            )
+            .await;
     }
 }
 

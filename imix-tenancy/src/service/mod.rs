@@ -115,6 +115,23 @@ impl TenancyService {
         e
     }
 
+    /// Records an action of `ctx` on a target of another domain (WhatsApp accounts,
+    /// templates, settings, …) in the audit log, with the caller's identity and address.
+    pub async fn record_action(
+        &self,
+        ctx: &AuthContext,
+        action: &str,
+        target_type: &str,
+        target_id: String,
+        tenant: Option<imix_core::id::TenantId>,
+    ) {
+        let mut e = Self::entry(ctx, action, target_type, target_id);
+        if tenant.is_some() {
+            e.tenant_id = tenant;
+        }
+        self.audit(e).await;
+    }
+
     /// The audit log: a platform admin sees everything, a tenant user with `audit.read` sees
     /// their tenant's entries. Newest first.
     pub async fn audit_log(
