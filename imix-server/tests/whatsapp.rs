@@ -199,6 +199,13 @@ async fn accounts_add_verify_edit_delete_never_reveal_secrets(backend: Backend) 
     assert_eq!(ver["messaging_limit"], "TIER_1K");
     assert!(ver["checked_at"].is_string());
     assert!(ver["last_error"].is_null());
+    // Verification subscribed the app to the WABA's webhooks.
+    assert!(
+        w.sim.requests().iter().any(|r| r.method == "POST"
+            && r.path.ends_with(&format!("/{WABA}/subscribed_apps"))
+            && r.status == 200),
+        "no successful subscribed_apps call"
+    );
     let (_, got) = send(
         &w.s,
         &w.admin,

@@ -312,6 +312,11 @@ impl AccountService {
                 },
             )
             .await?;
+        // Webhooks for the WABA reach the app only once it is subscribed; subscribing again
+        // is harmless, so every successful verification makes sure of it.
+        self.client
+            .subscribe_app(token, &account.waba_id, None)
+            .await?;
         Ok(Verification {
             status: VerificationStatus::Verified,
             verified_name: phone.verified_name,
