@@ -349,6 +349,36 @@ impl MongoStore {
         Ok(Page::from_overfetch(items, limit, id_of))
     }
 
+    /// Replaces the tenant-owned record `id` with `replacement` if it is visible in `scope`
+    /// and its stored version is `expected`; otherwise tells a stale version from a missing
+    /// (or out-of-scope) record. Unique-index violations become [`Error::Duplicate`].
+    #[allow(clippy::too_many_arguments)]
+    async fn replace_scoped(
+        &self,
+        coll: Collection<Document>,
+        scope: Scope,
+        id: String,
+        expected: u64,
+        replacement: Document,
+        entity: &'static str,
+        action: &'static str,
+    ) -> Result<()> {
+        let mut filter = doc! { "_id": &id, "version": version_bson(expected)? };
+        scope_filter(&mut filter, scope);
+        let result = coll
+            .replace_one(filter, replacement)
+            .await
+            .map_err(unique_err(entity, action))?;
+        if result.matched_count == 1 {
+            return Ok(());
+        }
+        let mut scope_only = Document::new();
+        scope_filter(&mut scope_only, scope);
+        Err(self
+            .missing_or_stale(coll, scope_only, entity, id, expected)
+            .await)
+    }
+
     /// After a conditional replace matched nothing: was the record missing or stale?
     async fn missing_or_stale(
         &self,

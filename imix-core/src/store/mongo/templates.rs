@@ -52,27 +52,17 @@ impl TemplateRepository for MongoStore {
         next.version += 1;
         let id = template.id.to_string();
         let replacement = to_doc(&next, &id, ENTITY)?;
-        let mut filter = doc! { "_id": &id, "version": version_bson(template.version)? };
-        scope_filter(&mut filter, scope);
-        let result = self
-            .message_templates()
-            .replace_one(filter, replacement)
-            .await
-            .map_err(unique_err(ENTITY, "update a template"))?;
-        if result.matched_count == 1 {
-            return Ok(next);
-        }
-        let mut scope_only = Document::new();
-        scope_filter(&mut scope_only, scope);
-        Err(self
-            .missing_or_stale(
-                self.message_templates(),
-                scope_only,
-                ENTITY,
-                id,
-                template.version,
-            )
-            .await)
+        self.replace_scoped(
+            self.message_templates(),
+            scope,
+            id,
+            template.version,
+            replacement,
+            ENTITY,
+            "update a template",
+        )
+        .await?;
+        Ok(next)
     }
 
     async fn delete(&self, scope: Scope, id: TemplateId) -> Result<()> {

@@ -48,21 +48,17 @@ impl UserRepository for MongoStore {
         let id = user.id.to_string();
         let mut replacement = to_doc(&next, &id, "user")?;
         replacement.insert("email_lower", user.normalized_email());
-        let mut filter = doc! { "_id": &id, "version": version_bson(user.version)? };
-        scope_filter(&mut filter, scope);
-        let result = self
-            .users()
-            .replace_one(filter, replacement)
-            .await
-            .map_err(unique_err("user", "update a user"))?;
-        if result.matched_count == 1 {
-            return Ok(next);
-        }
-        let mut scope_only = Document::new();
-        scope_filter(&mut scope_only, scope);
-        Err(self
-            .missing_or_stale(self.users(), scope_only, "user", id, user.version)
-            .await)
+        self.replace_scoped(
+            self.users(),
+            scope,
+            id,
+            user.version,
+            replacement,
+            "user",
+            "update a user",
+        )
+        .await?;
+        Ok(next)
     }
 
     async fn list(&self, scope: Scope, page: PageRequest) -> Result<Page<User>> {

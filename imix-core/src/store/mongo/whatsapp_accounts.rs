@@ -60,27 +60,17 @@ impl WhatsAppAccountRepository for MongoStore {
         next.version += 1;
         let id = account.id.to_string();
         let replacement = to_doc(&next, &id, ENTITY)?;
-        let mut filter = doc! { "_id": &id, "version": version_bson(account.version)? };
-        scope_filter(&mut filter, scope);
-        let result = self
-            .whatsapp_accounts()
-            .replace_one(filter, replacement)
-            .await
-            .map_err(unique_err(ENTITY, "update a whatsapp account"))?;
-        if result.matched_count == 1 {
-            return Ok(next);
-        }
-        let mut scope_only = Document::new();
-        scope_filter(&mut scope_only, scope);
-        Err(self
-            .missing_or_stale(
-                self.whatsapp_accounts(),
-                scope_only,
-                ENTITY,
-                id,
-                account.version,
-            )
-            .await)
+        self.replace_scoped(
+            self.whatsapp_accounts(),
+            scope,
+            id,
+            account.version,
+            replacement,
+            ENTITY,
+            "update a whatsapp account",
+        )
+        .await?;
+        Ok(next)
     }
 
     async fn delete(&self, scope: Scope, id: WhatsAppAccountId) -> Result<()> {
