@@ -76,6 +76,7 @@ conformance!(
     whatsapp_accounts_paginate_and_reject_stale_versions,
     templates_crud_filters_and_unique_name_language_per_account,
     templates_are_tenant_scoped,
+    orphaned_blobs_are_those_no_tenant_references,
 );
 
 fn tenant(name: &str) -> Tenant {
@@ -1646,4 +1647,62 @@ async fn templates_are_tenant_scoped(store: &Store) {
             .unwrap(),
         tpl
     );
+}
+
+async fn orphaned_blobs_are_those_no_tenant_references(store: &Store) {
+    use imix_core::{id::DocumentId, model::TenantDocument, store::orphaned_blobs};
+    let mut t = tenant("Files");
+    store.tenants.insert(&t).await.unwrap();
+    let png = Bytes::from_static(b"\x89PNG logo");
+    let logo = format!("tenants/{}/logos/a", t.id);
+    let doc_key = format!("tenants/{}/documents/d", t.id);
+    let stray_doc = format!("tenants/{}/documents/stray", t.id);
+    let stray_other = "tenants/unknown-tenant/logos/b".to_owned();
+    for key in [&logo, &doc_key, &stray_doc, &stray_other] {
+        store
+            .blobs
+            .put(key, "image/png", png.clone())
+            .await
+            .unwrap();
+    }
+    // Blobs outside the tenants' prefix belong to no tenant record and are not judged.
+    store
+        .blobs
+        .put(
+            "backups/2026-01-01.jsonl",
+            "application/x-ndjson",
+            png.clone(),
+        )
+        .await
+        .unwrap();
+    t.logo_blob_key = Some(logo.clone());
+    t.documents.push(TenantDocument {
+        id: DocumentId::new(),
+        file_name: "a.pdf".into(),
+        content_type: "application/pdf".into(),
+        size: png.len() as u64,
+        blob_key: doc_key.clone(),
+        uploaded_at: imix_core::now(),
+    });
+    store.tenants.update(&t).await.unwrap();
+
+    let later = imix_core::now() + chrono::Duration::seconds(1);
+    let mut orphans: Vec<String> = orphaned_blobs(store, later)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.key)
+        .collect();
+    orphans.sort();
+    let mut expected = vec![stray_doc.clone(), stray_other.clone()];
+    expected.sort();
+    assert_eq!(orphans, expected);
+
+    // Blobs newer than the margin may belong to an upload still in flight: left alone.
+    let earlier = imix_core::now() - chrono::Duration::seconds(60);
+    assert!(orphaned_blobs(store, earlier).await.unwrap().is_empty());
+
+    store.blobs.delete(&stray_doc).await.unwrap();
+    store.blobs.delete(&stray_other).await.unwrap();
+    assert!(orphaned_blobs(store, later).await.unwrap().is_empty());
 }

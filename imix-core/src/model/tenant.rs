@@ -114,4 +114,12 @@ impl Tenant {
             updated_at: now,
         }
     }
+
+    /// Every blob key this tenant references: its logo and its documents.
+    pub fn blob_keys(&self) -> impl Iterator<Item = &str> {
+        self.logo_blob_key
+            .as_deref()
+            .into_iter()
+            .chain(self.documents.iter().map(|d| d.blob_key.as_str()))
+    }
 }

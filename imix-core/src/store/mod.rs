@@ -441,6 +441,107 @@ pub trait StoreAdmin: Send + Sync {
     async fn is_empty(&self) -> Result<bool>;
 }
 
+/// Waits between attempts of an optimistic update that the client did not version (a
+/// logo, a document, a patch without `If-Match`): such a write is retried on
+/// [`Error::VersionConflict`] instead of failing, a bounded number of times, with a small,
+/// randomly jittered and growing pause so that parallel writers spread out.
+///
+/// ```
+/// # async fn demo() {
+/// let mut backoff = imix_core::store::ConflictBackoff::new();
+/// while backoff.next_attempt().await {
+///     // read, change, write; `break` on success or on any error but a version conflict
+/// #   break;
+/// }
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct ConflictBackoff {
+    attempt: u32,
+}
+
+impl Default for ConflictBackoff {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ConflictBackoff {
+    /// How many attempts a write gets before the conflict is reported.
+    pub const MAX_ATTEMPTS: u32 = 30;
+    /// The longest pause between two attempts.
+    pub const MAX_PAUSE: Duration = Duration::from_millis(50);
+
+    /// A fresh backoff: the first [`ConflictBackoff::next_attempt`] does not wait.
+    pub fn new() -> Self {
+        Self { attempt: 0 }
+    }
+
+    /// Whether another attempt may be made; waits before every attempt but the first
+    /// (uniformly random up to 1 ms, doubling to at most [`ConflictBackoff::MAX_PAUSE`]).
+    pub async fn next_attempt(&mut self) -> bool {
+        use rand::Rng;
+        if self.attempt >= Self::MAX_ATTEMPTS {
+            return false;
+        }
+        if self.attempt > 0 {
+            let ceiling_us =
+                (1_000u64 << (self.attempt - 1).min(10)).min(Self::MAX_PAUSE.as_micros() as u64);
+            let pause = rand::thread_rng().gen_range(ceiling_us / 4..=ceiling_us);
+            tokio::time::sleep(Duration::from_micros(pause)).await;
+        }
+        self.attempt += 1;
+        true
+    }
+
+    /// How many attempts were started.
+    pub fn attempts(&self) -> u32 {
+        self.attempt
+    }
+}
+
+/// The blob key prefix under which every blob belongs to a tenant record (its logo or a
+/// document); [`orphaned_blobs`] looks there.
+pub const TENANT_BLOB_PREFIX: &str = "tenants/";
+
+/// Blobs under [`TENANT_BLOB_PREFIX`] that no tenant references (as its logo or a
+/// document) and that were written before `created_before` — a margin that leaves alone
+/// uploads still in flight, whose bytes are stored just before their record. Ordered by key.
+pub async fn orphaned_blobs(store: &Store, created_before: Timestamp) -> Result<Vec<BlobMeta>> {
+    let mut referenced = std::collections::HashSet::new();
+    let mut page = PageRequest::first(MAX_PAGE_SIZE);
+    loop {
+        let tenants = store.tenants.list(Scope::Platform, page.clone()).await?;
+        for t in &tenants.items {
+            referenced.extend(t.blob_keys().map(str::to_owned));
+        }
+        match tenants.next_cursor {
+            Some(cursor) => page.cursor = Some(cursor),
+            None => break,
+        }
+    }
+    let mut orphans = Vec::new();
+    let mut after = None;
+    loop {
+        let metas = store
+            .blobs
+            .list(TENANT_BLOB_PREFIX, after.take(), MAX_PAGE_SIZE)
+            .await?;
+        let last = metas.last().map(|m| m.key.clone());
+        let full = metas.len() == MAX_PAGE_SIZE as usize;
+        orphans.extend(
+            metas
+                .into_iter()
+                .filter(|m| m.created_at < created_before && !referenced.contains(&m.key)),
+        );
+        match last {
+            Some(key) if full => after = Some(key),
+            _ => break,
+        }
+    }
+    Ok(orphans)
+}
+
 /// Validates a blob key (see [`BlobStore`]).
 pub fn validate_blob_key(key: &str) -> Result<()> {
     let ok_chars = key

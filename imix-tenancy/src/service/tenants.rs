@@ -4,7 +4,7 @@ use bytes::Bytes;
 use imix_core::{
     id::{DocumentId, TenantId},
     model::{Tenant, TenantDocument, TenantStatus, UsageLimits},
-    store::{Page, PageRequest},
+    store::{ConflictBackoff, Page, PageRequest},
     Language,
 };
 
@@ -107,6 +107,38 @@ fn check_limits(limits: &UsageLimits) -> Result<(), TenancyError> {
         }
     }
     Ok(())
+}
+
+/// Copies onto `fresh` (the tenant as currently stored) the fields `patch` sets, with the
+/// values validated into `validated`.
+fn apply_patched_fields(patch: &TenantPatch, validated: &Tenant, fresh: &mut Tenant) {
+    if patch.name.is_some() {
+        fresh.name.clone_from(&validated.name);
+    }
+    if patch.organization.is_some() {
+        fresh.organization.clone_from(&validated.organization);
+    }
+    if patch.address.is_some() {
+        fresh.address.clone_from(&validated.address);
+    }
+    if patch.phone.is_some() {
+        fresh.phone.clone_from(&validated.phone);
+    }
+    if patch.mobile.is_some() {
+        fresh.mobile.clone_from(&validated.mobile);
+    }
+    if patch.email.is_some() {
+        fresh.email.clone_from(&validated.email);
+    }
+    if patch.private_notes.is_some() {
+        fresh.private_notes.clone_from(&validated.private_notes);
+    }
+    if patch.default_language.is_some() {
+        fresh.default_language = validated.default_language;
+    }
+    if patch.limits.is_some() {
+        fresh.limits = validated.limits;
+    }
 }
 
 /// Detects an upload's type from its bytes (never from the client's header).
@@ -246,12 +278,18 @@ impl TenancyService {
         if let Some(lang) = patch.default_language {
             t.default_language = lang;
         }
-        if let Some(limits) = patch.limits {
-            check_limits(&limits)?;
-            t.limits = limits;
+        if let Some(limits) = &patch.limits {
+            check_limits(limits)?;
+            t.limits = *limits;
         }
-        t.updated_at = now();
-        let stored = self.store.tenants.update(&t).await?;
+        // The client sent no version: apply the validated fields to the current record,
+        // retrying if someone else changed it meanwhile.
+        let stored = self
+            .modify_tenant(id, |fresh| {
+                apply_patched_fields(&patch, &t, fresh);
+                Ok(())
+            })
+            .await?;
         let mut e = Self::entry(ctx, "tenant.update", "tenant", id.to_string());
         e.tenant_id = Some(id);
         self.audit(e).await;
@@ -290,10 +328,12 @@ impl TenancyService {
         if current.status == status {
             return Ok(current);
         }
-        let mut t = current;
-        t.status = status;
-        t.updated_at = now();
-        let stored = self.store.tenants.update(&t).await?;
+        let stored = self
+            .modify_tenant(id, |t| {
+                t.status = status;
+                Ok(())
+            })
+            .await?;
         let action = match status {
             TenantStatus::Active => "tenant.activate",
             TenantStatus::Deactivated => "tenant.deactivate",
@@ -313,13 +353,17 @@ impl TenancyService {
         }
     }
 
-    /// Replaces a tenant's record with `change` applied, retrying on concurrent edits.
+    /// Replaces a tenant's record with `change` applied to its current state: for changes
+    /// the client did not version. A concurrent edit is not an error: the record is read
+    /// again and `change` applied again ([`ConflictBackoff`]); only after
+    /// [`ConflictBackoff::MAX_ATTEMPTS`] lost races is it a version conflict.
     async fn modify_tenant(
         &self,
         id: TenantId,
         change: impl Fn(&mut Tenant) -> Result<(), TenancyError>,
     ) -> Result<Tenant, TenancyError> {
-        for _ in 0..5 {
+        let mut backoff = ConflictBackoff::new();
+        while backoff.next_attempt().await {
             let mut t = self.store.tenants.get(id).await?;
             change(&mut t)?;
             t.updated_at = now();
@@ -329,7 +373,19 @@ impl TenancyService {
                 Err(e) => return Err(e.into()),
             }
         }
+        tracing::warn!(tenant = %id, attempts = backoff.attempts(), "tenant update kept losing races");
         Err(TenancyError::VersionConflict { entity: "tenant" })
+    }
+
+    /// Removes bytes stored for an upload whose record could not be written, so that no
+    /// blob is left that nothing lists.
+    async fn discard_blob(&self, key: &str) {
+        match self.store.blobs.delete(key).await {
+            Ok(()) | Err(imix_core::Error::NotFound { .. }) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, key, "an upload failed and its bytes could not be removed")
+            }
+        }
     }
 
     /// Uploads the logo: PNG, JPEG or WebP (detected from the bytes), at most 2 MB.
@@ -350,14 +406,32 @@ impl TenancyService {
             .filter(|t| LOGO_TYPES.contains(t))
             .ok_or_else(|| TenancyError::invalid("logo", "must be a PNG, JPEG or WebP image"))?;
         self.store.tenants.get(id).await?;
-        let key = format!("tenants/{id}/logo");
+        // Each upload gets its own key: parallel uploads never overwrite each other's bytes,
+        // a failed one leaves the current logo as it was, and the replaced logo's bytes are
+        // removed once the record points at the new ones.
+        let key = format!("tenants/{id}/logos/{}", DocumentId::new());
         self.store.blobs.put(&key, content_type, data).await?;
-        let stored = self
+        let replaced = std::sync::Mutex::new(None);
+        let result = self
             .modify_tenant(id, |t| {
-                t.logo_blob_key = Some(key.clone());
+                let previous = t.logo_blob_key.replace(key.clone());
+                if let Ok(mut slot) = replaced.lock() {
+                    *slot = previous;
+                }
                 Ok(())
             })
-            .await?;
+            .await;
+        let stored = match result {
+            Ok(stored) => stored,
+            Err(e) => {
+                self.discard_blob(&key).await;
+                return Err(e);
+            }
+        };
+        let previous = replaced.into_inner().ok().flatten();
+        if let Some(old) = previous.filter(|old| *old != key) {
+            self.discard_blob(&old).await;
+        }
         let mut e = Self::entry(ctx, "tenant.set_logo", "tenant", id.to_string());
         e.tenant_id = Some(id);
         self.audit(e).await;
@@ -413,11 +487,16 @@ impl TenancyService {
             uploaded_at: now(),
         };
         let added = document.clone();
-        self.modify_tenant(id, move |t| {
-            t.documents.push(added.clone());
-            Ok(())
-        })
-        .await?;
+        let result = self
+            .modify_tenant(id, move |t| {
+                t.documents.push(added.clone());
+                Ok(())
+            })
+            .await;
+        if let Err(e) = result {
+            self.discard_blob(&document.blob_key).await;
+            return Err(e);
+        }
         let mut e = Self::entry(ctx, "tenant.add_document", "document", doc_id.to_string());
         e.tenant_id = Some(id);
         self.audit(e).await;
@@ -481,5 +560,192 @@ impl TenancyService {
         e.tenant_id = Some(id);
         self.audit(e).await;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+    use std::sync::{
+        atomic::{AtomicU32, Ordering},
+        Arc,
+    };
+
+    use async_trait::async_trait;
+    use imix_core::{
+        model::{Role, User},
+        store::{orphaned_blobs, Scope, Store, TenantRepository},
+    };
+    use secrecy::SecretString;
+
+    use super::*;
+    use crate::{
+        emails::PlainAccountEmails, permission::platform_role_permissions, quota::StoreQuotaStore,
+        throttle::MemoryThrottle, TenancyConfig,
+    };
+
+    /// Tenants whose updates lose the race `conflicts` times (as if another writer got in
+    /// first each time), then go through.
+    struct Contended {
+        inner: Arc<dyn TenantRepository>,
+        conflicts: AtomicU32,
+    }
+
+    #[async_trait]
+    impl TenantRepository for Contended {
+        async fn insert(&self, tenant: &Tenant) -> imix_core::Result<()> {
+            self.inner.insert(tenant).await
+        }
+        async fn get(&self, id: TenantId) -> imix_core::Result<Tenant> {
+            self.inner.get(id).await
+        }
+        async fn update(&self, tenant: &Tenant) -> imix_core::Result<Tenant> {
+            let left = self.conflicts.load(Ordering::SeqCst);
+            if left > 0 {
+                self.conflicts.store(left - 1, Ordering::SeqCst);
+                return Err(imix_core::Error::VersionConflict {
+                    entity: "tenant",
+                    id: tenant.id.to_string(),
+                    expected: tenant.version,
+                });
+            }
+            self.inner.update(tenant).await
+        }
+        async fn list(&self, scope: Scope, page: PageRequest) -> imix_core::Result<Page<Tenant>> {
+            self.inner.list(scope, page).await
+        }
+    }
+
+    const PNG: &[u8] = &[
+        0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 0x0d, b'I', b'H', b'D', b'R',
+    ];
+    const PDF: &[u8] = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n";
+
+    async fn setup(
+        conflicts: u32,
+    ) -> (
+        TenancyService,
+        Store,
+        AuthContext,
+        Tenant,
+        tempfile::TempDir,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = imix_core::store::sqlite::open(dir.path()).await.unwrap();
+        store.admin.migrate().await.unwrap();
+        let tenant = Tenant::new("Contended");
+        store.tenants.insert(&tenant).await.unwrap();
+        store.tenants = Arc::new(Contended {
+            inner: store.tenants.clone(),
+            conflicts: AtomicU32::new(conflicts),
+        });
+        let service = TenancyService::new(
+            store.clone(),
+            TenancyConfig {
+                secret_key: SecretString::from("k".repeat(40)),
+                access_token_minutes: 60,
+                public_url: "http://localhost:8000".parse().unwrap(),
+            },
+            Arc::new(PlainAccountEmails::new(Arc::new(
+                imix_notify::RecordingMailer::default(),
+            ))),
+            Arc::new(MemoryThrottle::default()),
+            Arc::new(StoreQuotaStore::new(store.counters.clone())),
+        )
+        .unwrap();
+        let admin = User::new("root@example.com", Role::Admin, None);
+        let ctx = AuthContext::new(admin, platform_role_permissions(Role::Admin), None);
+        (service, store, ctx, tenant, dir)
+    }
+
+    async fn orphans(store: &Store) -> Vec<String> {
+        let later = now() + chrono::Duration::seconds(1);
+        orphaned_blobs(store, later)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.key)
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writes_the_client_did_not_version_ride_out_lost_races() {
+        // More lost races than the old five attempts allowed.
+        let (service, store, ctx, t, _dir) = setup(8).await;
+        service
+            .add_document(&ctx, t.id, "a.pdf", Bytes::from_static(PDF))
+            .await
+            .unwrap();
+        let (service, _, ctx, t, _dir2) = setup(8).await;
+        service
+            .set_logo(&ctx, t.id, Bytes::from_static(PNG))
+            .await
+            .unwrap();
+        let (service, _, ctx, t, _dir3) = setup(8).await;
+        let patched = service
+            .update_tenant(
+                &ctx,
+                t.id,
+                TenantPatch {
+                    organization: Some(Some("Org".into())),
+                    ..TenantPatch::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(patched.organization.as_deref(), Some("Org"));
+        assert!(orphans(&store).await.is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_upload_leaves_no_bytes_behind() {
+        let (service, store, ctx, t, _dir) = setup(u32::MAX).await;
+        let err = service
+            .add_document(&ctx, t.id, "a.pdf", Bytes::from_static(PDF))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, TenancyError::VersionConflict { .. }),
+            "{err:?}"
+        );
+        let err = service
+            .set_logo(&ctx, t.id, Bytes::from_static(PNG))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, TenancyError::VersionConflict { .. }),
+            "{err:?}"
+        );
+        assert!(orphans(&store).await.is_empty());
+        assert!(store
+            .blobs
+            .list("tenants/", None, 10)
+            .await
+            .unwrap()
+            .is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_new_logo_replaces_the_old_bytes() {
+        let (service, store, ctx, t, _dir) = setup(0).await;
+        let first = service
+            .set_logo(&ctx, t.id, Bytes::from_static(PNG))
+            .await
+            .unwrap();
+        let second = service
+            .set_logo(&ctx, t.id, Bytes::from_static(PNG))
+            .await
+            .unwrap();
+        assert_ne!(first.logo_blob_key, second.logo_blob_key);
+        let keys: Vec<String> = store
+            .blobs
+            .list("tenants/", None, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.key)
+            .collect();
+        assert_eq!(keys, vec![second.logo_blob_key.unwrap()]);
     }
 }
