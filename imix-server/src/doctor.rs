@@ -4,10 +4,16 @@
 
 use std::{io::Write, path::Path};
 
+use imix_core::store::Store;
+
 use crate::{config::Config, probe, state};
 
 /// The least free space, in bytes, on the data directory's file system before doctor fails.
 pub const MIN_FREE_BYTES: u64 = 512 * 1024 * 1024;
+
+/// Blobs younger than this are never reported as orphaned: an upload stores its bytes just
+/// before the record that lists them.
+pub const ORPHAN_GRACE: std::time::Duration = std::time::Duration::from_secs(10 * 60);
 
 /// One check's outcome.
 #[derive(Debug, Clone)]
@@ -58,9 +64,64 @@ pub async fn run(config: &Config) -> Vec<Check> {
         writable("log dir", &config.log_dir, "IMIX_LOG_DIR"),
         disk_space(&config.data_dir),
     ];
-    checks.push(store(config).await);
+    let (store_check, store) = store(config).await;
+    checks.push(store_check);
+    if let Some(store) = store {
+        let grace = chrono::Duration::from_std(ORPHAN_GRACE).unwrap_or_default();
+        checks.push(orphaned_blobs(&store, imix_core::now() - grace).await);
+    }
     checks.push(redis(config).await);
     checks
+}
+
+/// The `blobs` check: every stored tenant file (logo, document) is listed by its tenant.
+/// Blobs written at or after `created_before` are left out (uploads in flight).
+pub async fn orphaned_blobs(store: &Store, created_before: imix_core::Timestamp) -> Check {
+    const HINT: &str = "uploads that failed before their record was written left these \
+        bytes; nothing lists or serves them, they only take space: after a backup, delete \
+        them (the keys are listed above) or restore a consistent backup";
+    match store.admin.is_empty().await {
+        Ok(true) => return Check::pass("blobs", "no orphaned blobs (the store is empty)"),
+        Ok(false) => {}
+        // A data directory no server has started on yet has no tables: nothing is stored.
+        Err(e) if e.to_string().contains("no such table") => {
+            return Check::pass("blobs", "no orphaned blobs (the schema is not created yet)")
+        }
+        Err(e) => {
+            return Check::fail(
+                "blobs",
+                format!("cannot read the store: {}", probe::one_line(&e.to_string())),
+                "see the store check above",
+            )
+        }
+    }
+    match imix_core::store::orphaned_blobs(store, created_before).await {
+        Ok(orphans) if orphans.is_empty() => Check::pass("blobs", "no orphaned blobs"),
+        Ok(orphans) => {
+            let bytes: u64 = orphans.iter().map(|m| m.size).sum();
+            let shown: Vec<&str> = orphans.iter().take(5).map(|m| m.key.as_str()).collect();
+            let more = if orphans.len() > shown.len() {
+                format!(" and {} more", orphans.len() - shown.len())
+            } else {
+                String::new()
+            };
+            Check::fail(
+                "blobs",
+                format!(
+                    "{} orphaned blob(s) ({}) no tenant references: {}{more}",
+                    orphans.len(),
+                    human_bytes(bytes),
+                    shown.join(", ")
+                ),
+                HINT,
+            )
+        }
+        Err(e) => Check::fail(
+            "blobs",
+            format!("cannot list blobs: {}", probe::one_line(&e.to_string())),
+            "see the store check above",
+        ),
+    }
 }
 
 /// Runs every check, prints one line each to `out`, and says whether all passed.
@@ -126,7 +187,8 @@ fn disk_space(dir: &Path) -> Check {
     }
 }
 
-async fn store(config: &Config) -> Check {
+/// The `store` check, and the opened store for the checks that read it.
+async fn store(config: &Config) -> (Check, Option<Store>) {
     let backend = config.store_backend();
     let hint = match backend {
         "mongodb" => {
@@ -137,26 +199,33 @@ async fn store(config: &Config) -> Check {
     let store = match state::open_store(config).await {
         Ok(store) => store,
         Err(e) => {
-            return Check::fail(
+            let check = Check::fail(
                 "store",
                 format!(
                     "{backend}: cannot open: {}",
                     probe::one_line(&e.to_string())
                 ),
                 hint,
-            )
+            );
+            return (check, None);
         }
     };
     let result = probe::store(&store).await;
     match result.error {
-        None => Check::pass(
-            "store",
-            format!(
-                "{backend} ping {:.3} ms",
-                result.latency_ms().unwrap_or_default()
+        None => (
+            Check::pass(
+                "store",
+                format!(
+                    "{backend} ping {:.3} ms",
+                    result.latency_ms().unwrap_or_default()
+                ),
             ),
+            Some(store),
         ),
-        Some(e) => Check::fail("store", format!("{backend}: ping failed: {e}"), hint),
+        Some(e) => (
+            Check::fail("store", format!("{backend}: ping failed: {e}"), hint),
+            None,
+        ),
     }
 }
 
@@ -192,4 +261,73 @@ fn human_bytes(bytes: u64) -> String {
         unit += 1;
     }
     format!("{value:.1} {}", UNITS[unit])
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+    use bytes::Bytes;
+    use imix_core::model::Tenant;
+
+    use super::*;
+
+    async fn orphan_check_reports_strays_only(store: &Store) {
+        let later = imix_core::now() + chrono::Duration::seconds(1);
+        let empty = orphaned_blobs(store, later).await;
+        assert!(empty.ok, "{}", empty.line());
+
+        let mut t = Tenant::new("Doctor");
+        store.tenants.insert(&t).await.unwrap();
+        let logo = format!("tenants/{}/logos/current", t.id);
+        let stray = format!("tenants/{}/documents/stray", t.id);
+        for key in [&logo, &stray] {
+            store
+                .blobs
+                .put(key, "image/png", Bytes::from_static(b"bytes"))
+                .await
+                .unwrap();
+        }
+        t.logo_blob_key = Some(logo);
+        store.tenants.update(&t).await.unwrap();
+
+        let later = imix_core::now() + chrono::Duration::seconds(1);
+        let check = orphaned_blobs(store, later).await;
+        let line = check.line();
+        assert!(!check.ok, "{line}");
+        assert!(line.starts_with("FAIL blobs"), "{line}");
+        assert!(
+            line.contains(&stray) && line.contains("1 orphaned"),
+            "{line}"
+        );
+        assert!(!line.contains("logos/current"), "{line}");
+        assert!(line.contains("hint:"), "{line}");
+
+        // Within the grace period a blob may belong to an upload still in flight.
+        let earlier = imix_core::now() - chrono::Duration::seconds(60);
+        assert!(orphaned_blobs(store, earlier).await.ok);
+
+        store.blobs.delete(&stray).await.unwrap();
+        assert!(orphaned_blobs(store, later).await.ok);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn orphaned_blobs_fail_the_check_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = imix_core::store::sqlite::open(dir.path()).await.unwrap();
+        // Before the schema exists (a fresh data directory) there is nothing to report.
+        assert!(orphaned_blobs(&store, imix_core::now()).await.ok);
+        store.admin.migrate().await.unwrap();
+        orphan_check_reports_strays_only(&store).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn orphaned_blobs_fail_the_check_on_mongodb() {
+        let uri = std::env::var("IMIX_TEST_MONGODB_URI")
+            .expect("IMIX_TEST_MONGODB_URI is not set: run scripts/test.sh");
+        let db = format!("imix_doctor_{}", uuid::Uuid::now_v7().simple());
+        let store = imix_core::store::mongo::open(&uri, &db).await.unwrap();
+        store.admin.migrate().await.unwrap();
+        orphan_check_reports_strays_only(&store).await;
+    }
 }

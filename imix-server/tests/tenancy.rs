@@ -21,6 +21,7 @@ on_both_backends!(
     logo_and_documents,
     audit_log_records_and_scopes,
     agent_limit_is_exact_under_concurrency,
+    parallel_writes_to_one_tenant_all_succeed_and_leave_no_orphans,
 );
 
 const PNG: &[u8] = &[
@@ -916,4 +917,89 @@ async fn agent_limit_is_exact_under_concurrency(backend: Backend) {
         "a refused activation changed nothing"
     );
     s.stop().await;
+}
+
+/// Issue 8 item 9: parallel uploads and edits of one tenant, none of them versioned by the
+/// client, all succeed; every stored file is listed by the tenant afterwards.
+async fn parallel_writes_to_one_tenant_all_succeed_and_leave_no_orphans(backend: Backend) {
+    let mut vars = std::collections::HashMap::new();
+    let s = TestServer::start_with(backend, |v| vars = v.clone()).await;
+    let admin = s.admin().await;
+    let t = s.create_tenant(&admin, json!({"name": "Busy"})).await;
+    let id = t["id"].as_str().unwrap().to_owned();
+    let pdf: &'static [u8] = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n";
+    let form = |bytes: &'static [u8], name: String, mime: &str| {
+        reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(bytes)
+                .file_name(name)
+                .mime_str(mime)
+                .unwrap(),
+        )
+    };
+
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let request = s
+            .call(
+                &admin,
+                Method::POST,
+                &format!("/api/v1/tenants/{id}/documents"),
+            )
+            .multipart(form(pdf, format!("doc-{i}.pdf"), "application/pdf"));
+        tasks.push(("document", tokio::spawn(request.send())));
+    }
+    for _ in 0..20 {
+        let request = s
+            .call(&admin, Method::PUT, &format!("/api/v1/tenants/{id}/logo"))
+            .multipart(form(PNG, "logo.png".into(), "image/png"));
+        tasks.push(("logo", tokio::spawn(request.send())));
+    }
+    for i in 0..40 {
+        let request = s
+            .call(&admin, Method::PATCH, &format!("/api/v1/tenants/{id}"))
+            .json(&json!({"address": format!("{i} Parallel Street")}));
+        tasks.push(("patch", tokio::spawn(request.send())));
+    }
+    let mut failures = Vec::new();
+    for (what, task) in tasks {
+        let resp = task.await.unwrap().unwrap();
+        let status = resp.status().as_u16();
+        if !(200..300).contains(&status) {
+            failures.push(format!("{what}: {status} {}", resp.text().await.unwrap()));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failed: {failures:#?}",
+        failures.len()
+    );
+
+    let (status, tenant) = s.get_json(&admin, &format!("/api/v1/tenants/{id}")).await;
+    assert_eq!(status, 200);
+    assert!(tenant["address"]
+        .as_str()
+        .unwrap()
+        .ends_with("Parallel Street"));
+    assert_eq!(tenant["version"].as_u64().unwrap(), 1 + 20 + 20 + 40);
+    let (_, docs) = s
+        .get_json(&admin, &format!("/api/v1/tenants/{id}/documents"))
+        .await;
+    let docs = docs["items"].as_array().expect("a document list");
+    assert_eq!(docs.len(), 20, "{docs:?}");
+    let logo = s
+        .call(&admin, Method::GET, &format!("/api/v1/tenants/{id}/logo"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logo.status(), 200);
+
+    let _dir = s.stop().await;
+    let config = imix_server::config::Config::from_vars(vars).unwrap();
+    let store = imix_server::state::open_store(&config).await.unwrap();
+    let later = imix_core::now() + chrono::Duration::seconds(1);
+    let check = imix_server::doctor::orphaned_blobs(&store, later).await;
+    assert!(check.ok, "{}", check.line());
+    let stored = store.blobs.list("tenants/", None, 100).await.unwrap();
+    assert_eq!(stored.len(), 21, "20 documents and the current logo");
 }
