@@ -141,7 +141,7 @@ pub async fn run_and_print(config: &Config, out: &mut impl Write) -> bool {
 
 fn writable(name: &'static str, dir: &Path, variable: &str) -> Check {
     let attempt = || -> std::io::Result<()> {
-        std::fs::create_dir_all(dir)?;
+        imix_core::store::private_files::create_dir_all(dir)?;
         let probe = tempfile::NamedTempFile::new_in(dir)?;
         probe.as_file().write_all(b"imix doctor")?;
         probe.as_file().sync_all()?;

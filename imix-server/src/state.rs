@@ -128,10 +128,12 @@ pub async fn open_store(config: &Config) -> Result<Store, ServerError> {
     match &config.mongodb_uri {
         Some(uri) => Ok(imix_core::store::mongo::open(uri.expose_secret(), &config.db_name).await?),
         None => {
-            std::fs::create_dir_all(&config.data_dir).map_err(|source| ServerError::Io {
-                context: format!("cannot create IMIX_DATA_DIR {}", config.data_dir.display()),
-                source,
-            })?;
+            imix_core::store::private_files::create_dir_all(&config.data_dir).map_err(
+                |source| ServerError::Io {
+                    context: format!("cannot create IMIX_DATA_DIR {}", config.data_dir.display()),
+                    source,
+                },
+            )?;
             Ok(imix_core::store::sqlite::open(&config.data_dir).await?)
         }
     }
@@ -152,7 +154,7 @@ pub fn load_or_generate_secret_key(config: &Config) -> Result<SecretString, Serv
         context: format!("{context} {}", path.display()),
         source,
     };
-    std::fs::create_dir_all(&config.data_dir)
+    imix_core::store::private_files::create_dir_all(&config.data_dir)
         .map_err(|e| io_err("cannot create the directory of", e))?;
     match std::fs::read_to_string(&path) {
         Ok(text) if text.trim().len() >= 32 => {

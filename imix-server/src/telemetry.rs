@@ -1,8 +1,12 @@
 //! Logging with `tracing`: human-readable lines on stdout, the same lines in
 //! `<IMIX_LOG_DIR>/backend.log`, and events whose target starts with `imix_whatsapp` also in
 //! `<IMIX_LOG_DIR>/whatsapp.log` — the files the admin guide's troubleshooting tails.
+//! The log files are created `0600` and the log directory `0700`: they name users and
+//! tenants.
 
 use std::path::Path;
+
+use imix_core::store::private_files;
 
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::{filter::Targets, fmt, layer::SubscriberExt, EnvFilter, Layer, Registry};
@@ -19,7 +23,7 @@ pub fn subscriber(
     filter: &str,
     with_stdout: bool,
 ) -> std::io::Result<(impl tracing::Subscriber + Send + Sync, LogGuard)> {
-    std::fs::create_dir_all(log_dir)?;
+    private_files::create_dir_all(log_dir)?;
     let (backend, backend_guard) =
         tracing_appender::non_blocking(open_append(&log_dir.join("backend.log"))?);
     let (whatsapp, whatsapp_guard) =
@@ -63,10 +67,7 @@ pub fn init(log_dir: &Path, filter: &str) -> std::io::Result<LogGuard> {
 }
 
 fn open_append(path: &Path) -> std::io::Result<std::fs::File> {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
+    private_files::open_append(path)
 }
 
 #[cfg(test)]
@@ -89,5 +90,18 @@ mod tests {
         assert!(whatsapp.contains("graph call failed"));
         assert!(!whatsapp.contains("server started"));
         assert!(!whatsapp.contains("below the filter"));
+    }
+
+    #[test]
+    fn log_files_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("logs");
+        let (_subscriber, guard) = subscriber(&dir, "info", false).unwrap();
+        drop(guard);
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&dir.join("backend.log")), 0o600);
+        assert_eq!(mode(&dir.join("whatsapp.log")), 0o600);
     }
 }

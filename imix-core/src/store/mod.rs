@@ -34,6 +34,7 @@ use crate::{
 
 #[cfg(feature = "mongodb")]
 pub mod mongo;
+pub mod private_files;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 pub mod transfer;

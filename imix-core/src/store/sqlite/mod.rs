@@ -172,8 +172,10 @@ impl SqliteStore {
         let data_dir = data_dir.to_path_buf();
         tokio::task::spawn_blocking(move || {
             let blob_dir = data_dir.join("blobs");
-            std::fs::create_dir_all(&blob_dir)
+            super::private_files::create_dir_all(&blob_dir)
                 .map_err(|e| Error::backend("create the data directory", e))?;
+            super::private_files::prepare_sqlite(&data_dir.join(DATABASE_FILE))
+                .map_err(|e| Error::backend("create the SQLite database file", e))?;
             let conn = Connection::open(data_dir.join(DATABASE_FILE))
                 .map_err(|e| Error::backend("open the SQLite database", e))?;
             conn.execute_batch(
