@@ -28,6 +28,7 @@ pub mod doctor;
 pub mod error;
 pub mod metrics;
 pub mod notify_bridge;
+pub mod pages;
 pub mod probe;
 pub mod quota_backend;
 pub mod state;
@@ -109,6 +110,10 @@ pub fn app(state: &AppState) -> impl poem::Endpoint + 'static {
             get(make_sync(move |_| poem::web::Html(docs.clone()))),
         )
         .at(&token_url, post(api::token::issue_token))
+        .at(
+            pages::set_password::PATH,
+            get(pages::set_password::show).post(pages::set_password::submit),
+        )
         .at(
             "/metrics",
             get(make_sync(move |_| {

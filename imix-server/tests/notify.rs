@@ -634,11 +634,11 @@ async fn invitations_and_resets_arrive_localized_through_the_outbox(backend: Bac
             &admin,
             Method::POST,
             "/api/v1/auth/set-password",
-            json!({"token": token, "new_password": "camille-passphrase-1"}),
+            json!({"token": token, "new_password": "amber-orchard-lantern-1"}),
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    s.sign_in(&email, "camille-passphrase-1").await;
+    s.sign_in(&email, "amber-orchard-lantern-1").await;
 
     // An Arabic user's invitation is laid out right to left.
     let email_ar = unique_address("invitee-ar");
@@ -685,11 +685,11 @@ async fn invitations_and_resets_arrive_localized_through_the_outbox(backend: Bac
             &admin,
             Method::POST,
             "/api/v1/auth/set-password",
-            json!({"token": reset_token, "new_password": "camille-passphrase-2"}),
+            json!({"token": reset_token, "new_password": "amber-orchard-lantern-2"}),
         )
         .await;
     assert_eq!(status, 200);
-    s.sign_in(&email, "camille-passphrase-2").await;
+    s.sign_in(&email, "amber-orchard-lantern-2").await;
 
     // The listing pages newest first.
     let (_, page) = s

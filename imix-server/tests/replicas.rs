@@ -85,3 +85,42 @@ async fn two_replicas_share_limits_and_the_sign_in_throttle() {
     one.stop().await;
     two.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_change_on_one_replica_revokes_tokens_on_the_other() {
+    let db = format!("imix_replicas_{}", uuid::Uuid::now_v7().simple());
+    let shared = |v: &mut std::collections::HashMap<String, String>| {
+        v.insert("DB_NAME".into(), db.clone());
+        v.insert(
+            "SECRET_KEY".into(),
+            "replicas-share-this-secret-key-0123456789".into(),
+        );
+    };
+    let one = TestServer::start_with(Backend::Mongodb, shared).await;
+    let two = TestServer::start_with(Backend::Mongodb, shared).await;
+    let admin = one.admin().await;
+    let on_two = two.sign_in("admin@example.com", ADMIN_PASSWORD).await;
+    assert_eq!(one.get_json(&on_two, "/api/v1/me").await.0, 200);
+    // Changed through replica one: the tokens of both replicas stop working on both.
+    let resp = one
+        .call(
+            &admin,
+            reqwest::Method::POST,
+            "/api/v1/auth/change-password",
+        )
+        .json(
+            &json!({"current_password": ADMIN_PASSWORD, "new_password": "replicated-orchard-lamp"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let fresh = common::fresh_token(resp).await;
+    for server in [&one, &two] {
+        for old in [&admin, &on_two] {
+            assert_eq!(server.get_json(old, "/api/v1/me").await.0, 401);
+        }
+        assert_eq!(server.get_json(&fresh, "/api/v1/me").await.0, 200);
+    }
+    one.stop().await;
+    two.stop().await;
+}

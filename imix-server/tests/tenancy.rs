@@ -21,6 +21,11 @@ on_both_backends!(
     logo_and_documents,
     audit_log_records_and_scopes,
     agent_limit_is_exact_under_concurrency,
+    password_change_and_reset_revoke_earlier_tokens,
+    passwords_are_capped_before_hashing,
+    emails_are_bare_and_normalized,
+    tokens_issued_in_the_future_are_refused,
+    set_password_page_is_localized_and_sets_the_password,
     parallel_writes_to_one_tenant_all_succeed_and_leave_no_orphans,
 );
 
@@ -62,10 +67,24 @@ async fn default_admin_must_change_password_first(backend: Backend) {
         .iter()
         .any(|p| p == "platform.tenants"));
 
+    let nuls = "\0".repeat(10);
+    let huge = "correct horse battery staple ".repeat(40);
     for (bad, why) in [
         ("admin123", "the default"),
         ("short", "too short"),
         ("admin@example.com", "the email"),
+        ("          ", "only of spaces or control characters"),
+        (nuls.as_str(), "spaces or control characters"),
+        ("aaaaaaaaaa", "easy to guess"),
+        ("1234567890", "easy to guess"),
+        ("password12", "easy to guess"),
+        ("admin123  ", "default password"),
+        ("ADMIN-rides-a-blue-bike", "your email address or your name"),
+        (
+            "administrator-rides-a-bike",
+            "your email address or your name",
+        ),
+        (huge.as_str(), "at most 1024 bytes"),
     ] {
         let (status, body) = s
             .send_json(
@@ -77,6 +96,10 @@ async fn default_admin_must_change_password_first(backend: Backend) {
             .await;
         assert_eq!(status, 422, "{why}: {body}");
         assert_eq!(body["error"]["details"]["field"], "new_password");
+        let message = body["error"]["message"].as_str().unwrap();
+        if !["the default", "too short", "the email"].contains(&why) {
+            assert!(message.contains(why), "{why}: {message}");
+        }
     }
     let (status, body) = s
         .send_json(
@@ -90,16 +113,31 @@ async fn default_admin_must_change_password_first(backend: Backend) {
         (status, body["error"]["details"]["field"].as_str()),
         (422, Some("current_password"))
     );
-    let (status, _) = s
-        .send_json(
-            &token,
-            Method::POST,
-            "/api/v1/auth/change-password",
-            json!({"current_password": DEFAULT_ADMIN_PASSWORD, "new_password": ADMIN_PASSWORD}),
-        )
-        .await;
-    assert_eq!(status, 200);
-    // The same token now works everywhere; the old password does not.
+    let resp = s
+        .call(&token, Method::POST, "/api/v1/auth/change-password")
+        .json(&json!({"current_password": DEFAULT_ADMIN_PASSWORD, "new_password": ADMIN_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    let changed: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(
+        (changed["ok"].as_bool(), changed["token_type"].as_str()),
+        (Some(true), Some("bearer"))
+    );
+    assert_eq!(changed["expires_in"], 1440 * 60);
+    // The token used for the change is revoked; the fresh one works everywhere; the old
+    // password does not.
+    let (code, _) = error_of(
+        s.call(&token, Method::GET, "/api/v1/me")
+            .send()
+            .await
+            .unwrap(),
+        401,
+    )
+    .await;
+    assert_eq!(code, "unauthenticated");
+    let token = changed["access_token"].as_str().unwrap().to_owned();
     assert_eq!(s.get_json(&token, "/api/v1/tenants").await.0, 200);
     assert_eq!(
         s.sign_in_raw("admin@example.com", DEFAULT_ADMIN_PASSWORD)
@@ -128,7 +166,7 @@ async fn default_admin_must_change_password_first(backend: Backend) {
 
 async fn sign_in_failures_are_uniform_and_throttled(backend: Backend) {
     let s = TestServer::start(backend).await;
-    s.admin().await;
+    let admin = s.admin().await;
     let unknown = s.sign_in_raw("nobody@example.com", "whatever-123").await;
     let (code_unknown, body_unknown) = error_of(unknown, 401).await;
     let wrong = s.sign_in_raw("admin@example.com", "whatever-123").await;
@@ -159,6 +197,16 @@ async fn sign_in_failures_are_uniform_and_throttled(backend: Backend) {
     assert!((1..=900).contains(&retry), "{retry}");
     let (code, _) = error_of(locked, 429).await;
     assert_eq!(code, "too_many_attempts");
+    // The refused sign-in is in the audit log, with who was tried and from where.
+    let (_, log) = s.get_json(&admin, "/api/v1/audit-log?limit=20").await;
+    let throttled = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "auth.sign_in_throttled")
+        .unwrap_or_else(|| panic!("no auth.sign_in_throttled entry in {log}"));
+    assert_eq!(throttled["actor_email"], "admin@example.com");
+    assert_eq!(throttled["client_addr"], "127.0.0.1");
     s.stop().await;
 }
 
@@ -359,7 +407,10 @@ async fn invitations_set_passwords_once(backend: Backend) {
 
     let sent = mailer.sent();
     assert_eq!(sent.len(), 1);
-    assert_eq!(sent[0].to.email, "Fatima@Invites.example");
+    assert_eq!(
+        sent[0].to.email, "Fatima@invites.example",
+        "stored trimmed, with the domain lower-cased"
+    );
     assert_eq!(sent[0].language, imix_core::Language::Ar);
     let link = sent[0]
         .text
@@ -398,7 +449,7 @@ async fn invitations_set_passwords_once(backend: Backend) {
             "",
             Method::POST,
             "/api/v1/auth/set-password",
-            json!({"token": token, "new_password": "fatima-passphrase"}),
+            json!({"token": token, "new_password": "desert-rose-lantern"}),
         )
         .await;
     assert_eq!(status, 200, "{body}");
@@ -416,7 +467,7 @@ async fn invitations_set_passwords_once(backend: Backend) {
         "single use"
     );
     let token = s
-        .sign_in("fatima@invites.example", "fatima-passphrase")
+        .sign_in("fatima@invites.example", "desert-rose-lantern")
         .await;
     let (_, me) = s.get_json(&token, "/api/v1/me").await;
     assert_eq!(me["user"]["status"], "active");
@@ -916,6 +967,361 @@ async fn agent_limit_is_exact_under_concurrency(backend: Backend) {
         still["status"], "deactivated",
         "a refused activation changed nothing"
     );
+    s.stop().await;
+}
+
+/// The token in the link of the newest email `mailer` recorded for `to`.
+fn emailed_token(mailer: &RecordingMailer, to: &str) -> String {
+    let sent = mailer.sent();
+    let message = sent
+        .iter()
+        .rev()
+        .find(|m| m.to.email.eq_ignore_ascii_case(to))
+        .unwrap_or_else(|| panic!("no email to {to}"));
+    let link = message
+        .text
+        .split_whitespace()
+        .find(|w| w.starts_with("http"))
+        .unwrap();
+    link.split("token=").nth(1).unwrap().to_owned()
+}
+
+async fn password_change_and_reset_revoke_earlier_tokens(backend: Backend) {
+    let mailer = RecordingMailer::default();
+    let s = TestServer::start_recording(backend, mailer.clone()).await;
+    let admin = s.admin().await;
+    let t = s.create_tenant(&admin, json!({"name": "Revoke"})).await;
+    let (_, first) = s
+        .user_with_token(&admin, json!({"email": "rev@revoke.example", "first_name": "Rev", "last_name": "Oke", "role": "agent", "tenant_id": t["id"]}))
+        .await;
+    // A second token of the same generation, issued within the same second as the change
+    // below: a timestamp comparison in whole seconds would let it through.
+    let second = s.sign_in("rev@revoke.example", "user-passphrase-22").await;
+    assert_eq!(s.get_json(&second, "/api/v1/me").await.0, 200);
+    let resp = s
+        .call(&first, Method::POST, "/api/v1/auth/change-password")
+        .json(&json!({"current_password": "user-passphrase-22", "new_password": "quiet-orchard-lamp-7"}))
+        .send()
+        .await
+        .unwrap();
+    let fresh = common::fresh_token(resp).await;
+    for old in [&first, &second] {
+        let (code, _) = error_of(
+            s.call(old, Method::GET, "/api/v1/me").send().await.unwrap(),
+            401,
+        )
+        .await;
+        assert_eq!(code, "unauthenticated");
+    }
+    assert_eq!(s.get_json(&fresh, "/api/v1/me").await.0, 200);
+
+    // A reset revokes every token too, the fresh one included.
+    let (status, _) = s
+        .send_json(
+            "",
+            Method::POST,
+            "/api/v1/auth/forgot-password",
+            json!({"email": "rev@revoke.example"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    eventually("the reset email", || {
+        mailer
+            .sent()
+            .iter()
+            .any(|m| m.to.email == "rev@revoke.example")
+    })
+    .await;
+    let reset = emailed_token(&mailer, "rev@revoke.example");
+    let (status, body) = s
+        .send_json(
+            "",
+            Method::POST,
+            "/api/v1/auth/set-password",
+            json!({"token": reset, "new_password": "velvet-canyon-echo-3"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(s.get_json(&fresh, "/api/v1/me").await.0, 401);
+    let after = s
+        .sign_in("rev@revoke.example", "velvet-canyon-echo-3")
+        .await;
+    assert_eq!(s.get_json(&after, "/api/v1/me").await.0, 200);
+    // Other users' tokens are untouched.
+    assert_eq!(s.get_json(&admin, "/api/v1/me").await.0, 200);
+    s.stop().await;
+}
+
+async fn passwords_are_capped_before_hashing(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let admin = s.admin().await;
+    let long = "x".repeat(1025);
+    // Sign-in: refused before any verification, and not counted as a failed attempt.
+    for _ in 0..6 {
+        let (code, body) = error_of(s.sign_in_raw("admin@example.com", &long).await, 422).await;
+        assert_eq!(code, "invalid_field");
+        assert_eq!(body["error"]["details"]["field"], "password");
+        assert!(body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("1024 bytes"));
+    }
+    assert_eq!(
+        s.sign_in_raw("admin@example.com", ADMIN_PASSWORD)
+            .await
+            .status(),
+        200,
+        "over-long passwords did not lock the account"
+    );
+    // Initial passwords, current passwords and new ones.
+    let (status, body) = s
+        .send_json(&admin, Method::POST, "/api/v1/users", json!({"email": "long@agency.example", "first_name": "Lo", "last_name": "Ng", "role": "admin", "password": "unrelated words ".repeat(70)}))
+        .await;
+    assert_eq!(
+        (status, body["error"]["details"]["field"].as_str()),
+        (422, Some("password")),
+        "{body}"
+    );
+    let (status, body) = s
+        .send_json(
+            &admin,
+            Method::POST,
+            "/api/v1/auth/change-password",
+            json!({"current_password": long, "new_password": "quiet-orchard-lamp-7"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["details"]["field"].as_str()),
+        (422, Some("current_password"))
+    );
+    // Exactly 1,024 bytes is fine.
+    let (status, body) = s
+        .send_json(&admin, Method::POST, "/api/v1/users", json!({"email": "max@agency.example", "first_name": "Ma", "last_name": "X", "role": "admin", "password": "unrelated words ".repeat(64)}))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    s.stop().await;
+}
+
+async fn emails_are_bare_and_normalized(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let admin = s.admin().await;
+    for bad in [
+        "Platform <admin@example.com>",
+        "<admin@example.com>",
+        "admin@[127.0.0.1]",
+    ] {
+        let (status, body) = s
+            .send_json(&admin, Method::POST, "/api/v1/users", json!({"email": bad, "first_name": "P", "last_name": "Q", "role": "admin", "password": "initial-password-1"}))
+            .await;
+        assert_eq!(
+            (status, body["error"]["details"]["field"].as_str()),
+            (422, Some("email")),
+            "{bad}: {body}"
+        );
+    }
+    let (status, user) = s
+        .send_json(&admin, Method::POST, "/api/v1/users", json!({"email": "  Ops.Lead@Agency.EXAMPLE ", "first_name": "Ops", "last_name": "Lead", "role": "admin", "password": "initial-password-1"}))
+        .await;
+    assert_eq!(status, 201, "{user}");
+    assert_eq!(user["email"], "Ops.Lead@agency.example");
+    let (status, body) = s
+        .send_json(&admin, Method::POST, "/api/v1/users", json!({"email": "ops.lead@agency.example", "first_name": "Ops", "last_name": "Lead", "role": "admin", "password": "initial-password-1"}))
+        .await;
+    assert_eq!(status, 409, "{body}");
+    // Sign-in normalizes the same way.
+    s.sign_in(" OPS.LEAD@agency.Example ", "initial-password-1")
+        .await;
+    // Edits are validated and normalized too.
+    let id = user["id"].as_str().unwrap();
+    let (status, body) = s
+        .send_json(
+            &admin,
+            Method::PATCH,
+            &format!("/api/v1/users/{id}"),
+            json!({"email": "Ops <ops@agency.example>"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["details"]["field"].as_str()),
+        (422, Some("email"))
+    );
+    s.stop().await;
+}
+
+async fn tokens_issued_in_the_future_are_refused(backend: Backend) {
+    const KEY: &str = "a-test-secret-key-that-is-long-enough-0123";
+    let s = TestServer::start_with(backend, |v| {
+        v.insert("SECRET_KEY".into(), KEY.into());
+    })
+    .await;
+    let admin = s.admin().await;
+    let (_, me) = s.get_json(&admin, "/api/v1/me").await;
+    let now = chrono::Utc::now().timestamp();
+    let forge = |iat: i64, nbf: Option<i64>| {
+        let mut claims = json!({
+            "sub": me["user"]["id"], "iss": "imix", "aud": "imix-api",
+            "iat": iat, "exp": now + 7200, "jti": "forged",
+            // The admin changed the default password once.
+            "generation": 1,
+        });
+        if let Some(nbf) = nbf {
+            claims["nbf"] = nbf.into();
+        }
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(KEY.as_bytes()),
+        )
+        .unwrap()
+    };
+    // Correctly signed and current: accepted (so the refusals below are for the dates).
+    assert_eq!(s.get_json(&forge(now, None), "/api/v1/me").await.0, 200);
+    assert_eq!(
+        s.get_json(&forge(now + 30, None), "/api/v1/me").await.0,
+        200,
+        "within the leeway"
+    );
+    for (token, why) in [
+        (forge(now + 3600, None), "iat in the future"),
+        (forge(now, Some(now + 3600)), "nbf in the future"),
+    ] {
+        let (code, _) = error_of(
+            s.call(&token, Method::GET, "/api/v1/me")
+                .send()
+                .await
+                .unwrap(),
+            401,
+        )
+        .await;
+        assert_eq!(code, "unauthenticated", "{why}");
+    }
+    s.stop().await;
+}
+
+async fn set_password_page_is_localized_and_sets_the_password(backend: Backend) {
+    let mailer = RecordingMailer::default();
+    let s = TestServer::start_recording(backend, mailer.clone()).await;
+    let admin = s.admin().await;
+    let t = s.create_tenant(&admin, json!({"name": "Paged"})).await;
+    let (status, _) = s
+        .send_json(&admin, Method::POST, "/api/v1/users", json!({"email": "invitee@paged.example", "first_name": "Nadia", "last_name": "Salem", "role": "agent", "tenant_id": t["id"]}))
+        .await;
+    assert_eq!(status, 201);
+    let token = emailed_token(&mailer, "invitee@paged.example");
+
+    // The page, in each language: by ?lang=, by Accept-Language, English by default.
+    for (query, accept, lang, heading) in [
+        ("", None, "en", "Set your password"),
+        ("&lang=fr", None, "fr", "Choisissez votre mot de passe"),
+        ("&lang=ar", None, "ar", "عيّن كلمة المرور"),
+        ("", Some("ar-MA,fr;q=0.8"), "ar", "عيّن كلمة المرور"),
+        (
+            "",
+            Some("de,fr;q=0.7"),
+            "fr",
+            "Choisissez votre mot de passe",
+        ),
+    ] {
+        let mut req = s
+            .client
+            .get(s.url(&format!("/set-password?token={token}{query}")));
+        if let Some(accept) = accept {
+            req = req.header("accept-language", accept);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{query} {accept:?}");
+        let headers = resp.headers().clone();
+        assert!(headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html"));
+        assert_eq!(headers["referrer-policy"], "no-referrer");
+        assert!(headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("default-src 'none'"));
+        let html = resp.text().await.unwrap();
+        assert!(html.contains(&format!("<html lang=\"{lang}\"")), "{html}");
+        assert_eq!(html.contains("dir=\"rtl\""), lang == "ar", "{lang}");
+        assert!(html.contains(heading), "{lang}");
+        assert!(html.contains("method=\"post\" action=\"/set-password\""));
+        assert!(html.contains(&format!("name=\"token\" value=\"{token}\"")));
+        assert!(html.contains("href=\"/docs\""), "leads to sign-in");
+        assert!(
+            !html.contains("http://") && !html.contains("https://"),
+            "no external asset"
+        );
+    }
+    // Markup in the query is escaped, not echoed.
+    let html = s
+        .get("/set-password?token=%22%3E%3Cscript%3Ealert(1)%3C/script%3E")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!html.contains("<script>") && html.contains("&lt;script&gt;"));
+    // No token: no form.
+    assert_eq!(s.get("/set-password").await.status(), 400);
+
+    // The form sets the password through the same service: refused ones explain why and
+    // keep the link usable.
+    let post = |fields: Vec<(&'static str, String)>| {
+        s.client.post(s.url("/set-password")).form(&fields).send()
+    };
+    let resp = post(vec![
+        ("token", token.clone()),
+        ("lang", "fr".into()),
+        ("new_password", "aaaaaaaaaa".into()),
+        ("confirm_password", "aaaaaaaaaa".into()),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 422);
+    let html = resp.text().await.unwrap();
+    assert!(
+        html.contains("Ce mot de passe ne peut pas être utilisé")
+            && html.contains("too easy to guess"),
+        "{html}"
+    );
+    let resp = post(vec![
+        ("token", token.clone()),
+        ("new_password", "lantern-harbor-violet".into()),
+        ("confirm_password", "lantern-harbor-violeT".into()),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 422);
+    assert!(resp
+        .text()
+        .await
+        .unwrap()
+        .contains("The two passwords differ"));
+    let resp = post(vec![
+        ("token", token.clone()),
+        ("lang", "ar".into()),
+        ("new_password", "lantern-harbor-violet".into()),
+        ("confirm_password", "lantern-harbor-violet".into()),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 200);
+    let html = resp.text().await.unwrap();
+    assert!(
+        html.contains("dir=\"rtl\"") && html.contains("تم تعيين كلمة المرور"),
+        "{html}"
+    );
+    s.sign_in("invitee@paged.example", "lantern-harbor-violet")
+        .await;
+    // The link is used up.
+    let resp = post(vec![
+        ("token", token.clone()),
+        ("new_password", "another-harbor-violet".into()),
+        ("confirm_password", "another-harbor-violet".into()),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 422);
+    assert!(resp.text().await.unwrap().contains("This link is invalid"));
     s.stop().await;
 }
 

@@ -4,13 +4,21 @@ use argon2::{
     password_hash::{Output, ParamsString, PasswordHash as PhcHash, SaltString},
     Algorithm, Argon2, Block, Params, Version,
 };
-use imix_core::model::PasswordHash;
+use imix_core::model::{PasswordHash, User};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::TenancyError;
 
-/// The least length of a new password.
+/// The least length of a new password, in characters.
 pub const MIN_PASSWORD_LEN: usize = 10;
+/// The greatest length of any password, in bytes (UTF-8): checked before any hashing, on
+/// sign-in too, so a huge password costs nothing.
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+/// The least zxcvbn score (0 to 4) of a new password: 3 means at least 10^8 guesses.
+pub const MIN_STRENGTH_SCORE: u8 = 3;
+/// Names and email local parts shorter than this are not looked for inside a password
+/// (a one-letter name would refuse most passwords).
+const MIN_PERSONAL_LEN: usize = 3;
 /// The admin guide's default password: never acceptable as a new one.
 pub const DEFAULT_ADMIN_PASSWORD: &str = "admin123";
 
@@ -175,26 +183,81 @@ fn working_memory(blocks: usize) -> Vec<Block> {
     memory
 }
 
-/// Checks a new password against the policy: at least [`MIN_PASSWORD_LEN`] characters, not
-/// the default `admin123`, not the account's email.
-pub fn check_policy(password: &SecretString, email: &str) -> Result<(), TenancyError> {
+/// Fails unless `password` is at most [`MAX_PASSWORD_BYTES`] long. Cheap: call it before
+/// hashing or verifying anything. `field` names the field in the 422.
+pub fn check_length(field: &str, password: &SecretString) -> Result<(), TenancyError> {
+    if password.expose_secret().len() > MAX_PASSWORD_BYTES {
+        return Err(TenancyError::invalid(
+            field,
+            format!("must be at most {MAX_PASSWORD_BYTES} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a new password of `user` against the policy; `field` names the field in the 422.
+/// A password must:
+/// - be at most [`MAX_PASSWORD_BYTES`] bytes and at least [`MIN_PASSWORD_LEN`] characters;
+/// - not be only whitespace or control characters;
+/// - not contain the user's email address, its local part, or their first or last name
+///   (case-insensitively; parts shorter than 3 characters are not looked for);
+/// - not be easy to guess: a zxcvbn score of at least [`MIN_STRENGTH_SCORE`], which refuses
+///   common passwords (zxcvbn ships frequency lists of them), repeats, sequences, keyboard
+///   patterns and dates, and the default `admin123` in any form.
+pub fn check_policy(field: &str, password: &SecretString, user: &User) -> Result<(), TenancyError> {
+    check_length(field, password)?;
     let p = password.expose_secret();
+    if p.chars().all(|c| c.is_whitespace() || c.is_control()) {
+        return Err(TenancyError::invalid(
+            field,
+            "must not consist only of spaces or control characters",
+        ));
+    }
     if p.chars().count() < MIN_PASSWORD_LEN {
         return Err(TenancyError::invalid(
-            "new_password",
+            field,
             format!("must be at least {MIN_PASSWORD_LEN} characters"),
         ));
     }
-    if p == DEFAULT_ADMIN_PASSWORD {
+    if p.trim() == DEFAULT_ADMIN_PASSWORD {
         return Err(TenancyError::invalid(
-            "new_password",
+            field,
             "must not be the default password",
         ));
     }
-    if p.trim().eq_ignore_ascii_case(email.trim()) {
+    let lower = p.to_lowercase();
+    let email = user.email.trim().to_lowercase();
+    let local = email.split('@').next().unwrap_or_default();
+    let names = [user.first_name.trim(), user.last_name.trim()].map(str::to_lowercase);
+    let personal = [email.as_str(), local]
+        .into_iter()
+        .chain(names.iter().map(String::as_str))
+        .filter(|part| part.chars().count() >= MIN_PERSONAL_LEN);
+    for part in personal {
+        if lower.contains(part) {
+            return Err(TenancyError::invalid(
+                field,
+                "must not contain your email address or your name",
+            ));
+        }
+    }
+    let inputs: Vec<&str> = [local, names[0].as_str(), names[1].as_str()]
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .collect();
+    // zxcvbn looks at the first 100 characters only, so this is cheap at any allowed length.
+    let estimate = zxcvbn::zxcvbn(p, &inputs);
+    if u8::from(estimate.score()) < MIN_STRENGTH_SCORE {
+        let why = estimate
+            .feedback()
+            .and_then(|f| f.warning())
+            .map(|w| format!(" ({w})"))
+            .unwrap_or_default();
         return Err(TenancyError::invalid(
-            "new_password",
-            "must differ from the email address",
+            field,
+            format!(
+                "is too easy to guess{why}; use a longer passphrase of several unrelated words"
+            ),
         ));
     }
     Ok(())
@@ -242,18 +305,75 @@ mod tests {
         assert!(!h.verify(&pw, Some(&PasswordHash::new("not a phc string"))));
     }
 
+    fn user() -> User {
+        let mut u = User::new(
+            "Fatima.Zahra@Example.com",
+            imix_core::model::Role::Agent,
+            None,
+        );
+        u.first_name = "Fatima".into();
+        u.last_name = "Benali".into();
+        u
+    }
+
+    fn refusal(password: &str) -> Option<String> {
+        match check_policy("new_password", &SecretString::from(password), &user()) {
+            Ok(()) => None,
+            Err(TenancyError::Invalid { field, message }) => {
+                assert_eq!(field, "new_password");
+                Some(message)
+            }
+            Err(other) => panic!("{other}"),
+        }
+    }
+
     #[test]
     fn policy_rejects_short_default_and_email() {
-        for bad in ["short", "admin123", "Admin@Example.com"] {
+        for bad in ["short", "admin123", "fatima.zahra@example.com"] {
+            assert!(refusal(bad).is_some(), "{bad}");
+        }
+        assert!(refusal("a much better passphrase").is_none());
+        assert!(refusal("initial-password-1").is_none());
+    }
+
+    #[test]
+    fn policy_rejects_blank_common_and_personal_passwords() {
+        let blank = refusal("          ").unwrap();
+        assert!(blank.contains("spaces or control characters"), "{blank}");
+        assert!(refusal(&"\0".repeat(10))
+            .unwrap()
+            .contains("control characters"));
+        assert!(refusal("admin123  ").unwrap().contains("default password"));
+        for common in [
+            "aaaaaaaaaa",
+            "1234567890",
+            "password12",
+            "Admin123!!",
+            "qwertyuiop",
+        ] {
+            let why = refusal(common).unwrap_or_else(|| panic!("{common:?} accepted"));
+            assert!(why.contains("too easy to guess"), "{common:?}: {why}");
+        }
+        for personal in [
+            "fatima-passphrase",
+            "my BENALI passphrase",
+            "x-fatima.zahra-x-long",
+        ] {
+            let why = refusal(personal).unwrap_or_else(|| panic!("{personal:?} accepted"));
             assert!(
-                check_policy(&SecretString::from(bad), "admin@example.com").is_err(),
-                "{bad}"
+                why.contains("email address or your name"),
+                "{personal:?}: {why}"
             );
         }
-        assert!(check_policy(
-            &SecretString::from("a much better passphrase"),
-            "admin@example.com"
-        )
-        .is_ok());
+    }
+
+    #[test]
+    fn policy_caps_the_length_in_bytes() {
+        let long = "word ".repeat(205); // 1025 bytes
+        let why = refusal(&long).unwrap();
+        assert!(why.contains("at most 1024 bytes"), "{why}");
+        assert!(refusal(&"unrelated words in a row ".repeat(40)[..1000]).is_none());
+        assert!(check_length("password", &SecretString::from("x".repeat(1024))).is_ok());
+        assert!(check_length("password", &SecretString::from("x".repeat(1025))).is_err());
     }
 }

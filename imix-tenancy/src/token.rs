@@ -18,6 +18,9 @@ use crate::TenancyError;
 pub const ISSUER: &str = "imix";
 /// The `aud` claim of imix API tokens.
 pub const AUDIENCE: &str = "imix-api";
+/// How far in the future a token's `iat` or `nbf` may lie (clock differences between
+/// replicas); a token claiming to be issued, or valid from, later than that is refused.
+pub const CLOCK_LEEWAY_SECS: i64 = 60;
 
 /// What an access token says.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,10 +36,29 @@ pub struct Claims {
     pub aud: String,
     /// Issued at (seconds since the epoch).
     pub iat: i64,
+    /// Not valid before (seconds since the epoch); imix does not set it but checks it when
+    /// present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
     /// Expires at (seconds since the epoch).
     pub exp: i64,
     /// Token id.
     pub jti: String,
+    /// The user's token generation when the token was issued: the token is accepted only
+    /// while the user's generation is still this one (a password change or reset moves it on).
+    #[serde(default)]
+    pub generation: u64,
+}
+
+/// What a verified access token identifies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VerifiedToken {
+    /// The user.
+    pub user_id: UserId,
+    /// The user's tenant, if any.
+    pub tenant_id: Option<TenantId>,
+    /// The user's token generation the token was issued in.
+    pub generation: u64,
 }
 
 /// An issued access token.
@@ -73,7 +95,7 @@ impl TokenIssuer {
         }
     }
 
-    /// A token for `user`, issued at `now`.
+    /// A token for `user`, issued at `now`, in the user's current token generation.
     pub fn issue(&self, user: &User, now: Timestamp) -> Result<AccessToken, TenancyError> {
         let expires_in = self.lifetime_minutes * 60;
         let claims = Claims {
@@ -82,8 +104,10 @@ impl TokenIssuer {
             iss: ISSUER.into(),
             aud: AUDIENCE.into(),
             iat: now.timestamp(),
+            nbf: None,
             exp: now.timestamp() + expires_in,
             jti: uuid_like(),
+            generation: user.token_generation,
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|e| TenancyError::Internal(format!("cannot sign a token: {e}")))?;
@@ -94,27 +118,38 @@ impl TokenIssuer {
     }
 
     /// Verifies signature (HS256 only: the algorithm is pinned here, never taken from the
-    /// token), expiry, issuer and audience; returns the user and tenant ids.
-    pub fn verify(&self, token: &str) -> Result<(UserId, Option<TenantId>), TenancyError> {
+    /// token), expiry, issuer and audience, and that neither `iat` nor `nbf` lies more than
+    /// [`CLOCK_LEEWAY_SECS`] in the future of `now`; returns what the token identifies. Whether
+    /// its generation is still current is for the caller to check against the stored user.
+    pub fn verify(&self, token: &str, now: Timestamp) -> Result<VerifiedToken, TenancyError> {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[ISSUER]);
         validation.set_audience(&[AUDIENCE]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.leeway = 0;
+        // Checked below against `now`, with the leeway, together with `iat`.
+        validation.validate_nbf = false;
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
             .map_err(|_| TenancyError::Unauthenticated)?;
-        let user = data
-            .claims
+        let claims = data.claims;
+        let latest = now.timestamp() + CLOCK_LEEWAY_SECS;
+        if claims.iat > latest || claims.nbf.is_some_and(|nbf| nbf > latest) {
+            return Err(TenancyError::Unauthenticated);
+        }
+        let user_id = claims
             .sub
             .parse()
             .map_err(|_| TenancyError::Unauthenticated)?;
-        let tenant = data
-            .claims
+        let tenant_id = claims
             .tid
             .map(|t| t.parse())
             .transpose()
             .map_err(|_| TenancyError::Unauthenticated)?;
-        Ok((user, tenant))
+        Ok(VerifiedToken {
+            user_id,
+            tenant_id,
+            generation: claims.generation,
+        })
     }
 }
 
@@ -151,9 +186,12 @@ mod tests {
         let user = User::new("a@example.com", Role::Admin, None);
         let t = issuer().issue(&user, imix_core::now()).unwrap();
         assert_eq!(t.expires_in, 3600);
+        let verified = issuer()
+            .verify(t.token.expose_secret(), imix_core::now())
+            .unwrap();
         assert_eq!(
-            issuer().verify(t.token.expose_secret()).unwrap(),
-            (user.id, None)
+            (verified.user_id, verified.tenant_id, verified.generation),
+            (user.id, None, 0)
         );
     }
 
@@ -164,14 +202,18 @@ mod tests {
             .issue(&user, imix_core::now() - chrono::Duration::hours(2))
             .unwrap();
         assert!(
-            issuer().verify(old.token.expose_secret()).is_err(),
+            issuer()
+                .verify(old.token.expose_secret(), imix_core::now())
+                .is_err(),
             "expired"
         );
         let other = TokenIssuer::new(&SecretString::from("x".repeat(40)), 60)
             .issue(&user, imix_core::now())
             .unwrap();
         assert!(
-            issuer().verify(other.token.expose_secret()).is_err(),
+            issuer()
+                .verify(other.token.expose_secret(), imix_core::now())
+                .is_err(),
             "other key"
         );
         // alg=none: header {"alg":"none"} with the same claims and no signature.
@@ -179,6 +221,48 @@ mod tests {
         let parts: Vec<&str> = good.token.expose_secret().split('.').collect();
         let none_header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
         let forged = format!("{none_header}.{}.", parts[1]);
-        assert!(issuer().verify(&forged).is_err(), "alg none");
+        assert!(
+            issuer().verify(&forged, imix_core::now()).is_err(),
+            "alg none"
+        );
+    }
+
+    /// Signs `claims` with the test key, as someone holding the key (or a buggy issuer) could.
+    fn signed(claims: &Claims) -> String {
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            claims,
+            &EncodingKey::from_secret("k".repeat(40).as_bytes()),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn tokens_issued_or_valid_only_in_the_future_are_rejected() {
+        let user = User::new("a@example.com", Role::Admin, None);
+        let now = imix_core::now().timestamp();
+        let claims = |iat: i64, nbf: Option<i64>| Claims {
+            sub: user.id.to_string(),
+            tid: None,
+            iss: ISSUER.into(),
+            aud: AUDIENCE.into(),
+            iat,
+            nbf,
+            exp: now + 7200,
+            jti: "j".into(),
+            generation: 0,
+        };
+        let verify = |c: &Claims| issuer().verify(&signed(c), imix_core::now());
+        assert!(verify(&claims(now, None)).is_ok());
+        // Within the leeway (clocks of replicas differ a little).
+        assert!(verify(&claims(now + 30, Some(now + 30))).is_ok());
+        assert!(
+            verify(&claims(now + 3600, None)).is_err(),
+            "iat in the future"
+        );
+        assert!(
+            verify(&claims(now, Some(now + 3600))).is_err(),
+            "nbf in the future"
+        );
     }
 }

@@ -30,13 +30,27 @@ pub fn optional_text(
     }
 }
 
-/// An email address (RFC 5322 addr-spec, checked by the `email_address` crate), trimmed.
+/// A bare email address (RFC 5322 addr-spec, checked by the `email_address` crate; no
+/// `Name <addr>` form, no domain literal), normalized: trimmed, the domain lower-cased.
 pub fn email(field: &str, value: &str) -> Result<String, TenancyError> {
     let v = value.trim();
-    if v.len() > 254 || !email_address::EmailAddress::is_valid(v) || !v.contains('.') {
-        return Err(TenancyError::invalid(field, "is not a valid email address"));
-    }
-    Ok(v.to_owned())
+    let options = email_address::Options::default()
+        .without_display_text()
+        .without_domain_literal();
+    let parsed = match email_address::EmailAddress::parse_with_options(v, options) {
+        Ok(parsed) if v.len() <= 254 && parsed.domain().contains('.') => parsed,
+        _ => {
+            return Err(TenancyError::invalid(
+                field,
+                "is not a valid email address (give the bare address, like name@example.com)",
+            ))
+        }
+    };
+    Ok(format!(
+        "{}@{}",
+        parsed.local_part(),
+        parsed.domain().to_lowercase()
+    ))
 }
 
 /// A phone number in E.164: `+`, then 8 to 15 digits, the first not 0.
@@ -62,8 +76,20 @@ mod tests {
 
     #[test]
     fn emails() {
-        assert!(email("email", " a.b@example.com ").is_ok());
-        for bad in ["", "nobody", "a@b", "a b@example.com", "@example.com"] {
+        assert_eq!(
+            email("email", " A.b@Example.COM ").unwrap(),
+            "A.b@example.com"
+        );
+        for bad in [
+            "",
+            "nobody",
+            "a@b",
+            "a b@example.com",
+            "@example.com",
+            "Platform <admin@example.com>",
+            "<admin@example.com>",
+            "admin@[127.0.0.1]",
+        ] {
             assert!(email("email", bad).is_err(), "{bad}");
         }
     }

@@ -129,6 +129,12 @@ pub struct User {
     pub password_hash: Option<PasswordHash>,
     /// The user must change their password before doing anything else.
     pub must_change_password: bool,
+    /// Access tokens carry the generation they were issued in and are accepted only while it
+    /// is current: a password change or reset increments it, revoking every token issued
+    /// before, on every replica at once (the user is read from the store on each request).
+    /// Absent in records written before it existed, which count as generation 0.
+    #[serde(default)]
+    pub token_generation: u64,
     /// Optimistic-concurrency version (1 on creation).
     pub version: u64,
     /// When it was created.
@@ -155,6 +161,7 @@ impl User {
             status: UserStatus::Invited,
             password_hash: None,
             must_change_password: false,
+            token_generation: 0,
             version: 1,
             created_at: now,
             updated_at: now,

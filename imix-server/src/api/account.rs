@@ -2,8 +2,8 @@
 //! forgot password.
 
 use poem::Request;
-use poem_openapi::{payload::Json, Object, OpenApi};
-use secrecy::SecretString;
+use poem_openapi::{payload::Json, ApiResponse, Object, OpenApi};
+use secrecy::{ExposeSecret, SecretString};
 
 use super::{dto::Done, views::UserView, ApiTags};
 use crate::{
@@ -39,9 +39,35 @@ pub struct ChangePassword {
     /// The current password.
     #[oai(write_only)]
     pub current_password: String,
-    /// The new password: at least 10 characters, not `admin123`, not the email.
+    /// The new password: 10 characters to 1,024 bytes, not only spaces or control
+    /// characters, not containing the email address or the user's name, and not a common or
+    /// easily guessed password (see the password rules in the authentication guide).
     #[oai(write_only)]
     pub new_password: String,
+}
+
+/// The answer to a password change: a fresh access token, since every token issued before
+/// the change (the one used for it included) no longer works.
+#[derive(Debug, Object)]
+pub struct PasswordChanged {
+    /// Always `true`.
+    pub ok: bool,
+    /// A fresh bearer token for the caller.
+    pub access_token: String,
+    /// Always `bearer`.
+    pub token_type: String,
+    /// Its lifetime in seconds.
+    pub expires_in: i64,
+}
+
+#[derive(ApiResponse)]
+enum ChangePasswordResponse {
+    /// Changed; earlier tokens are revoked and the fresh one replaces them.
+    #[oai(status = 200)]
+    Changed(
+        Json<PasswordChanged>,
+        #[oai(header = "Cache-Control")] String,
+    ),
 }
 
 /// `POST /api/v1/auth/set-password`.
@@ -50,7 +76,7 @@ pub struct SetPassword {
     /// The token from the invitation or reset link.
     #[oai(write_only)]
     pub token: String,
-    /// The new password.
+    /// The new password (the same rules as for a password change).
     #[oai(write_only)]
     pub new_password: String,
 }
@@ -82,6 +108,9 @@ impl AccountApi {
     }
 
     /// Changes the signed-in user's password.
+    ///
+    /// Every access token issued before, on every replica, stops working at once (the one
+    /// used for this call included); the answer carries a fresh one.
     #[oai(
         path = "/auth/change-password",
         method = "post",
@@ -91,9 +120,10 @@ impl AccountApi {
         &self,
         auth: Auth,
         body: Json<ChangePassword>,
-    ) -> Result<Json<Done>, ApiError> {
+    ) -> Result<ChangePasswordResponse, ApiError> {
         let body = body.0;
-        self.state
+        let token = self
+            .state
             .tenancy
             .change_password(
                 &auth.0,
@@ -101,10 +131,20 @@ impl AccountApi {
                 &SecretString::from(body.new_password),
             )
             .await?;
-        Ok(Json(Done::ok()))
+        Ok(ChangePasswordResponse::Changed(
+            Json(PasswordChanged {
+                ok: true,
+                access_token: token.token.expose_secret().to_owned(),
+                token_type: "bearer".into(),
+                expires_in: token.expires_in,
+            }),
+            "no-store".into(),
+        ))
     }
 
     /// Sets a password with the token from an invitation or reset email (single use).
+    ///
+    /// Every access token of the user issued before stops working at once.
     #[oai(
         path = "/auth/set-password",
         method = "post",

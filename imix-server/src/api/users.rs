@@ -32,7 +32,8 @@ impl UsersApi {
 /// `POST /api/v1/users`.
 #[derive(Object)]
 pub struct CreateUser {
-    /// Email (unique, case-insensitive).
+    /// A bare email address (not the `Name <addr>` form), unique regardless of case; stored
+    /// trimmed with its domain lower-cased.
     pub email: String,
     /// First name.
     pub first_name: String,
@@ -48,8 +49,10 @@ pub struct CreateUser {
     /// Permissions (custom role only).
     #[oai(default)]
     pub permissions: Vec<String>,
-    /// An initial password (the user must change it at first sign-in). Without one, an
-    /// invitation email with a set-password link (valid 72 hours) is sent.
+    /// An initial password (the user must change it at first sign-in), under the same rules
+    /// as any new password (10 characters to 1,024 bytes, not common, not containing the
+    /// email or name). Without one, an invitation email with a set-password link (valid 72
+    /// hours) is sent.
     #[oai(write_only)]
     pub password: Option<String>,
 }
@@ -57,7 +60,7 @@ pub struct CreateUser {
 /// `PATCH /api/v1/users/{user_id}`: omitted fields stay as they are.
 #[derive(Object)]
 pub struct UpdateUser {
-    /// Email.
+    /// Email: a bare address, normalized as on creation.
     pub email: Option<String>,
     /// First name.
     pub first_name: Option<String>,

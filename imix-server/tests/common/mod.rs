@@ -205,8 +205,7 @@ impl TestServer {
             .send()
             .await
             .unwrap();
-        assert_eq!(resp.status(), 200);
-        token
+        fresh_token(resp).await
     }
 
     /// A request with a bearer token.
@@ -280,9 +279,15 @@ impl TestServer {
             .send()
             .await
             .unwrap();
-        assert_eq!(resp.status(), 200);
-        (user, token)
+        (user, fresh_token(resp).await)
     }
+}
+
+/// The fresh token of a successful password change (the change revokes every earlier one).
+pub async fn fresh_token(resp: reqwest::Response) -> String {
+    assert_eq!(resp.status(), 200);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    body["access_token"].as_str().unwrap().to_owned()
 }
 
 /// Waits (bounded) until `f` holds; for effects of background tasks such as emails.

@@ -8,7 +8,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::{now, TenancyService, INVITATION_VALID_HOURS, RESET_VALID_HOURS};
 use crate::{
-    password::check_policy,
+    password::{check_length, check_policy},
     permission::{platform_role_permissions, tenant_role_permissions, Permission},
     token::{random_token, token_hash, AccessToken},
     AuthContext, TenancyError,
@@ -35,9 +35,15 @@ impl TenancyService {
         password: &SecretString,
         client_addr: Option<String>,
     ) -> Result<SignIn, TenancyError> {
+        // Before any hashing: a huge password costs nothing.
+        check_length("password", password)?;
         let now = now();
         let key = throttle_key(email);
         if let Err(retry_after_secs) = self.throttle.check(&key, now).await {
+            let mut e = AuditEntry::new("auth.sign_in_throttled", "user");
+            e.actor_email = Some(email.trim().chars().take(254).collect());
+            e.client_addr = client_addr;
+            self.audit(e).await;
             return Err(TenancyError::TooManyAttempts { retry_after_secs });
         }
         let user = self.store.users.find_by_email(email).await?;
@@ -98,18 +104,28 @@ impl TenancyService {
     }
 
     /// Checks a bearer token and builds the caller's context from the **current** user and
-    /// tenant, so deactivation takes effect at once rather than at token expiry.
+    /// tenant, read from the store, so deactivation, a password change and a reset take
+    /// effect at once, on every replica, rather than at token expiry.
     pub async fn authenticate(
         &self,
         token: &str,
         client_addr: Option<String>,
     ) -> Result<AuthContext, TenancyError> {
-        let (user_id, _) = self.tokens.verify(token)?;
-        let user = match self.store.users.get(Scope::Platform, user_id).await {
+        let verified = self.tokens.verify(token, now())?;
+        let user = match self
+            .store
+            .users
+            .get(Scope::Platform, verified.user_id)
+            .await
+        {
             Ok(user) => user,
             Err(imix_core::Error::NotFound { .. }) => return Err(TenancyError::Unauthenticated),
             Err(e) => return Err(e.into()),
         };
+        // Issued before the last password change or reset: revoked.
+        if verified.generation != user.token_generation {
+            return Err(TenancyError::Unauthenticated);
+        }
         self.check_may_act(&user).await?;
         let permissions = match user.tenant_id {
             None => platform_role_permissions(user.role),
@@ -135,13 +151,16 @@ impl TenancyService {
         }
     }
 
-    /// Changes the caller's password.
+    /// Changes the caller's password. Every access token issued before, the caller's
+    /// included, stops working at once; the answer is a fresh one.
     pub async fn change_password(
         &self,
         ctx: &AuthContext,
         current: &SecretString,
         new: &SecretString,
-    ) -> Result<(), TenancyError> {
+    ) -> Result<AccessToken, TenancyError> {
+        check_length("current_password", current)?;
+        check_length("new_password", new)?;
         let user = self.store.users.get(Scope::Platform, ctx.user_id()).await?;
         if !self
             .hasher
@@ -153,7 +172,7 @@ impl TenancyService {
                 "is not the current password",
             ));
         }
-        check_policy(new, &user.email)?;
+        check_policy("new_password", new, &user)?;
         if current.expose_secret() == new.expose_secret() {
             return Err(TenancyError::invalid(
                 "new_password",
@@ -163,8 +182,9 @@ impl TenancyService {
         let mut next = user.clone();
         next.password_hash = Some(self.hasher.hash_async(new).await?);
         next.must_change_password = false;
+        next.token_generation = next.token_generation.wrapping_add(1);
         next.updated_at = now();
-        self.store.users.update(Scope::Platform, &next).await?;
+        let stored = self.store.users.update(Scope::Platform, &next).await?;
         self.audit(Self::entry(
             ctx,
             "auth.change_password",
@@ -172,16 +192,18 @@ impl TenancyService {
             user.id.to_string(),
         ))
         .await;
-        Ok(())
+        self.tokens.issue(&stored, now())
     }
 
     /// Sets a password with a token from an invitation or reset email. The token works once.
+    /// Every access token of the user issued before stops working at once.
     pub async fn set_password(
         &self,
         token: &str,
         new: &SecretString,
         client_addr: Option<String>,
     ) -> Result<(), TenancyError> {
+        check_length("new_password", new)?;
         let hash = token_hash(token.trim());
         let now = now();
         // Check the new password before using the token up, so a refused password does not
@@ -202,7 +224,7 @@ impl TenancyService {
         if user.status == UserStatus::Deactivated {
             return Err(TenancyError::AccountDeactivated);
         }
-        check_policy(new, &user.email)?;
+        check_policy("new_password", new, &user)?;
         let new_hash = self.hasher.hash_async(new).await?;
         let used = match self
             .store
@@ -218,6 +240,7 @@ impl TenancyService {
         next.password_hash = Some(new_hash);
         next.must_change_password = false;
         next.status = UserStatus::Active;
+        next.token_generation = next.token_generation.wrapping_add(1);
         next.updated_at = now;
         self.store.users.update(Scope::Platform, &next).await?;
         let mut e = AuditEntry::new(

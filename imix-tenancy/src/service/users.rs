@@ -146,10 +146,7 @@ impl TenancyService {
             .or(tenant.as_ref().map(|t| t.default_language))
             .unwrap_or_default();
         if let Some(password) = &new.password {
-            check_policy(password, &user.email).map_err(|e| match e {
-                TenancyError::Invalid { message, .. } => TenancyError::invalid("password", message),
-                other => other,
-            })?;
+            check_policy("password", password, &user)?;
             user.password_hash = Some(self.hasher.hash_async(password).await?);
             user.must_change_password = true;
             user.status = UserStatus::Active;
