@@ -10,8 +10,9 @@ impl AuditLogRepository for SqliteStore {
         let doc = to_json(entry, "audit entry")?;
         let id = entry.id.to_string();
         let tenant = entry.tenant_id.map(|t| t.to_string());
-        self.call("append to the audit log", move |c| {
-            c.execute(
+        self.write("append to the audit log", move |c| {
+            exec(
+                c,
                 "INSERT INTO audit_log (id, tenant_id, doc) VALUES (?1, ?2, ?3)",
                 params![id, tenant, doc],
             )
@@ -25,7 +26,7 @@ impl AuditLogRepository for SqliteStore {
         let limit = page.effective_limit()?;
         let cursor = page.validated_cursor()?;
         let only = scope_param(scope);
-        self.call("list the audit log", move |c| {
+        self.read("list the audit log", move |c| {
             let mut stmt = c
                 .prepare_cached(
                     "SELECT doc FROM audit_log

@@ -51,8 +51,9 @@ fn token_from_row(
 impl AuthTokenRepository for SqliteStore {
     async fn insert(&self, token: &AuthToken) -> Result<()> {
         let t = token.clone();
-        self.call("store a token", move |c| {
-            c.execute(
+        self.write("store a token", move |c| {
+            exec(
+                c,
                 "INSERT INTO auth_tokens
                    (token_hash, user_id, tenant_id, purpose, created_at, expires_at, used_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -79,7 +80,7 @@ impl AuthTokenRepository for SqliteStore {
         now: Timestamp,
     ) -> Result<AuthToken> {
         let hash = token_hash.to_owned();
-        self.call("read a token", move |c| {
+        self.read("read a token", move |c| {
             let row = c
                 .query_row(
                     "SELECT user_id, tenant_id, created_at, expires_at FROM auth_tokens
@@ -108,7 +109,7 @@ impl AuthTokenRepository for SqliteStore {
         now: Timestamp,
     ) -> Result<AuthToken> {
         let hash = token_hash.to_owned();
-        self.call("use a token", move |c| {
+        self.write("use a token", move |c| {
             let row = c
                 .query_row(
                     "UPDATE auth_tokens SET used_at = ?1
@@ -137,7 +138,7 @@ impl AuthTokenRepository for SqliteStore {
         purpose: TokenPurpose,
         now: Timestamp,
     ) -> Result<u64> {
-        self.call("revoke tokens", move |c| {
+        self.write("revoke tokens", move |c| {
             let n = c
                 .execute(
                     "UPDATE auth_tokens SET used_at = ?1

@@ -32,33 +32,97 @@ fn meta_from_tuple(t: (String, String, i64, String, String)) -> Result<BlobMeta>
     })
 }
 
+/// Removes a blob file that no committed row points to. Best effort: a file left behind
+/// only costs space.
+fn remove_unreferenced(path: &Path) {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot remove a blob file"),
+    }
+}
+
+/// The stored content hash of `key`, if it has a row.
+fn stored_sha(c: &Connection, key: &str, action: &'static str) -> Result<Option<String>> {
+    c.query_row("SELECT sha256 FROM blobs WHERE key = ?1", [key], |r| {
+        r.get(0)
+    })
+    .optional()
+    .map_err(db_err(action))
+}
+
 #[async_trait]
 impl BlobStore for SqliteStore {
     async fn restore(&self, meta: &BlobMeta, data: Bytes) -> Result<()> {
+        const ACTION: &str = "store a blob";
         check_blob(meta, &data)?;
         let blob_dir = self.blob_dir.clone();
         let row = meta.clone();
-        self.call("store a blob", move |c| {
-            let path = Self::blob_path(&blob_dir, &row.key);
-            write_file_durably(&blob_dir, &path, &data).map_err(|e| Error::backend("store a blob", e))?;
-            c.execute(
-                "INSERT INTO blobs (key, content_type, size, sha256, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (key) DO UPDATE SET content_type = excluded.content_type,
-                    size = excluded.size, sha256 = excluded.sha256, created_at = excluded.created_at",
-                params![row.key, row.content_type, row.size as i64, row.sha256, row.created_at.to_rfc3339()],
-            )
-            .map_err(db_err("store a blob"))?;
-            Ok(())
-        })
-        .await
+        // The bytes go to disk (and are synced) before the metadata row is written, and
+        // outside the writer: a large upload does not hold up anyone else's writes.
+        let path = Self::blob_path(&blob_dir, &row.key, &row.sha256);
+        {
+            let (dir, path) = (blob_dir.clone(), path.clone());
+            tokio::task::spawn_blocking(move || write_file_durably(&dir, &path, &data))
+                .await
+                .map_err(|e| Error::backend(ACTION, e))?
+                .map_err(|e| Error::backend(ACTION, e))?;
+        }
+        let key = row.key.clone();
+        let new_sha = row.sha256.clone();
+        let written = self
+            .write(ACTION, move |c| {
+                let previous = stored_sha(c, &row.key, ACTION)?;
+                exec(
+                    c,
+                    "INSERT INTO blobs (key, content_type, size, sha256, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (key) DO UPDATE SET content_type = excluded.content_type,
+                        size = excluded.size, sha256 = excluded.sha256,
+                        created_at = excluded.created_at",
+                    params![
+                        row.key,
+                        row.content_type,
+                        row.size as i64,
+                        row.sha256,
+                        row.created_at.to_rfc3339()
+                    ],
+                )
+                .map_err(db_err(ACTION))?;
+                Ok(previous)
+            })
+            .await;
+        match written {
+            Ok(previous) => {
+                // The replaced content's file is no longer referenced by any row.
+                if let Some(old) = previous.filter(|old| *old != new_sha) {
+                    remove_unreferenced(&Self::blob_path(&blob_dir, &key, &old));
+                }
+                remove_unreferenced(&Self::legacy_blob_path(&blob_dir, &key));
+                Ok(())
+            }
+            Err(e) => {
+                // Keep the file only if a committed row (an identical earlier upload) uses it.
+                let k = key.clone();
+                let current = self
+                    .read(ACTION, move |c| stored_sha(c, &k, ACTION))
+                    .await
+                    .ok()
+                    .flatten();
+                if current.as_deref() != Some(new_sha.as_str()) {
+                    remove_unreferenced(&path);
+                }
+                Err(e)
+            }
+        }
     }
 
     async fn get(&self, key: &str) -> Result<Blob> {
+        const ACTION: &str = "read a blob";
         validate_blob_key(key)?;
         let key = key.to_owned();
         let blob_dir = self.blob_dir.clone();
-        self.call("read a blob", move |c| {
+        self.read(ACTION, move |c| {
             let row = c
                 .query_row(
                     "SELECT key, content_type, size, sha256, created_at FROM blobs WHERE key = ?1",
@@ -66,14 +130,19 @@ impl BlobStore for SqliteStore {
                     meta_from_row,
                 )
                 .optional()
-                .map_err(db_err("read a blob"))?
+                .map_err(db_err(ACTION))?
                 .ok_or_else(|| Error::NotFound {
                     entity: "blob",
                     id: key.clone(),
                 })?;
             let meta = meta_from_tuple(row)?;
-            let data = std::fs::read(Self::blob_path(&blob_dir, &key))
-                .map_err(|e| Error::backend("read a blob", e))?;
+            let data = match std::fs::read(Self::blob_path(&blob_dir, &key, &meta.sha256)) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    std::fs::read(Self::legacy_blob_path(&blob_dir, &key))
+                }
+                other => other,
+            }
+            .map_err(|e| Error::backend(ACTION, e))?;
             if sha256_hex(&data) != meta.sha256 {
                 return Err(Error::Corrupt {
                     entity: "blob",
@@ -89,31 +158,29 @@ impl BlobStore for SqliteStore {
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
+        const ACTION: &str = "delete a blob";
         validate_blob_key(key)?;
         let key = key.to_owned();
-        let blob_dir = self.blob_dir.clone();
-        self.call("delete a blob", move |c| {
-            let deleted = c
-                .execute("DELETE FROM blobs WHERE key = ?1", [&key])
-                .map_err(db_err("delete a blob"))?;
-            if deleted == 0 {
-                return Err(Error::NotFound {
+        let k = key.clone();
+        let sha = self
+            .write(ACTION, move |c| {
+                let sha = stored_sha(c, &k, ACTION)?.ok_or_else(|| Error::NotFound {
                     entity: "blob",
-                    id: key,
-                });
-            }
-            match std::fs::remove_file(Self::blob_path(&blob_dir, &key)) {
-                Ok(()) => Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(Error::backend("delete a blob", e)),
-            }
-        })
-        .await
+                    id: k.clone(),
+                })?;
+                exec(c, "DELETE FROM blobs WHERE key = ?1", [&k]).map_err(db_err(ACTION))?;
+                Ok(sha)
+            })
+            .await?;
+        // The row is gone (committed): its file is unreferenced.
+        remove_unreferenced(&Self::blob_path(&self.blob_dir, &key, &sha));
+        remove_unreferenced(&Self::legacy_blob_path(&self.blob_dir, &key));
+        Ok(())
     }
 
     async fn list(&self, prefix: &str, after: Option<String>, limit: u32) -> Result<Vec<BlobMeta>> {
         let prefix = prefix.to_owned();
-        self.call("list blobs", move |c| {
+        self.read("list blobs", move |c| {
             let mut stmt = c
                 .prepare_cached(
                     "SELECT key, content_type, size, sha256, created_at FROM blobs

@@ -1,13 +1,11 @@
 //! Usage counters on SQLite: table `counters (key, value, expires_at)`.
 //!
-//! Every operation is one `BEGIN IMMEDIATE` transaction, so it is atomic even between two
-//! processes sharing the file. `try_add` is a conditional
+//! Every write runs in the writer's `BEGIN IMMEDIATE` transaction (see [`super::engine`]), so
+//! it is atomic even between two processes sharing the file. `try_add` is a conditional
 //! `UPDATE … WHERE value + units <= limit`, falling back to an insert for a key never
 //! written. Expiry times are fixed-width RFC 3339 strings (milliseconds, `Z`), so SQL string
 //! comparison is time comparison; an expired row counts as 0. Expired rows are deleted
 //! whenever a new counter is created, so daily counters do not pile up.
-
-use rusqlite::TransactionBehavior;
 
 #[allow(clippy::wildcard_imports)]
 use super::*;
@@ -66,13 +64,10 @@ impl CounterRepository for SqliteStore {
         let limit_i = limit.and_then(|l| i64::try_from(l).ok());
         let expires = expires_at.map(fixed);
         const ACTION: &str = "add to a counter";
-        self.call(ACTION, move |c| {
+        self.write(ACTION, move |c| {
             let now = fixed(crate::now());
-            let tx = c
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(db_err(ACTION))?;
             // An expired counter restarts from 0 (and takes the new expiry).
-            let added: Option<i64> = tx
+            let added: Option<i64> = c
                 .query_row(
                     "UPDATE counters SET
                         value = CASE WHEN expires_at IS NOT NULL AND expires_at <= ?4
@@ -92,19 +87,19 @@ impl CounterRepository for SqliteStore {
                 Some(value) => CounterOutcome::Added {
                     value: to_u64(value),
                 },
-                None => match live_value(&tx, &key, &now).map_err(db_err(ACTION))? {
+                None => match live_value(c, &key, &now).map_err(db_err(ACTION))? {
                     // The row exists: the limit refused the add.
                     Some(value) => CounterOutcome::Rejected { value },
                     None if limit_i.is_some_and(|l| units_i > l) => {
                         CounterOutcome::Rejected { value: 0 }
                     }
                     None => {
-                        tx.execute(
+                        exec(c,
                             "DELETE FROM counters WHERE expires_at IS NOT NULL AND expires_at <= ?1",
                             params![now],
                         )
                         .map_err(db_err(ACTION))?;
-                        tx.execute(
+                        exec(c,
                             "INSERT INTO counters (key, value, expires_at) VALUES (?1, ?2, ?3)",
                             params![key, units_i, expires],
                         )
@@ -113,7 +108,6 @@ impl CounterRepository for SqliteStore {
                     }
                 },
             };
-            tx.commit().map_err(db_err(ACTION))?;
             Ok(outcome)
         })
         .await
@@ -124,7 +118,7 @@ impl CounterRepository for SqliteStore {
         let key = key.to_owned();
         let units_i = to_i64(units, "units")?;
         const ACTION: &str = "subtract from a counter";
-        self.call(ACTION, move |c| {
+        self.write(ACTION, move |c| {
             let now = fixed(crate::now());
             let value: Option<i64> = c
                 .query_row(
@@ -145,7 +139,7 @@ impl CounterRepository for SqliteStore {
         check_key(key)?;
         let key = key.to_owned();
         const ACTION: &str = "read a counter";
-        self.call(ACTION, move |c| {
+        self.read(ACTION, move |c| {
             let now = fixed(crate::now());
             let value = live_value(c, &key, &now).map_err(db_err(ACTION))?;
             Ok(value.unwrap_or(0))
@@ -159,8 +153,9 @@ impl CounterRepository for SqliteStore {
         let value = to_i64(value, "value")?;
         let expires = expires_at.map(fixed);
         const ACTION: &str = "set a counter";
-        self.call(ACTION, move |c| {
-            c.execute(
+        self.write(ACTION, move |c| {
+            exec(
+                c,
                 "INSERT INTO counters (key, value, expires_at) VALUES (?1, ?2, ?3)
                  ON CONFLICT (key) DO UPDATE SET
                     value = excluded.value, expires_at = excluded.expires_at",

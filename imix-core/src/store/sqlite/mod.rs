@@ -1,6 +1,8 @@
 //! The embedded adapter: SQLite (rusqlite, bundled) in WAL mode with `synchronous=FULL`,
-//! so an acknowledged write survives a crash of the process or the machine; blobs are files
-//! under `<data dir>/blobs`, written to a temporary file, fsynced and renamed into place
+//! so an acknowledged write survives a crash of the process or the machine. Reads run on a
+//! small pool of read connections beside the one writer, which commits concurrently
+//! submitted writes together ([`engine`]). Blobs are files under `<data dir>/blobs`,
+//! written to a temporary file, fsynced and renamed into place, outside any database lock,
 //! before their metadata row is committed.
 //!
 //! Entities are stored as JSON documents beside the columns that are queried or constrained
@@ -22,7 +24,7 @@
 use std::{
     io::Write,
     path::{Path, PathBuf},
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -30,6 +32,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
 use serde::{de::DeserializeOwned, Serialize};
+
+pub use engine::SqliteDb;
 
 use super::{
     check_blob, sha256_hex, validate_blob_key, Blob, BlobMeta, BlobStore, Page, PageRequest, Scope,
@@ -45,6 +49,7 @@ mod audit;
 mod auth_tokens;
 mod blobs;
 mod counters;
+pub mod engine;
 mod outbox;
 mod settings;
 mod templates;
@@ -154,7 +159,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
 
 /// The SQLite adapter. Implements every storage port.
 pub struct SqliteStore {
-    conn: Arc<Mutex<Connection>>,
+    db: SqliteDb,
     blob_dir: PathBuf,
 }
 
@@ -176,45 +181,54 @@ impl SqliteStore {
                 .map_err(|e| Error::backend("create the data directory", e))?;
             super::private_files::prepare_sqlite(&data_dir.join(DATABASE_FILE))
                 .map_err(|e| Error::backend("create the SQLite database file", e))?;
-            let conn = Connection::open(data_dir.join(DATABASE_FILE))
-                .map_err(|e| Error::backend("open the SQLite database", e))?;
-            conn.execute_batch(
-                "PRAGMA journal_mode = WAL;
-                 PRAGMA synchronous = FULL;
-                 PRAGMA foreign_keys = ON;
-                 PRAGMA busy_timeout = 5000;",
-            )
-            .map_err(|e| Error::backend("configure the SQLite database", e))?;
-            Ok(Self {
-                conn: Arc::new(Mutex::new(conn)),
-                blob_dir,
-            })
+            let db =
+                SqliteDb::open_blocking(&data_dir.join(DATABASE_FILE), engine::DEFAULT_READERS)?;
+            Ok(Self { db, blob_dir })
         })
         .await
         .map_err(|e| Error::backend("open the SQLite database", e))?
     }
 
-    /// Runs `f` with the connection on the blocking pool: SQLite calls block.
-    async fn call<T, F>(&self, action: &'static str, f: F) -> Result<T>
+    /// Runs the read `f` on a read connection (see [`engine::SqliteDb::read`]).
+    async fn read<T, F>(&self, action: &'static str, f: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut guard = conn
-                .lock()
-                .map_err(|_| Error::backend(action, "the connection lock was poisoned"))?;
-            f(&mut guard)
-        })
-        .await
-        .map_err(|e| Error::backend(action, e))?
+        self.db.read(action, f).await
     }
 
-    fn blob_path(blob_dir: &Path, key: &str) -> PathBuf {
-        // Hashing the key keeps any key a safe, flat file name.
+    /// Runs the write `f` in the writer's next batch (see [`engine::SqliteDb::write`]).
+    async fn write<T, F>(&self, action: &'static str, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        self.db.write(action, f).await
+    }
+
+    /// The engine beneath this adapter.
+    pub fn database(&self) -> &SqliteDb {
+        &self.db
+    }
+
+    /// Where the bytes of `key` with content `sha256` live. Each content of a key gets a
+    /// file of its own, so a replacement never overwrites the file a committed row points
+    /// to; hashing the key keeps any key a safe, flat file name.
+    fn blob_path(blob_dir: &Path, key: &str, sha256: &str) -> PathBuf {
+        blob_dir.join(format!("{}-{sha256}", sha256_hex(key.as_bytes())))
+    }
+
+    /// Where blobs written before content-named files lived (one file per key).
+    fn legacy_blob_path(blob_dir: &Path, key: &str) -> PathBuf {
         blob_dir.join(sha256_hex(key.as_bytes()))
     }
+}
+
+/// Runs one statement through the connection's statement cache: the same few statements
+/// run over and over, and preparing them is a large share of a small write's cost.
+fn exec(c: &Connection, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
+    c.prepare_cached(sql)?.execute(params)
 }
 
 fn db_err(action: &'static str) -> impl Fn(rusqlite::Error) -> Error {
@@ -301,9 +315,8 @@ impl StoreAdmin for SqliteStore {
     }
 
     async fn migrate(&self) -> Result<u32> {
-        self.call("migrate the schema", |c| {
-            let tx = c.transaction().map_err(db_err("migrate the schema"))?;
-            tx.execute_batch(
+        self.write("migrate the schema", |c| {
+            c.execute_batch(
                 "CREATE TABLE IF NOT EXISTS schema_migrations (
                     version INTEGER PRIMARY KEY,
                     applied_at TEXT NOT NULL
@@ -313,7 +326,7 @@ impl StoreAdmin for SqliteStore {
             // Each version is recorded on its own, so migrations that land out of order
             // (say 4 before 3) are still each applied exactly once.
             let applied: std::collections::HashSet<u32> = {
-                let mut stmt = tx
+                let mut stmt = c
                     .prepare("SELECT version FROM schema_migrations")
                     .map_err(db_err("migrate the schema"))?;
                 let rows = stmt
@@ -328,15 +341,14 @@ impl StoreAdmin for SqliteStore {
                 .collect();
             pending.sort_by_key(|(v, _)| *v);
             for (version, sql) in pending {
-                tx.execute_batch(sql)
-                    .map_err(db_err("migrate the schema"))?;
-                tx.execute(
+                c.execute_batch(sql).map_err(db_err("migrate the schema"))?;
+                exec(
+                    c,
                     "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
                     params![version, crate::now().to_rfc3339()],
                 )
                 .map_err(db_err("migrate the schema"))?;
             }
-            tx.commit().map_err(db_err("migrate the schema"))?;
             let newest = MIGRATIONS.iter().map(|(v, _)| *v).max().unwrap_or(0);
             Ok(applied.into_iter().max().unwrap_or(0).max(newest))
         })
@@ -345,7 +357,7 @@ impl StoreAdmin for SqliteStore {
 
     async fn ping(&self) -> Result<Duration> {
         let started = Instant::now();
-        self.call("ping the database", |c| {
+        self.read("ping the database", |c| {
             c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
                 .map_err(db_err("ping the database"))
         })
@@ -354,7 +366,7 @@ impl StoreAdmin for SqliteStore {
     }
 
     async fn is_empty(&self) -> Result<bool> {
-        self.call("check whether the store is empty", |c| {
+        self.read("check whether the store is empty", |c| {
             c.query_row(
                 "SELECT NOT EXISTS(SELECT 1 FROM tenants) AND NOT EXISTS(SELECT 1 FROM users)
                     AND NOT EXISTS(SELECT 1 FROM settings) AND NOT EXISTS(SELECT 1 FROM blobs)

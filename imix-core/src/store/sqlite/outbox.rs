@@ -1,11 +1,9 @@
 //! The mail outbox on SQLite.
 //!
 //! Beside the JSON document, `due_ms` holds [`OutboxEmail::due_at`] in Unix milliseconds
-//! (NULL once sent or failed), indexed, so a claim is one indexed lookup. A claim runs in an
-//! `IMMEDIATE` transaction: it takes SQLite's write lock before reading, so even two
+//! (NULL once sent or failed), indexed, so a claim is one indexed lookup. A claim runs in the
+//! writer's `IMMEDIATE` transaction (see [`super::engine`]): it takes SQLite's write lock before reading, so even two
 //! processes sharing the file cannot claim the same email.
-
-use rusqlite::TransactionBehavior;
 
 #[allow(clippy::wildcard_imports)]
 use super::*;
@@ -36,8 +34,9 @@ impl MailOutboxRepository for SqliteStore {
         let tenant = email.tenant_id.map(|t| t.to_string());
         let version = version_param(email.version)?;
         let due = due_ms(email);
-        self.call("insert an outbox email", move |c| {
-            c.execute(
+        self.write("insert an outbox email", move |c| {
+            exec(
+                c,
                 "INSERT INTO mail_outbox (id, tenant_id, due_ms, version, doc)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![id, tenant, due, version, doc],
@@ -50,7 +49,7 @@ impl MailOutboxRepository for SqliteStore {
 
     async fn get(&self, scope: Scope, id: OutboxId) -> Result<OutboxEmail> {
         let only = scope_param(scope);
-        self.call("read an outbox email", move |c| {
+        self.read("read an outbox email", move |c| {
             let doc: Option<String> = c
                 .query_row(
                     "SELECT doc FROM mail_outbox WHERE id = ?1 AND (?2 IS NULL OR tenant_id = ?2)",
@@ -76,11 +75,8 @@ impl MailOutboxRepository for SqliteStore {
         lease_until: Timestamp,
     ) -> Result<Option<OutboxEmail>> {
         const ACTION: &str = "claim an outbox email";
-        self.call(ACTION, move |c| {
-            let tx = c
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(db_err(ACTION))?;
-            let doc: Option<String> = tx
+        self.write(ACTION, move |c| {
+            let doc: Option<String> = c
                 .query_row(
                     "SELECT doc FROM mail_outbox
                      WHERE due_ms IS NOT NULL AND due_ms <= ?1
@@ -96,7 +92,7 @@ impl MailOutboxRepository for SqliteStore {
             let mut email: OutboxEmail = from_json(&doc, ENTITY)?;
             let expected = version_param(email.version)?;
             email.apply_claim(now, lease_until);
-            let changed = tx
+            let changed = c
                 .execute(
                     "UPDATE mail_outbox SET due_ms = ?1, version = ?2, doc = ?3
                      WHERE id = ?4 AND version = ?5",
@@ -109,7 +105,6 @@ impl MailOutboxRepository for SqliteStore {
                     ],
                 )
                 .map_err(db_err(ACTION))?;
-            tx.commit().map_err(db_err(ACTION))?;
             // The write lock was held since the read, so the row cannot have changed.
             Ok((changed == 1).then_some(email))
         })
@@ -124,7 +119,7 @@ impl MailOutboxRepository for SqliteStore {
         let id = email.id.to_string();
         let due = due_ms(&next);
         let (expected, new_version) = (version_param(email.version)?, version_param(next.version)?);
-        self.call(ACTION, move |c| {
+        self.write(ACTION, move |c| {
             let changed = c
                 .execute(
                     "UPDATE mail_outbox SET due_ms = ?1, version = ?2, doc = ?3
@@ -157,7 +152,7 @@ impl MailOutboxRepository for SqliteStore {
 
     async fn next_due_at(&self) -> Result<Option<Timestamp>> {
         let ms: Option<i64> = self
-            .call("read the next outbox due time", |c| {
+            .read("read the next outbox due time", |c| {
                 c.query_row(
                     "SELECT MIN(due_ms) FROM mail_outbox WHERE due_ms IS NOT NULL",
                     [],
@@ -174,7 +169,7 @@ impl MailOutboxRepository for SqliteStore {
         let limit = page.effective_limit()?;
         let cursor = page.validated_cursor()?;
         let only = scope_param(scope);
-        self.call(ACTION, move |c| {
+        self.read(ACTION, move |c| {
             let mut stmt = c
                 .prepare_cached(
                     "SELECT doc FROM mail_outbox

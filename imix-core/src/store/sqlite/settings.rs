@@ -7,7 +7,7 @@ use super::*;
 impl SettingsRepository for SqliteStore {
     async fn get(&self, scope: SettingsScope, key: &str) -> Result<Option<SettingsDoc>> {
         let key = key.to_owned();
-        self.call("read settings", move |c| {
+        self.read("read settings", move |c| {
             let doc: Option<String> = c
                 .query_row(
                     "SELECT doc FROM settings WHERE scope = ?1 AND key = ?2",
@@ -28,8 +28,9 @@ impl SettingsRepository for SqliteStore {
             doc.key.clone(),
             version_param(doc.version)?,
         );
-        self.call("insert settings", move |c| {
-            c.execute(
+        self.write("insert settings", move |c| {
+            exec(
+                c,
                 "INSERT INTO settings (scope, key, version, doc) VALUES (?1, ?2, ?3, ?4)",
                 params![scope, key, version, json],
             )
@@ -45,7 +46,7 @@ impl SettingsRepository for SqliteStore {
         let json = to_json(&next, "settings")?;
         let (scope, key) = (doc.scope.to_string(), doc.key.clone());
         let (expected, new_version) = (version_param(doc.version)?, version_param(next.version)?);
-        self.call("update settings", move |c| {
+        self.write("update settings", move |c| {
             let changed = c
                 .execute(
                     "UPDATE settings SET version = ?1, doc = ?2
@@ -81,7 +82,7 @@ impl SettingsRepository for SqliteStore {
     }
 
     async fn list_all(&self) -> Result<Vec<SettingsDoc>> {
-        self.call("list settings", move |c| {
+        self.read("list settings", move |c| {
             let mut stmt = c
                 .prepare_cached("SELECT doc FROM settings ORDER BY scope, key")
                 .map_err(db_err("list settings"))?;

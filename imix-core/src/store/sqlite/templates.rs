@@ -23,8 +23,9 @@ impl TemplateRepository for SqliteStore {
         let doc = to_json(template, ENTITY)?;
         let t = template.clone();
         let version = version_param(template.version)?;
-        self.call("insert a template", move |c| {
-            c.execute(
+        self.write("insert a template", move |c| {
+            exec(
+                c,
                 "INSERT INTO message_templates
                    (id, tenant_id, account_id, name, language, status, version, doc)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -47,7 +48,7 @@ impl TemplateRepository for SqliteStore {
 
     async fn get(&self, scope: Scope, id: TemplateId) -> Result<MessageTemplate> {
         let only = scope_param(scope);
-        self.call("read a template", move |c| {
+        self.read("read a template", move |c| {
             let doc: Option<String> = c
                 .query_row(
                     "SELECT doc FROM message_templates
@@ -77,7 +78,7 @@ impl TemplateRepository for SqliteStore {
             version_param(next.version)?,
         );
         let only = scope_param(scope);
-        self.call(ACTION, move |c| {
+        self.write(ACTION, move |c| {
             let id = t.id.to_string();
             let changed = c
                 .execute(
@@ -116,7 +117,7 @@ impl TemplateRepository for SqliteStore {
 
     async fn delete(&self, scope: Scope, id: TemplateId) -> Result<()> {
         let only = scope_param(scope);
-        self.call("delete a template", move |c| {
+        self.write("delete a template", move |c| {
             let n = c
                 .execute(
                     "DELETE FROM message_templates WHERE id = ?1 AND (?2 IS NULL OR tenant_id = ?2)",
@@ -144,7 +145,7 @@ impl TemplateRepository for SqliteStore {
         let only = scope_param(scope);
         let account = filter.account_id.map(|a| a.to_string());
         let status = filter.status;
-        self.call(ACTION, move |c| {
+        self.read(ACTION, move |c| {
             let mut stmt = c
                 .prepare_cached(
                     "SELECT doc FROM message_templates

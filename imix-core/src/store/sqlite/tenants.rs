@@ -8,8 +8,9 @@ impl TenantRepository for SqliteStore {
     async fn insert(&self, tenant: &Tenant) -> Result<()> {
         let doc = to_json(tenant, "tenant")?;
         let (id, version) = (tenant.id.to_string(), version_param(tenant.version)?);
-        self.call("insert a tenant", move |c| {
-            c.execute(
+        self.write("insert a tenant", move |c| {
+            exec(
+                c,
                 "INSERT INTO tenants (id, version, doc) VALUES (?1, ?2, ?3)",
                 params![id, version, doc],
             )
@@ -20,7 +21,7 @@ impl TenantRepository for SqliteStore {
     }
 
     async fn get(&self, id: TenantId) -> Result<Tenant> {
-        self.call("read a tenant", move |c| {
+        self.read("read a tenant", move |c| {
             let doc: Option<String> = c
                 .query_row(
                     "SELECT doc FROM tenants WHERE id = ?1",
@@ -47,7 +48,7 @@ impl TenantRepository for SqliteStore {
         let (expected, new_version) =
             (version_param(tenant.version)?, version_param(next.version)?);
         let id = tenant.id.to_string();
-        self.call("update a tenant", move |c| {
+        self.write("update a tenant", move |c| {
             let changed = c
                 .execute(
                     "UPDATE tenants SET version = ?1, doc = ?2 WHERE id = ?3 AND version = ?4",
@@ -84,7 +85,7 @@ impl TenantRepository for SqliteStore {
         let limit = page.effective_limit()?;
         let cursor = page.validated_cursor()?;
         let only = scope_param(scope);
-        self.call("list tenants", move |c| {
+        self.read("list tenants", move |c| {
             let mut stmt = c
                 .prepare_cached(
                     "SELECT doc FROM tenants

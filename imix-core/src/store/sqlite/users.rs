@@ -11,8 +11,9 @@ impl UserRepository for SqliteStore {
         let tenant = user.tenant_id.map(|t| t.to_string());
         let email = user.normalized_email();
         let version = version_param(user.version)?;
-        self.call("insert a user", move |c| {
-            c.execute(
+        self.write("insert a user", move |c| {
+            exec(
+                c,
                 "INSERT INTO users (id, tenant_id, email_lower, version, doc)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![id, tenant, email, version, doc],
@@ -25,7 +26,7 @@ impl UserRepository for SqliteStore {
 
     async fn get(&self, scope: Scope, id: UserId) -> Result<User> {
         let only = scope_param(scope);
-        self.call("read a user", move |c| {
+        self.read("read a user", move |c| {
             let doc: Option<String> = c
                 .query_row(
                     "SELECT doc FROM users WHERE id = ?1 AND (?2 IS NULL OR tenant_id = ?2)",
@@ -47,7 +48,7 @@ impl UserRepository for SqliteStore {
 
     async fn find_by_email(&self, email: &str) -> Result<Option<User>> {
         let email = normalize_email(email);
-        self.call("find a user by email", move |c| {
+        self.read("find a user by email", move |c| {
             let doc: Option<String> = c
                 .query_row(
                     "SELECT doc FROM users WHERE email_lower = ?1",
@@ -71,7 +72,7 @@ impl UserRepository for SqliteStore {
         let email = user.normalized_email();
         let (expected, new_version) = (version_param(user.version)?, version_param(next.version)?);
         let only = scope_param(scope);
-        self.call("update a user", move |c| {
+        self.write("update a user", move |c| {
             let changed = c
                 .execute(
                     "UPDATE users SET version = ?1, doc = ?2, tenant_id = ?3, email_lower = ?4
@@ -91,7 +92,7 @@ impl UserRepository for SqliteStore {
         let limit = page.effective_limit()?;
         let cursor = page.validated_cursor()?;
         let only = scope_param(scope);
-        self.call("list users", move |c| {
+        self.read("list users", move |c| {
             let mut stmt = c
                 .prepare_cached(
                     "SELECT doc FROM users

@@ -22,8 +22,9 @@ impl WhatsAppAccountRepository for SqliteStore {
         let tenant = account.tenant_id.to_string();
         let phone = account.phone_number_id.clone();
         let version = version_param(account.version)?;
-        self.call("insert a whatsapp account", move |c| {
-            c.execute(
+        self.write("insert a whatsapp account", move |c| {
+            exec(
+                c,
                 "INSERT INTO whatsapp_accounts (id, tenant_id, phone_number_id, version, doc)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![id, tenant, phone, version, doc],
@@ -36,7 +37,7 @@ impl WhatsAppAccountRepository for SqliteStore {
 
     async fn get(&self, scope: Scope, id: WhatsAppAccountId) -> Result<WhatsAppAccount> {
         let only = scope_param(scope);
-        self.call("read a whatsapp account", move |c| {
+        self.read("read a whatsapp account", move |c| {
             let doc: Option<String> = c
                 .query_row(
                     "SELECT doc FROM whatsapp_accounts
@@ -59,7 +60,7 @@ impl WhatsAppAccountRepository for SqliteStore {
         phone_number_id: &str,
     ) -> Result<Option<WhatsAppAccount>> {
         let phone = phone_number_id.to_owned();
-        self.call("find a whatsapp account by phone number id", move |c| {
+        self.read("find a whatsapp account by phone number id", move |c| {
             let doc: Option<String> = c
                 .query_row(
                     "SELECT doc FROM whatsapp_accounts WHERE phone_number_id = ?1",
@@ -87,7 +88,7 @@ impl WhatsAppAccountRepository for SqliteStore {
             version_param(next.version)?,
         );
         let only = scope_param(scope);
-        self.call(ACTION, move |c| {
+        self.write(ACTION, move |c| {
             let changed = c
                 .execute(
                     "UPDATE whatsapp_accounts
@@ -113,7 +114,7 @@ impl WhatsAppAccountRepository for SqliteStore {
 
     async fn delete(&self, scope: Scope, id: WhatsAppAccountId) -> Result<()> {
         let only = scope_param(scope);
-        self.call("delete a whatsapp account", move |c| {
+        self.write("delete a whatsapp account", move |c| {
             let n = c
                 .execute(
                     "DELETE FROM whatsapp_accounts WHERE id = ?1 AND (?2 IS NULL OR tenant_id = ?2)",
@@ -134,7 +135,7 @@ impl WhatsAppAccountRepository for SqliteStore {
         let limit = page.effective_limit()?;
         let cursor = page.validated_cursor()?;
         let only = scope_param(scope);
-        self.call(ACTION, move |c| {
+        self.read(ACTION, move |c| {
             let mut stmt = c
                 .prepare_cached(
                     "SELECT doc FROM whatsapp_accounts
