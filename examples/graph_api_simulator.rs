@@ -1,7 +1,9 @@
 //! Run the Graph API simulator of `imix-whatsapp` on its own: a local stand-in for Meta's
-//! Cloud API with one demo business, phone number, access token and two approved
-//! templates. Messages sent to it get `sent` → `delivered` → `read` status webhooks (or a
-//! `failed` 131047 outside the 24-hour window), new templates are approved at once.
+//! Cloud API with one demo business, access token and two approved templates, a verified
+//! phone number and an unverified one (to walk request-code → verify-code → register).
+//! Messages sent to it get `sent` → `delivered` → `read` status webhooks (or a `failed`
+//! 131047 outside the 24-hour window), new templates are approved at once, and every
+//! verification code it "sends" is printed (Meta would text or call the number).
 //!
 //! ```sh
 //! cargo run -p imix-examples --example graph-api-simulator
@@ -20,6 +22,7 @@ use imix_whatsapp::simulator::{SimBusiness, SimPhoneNumber, SimTemplate, Simulat
 
 const WABA_ID: &str = "100000000000001";
 const PHONE_NUMBER_ID: &str = "100000000000002";
+const UNVERIFIED_PHONE_NUMBER_ID: &str = "100000000000003";
 
 fn env_or(name: &str, default: &str) -> String {
     std::env::var(name)
@@ -41,6 +44,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_phone_number(
             SimPhoneNumber::new(PHONE_NUMBER_ID, "+1 555-010-0002").with_verified_name("imix Demo"),
         )
+        .with_phone_number(
+            SimPhoneNumber::new(UNVERIFIED_PHONE_NUMBER_ID, "+1 555-010-0003")
+                .with_verified_name("imix Demo")
+                .unverified(),
+        )
         .with_template(SimTemplate::approved(
             "hello_world",
             "en_US",
@@ -59,6 +67,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     sim.add_business(business);
     sim.set_auto_statuses(true);
     sim.set_auto_approve_templates(true);
+    let mut codes = sim.verification_codes();
+    tokio::spawn(async move {
+        while let Some(sent) = codes.recv().await {
+            println!(
+                "verification code {} sent by {} to phone number id {}",
+                sent.code, sent.code_method, sent.phone_number_id
+            );
+        }
+    });
 
     let url = sim.url();
     println!("Graph API simulator listening on {url}");
@@ -67,7 +84,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("  access token         {token}");
     println!("  app secret           {app_secret}");
     println!("  WABA id              {WABA_ID}");
-    println!("  phone number id      {PHONE_NUMBER_ID}");
+    println!("  phone number id      {PHONE_NUMBER_ID} (verified, registered)");
+    println!("  unverified number    {UNVERIFIED_PHONE_NUMBER_ID} (walk request-code, verify-code, register)");
     println!(
         "  webhooks to          {}",
         webhook_url
@@ -82,6 +100,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("Make a customer write in (sends a signed inbound webhook):");
     println!(
         "  curl -s {url}/_simulator/inbound -H 'Content-Type: application/json' \\\n    -d '{{\"phone_number_id\":\"{PHONE_NUMBER_ID}\",\"from\":\"16505551234\",\"name\":\"Sheena\",\"text\":\"Hi!\"}}'"
+    );
+    println!("Read the last verification code sent to a number (it is also printed here):");
+    println!(
+        "  curl -s '{url}/_simulator/verification_code?phone_number_id={UNVERIFIED_PHONE_NUMBER_ID}'"
     );
     println!();
     println!("Ctrl-C stops it.");

@@ -154,6 +154,13 @@ pub enum Error {
     /// The response body did not have the documented shape.
     #[error("unexpected Graph API response body")]
     Decode(#[source] serde_json::Error),
+    /// The answer was larger than the client reads (see `GraphApiConfig::max_json_bytes`
+    /// and `max_media_bytes`); reading stopped at the cap.
+    #[error("Graph API answer larger than {limit} bytes")]
+    TooLarge {
+        /// The cap, in bytes.
+        limit: u64,
+    },
     /// The client was configured with an unusable value.
     #[error("invalid WhatsApp client configuration: {field}")]
     Config {
@@ -190,6 +197,7 @@ impl Error {
             Error::Timeout | Error::Transport(_) => ErrorClass::Retryable,
             Error::Status { .. }
             | Error::Decode(_)
+            | Error::TooLarge { .. }
             | Error::NotSuccessful { .. }
             | Error::Config { .. }
             | Error::Invalid { .. }

@@ -18,6 +18,14 @@ use crate::model::{
     TemplateQuery, VerifyCodeRequest, PHONE_NUMBER_FIELDS,
 };
 
+/// The largest JSON answer (or error answer) read from the Graph API: 4 MiB. Meta's
+/// answers are a few kilobytes; anything larger is refused with [`Error::TooLarge`] as soon
+/// as it crosses the cap, without reading the rest.
+pub const MAX_JSON_RESPONSE_BYTES: u64 = 4 * 1024 * 1024;
+/// The largest media file downloaded: 100 MiB, the size of the largest document Meta
+/// accepts.
+pub const MAX_MEDIA_DOWNLOAD_BYTES: u64 = 100 * 1024 * 1024;
+
 /// Where and how [`GraphApiClient`] talks to the Graph API.
 #[derive(Debug, Clone)]
 pub struct GraphApiConfig {
@@ -30,6 +38,10 @@ pub struct GraphApiConfig {
     pub timeout: Duration,
     /// Timeout for establishing a connection, default 10 seconds.
     pub connect_timeout: Duration,
+    /// The largest JSON answer read, default [`MAX_JSON_RESPONSE_BYTES`].
+    pub max_json_bytes: u64,
+    /// The largest media download, default [`MAX_MEDIA_DOWNLOAD_BYTES`].
+    pub max_media_bytes: u64,
 }
 
 impl Default for GraphApiConfig {
@@ -39,6 +51,8 @@ impl Default for GraphApiConfig {
             version: DEFAULT_GRAPH_API_VERSION.to_owned(),
             timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
+            max_json_bytes: MAX_JSON_RESPONSE_BYTES,
+            max_media_bytes: MAX_MEDIA_DOWNLOAD_BYTES,
         }
     }
 }
@@ -58,6 +72,8 @@ impl GraphApiConfig {
 pub struct GraphApiClient {
     http: reqwest::Client,
     base: String,
+    max_json_bytes: u64,
+    max_media_bytes: u64,
 }
 
 impl GraphApiClient {
@@ -103,6 +119,8 @@ impl GraphApiClient {
         Ok(Self {
             http,
             base: format!("{base_url}/{version}"),
+            max_json_bytes: config.max_json_bytes,
+            max_media_bytes: config.max_media_bytes,
         })
     }
 
@@ -127,7 +145,21 @@ impl GraphApiClient {
         body: &B,
     ) -> Result<T> {
         let request = self.http.post(&url).bearer_auth(token.expose()).json(body);
-        execute(op, request).await
+        self.execute(op, request).await
+    }
+
+    /// Sends `request` and decodes its JSON answer, read up to the JSON cap.
+    async fn execute<T: DeserializeOwned>(
+        &self,
+        op: &'static str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<T> {
+        let response = send(op, request, self.max_json_bytes).await?;
+        let body = read_capped(op, response, self.max_json_bytes).await?;
+        serde_json::from_slice(&body).map_err(|e| {
+            tracing::warn!(op, error = %e, "unexpected Graph API response body");
+            Error::Decode(e)
+        })
     }
 }
 
@@ -166,7 +198,40 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         .map(Duration::from_secs)
 }
 
-async fn send(op: &'static str, request: reqwest::RequestBuilder) -> Result<reqwest::Response> {
+/// Reads the body of `response`, refusing it with [`Error::TooLarge`] once it is known to
+/// exceed `limit` bytes: from `Content-Length` before reading anything, otherwise as soon
+/// as the bytes read cross it (chunked answers), dropping the connection.
+async fn read_capped(
+    op: &'static str,
+    mut response: reqwest::Response,
+    limit: u64,
+) -> Result<bytes::Bytes> {
+    let too_large = || {
+        tracing::warn!(
+            op,
+            limit,
+            "Graph API answer exceeds the size limit; not read"
+        );
+        Error::TooLarge { limit }
+    };
+    if response.content_length().is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = response.chunk().await.map_err(transport)? {
+        if (body.len() + chunk.len()) as u64 > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+async fn send(
+    op: &'static str,
+    request: reqwest::RequestBuilder,
+    max_error_bytes: u64,
+) -> Result<reqwest::Response> {
     let response = request.send().await.map_err(|e| {
         let e = transport(e);
         tracing::warn!(op, error = %e, "Graph API request failed");
@@ -178,7 +243,7 @@ async fn send(op: &'static str, request: reqwest::RequestBuilder) -> Result<reqw
         return Ok(response);
     }
     let retry = retry_after(response.headers());
-    let body = response.bytes().await.map_err(transport)?;
+    let body = read_capped(op, response, max_error_bytes).await?;
     let error = match serde_json::from_slice::<GraphErrorResponse>(&body) {
         Ok(parsed) => Error::Api(Box::new(ApiError {
             status: status.as_u16(),
@@ -201,18 +266,6 @@ async fn send(op: &'static str, request: reqwest::RequestBuilder) -> Result<reqw
         "Graph API call failed: {error}"
     );
     Err(error)
-}
-
-async fn execute<T: DeserializeOwned>(
-    op: &'static str,
-    request: reqwest::RequestBuilder,
-) -> Result<T> {
-    let response = send(op, request).await?;
-    let body = response.bytes().await.map_err(transport)?;
-    serde_json::from_slice(&body).map_err(|e| {
-        tracing::warn!(op, error = %e, "unexpected Graph API response body");
-        Error::Decode(e)
-    })
 }
 
 fn expect_success(op: &'static str, response: SuccessResponse) -> Result<()> {
@@ -276,13 +329,13 @@ impl WhatsAppClient for GraphApiClient {
             .post(url)
             .bearer_auth(token.expose())
             .multipart(form);
-        execute("upload_media", request).await
+        self.execute("upload_media", request).await
     }
 
     async fn get_media(&self, token: &AccessToken, media_id: &str) -> Result<MediaInfo> {
         let url = self.url(media_id, None)?;
         let request = self.http.get(url).bearer_auth(token.expose());
-        execute("get_media", request).await
+        self.execute("get_media", request).await
     }
 
     async fn download_media(&self, token: &AccessToken, url: &str) -> Result<MediaContent> {
@@ -291,13 +344,13 @@ impl WhatsAppClient for GraphApiClient {
             return Err(Error::Invalid { field: "url" });
         }
         let request = self.http.get(parsed).bearer_auth(token.expose());
-        let response = send("download_media", request).await?;
+        let response = send("download_media", request, self.max_json_bytes).await?;
         let mime_type = response
             .headers()
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let data = response.bytes().await.map_err(transport)?;
+        let data = read_capped("download_media", response, self.max_media_bytes).await?;
         Ok(MediaContent { mime_type, data })
     }
 
@@ -329,7 +382,7 @@ impl WhatsAppClient for GraphApiClient {
             .get(url)
             .bearer_auth(token.expose())
             .query(&params);
-        execute("list_templates", request).await
+        self.execute("list_templates", request).await
     }
 
     async fn create_template(
@@ -360,7 +413,7 @@ impl WhatsAppClient for GraphApiClient {
             .delete(url)
             .bearer_auth(token.expose())
             .query(&params);
-        let response = execute("delete_template", request).await?;
+        let response = self.execute("delete_template", request).await?;
         expect_success("delete_template", response)
     }
 
@@ -375,7 +428,7 @@ impl WhatsAppClient for GraphApiClient {
             .get(url)
             .bearer_auth(token.expose())
             .query(&[("fields", PHONE_NUMBER_FIELDS)]);
-        execute("get_phone_number", request).await
+        self.execute("get_phone_number", request).await
     }
 
     async fn request_code(

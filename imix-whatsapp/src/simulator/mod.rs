@@ -12,6 +12,7 @@
 //! | `POST /{v}/{phone}/request_code\|verify_code\|register` | the verification walk (the code "sent" is readable with [`Simulator::verification_code`]) |
 //! | `POST /{v}/{waba}/subscribed_apps` | subscribes; an `override_callback_uri` is verified with Meta's `hub.challenge` handshake |
 //! | `POST /_simulator/inbound` | demo helper: `{"phone_number_id", "from", "name", "text"}` sends an inbound text webhook |
+//! | `GET /_simulator/verification_code?phone_number_id=` | demo helper: the code `request_code` "sent" (`{"phone_number_id", "code"}`), also logged and sent to [`Simulator::verification_codes`] listeners |
 //!
 //! Every request needs `Authorization: Bearer <token>`: an unknown token answers error 190
 //! (`OAuthException`, HTTP 401), an expired one 190/463, a token of another business
@@ -45,7 +46,7 @@ use crate::error::{Error, GraphError, Result};
 use crate::model::{NewTemplate, OutboundMessage, TemplateDefinitionComponent};
 use crate::webhook::{InboundContent, InboundContext, StatusError, StatusKind};
 
-pub use state::{RecordedRequest, SentRecord, WebhookDelivery};
+pub use state::{RecordedRequest, SentCode, SentRecord, WebhookDelivery};
 
 use state::State;
 
@@ -415,6 +416,21 @@ impl Simulator {
         });
     }
 
+    /// Answers the next request with a valid JSON body (`{"success":true}` and spaces) of
+    /// `bytes` bytes, to exercise the client's answer size cap; `chunked` sends it without
+    /// `Content-Length`. The request is recorded, the answer is not.
+    pub fn answer_oversized(&self, bytes: usize, chunked: bool) {
+        self.state.with(|s| s.oversized.push_back((bytes, chunked)));
+    }
+
+    /// Tells the returned receiver about every verification code `request_code` "sends"
+    /// from now on (the demo prints them; Meta would text or call the number).
+    pub fn verification_codes(&self) -> tokio::sync::mpsc::UnboundedReceiver<SentCode> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        self.state.with(|s| s.code_listeners.push(tx));
+        rx
+    }
+
     /// Delays every response (to exercise client timeouts); `None` removes the delay.
     pub fn set_response_delay(&self, delay: Option<Duration>) {
         self.state.with(|s| s.delay = delay);
@@ -445,7 +461,8 @@ impl Simulator {
         self.state.with(|s| s.deliveries.clone())
     }
 
-    /// The last verification code "sent" by `request_code` to a number.
+    /// The last verification code "sent" by `request_code` to a number, until it is used.
+    /// Also served as `GET /_simulator/verification_code?phone_number_id=…`.
     pub fn verification_code(&self, phone_number_id: &str) -> Option<String> {
         self.state.with(|s| {
             s.phones

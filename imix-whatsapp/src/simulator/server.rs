@@ -118,6 +118,56 @@ fn error_response(f: Fail) -> Response {
     response
 }
 
+/// A valid JSON answer `{"success": true}` padded with spaces to `size` bytes; `chunked`
+/// sends it without `Content-Length`, produced as it is read.
+fn oversized_answer(size: usize, chunked: bool) -> Response {
+    let head = br#"{"success":true}"#;
+    let builder = Response::builder()
+        .status(StatusCode::OK)
+        .content_type("application/json; charset=UTF-8");
+    if chunked {
+        builder.body(Body::from_async_read(Padded {
+            head: head.len(),
+            written: 0,
+            size: size.max(head.len()),
+        }))
+    } else {
+        let mut body = head.to_vec();
+        body.resize(size.max(head.len()), b' ');
+        builder.body(body)
+    }
+}
+
+/// Reads as `{"success":true}` followed by spaces, `size` bytes in all.
+struct Padded {
+    head: usize,
+    written: usize,
+    size: usize,
+}
+
+impl tokio::io::AsyncRead for Padded {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let head = br#"{"success":true}"#;
+        const SPACES: [u8; 8192] = [b' '; 8192];
+        let n = buf
+            .remaining()
+            .min(self.size - self.written)
+            .min(SPACES.len());
+        let (start, end) = (self.written, self.written + n);
+        if start < self.head {
+            buf.put_slice(&head[start..end.min(self.head)]);
+        }
+        let spaces = end - start.max(self.head).min(end);
+        buf.put_slice(&SPACES[..spaces]);
+        self.written = end;
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
 enum Owner {
     Business(String),
     Phone(String),
@@ -145,6 +195,11 @@ impl Endpoint for GraphEndpoint {
             status: 0,
             response: Bytes::new(),
         };
+        if let Some((size, chunked)) = self.state.with(|s| s.oversized.pop_front()) {
+            record.status = 200;
+            self.state.with(|s| s.requests.push(record));
+            return Ok(oversized_answer(size, chunked));
+        }
         let response = self.handle(req, bytes).await;
         let (parts, body) = response.into_parts();
         let out = body.into_bytes().await.unwrap_or_default();
@@ -194,6 +249,24 @@ impl GraphEndpoint {
         let method = req.method().clone();
 
         // Demo helper and media downloads live outside the versioned API.
+        if segments == ["_simulator", "verification_code"] {
+            let phone = params
+                .get("phone_number_id")
+                .map(String::as_str)
+                .unwrap_or_default();
+            let code = self
+                .state
+                .with(|s| s.phones.get(phone).and_then(|p| p.pending_code.clone()));
+            return match code {
+                Some(code) => json_response(
+                    StatusCode::OK,
+                    &json!({"phone_number_id": phone, "code": code}),
+                ),
+                None => error_response(invalid_parameter(
+                    "no verification code is pending for this phone_number_id",
+                )),
+            };
+        }
         if segments.first() == Some(&"_simulator") {
             return match self.control(&segments, &bytes).await {
                 Ok(v) => json_response(StatusCode::OK, &v),
@@ -845,10 +918,23 @@ impl GraphEndpoint {
             ));
         }
         let code = format!("{:06}", rand::thread_rng().gen_range(0..1_000_000u32));
+        tracing::info!(
+            target: "imix_whatsapp::simulator",
+            phone_number_id = id,
+            code_method = method,
+            code = %code,
+            "simulated verification code sent"
+        );
+        let sent = super::state::SentCode {
+            phone_number_id: id.to_owned(),
+            code_method: method.to_owned(),
+            code: code.clone(),
+        };
         self.state.with(|s| {
             if let Some(p) = s.phones.get_mut(id) {
                 p.pending_code = Some(code);
             }
+            s.code_listeners.retain(|l| l.send(sent.clone()).is_ok());
         });
         Ok(json!({"success": true}))
     }

@@ -108,6 +108,17 @@ pub(crate) struct BusinessState {
     pub templates: Vec<SimTemplateState>,
 }
 
+/// A verification code the simulator "sent" to a number (`request_code`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentCode {
+    /// The phone number id the code was requested for.
+    pub phone_number_id: String,
+    /// `SMS` or `VOICE`.
+    pub code_method: String,
+    /// The six-digit code.
+    pub code: String,
+}
+
 pub(crate) struct PhoneState {
     pub waba_id: String,
     pub number: SimPhoneNumber,
@@ -134,6 +145,10 @@ pub(crate) struct Inner {
     pub read_marks: Vec<String>,
     pub deliveries: Vec<WebhookDelivery>,
     pub faults: VecDeque<Fault>,
+    /// Oversized answers to give next: (body size in bytes, sent chunked).
+    pub oversized: VecDeque<(usize, bool)>,
+    /// Listeners told about every verification code "sent".
+    pub code_listeners: Vec<tokio::sync::mpsc::UnboundedSender<SentCode>>,
     pub delay: Option<Duration>,
     pub auto_approve: bool,
     pub auto_statuses: bool,

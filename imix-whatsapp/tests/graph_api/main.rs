@@ -1590,3 +1590,111 @@ async fn listing_all_templates_stops_on_a_repeated_cursor() {
         .unwrap_err();
     assert!(matches!(err, Error::Invalid { field: "after" }), "{err:?}");
 }
+
+// ---------------------------------------------------------------- answer size caps (issue 8)
+
+#[tokio::test]
+async fn answers_larger_than_the_cap_are_refused_without_reading_them_whole() {
+    let f = fixture().await;
+    let cap = imix_whatsapp::http::MAX_JSON_RESPONSE_BYTES;
+    // Within the cap, a padded answer is read as usual.
+    f.sim.answer_oversized(1024 * 1024, true);
+    f.client
+        .mark_as_read(&f.token, PHONE, "wamid.x")
+        .await
+        .unwrap();
+    // Past it, with and without Content-Length: refused, permanent, nothing parsed.
+    for chunked in [true, false] {
+        f.sim.answer_oversized(30 * 1024 * 1024, chunked);
+        let err = f
+            .client
+            .mark_as_read(&f.token, PHONE, "wamid.x")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::TooLarge { limit } if limit == cap),
+            "chunked={chunked}: {err:?}"
+        );
+        assert_eq!(err.class(), ErrorClass::Permanent);
+    }
+    // The caps are configurable: a small JSON cap, and media downloads have their own.
+    let small = GraphApiClient::new(GraphApiConfig {
+        max_json_bytes: 64,
+        max_media_bytes: 1024,
+        ..GraphApiConfig::with_base_url(f.sim.url())
+    })
+    .unwrap();
+    f.sim.answer_oversized(65, true);
+    let err = small
+        .mark_as_read(&f.token, PHONE, "wamid.x")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::TooLarge { limit: 64 }), "{err:?}");
+    let media = f
+        .sim
+        .add_media(WABA, "image/jpeg", Bytes::from(vec![0xffu8; 4096]));
+    let info = f.client.get_media(&f.token, &media).await.unwrap();
+    let err = small.download_media(&f.token, &info.url).await.unwrap_err();
+    assert!(matches!(err, Error::TooLarge { limit: 1024 }), "{err:?}");
+    let whole = f.client.download_media(&f.token, &info.url).await.unwrap();
+    assert_eq!(whole.data.len(), 4096);
+}
+
+// ---------------------------------------------------------------- the verification code
+
+#[tokio::test]
+async fn the_verification_code_sent_is_shown_to_the_demo_and_tests() {
+    let f = fixture().await;
+    f.sim.add_business(
+        SimBusiness::new(NEW_WABA, SECRET, TOKEN)
+            .with_phone_number(SimPhoneNumber::new(NEW_PHONE, "+44 20 7946 0000").unverified()),
+    );
+    let mut codes = f.sim.verification_codes();
+    let http = reqwest::Client::new();
+    let lookup = format!(
+        "{}/_simulator/verification_code?phone_number_id={NEW_PHONE}",
+        f.sim.url()
+    );
+    let before = http.get(&lookup).send().await.unwrap();
+    assert_eq!(before.status(), 400, "no code requested yet");
+
+    f.client
+        .request_code(&f.token, NEW_PHONE, CodeMethod::Sms, "en_US")
+        .await
+        .unwrap();
+    let sent = codes.recv().await.unwrap();
+    assert_eq!(
+        (sent.phone_number_id.as_str(), sent.code_method.as_str()),
+        (NEW_PHONE, "SMS")
+    );
+    assert_eq!(sent.code.len(), 6);
+    let shown: Value = http
+        .get(&lookup)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        shown,
+        json!({"phone_number_id": NEW_PHONE, "code": sent.code})
+    );
+    assert_eq!(f.sim.verification_code(NEW_PHONE), Some(sent.code.clone()));
+
+    f.client
+        .verify_code(&f.token, NEW_PHONE, &sent.code)
+        .await
+        .unwrap();
+    let number = f
+        .client
+        .get_phone_number(&f.token, NEW_PHONE)
+        .await
+        .unwrap();
+    assert_eq!(number.code_verification_status.as_deref(), Some("VERIFIED"));
+    assert_eq!(
+        http.get(&lookup).send().await.unwrap().status(),
+        400,
+        "used up"
+    );
+}
