@@ -41,6 +41,13 @@ pub enum NotifyError {
         #[source]
         source: minijinja::Error,
     },
+    /// Too many requests of this kind (test emails of one tenant); try again after
+    /// `retry_after_secs`.
+    #[error("too many test emails; try again in {retry_after_secs} seconds")]
+    Throttled {
+        /// Seconds until the window ends.
+        retry_after_secs: u64,
+    },
     /// A localized string is missing or has a syntax error (also a bug caught by tests).
     #[error("localization error: {0}")]
     Localization(String),

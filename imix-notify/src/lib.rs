@@ -34,6 +34,7 @@
 #![forbid(unsafe_code)]
 
 mod error;
+pub mod host;
 mod mailer;
 pub mod outbox;
 #[cfg(feature = "smtp")]
@@ -43,6 +44,8 @@ pub mod settings;
 #[cfg(feature = "smtp")]
 pub mod smtp;
 pub mod templates;
+pub mod text;
+pub mod throttle;
 
 pub use error::{FieldError, NotifyError};
 #[cfg(feature = "mock")]
@@ -50,6 +53,6 @@ pub use mailer::MockMailer;
 pub use mailer::{Email, MailError, Mailbox, Mailer, RecordingMailer, SendReceipt};
 #[cfg(feature = "smtp")]
 pub use resolver::{SettingsMailerResolver, SmtpOptions};
-pub use service::{Notifier, TEST_EMAIL_TIMEOUT};
+pub use service::{Notifier, TEST_EMAILS_PER_WINDOW, TEST_EMAIL_TIMEOUT, TEST_EMAIL_WINDOW};
 #[cfg(feature = "smtp")]
 pub use smtp::{SmtpConfig, SmtpMailer};

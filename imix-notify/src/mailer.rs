@@ -100,6 +100,14 @@ pub enum MailError {
     /// No mail server is configured.
     #[error("no SMTP server is configured")]
     NotConfigured,
+    /// The SMTP host of a tenant's settings resolves to a loopback, private, link-local or
+    /// otherwise non-public address, which tenants may not use (unless the operator allows
+    /// it with `IMIX_ALLOW_PRIVATE_SMTP_HOSTS`). Nothing was contacted.
+    #[error(
+        "the SMTP host is not allowed: tenant SMTP servers must have public addresses \
+         (not loopback, private or link-local)"
+    )]
+    HostNotAllowed,
     /// Anything else the server said.
     #[error("the mail server refused the message: {0}")]
     Other(String),
@@ -108,7 +116,7 @@ pub enum MailError {
 impl MailError {
     /// A stable snake_case code for API error bodies: `connection`, `tls`,
     /// `authentication`, `sender_rejected`, `recipient_rejected`, `timeout`, `invalid`,
-    /// `not_configured`, `other`.
+    /// `not_configured`, `host_not_allowed`, `other`.
     pub fn code(&self) -> &'static str {
         match self {
             MailError::Connection(_) => "connection",
@@ -119,6 +127,7 @@ impl MailError {
             MailError::Timeout => "timeout",
             MailError::Invalid { .. } => "invalid",
             MailError::NotConfigured => "not_configured",
+            MailError::HostNotAllowed => "host_not_allowed",
             MailError::Other(_) => "other",
         }
     }

@@ -13,11 +13,28 @@
 //!   show metadata and a redacted text only.
 //! - **Per-email mailer**: the worker asks a [`MailerResolver`] for each email, so the
 //!   tenant's SMTP settings (or the platform's) as they are *now* are used.
+//! - **One bad email never stops the queue**: whatever goes wrong with one email — a mail
+//!   error, an unreadable body, even a panic inside the mail library — ends that email
+//!   (retried or `failed`, with the reason in `last_error` and in the log) and the worker
+//!   goes on with the next. [`OutboxWorker::run_supervised`] restarts the worker if it dies
+//!   anyway, and [`OutboxMonitor`] tells `/health` and `/metrics` whether it is alive, how
+//!   long the most overdue email has waited, how many emails failed and how often the worker
+//!   was restarted.
 
-use std::{fmt, future::Future, sync::Arc, time::Duration};
+use std::{
+    fmt,
+    future::Future,
+    panic::AssertUnwindSafe,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use async_trait::async_trait;
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
+use futures::FutureExt;
 use imix_core::{
     crypto::Cipher,
     id::TenantId,
@@ -27,7 +44,7 @@ use imix_core::{
 };
 use rand::Rng;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{broadcast, Notify};
+use tokio::sync::{broadcast, watch, Notify};
 
 use crate::{
     templates::{redact, EmailContent, RenderedEmail, Templates},
@@ -213,6 +230,7 @@ pub struct Outbox {
     templates: Arc<Templates>,
     config: OutboxConfig,
     wake: Arc<Notify>,
+    monitor: OutboxMonitor,
 }
 
 impl fmt::Debug for Outbox {
@@ -237,7 +255,22 @@ impl Outbox {
             templates,
             config,
             wake: Arc::new(Notify::new()),
+            monitor: OutboxMonitor::default(),
         }
+    }
+
+    /// The worker's state, shared with every worker this outbox builds.
+    pub fn monitor(&self) -> &OutboxMonitor {
+        &self.monitor
+    }
+
+    /// How long the most overdue email (pending, or sending with an expired lease) has been
+    /// waiting past the time it was due; zero when none is overdue. Read from the store, so
+    /// it covers every replica's emails.
+    pub async fn oldest_pending_age(&self) -> Result<Duration, NotifyError> {
+        let age = overdue(self.repo.next_due_at().await?);
+        self.monitor.set_oldest_pending(age);
+        Ok(age)
     }
 
     /// The templates emails are rendered with.
@@ -339,8 +372,103 @@ impl Outbox {
             config: self.config.clone(),
             wake: self.wake.clone(),
             events,
+            monitor: self.monitor.clone(),
         }
     }
+}
+
+fn overdue(next_due: Option<Timestamp>) -> Duration {
+    next_due
+        .and_then(|due| (imix_core::now() - due).to_std().ok())
+        .unwrap_or(Duration::ZERO)
+}
+
+/// The outbox worker's state for `/health` and `/metrics`. Cheap to clone; clones share it.
+#[derive(Debug, Clone, Default)]
+pub struct OutboxMonitor {
+    inner: Arc<MonitorInner>,
+}
+
+#[derive(Debug, Default)]
+struct MonitorInner {
+    alive: AtomicBool,
+    failures: AtomicU64,
+    restarts: AtomicU64,
+    oldest_pending_ms: AtomicU64,
+}
+
+/// A snapshot of [`OutboxMonitor`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutboxWorkerState {
+    /// Whether the worker is running (false while it is being restarted, or stopped).
+    pub alive: bool,
+    /// Emails that ended `failed` in this process since it started.
+    pub failures: u64,
+    /// How often the supervisor restarted the worker since the process started.
+    pub restarts: u64,
+    /// How long the most overdue email had waited past its due time when last checked
+    /// (every poll interval by the supervisor, and by [`Outbox::oldest_pending_age`]).
+    pub oldest_pending: Duration,
+}
+
+impl OutboxMonitor {
+    /// The current state.
+    pub fn state(&self) -> OutboxWorkerState {
+        let i = &self.inner;
+        OutboxWorkerState {
+            alive: i.alive.load(Ordering::Relaxed),
+            failures: i.failures.load(Ordering::Relaxed),
+            restarts: i.restarts.load(Ordering::Relaxed),
+            oldest_pending: Duration::from_millis(i.oldest_pending_ms.load(Ordering::Relaxed)),
+        }
+    }
+
+    fn set_alive(&self, alive: bool) {
+        self.inner.alive.store(alive, Ordering::Relaxed);
+    }
+
+    fn set_oldest_pending(&self, age: Duration) {
+        let ms = u64::try_from(age.as_millis()).unwrap_or(u64::MAX);
+        self.inner.oldest_pending_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn add_failure(&self) {
+        self.inner.failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn add_restart(&self) {
+        self.inner.restarts.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Marks the worker alive while it lives; dropped on return and on a panic alike.
+struct AliveGuard(OutboxMonitor);
+
+impl AliveGuard {
+    fn new(monitor: &OutboxMonitor) -> Self {
+        monitor.set_alive(true);
+        Self(monitor.clone())
+    }
+}
+
+impl Drop for AliveGuard {
+    fn drop(&mut self) {
+        self.0.set_alive(false);
+    }
+}
+
+/// Why one attempt failed: the mailer said so, or the attempt panicked.
+enum Failure {
+    Mail(MailError),
+    Panic(String),
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned())
 }
 
 fn base64_encode(bytes: &[u8]) -> String {
@@ -365,7 +493,8 @@ pub struct OutboxEvent {
 }
 
 /// Sends due emails until shut down. Build it with [`Outbox::worker`], run it with
-/// [`OutboxWorker::run`] on a task of its own.
+/// [`OutboxWorker::run_supervised`] (or [`OutboxWorker::run`]) on a task of its own.
+#[derive(Clone)]
 pub struct OutboxWorker {
     repo: Arc<dyn MailOutboxRepository>,
     cipher: Cipher,
@@ -373,6 +502,7 @@ pub struct OutboxWorker {
     config: OutboxConfig,
     wake: Arc<Notify>,
     events: broadcast::Sender<OutboxEvent>,
+    monitor: OutboxMonitor,
 }
 
 impl fmt::Debug for OutboxWorker {
@@ -402,6 +532,7 @@ impl OutboxWorker {
     /// Runs until `shutdown` completes. An email being sent when the signal comes is
     /// finished first (bounded by the mailer's timeouts); anything else waits in the store.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) {
+        let _alive = AliveGuard::new(&self.monitor);
         tokio::pin!(shutdown);
         loop {
             let idle = match self.run_once().await {
@@ -418,6 +549,89 @@ impl OutboxWorker {
             }
         }
         tracing::info!("mail outbox worker stopped");
+    }
+
+    /// [`OutboxWorker::run`] on a task of its own, restarted (after a pause that doubles up
+    /// to a minute) whenever it dies, until `shutdown` completes. Meanwhile it refreshes
+    /// the monitor's oldest-pending age every poll interval, so a worker that is alive but
+    /// stuck shows too.
+    ///
+    /// The monitor shows the worker alive from the moment this is called (not only once the
+    /// spawned task first runs), so a fresh server's `/health` is not briefly degraded.
+    pub fn run_supervised(
+        self,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> impl Future<Output = ()> + Send {
+        self.monitor.set_alive(true);
+        self.supervise(shutdown)
+    }
+
+    async fn supervise(self, shutdown: impl Future<Output = ()> + Send) {
+        const MAX_PAUSE: Duration = Duration::from_secs(60);
+        let (stop, stopped) = watch::channel(false);
+        tokio::pin!(shutdown);
+        let mut refresh = tokio::time::interval(self.config.poll_interval);
+        refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut pause = Duration::from_secs(1);
+        loop {
+            let worker = self.clone();
+            let mut stopped = stopped.clone();
+            let mut task = tokio::spawn(worker.run(async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            }));
+            let started = tokio::time::Instant::now();
+            let ended = loop {
+                tokio::select! {
+                    () = &mut shutdown => {
+                        let _ = stop.send(true);
+                        if let Err(e) = (&mut task).await {
+                            tracing::error!(error = %e, "mail outbox worker failed while stopping");
+                        }
+                        return;
+                    }
+                    ended = &mut task => break ended,
+                    _ = refresh.tick() => self.refresh_oldest().await,
+                }
+            };
+            let reason = match ended {
+                Ok(()) => "it stopped unexpectedly".to_owned(),
+                Err(e) if e.is_panic() => {
+                    format!("it panicked: {}", panic_message(&*e.into_panic()))
+                }
+                Err(e) => format!("it was cancelled: {e}"),
+            };
+            if started.elapsed() > MAX_PAUSE {
+                pause = Duration::from_secs(1);
+            }
+            self.monitor.add_restart();
+            tracing::error!(reason = %reason, restart_in_ms = pause.as_millis() as u64,
+                "mail outbox worker died; restarting it");
+            let resume = tokio::time::sleep(pause);
+            tokio::pin!(resume);
+            loop {
+                tokio::select! {
+                    () = &mut shutdown => return,
+                    () = &mut resume => break,
+                    _ = refresh.tick() => self.refresh_oldest().await,
+                }
+            }
+            pause = (pause * 2).min(MAX_PAUSE);
+        }
+    }
+
+    async fn refresh_oldest(&self) {
+        match tokio::time::timeout(self.config.poll_interval, self.repo.next_due_at()).await {
+            Ok(Ok(next)) => self.monitor.set_oldest_pending(overdue(next)),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "mail outbox: cannot read the oldest due email")
+            }
+            Err(_) => tracing::warn!("mail outbox: reading the oldest due email timed out"),
+        }
+    }
+
+    /// The worker's state (shared with the outbox's monitor).
+    pub fn monitor(&self) -> &OutboxMonitor {
+        &self.monitor
     }
 
     async fn idle_time(&self) -> Duration {
@@ -441,7 +655,12 @@ impl OutboxWorker {
                 return Ok(attempted);
             };
             attempted += 1;
-            let outcome = self.attempt(&email).await;
+            // A panic anywhere in the attempt (the mail library, a mailer) ends this email,
+            // not the worker.
+            let outcome = match AssertUnwindSafe(self.attempt(&email)).catch_unwind().await {
+                Ok(result) => result.map_err(Failure::Mail),
+                Err(panic) => Err(Failure::Panic(panic_message(&*panic))),
+            };
             self.record(email, outcome).await?;
         }
     }
@@ -478,7 +697,7 @@ impl OutboxWorker {
     async fn record(
         &self,
         mut email: OutboxEmail,
-        outcome: Result<SendReceipt, MailError>,
+        outcome: Result<SendReceipt, Failure>,
     ) -> Result<(), NotifyError> {
         let now = imix_core::now();
         email.updated_at = now;
@@ -492,7 +711,17 @@ impl OutboxWorker {
                 tracing::info!(id = %email.id, template = %email.template, "email sent");
                 None
             }
-            Err(error) => {
+            Err(Failure::Panic(message)) => {
+                // Trying again would fail the same way: give up on this email at once.
+                let reason = format!("internal error while sending this email: {message}");
+                email.last_error = Some(reason.clone());
+                email.status = OutboxStatus::Failed;
+                self.monitor.add_failure();
+                tracing::error!(id = %email.id, template = %email.template, attempts = email.attempts,
+                    error = %reason, "email not sent: the attempt panicked; giving up on it");
+                Some(MailError::Other(reason))
+            }
+            Err(Failure::Mail(error)) => {
                 email.last_error = Some(error.to_string());
                 if should_retry(&error) && email.attempts < email.max_attempts {
                     email.status = OutboxStatus::Pending;
@@ -502,8 +731,9 @@ impl OutboxWorker {
                         next_attempt_at = %email.next_attempt_at, "email not sent; will retry");
                 } else {
                     email.status = OutboxStatus::Failed;
-                    tracing::warn!(id = %email.id, attempts = email.attempts, error = %error,
-                        "email not sent; giving up");
+                    self.monitor.add_failure();
+                    tracing::error!(id = %email.id, template = %email.template,
+                        attempts = email.attempts, error = %error, "email not sent; giving up");
                 }
                 Some(error)
             }

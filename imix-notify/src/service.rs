@@ -6,7 +6,7 @@ use imix_core::{
     crypto::Cipher,
     id::TenantId,
     model::{OutboxId, SettingsScope},
-    store::{Page, PageRequest, Scope, Store},
+    store::{CounterRepository, Page, PageRequest, Scope, Store},
     Language,
 };
 
@@ -20,6 +20,11 @@ use crate::{
 /// How long the SMTP test may take before it answers with a timeout.
 pub const TEST_EMAIL_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// Test emails a tenant may send per [`TEST_EMAIL_WINDOW`].
+pub const TEST_EMAILS_PER_WINDOW: u64 = 5;
+/// The window test emails are counted in (fixed windows of 10 minutes).
+pub const TEST_EMAIL_WINDOW: Duration = Duration::from_secs(10 * 60);
+
 /// SMTP settings, test email, localized emails through the outbox, and the outbox listing.
 /// Cheap to clone.
 #[derive(Clone)]
@@ -27,6 +32,7 @@ pub struct Notifier {
     settings: SmtpSettingsService,
     outbox: Outbox,
     resolver: Arc<dyn MailerResolver>,
+    counters: Arc<dyn CounterRepository>,
 }
 
 impl std::fmt::Debug for Notifier {
@@ -49,6 +55,7 @@ impl Notifier {
             settings: SmtpSettingsService::new(store.settings.clone(), cipher.clone()),
             outbox: Outbox::new(store.outbox.clone(), cipher, templates, config),
             resolver,
+            counters: store.counters.clone(),
         }
     }
 
@@ -63,9 +70,12 @@ impl Notifier {
         config: OutboxConfig,
     ) -> Result<Self, NotifyError> {
         let templates = Arc::new(Templates::new(public_url)?);
+        let allow_private_hosts = smtp.allow_private_hosts;
         let settings = SmtpSettingsService::new(store.settings.clone(), cipher.clone());
         let resolver = Arc::new(crate::SettingsMailerResolver::new(settings, smtp));
-        Ok(Self::new(store, cipher, templates, resolver, config))
+        let mut notifier = Self::new(store, cipher, templates, resolver, config);
+        notifier.settings = notifier.settings.allow_private_hosts(allow_private_hosts);
+        Ok(notifier)
     }
 
     /// The SMTP settings service.
@@ -105,6 +115,11 @@ impl Notifier {
     /// settings `scope`'s emails use (a tenant's own, else the platform's), without the
     /// outbox. Answers within [`TEST_EMAIL_TIMEOUT`] with the server's reply or a
     /// classified [`MailError`] (inside [`NotifyError::Mail`]).
+    ///
+    /// A tenant may send [`TEST_EMAILS_PER_WINDOW`] test emails per [`TEST_EMAIL_WINDOW`]
+    /// (counted in the store, so across replicas); more are refused with
+    /// [`NotifyError::Throttled`] before anything is contacted. Platform tests are not
+    /// counted.
     pub async fn send_test_email(
         &self,
         scope: SettingsScope,
@@ -119,6 +134,9 @@ impl Notifier {
             SettingsScope::Platform => None,
             SettingsScope::Tenant(t) => Some(t),
         };
+        if let Some(t) = tenant {
+            self.count_test_email(t).await?;
+        }
         let attempt = async {
             let resolved = self.resolver.mailer_for(tenant).await?;
             let content = EmailContent::SmtpTest {
@@ -141,6 +159,19 @@ impl Notifier {
             Ok(result) => Ok(result?),
             Err(_) => Err(MailError::Timeout.into()),
         }
+    }
+
+    /// Counts one test email of `tenant` in the current fixed window.
+    async fn count_test_email(&self, tenant: TenantId) -> Result<(), NotifyError> {
+        crate::throttle::take_in_window(
+            self.counters.as_ref(),
+            &format!("smtp-test:{tenant}"),
+            TEST_EMAILS_PER_WINDOW,
+            TEST_EMAIL_WINDOW,
+            imix_core::now(),
+        )
+        .await?
+        .map_err(|retry_after_secs| NotifyError::Throttled { retry_after_secs })
     }
 
     /// Renders `content` in `language` and puts it in the outbox for `to`, on behalf of

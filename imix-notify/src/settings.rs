@@ -199,6 +199,7 @@ impl SmtpSettings {
             },
             timeout: options.timeout,
             extra_root_pem: options.extra_root_pem.clone(),
+            connect_to: None,
         }
     }
 }
@@ -266,6 +267,7 @@ fn non_empty(value: Option<String>) -> Option<String> {
 pub struct SmtpSettingsService {
     repo: Arc<dyn SettingsRepository>,
     cipher: Cipher,
+    allow_private_hosts: bool,
 }
 
 impl fmt::Debug for SmtpSettingsService {
@@ -281,8 +283,32 @@ fn associated_data(scope: SettingsScope) -> Vec<u8> {
 
 impl SmtpSettingsService {
     /// Settings kept in `repo`, passwords sealed with `cipher`.
+    ///
+    /// Tenant settings may only name hosts with public addresses (see [`crate::host`]);
+    /// [`SmtpSettingsService::allow_private_hosts`] lifts that.
     pub fn new(repo: Arc<dyn SettingsRepository>, cipher: Cipher) -> Self {
-        Self { repo, cipher }
+        Self {
+            repo,
+            cipher,
+            allow_private_hosts: false,
+        }
+    }
+
+    /// Lets tenant settings name hosts with loopback, private or link-local addresses
+    /// (`IMIX_ALLOW_PRIVATE_SMTP_HOSTS=true`). Platform settings always may.
+    pub fn allow_private_hosts(mut self, allow: bool) -> Self {
+        self.allow_private_hosts = allow;
+        self
+    }
+
+    /// Whether tenant settings may name non-public hosts.
+    pub fn private_hosts_allowed(&self) -> bool {
+        self.allow_private_hosts
+    }
+
+    /// Whether `scope`'s settings must name a host with public addresses only.
+    pub fn requires_public_host(&self, scope: SettingsScope) -> bool {
+        matches!(scope, SettingsScope::Tenant(_)) && !self.allow_private_hosts
     }
 
     async fn stored(
@@ -355,14 +381,12 @@ impl SmtpSettingsService {
             bad("from_email", "is not a valid email address");
         }
         let from_name = non_empty(input.from_name);
-        if from_name
-            .as_deref()
-            .is_some_and(|n| n.len() > 200 || n.chars().any(char::is_control))
-        {
-            bad(
-                "from_name",
-                "must be at most 200 characters, without line breaks",
-            );
+        if let Some(name) = from_name.as_deref() {
+            if name.chars().count() > 200 {
+                bad("from_name", "must be at most 200 characters");
+            } else if let Some(problem) = crate::text::name_problem(name) {
+                bad("from_name", problem);
+            }
         }
         let security = input.security.parse::<SmtpSecurity>().ok();
         if security.is_none() {
@@ -384,6 +408,19 @@ impl SmtpSettingsService {
             .is_some_and(|p| p.expose_secret().chars().any(|c| c == '\r' || c == '\n'))
         {
             bad("password", "must not contain line breaks");
+        }
+        if self.requires_public_host(scope) && is_valid_host(&host) {
+            // Checked again right before every connection: DNS can change. A name that does
+            // not resolve now is accepted (and refused then if it resolves privately).
+            let port = port.unwrap_or(25);
+            match crate::host::resolve(&host, port).await {
+                Ok(addresses) if addresses.iter().any(|ip| !crate::host::is_public(*ip)) => bad(
+                    "host",
+                    "must have public addresses only: tenant SMTP servers cannot be on \
+                     loopback, private or link-local addresses",
+                ),
+                _ => {}
+            }
         }
         let (Some(port), Some(security), true) = (port, security, errors.is_empty()) else {
             return Err(NotifyError::Invalid(errors));

@@ -15,7 +15,7 @@
 //! Each email goes out as `multipart/alternative` (text, then HTML) when it has an HTML
 //! part, with `Content-Language` set, from the configured name and address.
 
-use std::{error::Error as _, io, time::Duration};
+use std::{error::Error as _, io, net::IpAddr, time::Duration};
 
 use async_trait::async_trait;
 use lettre::{
@@ -57,6 +57,10 @@ pub struct SmtpConfig {
     pub timeout: Duration,
     /// An extra CA certificate (PEM) to trust besides the public roots.
     pub extra_root_pem: Option<Vec<u8>>,
+    /// Connect to this address instead of resolving `host` again (the address the host was
+    /// resolved to and checked against, so DNS cannot change between the check and the
+    /// connection); certificates are still checked against `host`.
+    pub connect_to: Option<IpAddr>,
 }
 
 impl std::fmt::Debug for SmtpConfig {
@@ -69,6 +73,7 @@ impl std::fmt::Debug for SmtpConfig {
             .field("from", &self.from)
             .field("timeout", &self.timeout)
             .field("extra_root_pem", &self.extra_root_pem.is_some())
+            .field("connect_to", &self.connect_to)
             .finish()
     }
 }
@@ -90,16 +95,47 @@ impl std::fmt::Debug for SmtpMailer {
     }
 }
 
+/// Text for the subject: control characters (line breaks included) become spaces and runs
+/// of white space one space, so the subject can never start a header line of its own.
+pub fn header_text(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A typed lettre mailbox: the address parsed by lettre, the display name given to lettre,
+/// which quotes and encodes it. A display name with control characters (a line break that
+/// would start a header of its own) is refused with [`MailError::Invalid`]: validation
+/// keeps them out of stored names, so one here is an attack or old data, and the email
+/// fails with that reason rather than going out with a name nobody chose.
 fn lettre_mailbox(field: &str, mailbox: &Mailbox) -> Result<LettreMailbox, MailError> {
-    let address = mailbox
-        .email
-        .trim()
-        .parse()
-        .map_err(|e: lettre::address::AddressError| MailError::Invalid {
-            field: field.to_owned(),
-            reason: e.to_string(),
-        })?;
-    Ok(LettreMailbox::new(mailbox.name.clone(), address))
+    if let Some(name) = &mailbox.name {
+        if name.chars().any(char::is_control) {
+            return Err(MailError::Invalid {
+                field: field.to_owned(),
+                reason: "the display name contains control characters (line breaks)".into(),
+            });
+        }
+    }
+    let address: lettre::Address =
+        mailbox
+            .email
+            .trim()
+            .parse()
+            .map_err(|e: lettre::address::AddressError| MailError::Invalid {
+                field: field.to_owned(),
+                reason: e.to_string(),
+            })?;
+    let name = mailbox
+        .name
+        .as_deref()
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(str::to_owned);
+    Ok(LettreMailbox::new(name, address))
 }
 
 impl SmtpMailer {
@@ -125,7 +161,11 @@ impl SmtpMailer {
             SmtpSecurity::Tls => Tls::Wrapper(tls_parameters()?),
             SmtpSecurity::None => Tls::None,
         };
-        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&config.host)
+        let server = match config.connect_to {
+            Some(address) => address.to_string(),
+            None => config.host.clone(),
+        };
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(server)
             .port(config.port)
             .tls(tls)
             .timeout(Some(config.timeout));
@@ -148,7 +188,7 @@ impl SmtpMailer {
         let builder = Message::builder()
             .from(self.from.clone())
             .to(lettre_mailbox("to", &email.to)?)
-            .subject(email.subject.clone())
+            .subject(header_text(&email.subject))
             .message_id(None)
             .header(ContentLanguage(email.language.code().to_owned()));
         let built = match &email.html {
@@ -298,7 +338,54 @@ pub fn classify(error: &SmtpError, has_credentials: bool) -> MailError {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+
+    #[test]
+    fn names_with_line_breaks_cannot_add_headers() {
+        let config = SmtpConfig {
+            host: "smtp.example.com".into(),
+            port: 25,
+            security: SmtpSecurity::None,
+            credentials: None,
+            from: Mailbox::named("Acme\r\nBcc: from@evil.example", "noreply@example.com"),
+            timeout: DEFAULT_TIMEOUT,
+            extra_root_pem: None,
+            connect_to: None,
+        };
+        assert!(matches!(
+            SmtpMailer::new(config.clone()),
+            Err(MailError::Invalid { field, .. }) if field == "from_email"
+        ));
+        let mailer = SmtpMailer::new(SmtpConfig {
+            from: Mailbox::named("Acme", "noreply@example.com"),
+            ..config
+        })
+        .unwrap();
+        let poisoned = Email::new(
+            Mailbox::named("L\nBcc: victim@evil.example", "user@example.com"),
+            "Hello",
+            "body",
+        );
+        assert!(matches!(
+            mailer.message(&poisoned),
+            Err(MailError::Invalid { field, .. }) if field == "to"
+        ));
+        let email = Email::new(
+            Mailbox::named("Aïcha Ould Ahmed", "user@example.com"),
+            "Hello\r\nBcc: subject@evil.example",
+            "body",
+        );
+        let formatted = String::from_utf8(mailer.message(&email).unwrap().formatted()).unwrap();
+        let headers = formatted.split("\r\n\r\n").next().unwrap();
+        assert!(
+            !headers
+                .lines()
+                .any(|l| l.to_ascii_lowercase().starts_with("bcc")),
+            "{headers}"
+        );
+        assert!(headers.contains("user@example.com"), "{headers}");
+    }
 
     #[test]
     fn enhanced_status_codes_are_parsed_strictly() {

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
 mod outbox;
+mod robustness;
 mod settings;
 mod smtp;
 mod support;

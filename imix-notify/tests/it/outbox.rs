@@ -49,6 +49,8 @@ fn notifier_with(
         SmtpOptions {
             timeout: Duration::from_secs(5),
             extra_root_pem: Some(env.ca_pem.clone()),
+            // The test server listens on 127.0.0.1, and tenants use it too.
+            allow_private_hosts: true,
         },
         config,
     )

@@ -36,6 +36,8 @@ pub fn notifier(store: &imix_core::store::Store, env: &SmtpEnv) -> Notifier {
         SmtpOptions {
             timeout: std::time::Duration::from_secs(5),
             extra_root_pem: Some(env.ca_pem.clone()),
+            // The test server listens on 127.0.0.1, and tenants use it too.
+            allow_private_hosts: true,
         },
         OutboxConfig::default(),
     )

@@ -70,6 +70,7 @@ impl SmtpEnv {
             from: Mailbox::named("iMix Tests", "noreply@imix.example"),
             timeout: Duration::from_secs(5),
             extra_root_pem: Some(self.ca_pem.clone()),
+            connect_to: None,
         }
     }
 }
