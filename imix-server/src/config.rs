@@ -67,6 +67,9 @@ pub struct Config {
     /// `IMIX_SMTP_CA_FILE`: a PEM CA certificate trusted for SMTP TLS besides the public
     /// roots (a private relay's CA).
     pub smtp_extra_ca_pem: Option<Vec<u8>>,
+    /// `IMIX_ALLOW_PRIVATE_SMTP_HOSTS` (default `false`): whether tenant SMTP settings may
+    /// name hosts with loopback, private or link-local addresses.
+    pub allow_private_smtp_hosts: bool,
     /// `IMIX_ADMIN_EMAIL`: the default administrator created when no user exists.
     pub admin_email: String,
     /// `IMIX_ADMIN_PASSWORD` (or `_FILE`): its first password (must be changed at first
@@ -103,6 +106,7 @@ impl std::fmt::Debug for Config {
                 "previous_encryption_keys",
                 &set(&self.previous_encryption_keys),
             )
+            .field("allow_private_smtp_hosts", &self.allow_private_smtp_hosts)
             .finish()
     }
 }
@@ -167,11 +171,14 @@ impl Config {
     /// `IMIX_ENV_FILE`) for variables the environment does not set.
     pub fn from_env() -> Result<Self, ConfigError> {
         let env: HashMap<String, String> = std::env::vars().collect();
-        let env_file = env
+        let named = env
             .get("IMIX_ENV_FILE")
-            .cloned()
-            .unwrap_or_else(|| ".env".to_owned());
-        let mut vars = read_env_file(&env_file)?;
+            .map(|p| p.trim())
+            .filter(|p| !p.is_empty());
+        let mut vars = match named {
+            Some(path) => read_env_file(path, EnvFile::Named)?,
+            None => read_env_file(".env", EnvFile::Default)?,
+        };
         vars.extend(env);
         Self::from_vars(vars)
     }
@@ -324,8 +331,12 @@ impl Config {
             }
         };
 
+        let allow_private_smtp_hosts =
+            src.parse("IMIX_ALLOW_PRIVATE_SMTP_HOSTS", false, "`true` or `false`")?;
+
         Ok(Self {
             smtp_extra_ca_pem,
+            allow_private_smtp_hosts,
             admin_email,
             admin_password,
             mongodb_uri,
@@ -360,24 +371,39 @@ impl Config {
     }
 }
 
-fn read_env_file(path: &str) -> Result<HashMap<String, String>, ConfigError> {
+/// Which env file is read: the one `IMIX_ENV_FILE` names (it must exist) or the default
+/// `./.env` (read when present).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EnvFile {
+    Named,
+    Default,
+}
+
+fn read_env_file(path: &str, which: EnvFile) -> Result<HashMap<String, String>, ConfigError> {
+    // Errors name what the operator set: IMIX_ENV_FILE, or the default `.env` they may not
+    // know is read at all.
+    let (variable, what) = match which {
+        EnvFile::Named => ("IMIX_ENV_FILE", format!("`{path}`")),
+        EnvFile::Default => (
+            ".env",
+            format!("the default env file `{path}` (read because IMIX_ENV_FILE is unset)"),
+        ),
+    };
     match dotenvy::from_path_iter(path) {
         Ok(iter) => iter
             .map(|item| {
                 item.map_err(|e| {
-                    ConfigError::new(
-                        "IMIX_ENV_FILE",
-                        format!("`{path}` is not a valid .env file: {e}"),
-                    )
+                    ConfigError::new(variable, format!("{what} is not a valid .env file: {e}"))
                 })
             })
             .collect(),
-        Err(dotenvy::Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
-            Ok(HashMap::new())
-        }
+        Err(dotenvy::Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => match which {
+            EnvFile::Default => Ok(HashMap::new()),
+            EnvFile::Named => Err(ConfigError::new(variable, format!("{what} does not exist"))),
+        },
         Err(e) => Err(ConfigError::new(
-            "IMIX_ENV_FILE",
-            format!("cannot read `{path}`: {e}"),
+            variable,
+            format!("cannot read {what}: {e}"),
         )),
     }
 }

@@ -8,14 +8,25 @@
 //! reaches the edge (unknown routes, malformed JSON, bad path parameters, wrong methods) into
 //! the same shape, so clients parse one format whatever went wrong.
 
-use std::borrow::Cow;
+use std::{
+    borrow::Cow,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+};
 
-use poem::{http::StatusCode, Endpoint, IntoResponse, Middleware, Request, Response, Result};
+use poem::{
+    error::ResponseError as _, http::StatusCode, Endpoint, IntoResponse, Middleware, Request,
+    Response, Result,
+};
 use poem_openapi::{
     registry::{MetaMediaType, MetaResponse, MetaResponses, Registry},
     ApiResponse, Object,
 };
 use serde_json::Value;
+
+use crate::body::{limit_body, read_limited, FieldProblem, RequestRules};
 
 /// The body of every error response.
 #[derive(Debug, Clone, Object, serde::Serialize)]
@@ -77,7 +88,8 @@ impl ApiError {
         self
     }
 
-    /// 422 naming the invalid field.
+    /// 422 naming the invalid field (`details.field`, `details.reason`, and `details.errors`
+    /// listing it, as multi-field 422s list every field).
     pub fn invalid_field(field: &str, message: impl Into<String>) -> Self {
         let message = message.into();
         Self::new(
@@ -85,7 +97,10 @@ impl ApiError {
             "invalid_field",
             format!("{field}: {message}"),
         )
-        .with_details(serde_json::json!({ "field": field, "reason": message }))
+        .with_details(serde_json::json!({
+            "field": field, "reason": message,
+            "errors": [{ "field": field, "reason": message }],
+        }))
     }
 
     /// The HTTP status.
@@ -212,40 +227,129 @@ impl From<imix_core::Error> for ApiError {
     }
 }
 
-/// Turns any error leaving the application into the JSON error shape.
-pub struct ErrorShapeMiddleware;
+/// Turns any error leaving the application into the JSON error shape, and enforces the
+/// request body limits (see [`crate::body`]) on the bytes actually read.
+pub struct ErrorShapeMiddleware {
+    rules: Arc<RequestRules>,
+}
+
+impl ErrorShapeMiddleware {
+    /// The middleware for the operations described by `rules`.
+    pub fn new(rules: Arc<RequestRules>) -> Self {
+        Self { rules }
+    }
+}
 
 impl<E: Endpoint> Middleware<E> for ErrorShapeMiddleware {
     type Output = ErrorShapeEndpoint<E>;
 
     fn transform(&self, ep: E) -> Self::Output {
-        ErrorShapeEndpoint { inner: ep }
+        ErrorShapeEndpoint {
+            inner: ep,
+            rules: self.rules.clone(),
+        }
     }
 }
 
 /// The endpoint made by [`ErrorShapeMiddleware`].
 pub struct ErrorShapeEndpoint<E> {
     inner: E,
+    rules: Arc<RequestRules>,
+}
+
+/// 413 for a body over `limit` bytes.
+fn too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        format!("the request body is larger than {limit} bytes"),
+    )
+    .with_details(serde_json::json!({ "max_bytes": limit }))
+}
+
+fn is_json(req: &Request) -> bool {
+    req.content_type().is_some_and(|ct| {
+        let essence = ct
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        essence == "application/json" || essence.ends_with("+json")
+    })
 }
 
 impl<E: Endpoint> Endpoint for ErrorShapeEndpoint<E> {
     type Output = Response;
 
-    async fn call(&self, req: Request) -> Result<Self::Output> {
+    async fn call(&self, mut req: Request) -> Result<Self::Output> {
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
-        match self.inner.call(req).await {
+        let limit = self.rules.body_limit(&method, &path);
+        let declared = req
+            .header(poem::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if declared.is_some_and(|len| len > limit as u64) {
+            return Ok(too_large(limit).as_response());
+        }
+        // JSON bodies are small: read them here (so that a failed parse can be diagnosed
+        // field by field); every other body is counted as the handler reads it.
+        let exceeded = Arc::new(AtomicBool::new(false));
+        let mut json = None;
+        if is_json(&req) {
+            match read_limited(req.take_body(), limit).await {
+                Ok(bytes) => {
+                    req.set_body(bytes.clone());
+                    json = Some(bytes);
+                }
+                Err(None) => return Ok(too_large(limit).as_response()),
+                Err(Some(e)) => {
+                    return Ok(ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "malformed_body",
+                        format!("the request body could not be read: {e}"),
+                    )
+                    .as_response())
+                }
+            }
+        } else {
+            let body = limit_body(req.take_body(), limit, exceeded.clone());
+            req.set_body(body);
+        }
+        let result = self.inner.call(req).await;
+        if exceeded.load(Ordering::SeqCst) {
+            // Whatever the handler made of the failed read, the answer is 413.
+            let operation = match result {
+                Ok(resp) => resp
+                    .into_response()
+                    .data::<poem_openapi::OperationId>()
+                    .copied(),
+                Err(e) => e.data::<poem_openapi::OperationId>().copied(),
+            };
+            let mut resp = too_large(limit).as_response();
+            if let Some(op) = operation {
+                resp.set_data(op);
+            }
+            return Ok(resp);
+        }
+        match result {
             Ok(resp) => Ok(resp.into_response()),
-            Err(err) => Ok(shape(err, &method, &path)),
+            Err(err) => Ok(shape(err, &method, &path, json.as_deref(), &self.rules)),
         }
     }
 }
 
-fn shape(err: poem::Error, method: &poem::http::Method, path: &str) -> Response {
+fn shape(
+    err: poem::Error,
+    method: &poem::http::Method,
+    path: &str,
+    json: Option<&[u8]>,
+    rules: &RequestRules,
+) -> Response {
     let operation = err.data::<poem_openapi::OperationId>().copied();
     let mut resp = match err.downcast_ref::<ApiError>() {
-        Some(api) => poem::error::ResponseError::as_response(api),
-        None => poem::error::ResponseError::as_response(&classify(&err, method, path)),
+        Some(api) => api.as_response(),
+        None => classify(&err, method, path, operation.map(|o| o.0), json, rules).as_response(),
     };
     if let Some(op) = operation {
         resp.set_data(op);
@@ -253,9 +357,98 @@ fn shape(err: poem::Error, method: &poem::http::Method, path: &str) -> Response 
     resp
 }
 
+/// 422 for the field problems of a body (the first in `details.field`, all in
+/// `details.errors`).
+fn field_problems(problems: &[FieldProblem]) -> Option<ApiError> {
+    problems.first()?;
+    let all: Vec<Value> = problems
+        .iter()
+        .map(|p| {
+            let mut e = serde_json::json!({ "field": p.field, "reason": p.reason });
+            if let Some(allowed) = &p.allowed {
+                e["allowed"] = Value::Array(allowed.clone());
+            }
+            e
+        })
+        .collect();
+    let message = problems
+        .iter()
+        .map(|p| format!("{}: {}", p.field, p.reason))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let mut details = all[0].clone();
+    details["errors"] = Value::Array(all);
+    Some(
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message)
+            .with_details(details),
+    )
+}
+
+/// 400 (not JSON at all) or 422 (fields that do not fit the schema) for a JSON body the
+/// operation could not parse.
+fn diagnose_json(op: Option<&str>, json: &[u8], rules: &RequestRules, reason: &str) -> ApiError {
+    if json.iter().all(u8::is_ascii_whitespace) {
+        return ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_body",
+            "a JSON request body is required",
+        );
+    }
+    let de = &mut serde_json::Deserializer::from_slice(json);
+    let value: Value = match serde_path_to_error::deserialize(de) {
+        Ok(v) => v,
+        Err(e) => {
+            let field = e.path().to_string();
+            let inner = e.into_inner();
+            let mut details = serde_json::json!({ "line": inner.line(), "column": inner.column() });
+            let message = if field == "." {
+                format!("the request body is not valid JSON: {inner}")
+            } else {
+                details["field"] = Value::String(field.clone());
+                format!("the request body is not valid JSON at `{field}`: {inner}")
+            };
+            return ApiError::new(StatusCode::BAD_REQUEST, "malformed_body", message)
+                .with_details(details);
+        }
+    };
+    if let Some(op) = op {
+        if !value.is_object() && rules.is_json(op) {
+            return ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "malformed_body",
+                "the request body must be a JSON object",
+            );
+        }
+        if let Some(api) = field_problems(&rules.diagnose(op, &value)) {
+            return api;
+        }
+    }
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "malformed_body",
+        format!("the request body could not be read: {reason}"),
+    )
+}
+
+/// The name between the first pair of backticks of a framework message.
+fn backticked(message: &str) -> Option<&str> {
+    let start = message.find('`')? + 1;
+    let len = message[start..].find('`')?;
+    Some(&message[start..start + len])
+}
+
 /// Maps framework errors (routing, parsing) onto codes.
-fn classify(err: &poem::Error, method: &poem::http::Method, path: &str) -> ApiError {
-    use poem_openapi::error::{ContentTypeError, ParseParamError, ParseRequestPayloadError};
+fn classify(
+    err: &poem::Error,
+    method: &poem::http::Method,
+    path: &str,
+    operation: Option<&str>,
+    json: Option<&[u8]>,
+    rules: &RequestRules,
+) -> ApiError {
+    use poem_openapi::error::{
+        ContentTypeError, ParseMultipartError, ParseParamError, ParseRequestPayloadError,
+    };
     let status = err.status();
     if let Some(p) = err.downcast_ref::<ParseParamError>() {
         return ApiError::new(
@@ -266,11 +459,44 @@ fn classify(err: &poem::Error, method: &poem::http::Method, path: &str) -> ApiEr
         .with_details(serde_json::json!({ "field": p.name, "reason": p.reason }));
     }
     if let Some(p) = err.downcast_ref::<ParseRequestPayloadError>() {
-        return ApiError::new(
+        return match json {
+            Some(json) => diagnose_json(operation, json, rules, &p.reason),
+            None => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "malformed_body",
+                format!("the request body could not be read: {}", p.reason),
+            ),
+        };
+    }
+    if let Some(p) = err.downcast_ref::<ParseMultipartError>() {
+        let field = backticked(&p.reason);
+        if let (Some(field), true) = (field, p.reason.ends_with("is required")) {
+            return ApiError::invalid_field(field, "is required");
+        }
+        let api = ApiError::new(
             StatusCode::BAD_REQUEST,
-            "malformed_body",
-            format!("the request body could not be read: {}", p.reason),
+            "malformed_multipart",
+            format!("the multipart body could not be read: {}", p.reason),
         );
+        return match field {
+            Some(field) => api.with_details(serde_json::json!({ "field": field })),
+            None => api,
+        };
+    }
+    if let Some(p) = err.downcast_ref::<poem::error::ParseMultipartError>() {
+        use poem::error::ParseMultipartError as M;
+        return match p {
+            M::InvalidContentType(_) | M::ContentTypeRequired => ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                p.to_string(),
+            ),
+            _ => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "malformed_multipart",
+                format!("the multipart body could not be read: {p}"),
+            ),
+        };
     }
     if err.downcast_ref::<ContentTypeError>().is_some() {
         return ApiError::new(
@@ -290,6 +516,9 @@ fn classify(err: &poem::Error, method: &poem::http::Method, path: &str) -> ApiEr
         ),
         StatusCode::PAYLOAD_TOO_LARGE => {
             ApiError::new(status, "payload_too_large", "the request body is too large")
+        }
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            ApiError::new(status, "unsupported_media_type", err.to_string())
         }
         StatusCode::UNAUTHORIZED => ApiError::new(
             status,
@@ -358,6 +587,26 @@ impl From<imix_tenancy::TenancyError> for ApiError {
                 format!("{entity} not found"),
             ),
             T::Invalid { field, message } => Self::invalid_field(&field, message),
+            T::InvalidFields(problems) => {
+                // The shape of every multi-field 422: `details.field`/`reason` name the
+                // first, `details.errors` lists all.
+                let all: Vec<Value> = problems
+                    .iter()
+                    .map(|p| serde_json::json!({ "field": p.field, "reason": p.message }))
+                    .collect();
+                let message = problems
+                    .iter()
+                    .map(|p| format!("{}: {}", p.field, p.message))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                let (field, reason) = problems
+                    .first()
+                    .map(|p| (p.field.clone(), p.message.clone()))
+                    .unwrap_or_default();
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message).with_details(
+                    serde_json::json!({ "field": field, "reason": reason, "errors": all }),
+                )
+            }
             T::EmailTaken => Self::new(
                 StatusCode::CONFLICT,
                 "email_taken",
@@ -459,6 +708,13 @@ impl From<imix_notify::NotifyError> for ApiError {
             }
             N::Store(e) => e.into(),
             N::Mail(e) => mail_failure(&e),
+            N::Throttled { retry_after_secs } => Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("too many test emails; try again in {retry_after_secs} seconds"),
+            )
+            .with_details(serde_json::json!({ "retry_after_secs": retry_after_secs }))
+            .with_retry_after(retry_after_secs),
             other @ (N::Template { .. } | N::Localization(_)) => {
                 tracing::error!(error = %other, "email templates failed");
                 Self::new(

@@ -23,9 +23,11 @@
 
 pub mod api;
 pub mod auth;
+pub mod body;
 pub mod config;
 pub mod doctor;
 pub mod error;
+pub mod listener;
 pub mod metrics;
 pub mod notify_bridge;
 pub mod pages;
@@ -39,7 +41,7 @@ use std::{future::Future, time::Duration};
 
 use poem::{
     endpoint::make_sync, get, http::StatusCode, listener::TcpAcceptor, middleware::CatchPanic,
-    post, Endpoint, EndpointExt, IntoEndpoint, IntoResponse, Route, Server,
+    post, Endpoint, EndpointExt, IntoEndpoint, Route, Server,
 };
 
 use crate::{
@@ -86,6 +88,9 @@ pub fn app(state: &AppState) -> impl poem::Endpoint + 'static {
     let api = api::service(state);
     let token_url = state.config.token_url.clone();
     let spec = api::token::published_spec(&api.spec(), &token_url);
+    let rules = std::sync::Arc::new(body::RequestRules::from_spec(
+        &serde_json::from_str(&spec).unwrap_or_default(),
+    ));
     let docs = if token_url == DEFAULT_TOKEN_URL {
         api.swagger_ui_html()
     } else {
@@ -99,47 +104,47 @@ pub fn app(state: &AppState) -> impl poem::Endpoint + 'static {
     Route::new()
         .at(
             "/openapi.json",
-            get(make_sync(move |_| {
-                poem::Response::builder()
-                    .content_type("application/json; charset=utf-8")
-                    .body(spec.clone())
-            })),
+            labelled(
+                "get_openapi_spec",
+                get(make_sync(move |_| {
+                    poem::Response::builder()
+                        .content_type("application/json; charset=utf-8")
+                        .body(spec.clone())
+                })),
+            ),
         )
         .at(
             "/docs",
-            get(make_sync(move |_| poem::web::Html(docs.clone()))),
+            labelled(
+                "get_docs",
+                get(make_sync(move |_| poem::web::Html(docs.clone()))),
+            ),
         )
-        .at(&token_url, post(api::token::issue_token))
+        .at(
+            &token_url,
+            labelled("issue_token", post(api::token::issue_token)),
+        )
         .at(
             pages::set_password::PATH,
-            get(pages::set_password::show).post(pages::set_password::submit),
+            labelled(
+                "set_password_page",
+                get(pages::set_password::show).post(pages::set_password::submit),
+            ),
         )
         .at(
             "/metrics",
-            get(make_sync(move |_| {
-                poem::Response::builder()
-                    .content_type("text/plain; version=0.0.4; charset=utf-8")
-                    .body(metrics.render())
-            })),
+            labelled(
+                "get_metrics",
+                get(make_sync(move |_| {
+                    poem::Response::builder()
+                        .content_type("text/plain; version=0.0.4; charset=utf-8")
+                        .body(metrics.render())
+                })),
+            ),
         )
         .nest("/", api)
         .data(state.clone())
-        .around(|ep, req| async move {
-            // Refuse oversized bodies before reading them (uploads check again while reading).
-            let declared = req
-                .header(poem::http::header::CONTENT_LENGTH)
-                .and_then(|v| v.parse::<usize>().ok());
-            if declared.is_some_and(|len| len > MAX_BODY_BYTES) {
-                return Err(ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
-                    format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
-                )
-                .into());
-            }
-            ep.call(req).await.map(IntoResponse::into_response)
-        })
-        .with(ErrorShapeMiddleware)
+        .with(ErrorShapeMiddleware::new(rules))
         .with(CatchPanic::new().with_handler(|_| {
             poem::error::ResponseError::as_response(&ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -151,10 +156,29 @@ pub fn app(state: &AppState) -> impl poem::Endpoint + 'static {
         .into_endpoint()
 }
 
+/// Tags the answers of a route outside the OpenAPI service with an operation id, as the
+/// service does for its own (metrics label requests by it).
+fn labelled(operation: &'static str, ep: impl Endpoint + 'static) -> impl Endpoint {
+    let op = poem_openapi::OperationId(operation);
+    ep.map_to_response().around(move |ep, req| async move {
+        match ep.call(req).await {
+            Ok(mut resp) => {
+                resp.set_data(op);
+                Ok(resp)
+            }
+            Err(mut err) => {
+                err.set_data(op);
+                Err(err)
+            }
+        }
+    })
+}
+
 /// The token URL the OpenAPI document is generated with.
 const DEFAULT_TOKEN_URL: &str = "/auth/token";
-/// The largest request body accepted (a 20 MB document plus multipart overhead).
-pub const MAX_BODY_BYTES: usize = 21 * 1024 * 1024;
+/// The largest request body accepted (an upload: a 20 MB document plus multipart overhead).
+/// JSON and form bodies are limited to [`body::SMALL_BODY_LIMIT`].
+pub const MAX_BODY_BYTES: usize = body::UPLOAD_BODY_LIMIT;
 
 /// Starts the server on an already-bound listener and runs until `shutdown` completes, then
 /// lets in-flight requests finish (up to [`SHUTDOWN_GRACE`]).
@@ -179,6 +203,8 @@ pub async fn serve_with_options(
         context: "cannot use the listener".into(),
         source,
     })?;
+    // The HTTP/1 parser's own 400/414/431 answers get the JSON error body too.
+    let acceptor = listener::ShapedAcceptor(acceptor);
     tracing::info!(
         address = ?local_addr,
         store = state.store.admin.backend(),
@@ -186,10 +212,10 @@ pub async fn serve_with_options(
         version = env!("CARGO_PKG_VERSION"),
         "imix-server ready"
     );
-    // The mail outbox worker runs as long as the server; it stops (after finishing the email
-    // it is sending, if any) once the server has.
+    // The mail outbox worker runs as long as the server, restarted if it dies; it stops
+    // (after finishing the email it is sending, if any) once the server has.
     let (stop_outbox, outbox_stopped) = tokio::sync::watch::channel(false);
-    let outbox = tokio::spawn(state.notifier.worker().run(async move {
+    let outbox = tokio::spawn(state.notifier.worker().run_supervised(async move {
         let mut stopped = outbox_stopped;
         let _ = stopped.wait_for(|stop| *stop).await;
     }));

@@ -1,5 +1,10 @@
 //! Prometheus metrics: HTTP requests by route and status, and a latency histogram.
 //!
+//! The mail outbox worker's state is exported too: `imix_mail_outbox_worker_alive` (1 or 0),
+//! `imix_mail_outbox_oldest_pending_seconds` (how long the most overdue email has waited
+//! past its due time), `imix_mail_outbox_failures_total` (emails given up on) and
+//! `imix_mail_outbox_worker_restarts_total`.
+//!
 //! Routes are labelled by their OpenAPI operation id (bounded cardinality: never the raw
 //! path, which carries ids), `unmatched` for requests no route took.
 
@@ -49,6 +54,15 @@ impl Metrics {
         })
     }
 
+    /// Exports the state of the mail outbox worker watched by `monitor`.
+    pub fn watch_outbox(
+        &self,
+        monitor: imix_notify::outbox::OutboxMonitor,
+    ) -> Result<(), prometheus::Error> {
+        self.registry
+            .register(Box::new(OutboxCollector::new(monitor)?))
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
@@ -92,32 +106,87 @@ pub struct MetricsEndpoint<E> {
     metrics: Metrics,
 }
 
-/// Routes served outside the OpenAPI service, labelled by path.
-const PLAIN_ROUTES: &[&str] = &["/metrics", "/openapi.json", "/docs"];
-
 impl<E: Endpoint> Endpoint for MetricsEndpoint<E> {
     type Output = Response;
 
     async fn call(&self, req: Request) -> Result<Self::Output> {
         let started = Instant::now();
         let method = req.method().as_str().to_owned();
-        let path = req.uri().path().to_owned();
         let resp = match self.inner.call(req).await {
             Ok(r) => r.into_response(),
             Err(e) => e.into_response(),
         };
         let status = resp.status().as_u16();
-        let operation = resp.data::<poem_openapi::OperationId>().copied();
-        let route = match operation {
-            Some(op) => op.0,
-            None => PLAIN_ROUTES
-                .iter()
-                .find(|p| path == **p || path.starts_with(&format!("{p}/")))
-                .copied()
-                .unwrap_or("unmatched"),
-        };
+        // Every route sets its operation id (the OpenAPI service for its operations,
+        // `crate::app` for the token endpoint, /docs, /metrics and /openapi.json).
+        let route = resp
+            .data::<poem_openapi::OperationId>()
+            .map_or("unmatched", |op| op.0);
         self.metrics
             .observe(&method, route, status, started.elapsed().as_secs_f64());
         Ok(resp)
+    }
+}
+
+/// Reads the mail outbox worker's state at every scrape.
+struct OutboxCollector {
+    monitor: imix_notify::outbox::OutboxMonitor,
+    alive: prometheus::IntGauge,
+    oldest_pending: prometheus::Gauge,
+    failures: prometheus::IntCounter,
+    restarts: prometheus::IntCounter,
+}
+
+impl OutboxCollector {
+    fn new(monitor: imix_notify::outbox::OutboxMonitor) -> Result<Self, prometheus::Error> {
+        Ok(Self {
+            monitor,
+            alive: prometheus::IntGauge::new(
+                "mail_outbox_worker_alive",
+                "1 while this replica's mail outbox worker runs, 0 while it is restarted",
+            )?,
+            oldest_pending: prometheus::Gauge::new(
+                "mail_outbox_oldest_pending_seconds",
+                "How long the most overdue outbox email has waited past its due time",
+            )?,
+            failures: prometheus::IntCounter::new(
+                "mail_outbox_failures_total",
+                "Emails this replica gave up on (status failed)",
+            )?,
+            restarts: prometheus::IntCounter::new(
+                "mail_outbox_worker_restarts_total",
+                "Times this replica's mail outbox worker died and was restarted",
+            )?,
+        })
+    }
+}
+
+impl prometheus::core::Collector for OutboxCollector {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        [
+            self.alive.desc(),
+            self.oldest_pending.desc(),
+            self.failures.desc(),
+            self.restarts.desc(),
+        ]
+        .concat()
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        let state = self.monitor.state();
+        self.alive.set(i64::from(state.alive));
+        self.oldest_pending.set(state.oldest_pending.as_secs_f64());
+        // Counters only go up: add what the monitor counted since the last scrape.
+        self.failures
+            .inc_by(state.failures.saturating_sub(self.failures.get()));
+        self.restarts
+            .inc_by(state.restarts.saturating_sub(self.restarts.get()));
+        [
+            self.alive.collect(),
+            self.oldest_pending.collect(),
+            self.failures.collect(),
+            self.restarts.collect(),
+        ]
+        .concat()
     }
 }

@@ -15,7 +15,7 @@ fn imix(dir: &std::path::Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_imix-server"));
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("IMIX_ENV_FILE", dir.join("no.env"))
+        .env("IMIX_ENV_FILE", "/dev/null")
         .current_dir(dir);
     for (k, v) in common::base_vars(dir, Backend::Sqlite) {
         cmd.env(k, v);
@@ -64,6 +64,46 @@ fn env_file_is_read_and_environment_wins() {
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn env_file_named_but_missing_fails_at_start_naming_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("prod.env");
+    let out = imix(dir.path())
+        .env("IMIX_ENV_FILE", &missing)
+        .arg("init-db")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "a missing IMIX_ENV_FILE must fail");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+    assert!(
+        stderr.contains("IMIX_ENV_FILE") && stderr.contains("prod.env"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_malformed_default_env_file_is_reported_as_the_default() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(".env"), "THIS IS NOT=an env line\n").unwrap();
+    let out = imix(dir.path())
+        .env_remove("IMIX_ENV_FILE")
+        .arg("init-db")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+    assert!(
+        stderr.contains("default env file") && stderr.contains("IMIX_ENV_FILE is unset"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("invalid configuration: IMIX_ENV_FILE"),
+        "not blamed on IMIX_ENV_FILE: {stderr}"
     );
 }
 

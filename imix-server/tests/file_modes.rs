@@ -48,7 +48,7 @@ fn start(dir: &Path) -> (Running, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_imix-server"));
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("IMIX_ENV_FILE", dir.join("no.env"))
+        .env("IMIX_ENV_FILE", "/dev/null")
         .env("IMIX_BIND", format!("127.0.0.1:{port}"))
         .current_dir(dir)
         .stdout(Stdio::piped())

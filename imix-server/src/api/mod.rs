@@ -82,14 +82,8 @@ pub fn service(state: &AppState) -> OpenApiService<ImixApi, ()> {
          flow (Authorize button); errors always have the shape \
          `{\"error\": {\"code\", \"message\", \"details\"}}`.",
     )
-    .server(
-        state
-            .config
-            .public_url
-            .as_str()
-            .trim_end_matches('/')
-            .to_owned(),
-    )
+    // No `servers` entry: the document's own origin is the server, so /docs "Try it out"
+    // and Authorize call whatever address the browser reached the server at.
 }
 
 /// Parses a path id; a malformed one is reported like a missing record.

@@ -3,16 +3,16 @@
 
 use poem::{
     handler,
-    web::{Data, Form, Json},
-    Request,
+    http::StatusCode,
+    web::{Data, Json},
+    Body, Request,
 };
 use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::{auth::client_addr, error::ApiError, state::AppState};
 
 /// The form of a token request.
-#[derive(Deserialize)]
 pub struct TokenForm {
     /// Must be `password` when given.
     grant_type: Option<String>,
@@ -20,6 +20,57 @@ pub struct TokenForm {
     username: String,
     /// The password.
     password: String,
+}
+
+impl TokenForm {
+    /// Reads the `application/x-www-form-urlencoded` body of a token request: 415
+    /// `unsupported_media_type` for another type, 422 `invalid_field` naming a missing field,
+    /// 400 `malformed_body` naming a repeated one.
+    async fn read(req: &Request, body: Body) -> Result<Self, ApiError> {
+        let essence = req
+            .content_type()
+            .and_then(|ct| ct.split(';').next())
+            .map(|e| e.trim().to_ascii_lowercase());
+        if essence.as_deref() != Some("application/x-www-form-urlencoded") {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "the token request must be application/x-www-form-urlencoded",
+            ));
+        }
+        let bytes = body.into_bytes().await.map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "malformed_body",
+                format!("the request body could not be read: {e}"),
+            )
+        })?;
+        let (mut grant_type, mut username, mut password) = (None, None, None);
+        for (key, value) in url::form_urlencoded::parse(&bytes) {
+            let slot = match key.as_ref() {
+                "grant_type" => &mut grant_type,
+                "username" => &mut username,
+                "password" => &mut password,
+                _ => continue,
+            };
+            if slot.replace(value.into_owned()).is_some() {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "malformed_body",
+                    format!("`{key}` is given more than once"),
+                )
+                .with_details(serde_json::json!({ "field": key })));
+            }
+        }
+        let required = |v: Option<String>, field: &str| {
+            v.ok_or_else(|| ApiError::invalid_field(field, "is required"))
+        };
+        Ok(Self {
+            grant_type,
+            username: required(username, "username")?,
+            password: required(password, "password")?,
+        })
+    }
 }
 
 /// The token response.
@@ -36,11 +87,12 @@ pub struct TokenResponse {
 pub async fn issue_token(
     req: &Request,
     Data(state): Data<&AppState>,
-    Form(form): Form<TokenForm>,
+    body: Body,
 ) -> Result<poem::Response, ApiError> {
+    let form = TokenForm::read(req, body).await?;
     if form.grant_type.as_deref().is_some_and(|g| g != "password") {
         return Err(ApiError::new(
-            poem::http::StatusCode::BAD_REQUEST,
+            StatusCode::BAD_REQUEST,
             "unsupported_grant_type",
             "only grant_type=password is supported",
         ));
@@ -73,7 +125,7 @@ pub fn spec_operation() -> serde_json::Value {
         "post": {
             "tags": ["Account"],
             "summary": "Sign in (OAuth2 password flow)",
-            "description": "Exchanges `username` (the email) and `password` for a bearer token. After 5 failed attempts for one account within 15 minutes, further attempts get 429 with Retry-After.",
+            "description": "Exchanges `username` (the email) and `password` for a bearer token. A password longer than 1,024 bytes gets 422 without being checked. After 5 failed attempts for one account within 15 minutes, further attempts get 429 with Retry-After.",
             "operationId": "issue_token",
             "requestBody": {
                 "required": true,
@@ -98,9 +150,14 @@ pub fn spec_operation() -> serde_json::Value {
                         "must_change_password": {"type": "boolean"}
                     }
                 }}}},
+                "400": {"description": "Malformed body (a field given twice) or `unsupported_grant_type`", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}},
                 "401": {"description": "Invalid email or password", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}},
                 "403": {"description": "Account or tenant deactivated", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}},
-                "429": {"description": "Too many failed attempts", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}
+                "413": {"description": "The body is larger than 64 KiB", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}},
+                "415": {"description": "The body is not application/x-www-form-urlencoded", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}},
+                "422": {"description": "`username` or `password` missing (`details.field` names it), or the password is longer than 1,024 bytes", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}},
+                "429": {"description": "Too many failed attempts", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}},
+                "500": {"description": "Internal error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}
             }
         }
     })

@@ -1,0 +1,427 @@
+//! Request bodies at the edge: per-route size limits enforced on the bytes actually read
+//! (whatever the transfer encoding), and the field-level diagnosis of JSON bodies that do
+//! not match their operation's schema.
+//!
+//! Both are driven by the published OpenAPI document, so a new operation needs no entry
+//! here: an operation whose request body is `multipart/form-data` is an upload and gets
+//! [`UPLOAD_BODY_LIMIT`]; every other request gets [`SMALL_BODY_LIMIT`].
+
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use poem::http::Method;
+use serde_json::Value;
+
+/// The largest body of a JSON or form request (every operation that is not an upload).
+pub const SMALL_BODY_LIMIT: usize = 64 * 1024;
+/// The largest body of an upload (a 20 MiB document plus multipart overhead).
+pub const UPLOAD_BODY_LIMIT: usize = 21 * 1024 * 1024;
+
+/// One segment of an operation's path template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Literal(String),
+    Param,
+}
+
+/// What the edge knows about operations' request bodies, read from the OpenAPI document.
+#[derive(Debug, Default)]
+pub struct RequestRules {
+    /// Method and path template of every upload (multipart) operation.
+    uploads: Vec<(Method, Vec<Segment>)>,
+    /// Request body schema of each JSON operation, by operation id.
+    json_schemas: HashMap<String, Value>,
+    /// Operation ids whose body is multipart.
+    multipart: Vec<String>,
+    /// `components.schemas`, for `$ref`s.
+    components: serde_json::Map<String, Value>,
+}
+
+/// A body field that does not match its schema.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldProblem {
+    /// Where, e.g. `default_language`, `limits.max_agents` or `components[0].type`.
+    pub field: String,
+    /// Why, for people.
+    pub reason: String,
+    /// The allowed values, when the field is an enumeration.
+    pub allowed: Option<Vec<Value>>,
+}
+
+impl RequestRules {
+    /// Reads the rules from an OpenAPI 3 document.
+    pub fn from_spec(spec: &Value) -> Self {
+        let mut rules = Self {
+            components: spec
+                .pointer("/components/schemas")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default(),
+            ..Self::default()
+        };
+        let Some(paths) = spec.get("paths").and_then(Value::as_object) else {
+            return rules;
+        };
+        for (path, ops) in paths {
+            let Some(ops) = ops.as_object() else { continue };
+            for (method, op) in ops {
+                let Some(content) = op
+                    .pointer("/requestBody/content")
+                    .and_then(Value::as_object)
+                else {
+                    continue;
+                };
+                let op_id = op.get("operationId").and_then(Value::as_str);
+                for (media, body) in content {
+                    if media.starts_with("multipart/form-data") {
+                        if let Ok(method) = method.to_uppercase().parse::<Method>() {
+                            rules.uploads.push((method, template(path)));
+                        }
+                        if let Some(id) = op_id {
+                            rules.multipart.push(id.to_owned());
+                        }
+                    } else if media.starts_with("application/json") {
+                        if let (Some(id), Some(schema)) = (op_id, body.get("schema")) {
+                            rules.json_schemas.insert(id.to_owned(), schema.clone());
+                        }
+                    }
+                }
+            }
+        }
+        rules
+    }
+
+    /// The body limit of a request to `method` `path`.
+    pub fn body_limit(&self, method: &Method, path: &str) -> usize {
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let is_upload = self.uploads.iter().any(|(m, template)| {
+            m == method
+                && template.len() == segments.len()
+                && template.iter().zip(&segments).all(|(t, s)| match t {
+                    Segment::Param => !s.is_empty(),
+                    Segment::Literal(l) => l == s,
+                })
+        });
+        if is_upload {
+            UPLOAD_BODY_LIMIT
+        } else {
+            SMALL_BODY_LIMIT
+        }
+    }
+
+    /// Whether operation `op` takes a multipart body.
+    pub fn is_multipart(&self, op: &str) -> bool {
+        self.multipart.iter().any(|m| m == op)
+    }
+
+    /// Whether operation `op` takes a JSON body.
+    pub fn is_json(&self, op: &str) -> bool {
+        self.json_schemas.contains_key(op)
+    }
+
+    /// The fields of `body` that do not match operation `op`'s request schema, sorted by
+    /// field (empty when the operation is unknown or everything matches).
+    pub fn diagnose(&self, op: &str, body: &Value) -> Vec<FieldProblem> {
+        let mut problems = Vec::new();
+        if let Some(schema) = self.json_schemas.get(op) {
+            self.check(body, schema, "", &mut problems, 0);
+        }
+        // By field, whatever the order of the body's keys.
+        problems.sort_by(|a, b| a.field.cmp(&b.field));
+        problems
+    }
+
+    fn resolve<'a>(&'a self, schema: &'a Value) -> &'a Value {
+        match schema.get("$ref").and_then(Value::as_str) {
+            Some(r) => r
+                .strip_prefix("#/components/schemas/")
+                .and_then(|name| self.components.get(name))
+                .unwrap_or(&Value::Null),
+            None => schema,
+        }
+    }
+
+    fn check(
+        &self,
+        value: &Value,
+        schema: &Value,
+        path: &str,
+        problems: &mut Vec<FieldProblem>,
+        depth: usize,
+    ) {
+        // Schemas are finite, but a recursive `$ref` must not recurse forever.
+        if depth > 32 {
+            return;
+        }
+        let schema = self.resolve(schema);
+        if let Some(all) = schema.get("allOf").and_then(Value::as_array) {
+            let before = problems.len();
+            for part in all {
+                if problems.len() == before {
+                    self.check(value, part, path, problems, depth + 1);
+                }
+            }
+        }
+        let problem = |reason: String| FieldProblem {
+            field: path.to_owned(),
+            reason,
+            allowed: None,
+        };
+        if let Some(allowed) = schema.get("enum").and_then(Value::as_array) {
+            if !allowed.contains(value) {
+                let list: Vec<String> = allowed
+                    .iter()
+                    .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+                    .collect();
+                problems.push(FieldProblem {
+                    allowed: Some(allowed.clone()),
+                    ..problem(format!("must be one of: {}", list.join(", ")))
+                });
+                return;
+            }
+        }
+        match schema.get("type").and_then(Value::as_str) {
+            Some("object") => {
+                let Some(object) = value.as_object() else {
+                    problems.push(problem("must be an object".into()));
+                    return;
+                };
+                let required: Vec<&str> = schema
+                    .get("required")
+                    .and_then(Value::as_array)
+                    .map(|r| r.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
+                for name in &required {
+                    if object.get(*name).is_none_or(Value::is_null) {
+                        problems.push(FieldProblem {
+                            field: join(path, name),
+                            reason: "is required".into(),
+                            allowed: None,
+                        });
+                    }
+                }
+                let Some(properties) = schema.get("properties").and_then(Value::as_object) else {
+                    return;
+                };
+                for (name, field) in object {
+                    // Unknown fields are ignored; null clears an optional field.
+                    let Some(field_schema) = properties.get(name) else {
+                        continue;
+                    };
+                    if field.is_null() {
+                        continue;
+                    }
+                    self.check(field, field_schema, &join(path, name), problems, depth + 1);
+                }
+            }
+            Some("array") => {
+                let Some(items) = value.as_array() else {
+                    problems.push(problem("must be an array".into()));
+                    return;
+                };
+                if let Some(item_schema) = schema.get("items") {
+                    for (i, item) in items.iter().enumerate() {
+                        let at = format!("{path}[{i}]");
+                        self.check(item, item_schema, &at, problems, depth + 1);
+                    }
+                }
+            }
+            Some("string") if !value.is_string() => {
+                problems.push(problem("must be a string".into()));
+            }
+            Some("boolean") if !value.is_boolean() => {
+                problems.push(problem("must be true or false".into()));
+            }
+            Some("number") if !value.is_number() => {
+                problems.push(problem("must be a number".into()));
+            }
+            Some("integer") => {
+                let format = schema.get("format").and_then(Value::as_str).unwrap_or("");
+                let (min, max): (i128, i128) = match format {
+                    "uint8" => (0, u8::MAX.into()),
+                    "uint16" => (0, u16::MAX.into()),
+                    "uint32" => (0, u32::MAX.into()),
+                    "uint64" => (0, i64::MAX.into()),
+                    "int8" => (i8::MIN.into(), i8::MAX.into()),
+                    "int16" => (i16::MIN.into(), i16::MAX.into()),
+                    "int32" => (i32::MIN.into(), i32::MAX.into()),
+                    _ => (i64::MIN.into(), i64::MAX.into()),
+                };
+                let uint64 = format == "uint64";
+                let whole = value
+                    .as_i64()
+                    .map(i128::from)
+                    .or_else(|| value.as_u64().map(i128::from));
+                let fits = match (whole, uint64) {
+                    (Some(n), true) => n >= 0,
+                    (Some(n), false) => (min..=max).contains(&n),
+                    (None, _) => false,
+                };
+                if !fits {
+                    problems.push(problem(match (uint64, max == i128::from(i64::MAX)) {
+                        (true, _) => "must be a whole number, 0 or more".to_owned(),
+                        (false, true) => "must be a whole number".to_owned(),
+                        (false, false) => format!("must be a whole number from {min} to {max}"),
+                    }));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn join(path: &str, name: &str) -> String {
+    if path.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{path}.{name}")
+    }
+}
+
+fn template(path: &str) -> Vec<Segment> {
+    path.trim_matches('/')
+        .split('/')
+        .map(|s| {
+            if s.starts_with('{') && s.ends_with('}') {
+                Segment::Param
+            } else {
+                Segment::Literal(s.to_owned())
+            }
+        })
+        .collect()
+}
+
+/// A read of a request body went past its limit.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body is larger than {limit} bytes")]
+pub struct BodyTooLarge {
+    /// The limit, in bytes.
+    pub limit: usize,
+}
+
+/// Wraps `body` so that reading more than `limit` bytes fails at once (and sets `exceeded`),
+/// whatever the transfer encoding: the count is of the bytes actually read.
+pub fn limit_body(body: poem::Body, limit: usize, exceeded: Arc<AtomicBool>) -> poem::Body {
+    // The state is (bytes read, failed); after the failure the stream ends.
+    let stream = body
+        .into_bytes_stream()
+        .scan((0usize, false), move |(read, failed), chunk| {
+            let item = if *failed {
+                None
+            } else {
+                Some(match chunk {
+                    Ok(bytes) => {
+                        *read = read.saturating_add(bytes.len());
+                        if *read > limit {
+                            *failed = true;
+                            exceeded.store(true, Ordering::SeqCst);
+                            Err(std::io::Error::other(BodyTooLarge { limit }))
+                        } else {
+                            Ok(bytes)
+                        }
+                    }
+                    Err(e) => Err(e),
+                })
+            };
+            futures::future::ready(item)
+        });
+    poem::Body::from_bytes_stream(stream)
+}
+
+/// Reads a whole (limited) body. `Err(None)` when it went past its limit, `Err(Some(e))`
+/// when the client's stream failed.
+pub async fn read_limited(body: poem::Body, limit: usize) -> Result<Bytes, Option<std::io::Error>> {
+    let mut stream = std::pin::pin!(body.into_bytes_stream());
+    let mut data = bytes::BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(Some)?;
+        if data.len() + chunk.len() > limit {
+            return Err(None);
+        }
+        data.extend_from_slice(&chunk);
+    }
+    Ok(data.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules() -> RequestRules {
+        RequestRules::from_spec(&serde_json::json!({
+            "paths": {
+                "/api/v1/things": {"post": {"operationId": "create_thing", "requestBody": {"content": {
+                    "application/json; charset=utf-8": {"schema": {"$ref": "#/components/schemas/Thing"}}}}}},
+                "/api/v1/things/{id}/logo": {"put": {"operationId": "put_logo", "requestBody": {"content": {
+                    "multipart/form-data": {"schema": {"type": "object"}}}}}}
+            },
+            "components": {"schemas": {
+                "Lang": {"type": "string", "enum": ["en", "fr", "ar"]},
+                "Limits": {"type": "object", "properties": {"max": {"type": "integer", "format": "uint64"}}},
+                "Thing": {"type": "object", "required": ["name"], "properties": {
+                    "name": {"type": "string"},
+                    "lang": {"allOf": [{"$ref": "#/components/schemas/Lang"}, {"description": "x"}]},
+                    "port": {"type": "integer", "format": "uint16"},
+                    "on": {"type": "boolean"},
+                    "limits": {"allOf": [{"$ref": "#/components/schemas/Limits"}]},
+                    "tags": {"type": "array", "items": {"type": "string"}}
+                }}
+            }}
+        }))
+    }
+
+    #[test]
+    fn uploads_get_the_large_limit_by_method_and_template() {
+        let r = rules();
+        assert_eq!(
+            r.body_limit(&Method::PUT, "/api/v1/things/abc/logo"),
+            UPLOAD_BODY_LIMIT
+        );
+        assert_eq!(
+            r.body_limit(&Method::POST, "/api/v1/things/abc/logo"),
+            SMALL_BODY_LIMIT
+        );
+        assert_eq!(
+            r.body_limit(&Method::POST, "/api/v1/things"),
+            SMALL_BODY_LIMIT
+        );
+        assert_eq!(r.body_limit(&Method::POST, "/auth/token"), SMALL_BODY_LIMIT);
+        assert!(r.is_multipart("put_logo") && !r.is_multipart("create_thing"));
+    }
+
+    #[test]
+    fn diagnosis_names_each_bad_field() {
+        let r = rules();
+        let body = serde_json::json!({
+            "lang": "de", "port": 70000, "on": "yes", "limits": {"max": -1}, "tags": ["a", 2],
+            "unknown": 1, "name": null
+        });
+        let problems = r.diagnose("create_thing", &body);
+        let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            ["lang", "limits.max", "name", "on", "port", "tags[1]"],
+            "{problems:?}"
+        );
+        let lang = &problems[0];
+        assert_eq!(lang.reason, "must be one of: en, fr, ar");
+        assert_eq!(
+            lang.allowed,
+            Some(vec!["en".into(), "fr".into(), "ar".into()])
+        );
+        assert!(r
+            .diagnose(
+                "create_thing",
+                &serde_json::json!({"name": "x", "lang": "fr"})
+            )
+            .is_empty());
+        assert!(r.diagnose("unknown_op", &body).is_empty());
+    }
+}
