@@ -478,11 +478,10 @@ async fn sends_location_contacts_interactive_and_reaction() {
         &four.response_json().unwrap(),
     );
     let four_body = f.sim.requests().last().unwrap().json().unwrap();
-    assert!(!spec::errors(
+    spec::assert_rejects(
         &spec::request_schema("/{Version}/{Phone-Number-ID}/messages", "post"),
-        &four_body
-    )
-    .is_empty());
+        &four_body,
+    );
 }
 
 fn order_template(header: usize, body: usize) -> TemplateMessage {
@@ -933,11 +932,10 @@ async fn reads_phone_number_and_walks_verification() {
         .unwrap_err();
     assert_eq!(api_code(&err), 100);
     let bad = f.sim.requests()[0].clone();
-    assert!(!spec::errors(
+    spec::assert_rejects(
         &spec::request_schema("/{Version}/{Phone-Number-ID}/request_code", "post"),
-        &bad.json().unwrap()
-    )
-    .is_empty());
+        &bad.json().unwrap(),
+    );
     spec::assert_conforms(
         "answer",
         &spec::component("GraphAPIError"),
@@ -1428,7 +1426,7 @@ async fn sends_status_sequences_and_failures() {
     // A webhook with a numeric timestamp would not match Meta's shape: the check has teeth.
     let mut value = f.sim.webhook_deliveries()[0].json().unwrap();
     value["entry"][0]["changes"][0]["value"]["statuses"][0]["timestamp"] = json!(1_700_000_000);
-    assert!(!spec::errors(&spec::component("WebhookPayload"), &value).is_empty());
+    spec::assert_rejects(&spec::component("WebhookPayload"), &value);
     assert_traffic_conforms(&f.sim);
 }
 
@@ -1498,17 +1496,20 @@ async fn demo_inbound_endpoint_sends_a_webhook() {
 
 #[test]
 fn the_spec_check_rejects_what_meta_would_not_accept() {
+    if !spec::available() {
+        return; // announced by spec::available; fails under CI instead
+    }
     let message = spec::request_schema("/{Version}/{Phone-Number-ID}/messages", "post");
     let good = serde_json::to_value(OutboundMessage::text(USER, "hi", false)).unwrap();
     spec::assert_conforms("text message", &message, &good);
     let mut unknown_field = good.clone();
     unknown_field["text"]["color"] = json!("red");
-    assert!(!spec::errors(&message, &unknown_field).is_empty());
+    spec::assert_rejects(&message, &unknown_field);
     let mut no_to = good.clone();
     no_to.as_object_mut().unwrap().remove("to");
-    assert!(!spec::errors(&message, &no_to).is_empty());
+    spec::assert_rejects(&message, &no_to);
     let both = json!({"messaging_product": "whatsapp", "recipient_type": "individual", "to": USER, "type": "sticker", "sticker": {"id": "1", "link": "https://x"}});
-    assert!(!spec::errors(&message, &both).is_empty());
+    spec::assert_rejects(&message, &both);
     // Webhooks: an inbound image without its hash, a location with string coordinates.
     let webhook = |message: Value| {
         json!({"object": "whatsapp_business_account", "entry": [{"id": WABA, "changes": [{"field": "messages", "value": {
@@ -1535,24 +1536,22 @@ fn the_spec_check_rejects_what_meta_would_not_accept() {
         &webhook(image),
     );
     let no_hash = with(json!({"type": "image", "image": {"id": "1", "mime_type": "image/jpeg"}}));
-    assert!(!spec::errors(&spec::component("WebhookPayload"), &webhook(no_hash)).is_empty());
+    spec::assert_rejects(&spec::component("WebhookPayload"), &webhook(no_hash));
     let string_location = with(
         json!({"type": "location", "location": {"latitude": "1.5", "longitude": "2.5", "name": "n", "address": "a"}}),
     );
-    assert!(!spec::errors(
+    spec::assert_rejects(
         &spec::component("WebhookPayload"),
-        &webhook(string_location)
-    )
-    .is_empty());
+        &webhook(string_location),
+    );
     let numeric_timestamp = json!({"from": USER, "id": "wamid.x", "timestamp": 1749416383, "type": "text", "text": {"body": "hi"}});
-    assert!(!spec::errors(
+    spec::assert_rejects(
         &spec::component("WebhookPayload"),
-        &webhook(numeric_timestamp)
-    )
-    .is_empty());
+        &webhook(numeric_timestamp),
+    );
 
     let error = json!({"error": {"message": "m", "type": "OAuthException"}});
-    assert!(!spec::errors(&spec::component("GraphAPIError"), &error).is_empty());
+    spec::assert_rejects(&spec::component("GraphAPIError"), &error);
 }
 
 #[tokio::test]

@@ -1,8 +1,10 @@
 //! Meta's Cloud API specification (`business-messaging-api_v23.0.yaml`, MIT) as a JSON
 //! Schema validator for request and response bodies and webhook payloads.
 //!
-//! The file is read from `IMIX_META_SPEC` or `../shared/specs/meta-whatsapp/` beside the
-//! repository; a missing file fails the tests (it never skips them).
+//! The file is Meta's text, not ours, so it is not in the repository: it is read from
+//! `IMIX_META_SPEC` or `../shared/specs/meta-whatsapp/` beside the checkout. When it is
+//! absent, the spec checks fail under CI (`CI=true`); elsewhere they are skipped with one
+//! loud line saying where to get the file, and every other assertion still runs.
 //!
 //! The published file was merged from several specifications and has a few defects that
 //! make valid Graph API traffic fail plain JSON Schema validation. They are corrected
@@ -26,30 +28,55 @@ use std::sync::OnceLock;
 
 use serde_json::{json, Map, Value};
 
-static SPEC: OnceLock<Value> = OnceLock::new();
+static SPEC: OnceLock<Option<Value>> = OnceLock::new();
+
+/// The file's name in Meta's public `openapi` repository (facebook/openapi on GitHub).
+const SPEC_FILE: &str = "business-messaging-api_v23.0.yaml";
 
 fn spec_path() -> PathBuf {
     if let Ok(p) = std::env::var("IMIX_META_SPEC") {
         return PathBuf::from(p);
     }
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/specs/meta-whatsapp/business-messaging-api_v23.0.yaml")
+        .join("../../shared/specs/meta-whatsapp")
+        .join(SPEC_FILE)
 }
 
-/// The patched specification as JSON.
-pub fn spec() -> &'static Value {
+/// Whether Meta's spec could be read. Without it the spec checks are skipped outside CI
+/// (announced once on stderr) and fail under CI.
+pub fn available() -> bool {
+    loaded().is_some()
+}
+
+fn loaded() -> Option<&'static Value> {
     SPEC.get_or_init(|| {
         let path = spec_path();
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-            panic!(
-                "Meta's Cloud API spec is required by these tests: cannot read {}: {e}",
-                path.display()
-            )
-        });
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) => {
+                let under_ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+                let what = format!(
+                    "Meta's Cloud API spec is not readable at {} ({e}). Get {SPEC_FILE} \
+                     (v23.0) from Meta's public `openapi` repository (facebook/openapi on \
+                     GitHub) and set IMIX_META_SPEC to its path",
+                    path.display()
+                );
+                assert!(!under_ci, "{what}; under CI the spec checks are required");
+                eprintln!("\n!!! SKIPPING the Graph API spec checks: {what}.\n");
+                return None;
+            }
+        };
         let mut spec: Value = serde_norway::from_str(&text).expect("the spec is valid YAML");
         patch(&mut spec);
-        spec
+        Some(spec)
     })
+    .as_ref()
+}
+
+/// The patched specification as JSON (`Null` when it is not [`available`]).
+pub fn spec() -> &'static Value {
+    static MISSING: Value = Value::Null;
+    loaded().unwrap_or(&MISSING)
 }
 
 fn schemas_mut(spec: &mut Value) -> &mut Map<String, Value> {
@@ -221,6 +248,9 @@ pub fn errors(schema: &Value, instance: &Value) -> Vec<String> {
 
 /// The named component schema.
 pub fn component(name: &str) -> Value {
+    if !available() {
+        return Value::Null;
+    }
     assert!(
         spec()["components"]["schemas"].get(name).is_some(),
         "no schema {name} in the spec"
@@ -237,6 +267,9 @@ pub fn operation(path: &str, method: &str) -> &'static Value {
 
 /// The JSON request body schema of an operation.
 pub fn request_schema(path: &str, method: &str) -> Value {
+    if !available() {
+        return Value::Null;
+    }
     let schema = &operation(path, method)["requestBody"]["content"]["application/json"]["schema"];
     assert!(
         schema.is_object(),
@@ -248,6 +281,9 @@ pub fn request_schema(path: &str, method: &str) -> Value {
 /// The JSON response schema of an operation for a status; errors fall back to
 /// `GraphAPIError`, the spec's error shape.
 pub fn response_schema(path: &str, method: &str, status: u16) -> Value {
+    if !available() {
+        return Value::Null;
+    }
     let schema = &operation(path, method)["responses"][status.to_string()]["content"]
         ["application/json"]["schema"];
     if schema.is_object() {
@@ -259,9 +295,24 @@ pub fn response_schema(path: &str, method: &str, status: u16) -> Value {
     }
 }
 
+/// Panics when `instance` conforms to `schema` although it should not.
+#[track_caller]
+pub fn assert_rejects(schema: &Value, instance: &Value) {
+    if !available() {
+        return;
+    }
+    assert!(
+        !errors(schema, instance).is_empty(),
+        "Meta's spec accepts what it should refuse: {instance:#}"
+    );
+}
+
 /// Panics with every error when `instance` does not conform.
 #[track_caller]
 pub fn assert_conforms(what: &str, schema: &Value, instance: &Value) {
+    if !available() {
+        return;
+    }
     let errors = errors(schema, instance);
     assert!(
         errors.is_empty(),
