@@ -26,6 +26,9 @@ pub async fn ensure_default_admin(
     if !existing.items.is_empty() {
         return Ok(false);
     }
+    // The documented default `admin123` must keep working, so only the length cap applies
+    // here; the policy applies to the password it is changed to at first sign-in.
+    crate::password::check_length("IMIX_ADMIN_PASSWORD", password)?;
     let hasher = PasswordHasher::new()?;
     let mut admin = User::new(
         crate::validate::email("IMIX_ADMIN_EMAIL", email)?,
@@ -49,5 +52,26 @@ pub async fn ensure_default_admin(
         // Another replica created it at the same moment.
         Err(imix_core::Error::Duplicate { .. }) => Ok(false),
         Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_default_password_is_accepted_but_a_huge_one_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = imix_core::store::sqlite::open(dir.path()).await.unwrap();
+        store.admin.migrate().await.unwrap();
+        let huge = SecretString::from("x".repeat(1025));
+        assert!(matches!(
+            ensure_default_admin(&store, DEFAULT_ADMIN_EMAIL, &huge).await,
+            Err(TenancyError::Invalid { field, .. }) if field == "IMIX_ADMIN_PASSWORD"
+        ));
+        let default = SecretString::from(crate::password::DEFAULT_ADMIN_PASSWORD);
+        assert!(ensure_default_admin(&store, DEFAULT_ADMIN_EMAIL, &default)
+            .await
+            .unwrap());
     }
 }
