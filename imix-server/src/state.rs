@@ -84,6 +84,7 @@ impl AppState {
             config.public_url.as_str(),
             SmtpOptions {
                 extra_root_pem: config.smtp_extra_ca_pem.clone(),
+                allow_private_hosts: config.allow_private_smtp_hosts,
                 ..SmtpOptions::default()
             },
             OutboxConfig::default(),
@@ -108,13 +109,15 @@ impl AppState {
         )?;
         let (whatsapp_accounts, templates) =
             crate::whatsapp::services(&config, &store, &cipher, tenancy.count_limits())?;
+        let metrics = Metrics::new()?;
+        metrics.watch_outbox(notifier.outbox().monitor().clone())?;
         Ok(Self {
             config: Arc::new(config),
             store,
             redis,
             cipher,
             secret_key,
-            metrics: Metrics::new()?,
+            metrics,
             tenancy,
             notifier,
             whatsapp_accounts,

@@ -19,6 +19,11 @@ on_both_backends!(
     test_errors_are_classified_and_changes_apply_without_restart,
     tenant_admins_manage_their_own_smtp_only,
     invitations_and_resets_arrive_localized_through_the_outbox,
+    a_poisoned_outbox_entry_fails_and_the_next_email_goes_out_also_after_a_restart,
+    names_with_line_breaks_or_overrides_are_refused_and_every_bad_field_is_listed,
+    tenant_smtp_hosts_must_be_public_unless_the_operator_allows_them,
+    test_emails_and_reset_emails_are_throttled,
+    nothing_is_sent_for_a_deactivated_tenant_until_it_is_activated,
 );
 
 // --- The recording SMTP server -------------------------------------------------------------
@@ -157,6 +162,12 @@ fn token_in(text: &str) -> String {
 }
 
 // --- HTTP helpers ----------------------------------------------------------------------------
+
+/// The recording SMTP server listens on 127.0.0.1: tenant settings may only point there
+/// when the operator allows private hosts.
+fn allow_private_smtp(vars: &mut std::collections::HashMap<String, String>) {
+    vars.insert("IMIX_ALLOW_PRIVATE_SMTP_HOSTS".into(), "true".into());
+}
 
 const PLATFORM_SMTP: &str = "/api/v1/settings/smtp";
 
@@ -448,7 +459,7 @@ async fn test_errors_are_classified_and_changes_apply_without_restart(backend: B
 
 async fn tenant_admins_manage_their_own_smtp_only(backend: Backend) {
     let smtp = Smtp::get();
-    let s = TestServer::start(backend).await;
+    let s = TestServer::start_with(backend, allow_private_smtp).await;
     let admin = s.admin().await;
     let a = s.create_tenant(&admin, json!({"name": "Alpha"})).await;
     let b = s.create_tenant(&admin, json!({"name": "Beta"})).await;
@@ -567,7 +578,7 @@ async fn tenant_admins_manage_their_own_smtp_only(backend: Backend) {
 
 async fn invitations_and_resets_arrive_localized_through_the_outbox(backend: Backend) {
     let smtp = Smtp::get();
-    let s = TestServer::start(backend).await;
+    let s = TestServer::start_with(backend, allow_private_smtp).await;
     let admin = s.admin().await;
     put_smtp(
         &s,
@@ -723,4 +734,444 @@ async fn starttls_with_a_private_ca_from_imix_smtp_ca_file() {
     let received = the_message_for(&smtp.maildir, &to).await;
     assert!(received.header("Subject").len() > 3);
     s.stop().await;
+}
+
+// --- Issue 8 ---------------------------------------------------------------------------------
+
+/// Variables that a restarted server shares with the first: same data directory, logs and
+/// database.
+fn same_place(
+    first: &std::collections::HashMap<String, String>,
+) -> impl FnOnce(&mut std::collections::HashMap<String, String>) + '_ {
+    move |vars| {
+        for key in ["IMIX_DATA_DIR", "IMIX_LOG_DIR", "DB_NAME", "MONGODB_URI"] {
+            if let Some(v) = first.get(key) {
+                vars.insert(key.into(), v.clone());
+            }
+        }
+    }
+}
+
+/// Puts emails into the outbox of the server configured by `vars` while it is stopped,
+/// straight through the store (no validation of the recipient's name), as old data or a
+/// bug could have left them. Returns the poisoned ids.
+async fn enqueue_offline(
+    vars: &std::collections::HashMap<String, String>,
+    poisoned: &[&str],
+    healthy: &str,
+) -> Vec<imix_core::model::OutboxId> {
+    use imix_notify::{outbox::Outbox, templates::EmailContent, Mailbox};
+    let config = imix_server::config::Config::from_vars(vars.clone()).unwrap();
+    let store = imix_server::state::open_store(&config).await.unwrap();
+    let key = imix_server::state::load_or_generate_secret_key(&config).unwrap();
+    let cipher = imix_server::state::build_cipher(&config, &key).unwrap();
+    let templates = std::sync::Arc::new(
+        imix_notify::templates::Templates::new("http://localhost:8000").unwrap(),
+    );
+    let outbox = Outbox::new(
+        store.outbox.clone(),
+        cipher,
+        templates,
+        imix_notify::outbox::OutboxConfig::default(),
+    );
+    let content = EmailContent::SmtpTest { host: "x".into() };
+    let mut ids = Vec::new();
+    for (i, to) in poisoned.iter().enumerate() {
+        let id = outbox
+            .enqueue(
+                None,
+                Mailbox::named("L\nBcc: victim@evil.example", *to),
+                imix_core::Language::En,
+                &content,
+            )
+            .await
+            .unwrap();
+        if i == 0 {
+            // As the old worker left it after panicking: `sending`, its lease run out.
+            let now = imix_core::now();
+            let claimed = store
+                .outbox
+                .claim_due(now + chrono::Duration::seconds(1), now)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(claimed.id, id);
+        }
+        ids.push(id);
+    }
+    outbox
+        .enqueue(
+            None,
+            Mailbox::named("Next In Line", healthy),
+            imix_core::Language::En,
+            &content,
+        )
+        .await
+        .unwrap();
+    ids
+}
+
+async fn outbox_status(s: &TestServer, admin: &str, to: &str) -> Value {
+    let (items, _) = outbox_for(s, admin, to).await;
+    assert_eq!(items.len(), 1, "{items:?}");
+    items[0].clone()
+}
+
+async fn a_poisoned_outbox_entry_fails_and_the_next_email_goes_out_also_after_a_restart(
+    backend: Backend,
+) {
+    let smtp = Smtp::get();
+    let dir = tempfile::tempdir().unwrap();
+    let mut vars = common::base_vars(dir.path(), backend);
+    allow_private_smtp(&mut vars);
+    let s = TestServer::start_with(backend, same_place(&vars)).await;
+    let admin = s.admin().await;
+    put_smtp(
+        &s,
+        &admin,
+        PLATFORM_SMTP,
+        smtp.settings("noreply@imix.example", "iMix"),
+    )
+    .await;
+    drop(s.stop().await);
+
+    for round in ["first", "after-restart"] {
+        let poison = [
+            unique_address(&format!("poison-sending-{round}")),
+            unique_address(&format!("poison-pending-{round}")),
+        ];
+        let healthy = unique_address(&format!("healthy-{round}"));
+        enqueue_offline(&vars, &[&poison[0], &poison[1]], &healthy).await;
+        let s = TestServer::start_with(backend, same_place(&vars)).await;
+        let admin = s.sign_in("admin@example.com", common::ADMIN_PASSWORD).await;
+
+        // The email behind the poisoned ones is delivered…
+        let message = the_message_for(&smtp.maildir, &healthy).await;
+        assert!(message.header("To").contains("Next In Line"));
+        // …and each poisoned one ends failed with the reason, none delivered, no Bcc.
+        for to in &poison {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(150);
+            let entry = loop {
+                let entry = outbox_status(&s, &admin, to).await;
+                if entry["status"] == "failed" || std::time::Instant::now() > deadline {
+                    break entry;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            };
+            assert_eq!(entry["status"], "failed", "{entry}");
+            assert!(
+                entry["last_error"]
+                    .as_str()
+                    .unwrap()
+                    .contains("display name"),
+                "{entry}"
+            );
+            assert!(received_for(&smtp.maildir, to).is_empty());
+        }
+        assert!(received_for(&smtp.maildir, "victim@evil.example")
+            .iter()
+            .all(|m| !poison.iter().any(|p| m.rcpt_tos.contains(p))));
+
+        // /health and /metrics show the worker alive and the failures.
+        let health: Value = s.get("/health").await.json().await.unwrap();
+        assert_eq!(health["status"], "ok", "{health}");
+        assert_eq!(health["mail_outbox"]["worker_alive"], true, "{health}");
+        assert_eq!(health["mail_outbox"]["failures"], 2, "{health}");
+        assert_eq!(health["mail_outbox"]["worker_restarts"], 0, "{health}");
+        assert_eq!(
+            health["mail_outbox"]["oldest_pending_seconds"], 0,
+            "{health}"
+        );
+        let metrics = s.get("/metrics").await.text().await.unwrap();
+        assert!(
+            metrics.contains("imix_mail_outbox_worker_alive 1"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("imix_mail_outbox_failures_total 2"),
+            "{metrics}"
+        );
+        assert!(metrics.contains("imix_mail_outbox_oldest_pending_seconds 0"));
+        drop(s.stop().await);
+    }
+}
+
+async fn names_with_line_breaks_or_overrides_are_refused_and_every_bad_field_is_listed(
+    backend: Backend,
+) {
+    let s = TestServer::start(backend).await;
+    let admin = s.admin().await;
+    let tenant = s.create_tenant(&admin, json!({"name": "Acme"})).await;
+    let tenant_id = tenant["id"].as_str().unwrap();
+    let create_user = |body: Value| {
+        let s = &s;
+        let admin = admin.clone();
+        async move {
+            s.call(&admin, Method::POST, "/api/v1/users")
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+
+    // The issue's case: a line break in the last name.
+    let resp = create_user(json!({"email": unique_address("nl"), "first_name": "F", "last_name": "L\nBcc: victim@evil.example", "role": "agent", "tenant_id": tenant_id})).await;
+    let (code, body) = error_of(resp, 422).await;
+    assert_eq!(code, "invalid_field");
+    assert_eq!(body["error"]["details"]["field"], "last_name", "{body}");
+    for (first, last, field) in [
+        ("Tab\there", "L", "first_name"),
+        ("F", "evil\u{202E}fdp.exe", "last_name"),
+        ("\u{200B}\u{200D}", "L", "first_name"),
+    ] {
+        let resp = create_user(json!({"email": unique_address("x"), "first_name": first, "last_name": last, "role": "agent", "tenant_id": tenant_id})).await;
+        let (_, body) = error_of(resp, 422).await;
+        assert_eq!(body["error"]["details"]["field"], field, "{body}");
+    }
+
+    // Every bad field at once, in one shape: details.errors lists them all.
+    let resp = create_user(json!({"email": "not-an-address", "first_name": "A\nB", "last_name": "\u{2066}x", "role": "agent", "tenant_id": tenant_id})).await;
+    let (_, body) = error_of(resp, 422).await;
+    let fields: Vec<&str> = body["error"]["details"]["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["email", "first_name", "last_name"], "{body}");
+    assert_eq!(body["error"]["details"]["field"], "email");
+
+    let (status, body) = s
+        .send_json(&admin, Method::POST, "/api/v1/tenants", json!({"name": "Evil\u{202E}gpj.exe", "organization": "Org\nBcc: x@evil.example", "phone": "12", "limits": {"max_agents": 9_000_000_000_u64}}))
+        .await;
+    assert_eq!(status, 422, "{body}");
+    let fields: Vec<&str> = body["error"]["details"]["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        fields,
+        ["name", "organization", "phone", "limits.max_agents"],
+        "{body}"
+    );
+
+    // Edits too: a tenant name of only invisible characters, a user name with a break.
+    let (status, body) = s
+        .send_json(
+            &admin,
+            Method::PATCH,
+            &format!("/api/v1/tenants/{tenant_id}"),
+            json!({"name": "\u{200B}\u{FEFF}", "email": "nope"}),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(
+        body["error"]["details"]["errors"].as_array().unwrap().len(),
+        2,
+        "{body}"
+    );
+    let (_, user) = s
+        .send_json(&admin, Method::POST, "/api/v1/users", json!({"email": unique_address("ok"), "first_name": "Good", "last_name": "Name", "role": "agent", "tenant_id": tenant_id, "password": "a-long-unusual-passphrase-7"}))
+        .await;
+    let (status, body) = s
+        .send_json(
+            &admin,
+            Method::PATCH,
+            &format!("/api/v1/users/{}", user["id"].as_str().unwrap()),
+            json!({"last_name": "L\r\nBcc: v@evil.example"}),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["details"]["field"], "last_name");
+
+    // A single bad field lists itself in details.errors too.
+    let (_, body) = s
+        .send_json(&admin, Method::POST, "/api/v1/tenants", json!({"name": ""}))
+        .await;
+    assert_eq!(
+        body["error"]["details"]["errors"][0]["field"], "name",
+        "{body}"
+    );
+
+    // A document name with a direction override is refused, naming the field.
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(
+            b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n".to_vec(),
+        )
+        .file_name("invoice\u{202E}fdp.exe"),
+    );
+    let resp = s
+        .call(
+            &admin,
+            Method::POST,
+            &format!("/api/v1/tenants/{tenant_id}/documents"),
+        )
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    let (_, body) = error_of(resp, 422).await;
+    assert_eq!(body["error"]["details"]["field"], "file", "{body}");
+}
+
+async fn tenant_smtp_hosts_must_be_public_unless_the_operator_allows_them(backend: Backend) {
+    let smtp = Smtp::get();
+    let s = TestServer::start(backend).await;
+    let admin = s.admin().await;
+    let tenant = s.create_tenant(&admin, json!({"name": "Acme"})).await;
+    let tenant_id = tenant["id"].as_str().unwrap();
+    for host in [
+        smtp.host.as_str(),
+        "localhost",
+        "169.254.169.254",
+        "10.1.2.3",
+    ] {
+        let mut settings = smtp.settings("support@acme.example", "Acme");
+        settings["host"] = host.into();
+        let resp = s
+            .call(&admin, Method::PUT, &tenant_smtp(tenant_id))
+            .json(&settings)
+            .send()
+            .await
+            .unwrap();
+        let (code, body) = error_of(resp, 422).await;
+        assert_eq!(code, "invalid_field");
+        assert_eq!(body["error"]["details"]["field"], "host", "{host}: {body}");
+    }
+    // The platform's settings may use a private host.
+    put_smtp(
+        &s,
+        &admin,
+        PLATFORM_SMTP,
+        smtp.settings("noreply@imix.example", "iMix"),
+    )
+    .await;
+    drop(s.stop().await);
+
+    // With IMIX_ALLOW_PRIVATE_SMTP_HOSTS=true the same tenant settings are accepted.
+    let s = TestServer::start_with(backend, allow_private_smtp).await;
+    let admin = s.admin().await;
+    let tenant = s.create_tenant(&admin, json!({"name": "Acme"})).await;
+    put_smtp(
+        &s,
+        &admin,
+        &tenant_smtp(tenant["id"].as_str().unwrap()),
+        smtp.settings("support@acme.example", "Acme"),
+    )
+    .await;
+}
+
+async fn test_emails_and_reset_emails_are_throttled(backend: Backend) {
+    let smtp = Smtp::get();
+    let s = TestServer::start(backend).await;
+    let admin = s.admin().await;
+    put_smtp(
+        &s,
+        &admin,
+        PLATFORM_SMTP,
+        smtp.settings("noreply@imix.example", "iMix"),
+    )
+    .await;
+    let tenant = s.create_tenant(&admin, json!({"name": "Acme"})).await;
+    let path = tenant_smtp(tenant["id"].as_str().unwrap());
+
+    // Five test emails per tenant in ten minutes; the sixth is 429 with Retry-After.
+    for _ in 0..5 {
+        let resp = test_email(&s, &admin, &path, json!({"to": unique_address("t")})).await;
+        assert_eq!(resp.status(), 200);
+    }
+    let to = unique_address("sixth");
+    let resp = test_email(&s, &admin, &path, json!({"to": to})).await;
+    let retry_after: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=600).contains(&retry_after));
+    let (code, _) = error_of(resp, 429).await;
+    assert_eq!(code, "rate_limited");
+    assert!(received_for(&smtp.maildir, &to).is_empty());
+
+    // Reset emails: three per address per hour; the caller gets the same answer each time.
+    let email = unique_address("resets");
+    let (status, _) = s
+        .send_json(&admin, Method::POST, "/api/v1/users", json!({"email": email, "first_name": "R", "last_name": "Set", "role": "admin", "password": "a-long-unusual-passphrase-7"}))
+        .await;
+    assert_eq!(status, 201);
+    let mut answers = Vec::new();
+    for _ in 0..5 {
+        let resp = s
+            .client
+            .post(s.url("/api/v1/auth/forgot-password"))
+            .json(&json!({"email": email}))
+            .send()
+            .await
+            .unwrap();
+        answers.push((resp.status().as_u16(), resp.text().await.unwrap()));
+        // Sequential, so each is counted before the next (the work is in the background).
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    assert!(answers.windows(2).all(|w| w[0] == w[1]), "{answers:?}");
+    common::eventually("three reset emails", || {
+        received_for(&smtp.maildir, &email).len() >= 3
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert_eq!(received_for(&smtp.maildir, &email).len(), 3);
+}
+
+async fn nothing_is_sent_for_a_deactivated_tenant_until_it_is_activated(backend: Backend) {
+    let smtp = Smtp::get();
+    let s = TestServer::start(backend).await;
+    let admin = s.admin().await;
+    put_smtp(
+        &s,
+        &admin,
+        PLATFORM_SMTP,
+        smtp.settings("noreply@imix.example", "iMix"),
+    )
+    .await;
+    let tenant = s.create_tenant(&admin, json!({"name": "Dormant"})).await;
+    let tenant_id = tenant["id"].as_str().unwrap();
+    let (status, _) = s
+        .send_json(
+            &admin,
+            Method::POST,
+            &format!("/api/v1/tenants/{tenant_id}/deactivate"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    // An invitation is held, the SMTP test refused.
+    let invitee = unique_address("held");
+    let (status, user) = s
+        .send_json(&admin, Method::POST, "/api/v1/users", json!({"email": invitee, "first_name": "Held", "last_name": "Back", "role": "agent", "tenant_id": tenant_id}))
+        .await;
+    assert_eq!(status, 201, "{user}");
+    let to = unique_address("test");
+    let resp = test_email(&s, &admin, &tenant_smtp(tenant_id), json!({"to": to})).await;
+    let (code, _) = error_of(resp, 409).await;
+    assert_eq!(code, "tenant_deactivated");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(received_for(&smtp.maildir, &invitee).is_empty());
+    assert!(received_for(&smtp.maildir, &to).is_empty());
+    assert!(outbox_for(&s, &admin, &invitee).await.0.is_empty());
+
+    // Activated: the held invitation goes out.
+    let (status, _) = s
+        .send_json(
+            &admin,
+            Method::POST,
+            &format!("/api/v1/tenants/{tenant_id}/activate"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let message = the_message_for(&smtp.maildir, &invitee).await;
+    assert!(message.part("text/plain").contains("/set-password?token="));
 }

@@ -51,6 +51,10 @@ pub enum TenancyError {
         /// What is wrong.
         message: String,
     },
+    /// Several fields are not acceptable: every problem, each naming its field (a single
+    /// bad field is [`TenancyError::Invalid`]).
+    #[error("invalid fields: {}", .0.iter().map(|p| format!("{}: {}", p.field, p.message)).collect::<Vec<_>>().join("; "))]
+    InvalidFields(Vec<FieldProblem>),
     /// The email is already used by another user.
     #[error("a user with this email already exists")]
     EmailTaken,
@@ -91,6 +95,15 @@ pub enum TenancyError {
     /// Anything else unexpected.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// One invalid field of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldProblem {
+    /// The field, as named in the API (`first_name`, `limits.max_agents`, …).
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
 }
 
 impl TenancyError {

@@ -22,7 +22,7 @@ pub mod token;
 pub mod validate;
 
 pub use context::AuthContext;
-pub use error::TenancyError;
+pub use error::{FieldProblem, TenancyError};
 pub use permission::Permission;
 pub use service::{
     NewTenant, NewUser, SignIn, StoredFile, TenancyConfig, TenancyService, TenantPatch, Usage,

@@ -1,6 +1,6 @@
 //! Field validation shared by the services. Every failure names its field.
 
-use crate::TenancyError;
+use crate::{error::FieldProblem, TenancyError};
 
 /// A trimmed, non-empty text of at most `max` characters.
 pub fn required_text(field: &str, value: &str, max: usize) -> Result<String, TenancyError> {
@@ -27,6 +27,85 @@ pub fn optional_text(
             TenancyError::invalid(field, "must not contain control characters"),
         ),
         Some(v) => Ok(Some(v.to_owned())),
+    }
+}
+
+/// A name other people see (a user's first or last name, a tenant's or organization's
+/// name): trimmed, non-empty, at most `max` characters, without control characters (line
+/// breaks and tabs included), bidirectional override or isolate characters, and not made
+/// only of invisible characters (see [`imix_notify::text::name_problem`]).
+pub fn required_name(field: &str, value: &str, max: usize) -> Result<String, TenancyError> {
+    optional_name(field, Some(value), max)?
+        .ok_or_else(|| TenancyError::invalid(field, "must not be empty"))
+}
+
+/// An optional name other people see: as [`required_name`], but empty becomes `None`.
+pub fn optional_name(
+    field: &str,
+    value: Option<&str>,
+    max: usize,
+) -> Result<Option<String>, TenancyError> {
+    match value.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(v) if v.chars().count() > max => Err(TenancyError::invalid(
+            field,
+            format!("must be at most {max} characters"),
+        )),
+        Some(v) => match imix_notify::text::name_problem(v) {
+            Some(problem) => Err(TenancyError::invalid(field, problem)),
+            None => Ok(Some(v.to_owned())),
+        },
+    }
+}
+
+/// Collects every invalid field of a request so all are reported at once: run each check
+/// through [`Problems::check`], then [`Problems::finish`].
+#[derive(Debug, Default)]
+pub struct Problems {
+    fields: Vec<FieldProblem>,
+    other: Option<TenancyError>,
+}
+
+impl Problems {
+    /// The value if `result` is `Ok`; otherwise records the problem and answers `None`.
+    pub fn check<T>(&mut self, result: Result<T, TenancyError>) -> Option<T> {
+        match result {
+            Ok(v) => Some(v),
+            Err(TenancyError::Invalid { field, message }) => {
+                self.fields.push(FieldProblem { field, message });
+                None
+            }
+            Err(TenancyError::InvalidFields(more)) => {
+                self.fields.extend(more);
+                None
+            }
+            Err(other) => {
+                self.other.get_or_insert(other);
+                None
+            }
+        }
+    }
+
+    /// Whether nothing was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty() && self.other.is_none()
+    }
+
+    /// `Ok` when every check passed; else one [`TenancyError::Invalid`] for a single bad
+    /// field, [`TenancyError::InvalidFields`] for several (a non-field error wins).
+    pub fn finish(self) -> Result<(), TenancyError> {
+        if let Some(other) = self.other {
+            return Err(other);
+        }
+        let mut fields = self.fields;
+        match fields.len() {
+            0 => Ok(()),
+            1 => {
+                let FieldProblem { field, message } = fields.remove(0);
+                Err(TenancyError::Invalid { field, message })
+            }
+            _ => Err(TenancyError::InvalidFields(fields)),
+        }
     }
 }
 
@@ -91,6 +170,42 @@ mod tests {
             "admin@[127.0.0.1]",
         ] {
             assert!(email("email", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn names_refuse_line_breaks_overrides_and_invisible_text() {
+        assert_eq!(
+            required_name("last_name", "  Ould Ahmed ", 100).unwrap(),
+            "Ould Ahmed"
+        );
+        for bad in [
+            "L\nBcc: victim@evil.example",
+            "tab\tname",
+            "evil\u{202E}fdp.exe",
+            "\u{200B}\u{200C}",
+        ] {
+            match required_name("last_name", bad, 100) {
+                Err(TenancyError::Invalid { field, .. }) => assert_eq!(field, "last_name"),
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+        assert!(required_name("name", "   ", 100).is_err());
+        assert_eq!(optional_name("organization", Some(" "), 100).unwrap(), None);
+    }
+
+    #[test]
+    fn problems_report_every_field() {
+        let mut p = Problems::default();
+        assert!(p.check(required_name("first_name", "A\nB", 100)).is_none());
+        assert!(p.check(required_name("last_name", "ok", 100)).is_some());
+        assert!(p.check(email("email", "nope")).is_none());
+        match p.finish() {
+            Err(TenancyError::InvalidFields(all)) => {
+                let fields: Vec<_> = all.iter().map(|f| f.field.as_str()).collect();
+                assert_eq!(fields, ["first_name", "email"]);
+            }
+            other => panic!("{other:?}"),
         }
     }
 

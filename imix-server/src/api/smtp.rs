@@ -5,7 +5,10 @@
 //! Changes apply to the next email on every replica, without a restart.
 
 use chrono::{DateTime, Utc};
-use imix_core::{id::TenantId, model::AuditEntry, model::SettingsScope};
+use imix_core::{
+    id::TenantId,
+    model::{AuditEntry, SettingsScope, Tenant, TenantStatus},
+};
 use imix_notify::{
     settings::{SmtpSecurity, SmtpSettingsInput, SmtpSettingsView},
     NotifyError,
@@ -155,7 +158,8 @@ enum TestAnswer {
     Sent(Json<SmtpTestResult>),
     /// Sending failed. `error.code` says why: `connection`, `tls`, `authentication`,
     /// `sender_rejected`, `recipient_rejected`, `timeout`, `not_configured`, `invalid`,
-    /// `other`; `error.message` says it in words, with the server's reply.
+    /// `host_not_allowed`, `other`; `error.message` says it in words, with the server's
+    /// reply.
     #[oai(status = 502)]
     MailFailed(Json<ErrorBody>),
 }
@@ -197,11 +201,19 @@ impl SmtpApi {
     /// A tenant's settings: its own admins and platform admins; another tenant's id is
     /// "not found".
     async fn tenant_scope(&self, ctx: &AuthContext, raw: &str) -> Result<SettingsScope, ApiError> {
+        Ok(self.tenant(ctx, raw).await?.0)
+    }
+
+    async fn tenant(
+        &self,
+        ctx: &AuthContext,
+        raw: &str,
+    ) -> Result<(SettingsScope, Tenant), ApiError> {
         let id = parse_id::<TenantId>(raw, "tenant")?;
         ctx.scope_for(id)?;
         ctx.require(Permission::SettingsManage)?;
-        self.state.store.tenants.get(id).await?;
-        Ok(SettingsScope::Tenant(id))
+        let tenant = self.state.store.tenants.get(id).await?;
+        Ok((SettingsScope::Tenant(id), tenant))
     }
 
     async fn get_settings(&self, scope: SettingsScope) -> Result<SmtpSettingsBody, ApiError> {
@@ -329,7 +341,10 @@ impl SmtpApi {
     }
 
     /// Saves the tenant's own SMTP settings: its emails (invitations, resets, warnings) go
-    /// out through them from the next email on. The tenant's admins and platform admins.
+    /// out through them from the next email on. The host must resolve to public addresses
+    /// only (422 `invalid_field` naming `host` for loopback, private or link-local ones)
+    /// unless the operator sets `IMIX_ALLOW_PRIVATE_SMTP_HOSTS=true`. The tenant's admins and
+    /// platform admins.
     #[oai(
         path = "/tenants/:tenant_id/settings/smtp",
         method = "put",
@@ -347,7 +362,10 @@ impl SmtpApi {
 
     /// Sends a test email now through the settings the tenant's emails use (its own, else
     /// the platform's); answers within 15 seconds with the server's reply, or 502 with the
-    /// classified error. The tenant's admins and platform admins.
+    /// classified error. At most 5 test emails per tenant in 10 minutes (429 `rate_limited`
+    /// with `Retry-After`); none for a deactivated tenant (409 `tenant_deactivated`). A
+    /// tenant's own host must have public addresses (502 `host_not_allowed`) unless the
+    /// operator allows private ones. The tenant's admins and platform admins.
     #[oai(
         path = "/tenants/:tenant_id/settings/smtp/test",
         method = "post",
@@ -359,7 +377,15 @@ impl SmtpApi {
         tenant_id: Path<String>,
         body: Json<SmtpTestRequest>,
     ) -> Result<TestAnswer, ApiError> {
-        let scope = self.tenant_scope(&auth.0, &tenant_id.0).await?;
+        let (scope, tenant) = self.tenant(&auth.0, &tenant_id.0).await?;
+        if tenant.status == TenantStatus::Deactivated {
+            // Nothing is sent on behalf of a deactivated tenant.
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "tenant_deactivated",
+                "the tenant is deactivated: nothing is sent on its behalf until it is activated",
+            ));
+        }
         self.test(&auth.0, scope, body.0).await
     }
 }

@@ -23,6 +23,10 @@ pub struct SignIn {
     pub must_change_password: bool,
 }
 
+/// Password-reset emails sent to one address per hour at most (more requests are
+/// answered the same and send nothing).
+pub const RESET_EMAILS_PER_HOUR: u64 = 3;
+
 fn throttle_key(email: &str) -> String {
     token_hash(&format!("sign-in:{}", normalize_email(email)))
 }
@@ -277,6 +281,21 @@ impl TenancyService {
             return Ok(());
         };
         if self.check_may_act(&user).await.is_err() {
+            return Ok(());
+        }
+        // At most RESET_EMAILS_PER_HOUR per address, across replicas; the caller is answered
+        // the same either way.
+        let within = imix_notify::throttle::take_in_window(
+            self.store.counters.as_ref(),
+            &format!("reset-email:{}", token_hash(&normalize_email(&user.email))),
+            RESET_EMAILS_PER_HOUR,
+            std::time::Duration::from_secs(3600),
+            now(),
+        )
+        .await?;
+        if let Err(wait) = within {
+            tracing::warn!(user = %user.id, retry_after_secs = wait,
+                "password reset email not sent: too many for this address this hour");
             return Ok(());
         }
         let token = self

@@ -3,8 +3,8 @@
 use bytes::Bytes;
 use imix_core::{
     id::{DocumentId, TenantId},
-    model::{Tenant, TenantDocument, TenantStatus, UsageLimits},
-    store::{ConflictBackoff, Page, PageRequest},
+    model::{Tenant, TenantDocument, TenantStatus, UsageLimits, UserStatus},
+    store::{ConflictBackoff, Page, PageRequest, Scope},
     Language,
 };
 
@@ -98,15 +98,16 @@ fn check_limits(limits: &UsageLimits) -> Result<(), TenancyError> {
         ("limits.max_contacts", limits.max_contacts),
         ("limits.max_contact_groups", limits.max_contact_groups),
     ];
+    let mut problems = validate::Problems::default();
     for (field, value) in named {
         if value.is_some_and(|v| v > MAX) {
-            return Err(TenancyError::invalid(
+            problems.check::<()>(Err(TenancyError::invalid(
                 field,
                 format!("must be at most {MAX}"),
-            ));
+            )));
         }
     }
-    Ok(())
+    problems.finish()
 }
 
 /// Copies onto `fresh` (the tenant as currently stored) the fields `patch` sets, with the
@@ -175,6 +176,11 @@ fn clean_file_name(name: &str) -> Result<String, TenancyError> {
     if cleaned.is_empty() || cleaned == "." || cleaned == ".." {
         return Err(TenancyError::invalid("file", "needs a file name"));
     }
+    // Shown to the tenant's users: no direction overrides (`invoice<U+202E>fdp.exe`), not
+    // only invisible characters.
+    if let Some(problem) = imix_notify::text::name_problem(&cleaned) {
+        return Err(TenancyError::invalid("file", format!("its name {problem}")));
+    }
     Ok(cleaned)
 }
 
@@ -186,16 +192,37 @@ impl TenancyService {
         new: NewTenant,
     ) -> Result<Tenant, TenancyError> {
         ctx.require(Permission::PlatformTenants)?;
-        let mut t = Tenant::new(validate::required_text("name", &new.name, 200)?);
-        t.organization = validate::optional_text("organization", new.organization.as_deref(), 200)?;
-        t.address = validate::optional_text("address", new.address.as_deref(), 500)?;
-        t.phone = opt_phone("phone", new.phone.as_deref())?;
-        t.mobile = opt_phone("mobile", new.mobile.as_deref())?;
-        t.email = opt_email("email", new.email.as_deref())?;
-        t.private_notes =
-            validate::optional_text("private_notes", new.private_notes.as_deref(), 10_000)?;
+        // Every invalid field is reported at once.
+        let mut p = validate::Problems::default();
+        let name = p.check(validate::required_name("name", &new.name, 200));
+        let organization = p.check(validate::optional_name(
+            "organization",
+            new.organization.as_deref(),
+            200,
+        ));
+        let address = p.check(validate::optional_text(
+            "address",
+            new.address.as_deref(),
+            500,
+        ));
+        let phone = p.check(opt_phone("phone", new.phone.as_deref()));
+        let mobile = p.check(opt_phone("mobile", new.mobile.as_deref()));
+        let email = p.check(opt_email("email", new.email.as_deref()));
+        let private_notes = p.check(validate::optional_text(
+            "private_notes",
+            new.private_notes.as_deref(),
+            10_000,
+        ));
+        p.check(check_limits(&new.limits));
+        p.finish()?;
+        let mut t = Tenant::new(name.unwrap_or_default());
+        t.organization = organization.flatten();
+        t.address = address.flatten();
+        t.phone = phone.flatten();
+        t.mobile = mobile.flatten();
+        t.email = email.flatten();
+        t.private_notes = private_notes.flatten();
         t.default_language = new.default_language.unwrap_or_default();
-        check_limits(&new.limits)?;
         t.limits = new.limits;
         self.store.tenants.insert(&t).await?;
         let mut e = Self::entry(ctx, "tenant.create", "tenant", t.id.to_string());
@@ -254,34 +281,56 @@ impl TenancyService {
         }
         let current = self.store.tenants.get(id).await?;
         let mut t = current.clone();
+        // Every invalid field is reported at once.
+        let mut p = validate::Problems::default();
         if let Some(name) = &patch.name {
-            t.name = validate::required_text("name", name, 200)?;
+            if let Some(v) = p.check(validate::required_name("name", name, 200)) {
+                t.name = v;
+            }
         }
         if let Some(v) = &patch.organization {
-            t.organization = validate::optional_text("organization", v.as_deref(), 200)?;
+            if let Some(v) = p.check(validate::optional_name("organization", v.as_deref(), 200)) {
+                t.organization = v;
+            }
         }
         if let Some(v) = &patch.address {
-            t.address = validate::optional_text("address", v.as_deref(), 500)?;
+            if let Some(v) = p.check(validate::optional_text("address", v.as_deref(), 500)) {
+                t.address = v;
+            }
         }
         if let Some(v) = &patch.phone {
-            t.phone = opt_phone("phone", v.as_deref())?;
+            if let Some(v) = p.check(opt_phone("phone", v.as_deref())) {
+                t.phone = v;
+            }
         }
         if let Some(v) = &patch.mobile {
-            t.mobile = opt_phone("mobile", v.as_deref())?;
+            if let Some(v) = p.check(opt_phone("mobile", v.as_deref())) {
+                t.mobile = v;
+            }
         }
         if let Some(v) = &patch.email {
-            t.email = opt_email("email", v.as_deref())?;
+            if let Some(v) = p.check(opt_email("email", v.as_deref())) {
+                t.email = v;
+            }
         }
         if let Some(v) = &patch.private_notes {
-            t.private_notes = validate::optional_text("private_notes", v.as_deref(), 10_000)?;
+            if let Some(v) = p.check(validate::optional_text(
+                "private_notes",
+                v.as_deref(),
+                10_000,
+            )) {
+                t.private_notes = v;
+            }
         }
         if let Some(lang) = patch.default_language {
             t.default_language = lang;
         }
         if let Some(limits) = &patch.limits {
-            check_limits(limits)?;
-            t.limits = *limits;
+            if p.check(check_limits(limits)).is_some() {
+                t.limits = *limits;
+            }
         }
+        p.finish()?;
         // The client sent no version: apply the validated fields to the current record,
         // retrying if someone else changed it meanwhile.
         let stored = self
@@ -341,7 +390,43 @@ impl TenancyService {
         let mut e = Self::entry(ctx, action, "tenant", id.to_string());
         e.tenant_id = Some(id);
         self.audit(e).await;
+        if status == TenantStatus::Active {
+            self.send_held_invitations(id).await;
+        }
         Ok(stored)
+    }
+
+    /// Sends the invitations held while the tenant was deactivated: a fresh invitation
+    /// (older links revoked) to every user of the tenant who is still invited.
+    async fn send_held_invitations(&self, tenant: TenantId) {
+        let mut page = PageRequest::first(100);
+        loop {
+            let users = match self.store.users.list(Scope::Tenant(tenant), page).await {
+                Ok(users) => users,
+                Err(e) => {
+                    tracing::error!(error = %e, %tenant, "cannot list the users to invite");
+                    return;
+                }
+            };
+            for user in users
+                .items
+                .iter()
+                .filter(|u| u.status == UserStatus::Invited)
+            {
+                if let Err(e) = self.send_invitation(user).await {
+                    tracing::error!(error = %e, user = %user.id, "invitation email not sent");
+                }
+            }
+            match users.next_cursor {
+                Some(cursor) => {
+                    page = PageRequest {
+                        cursor: Some(cursor),
+                        limit: Some(100),
+                    }
+                }
+                None => return,
+            }
+        }
     }
 
     fn require_tenant_write(ctx: &AuthContext, id: TenantId) -> Result<(), TenancyError> {

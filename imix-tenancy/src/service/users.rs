@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use imix_core::{
     id::{TenantId, UserId},
-    model::{Role, User, UserStatus},
+    model::{Role, TenantStatus, User, UserStatus},
     store::{Page, PageRequest},
     Language,
 };
@@ -136,17 +136,31 @@ impl TenancyService {
         let custom = parse_permissions(new.role, &new.permissions)?;
         check_no_escalation(ctx, &effective_permissions(new.role, tenant_id, &custom))?;
 
-        let email = validate::email("email", &new.email)?;
-        let mut user = User::new(email, new.role, tenant_id);
-        user.first_name = validate::required_text("first_name", &new.first_name, 100)?;
-        user.last_name = validate::required_text("last_name", &new.last_name, 100)?;
+        // Every invalid field is reported at once.
+        let mut problems = validate::Problems::default();
+        let email = problems.check(validate::email("email", &new.email));
+        let mut user = User::new(
+            email.unwrap_or_else(|| new.email.trim().to_owned()),
+            new.role,
+            tenant_id,
+        );
+        if let Some(v) = problems.check(validate::required_name("first_name", &new.first_name, 100))
+        {
+            user.first_name = v;
+        }
+        if let Some(v) = problems.check(validate::required_name("last_name", &new.last_name, 100)) {
+            user.last_name = v;
+        }
         user.permissions = custom.iter().map(|p| p.as_str().to_owned()).collect();
         user.default_language = new
             .default_language
             .or(tenant.as_ref().map(|t| t.default_language))
             .unwrap_or_default();
         if let Some(password) = &new.password {
-            check_policy("password", password, &user)?;
+            problems.check(check_policy("password", password, &user));
+        }
+        problems.finish()?;
+        if let Some(password) = &new.password {
             user.password_hash = Some(self.hasher.hash_async(password).await?);
             user.must_change_password = true;
             user.status = UserStatus::Active;
@@ -165,7 +179,14 @@ impl TenancyService {
             return Err(e.into());
         }
         self.audit(Self::entry_for(ctx, "user.create", &user)).await;
-        if new.password.is_none() {
+        let tenant_active = tenant
+            .as_ref()
+            .is_none_or(|t| t.status == TenantStatus::Active);
+        if new.password.is_none() && !tenant_active {
+            // Nothing is sent on behalf of a deactivated tenant: the invitation goes out
+            // when the tenant is activated again.
+            tracing::info!(user = %user.id, "invitation held: the tenant is deactivated");
+        } else if new.password.is_none() {
             if let Err(e) = self.send_invitation(&user).await {
                 // The user exists; the invitation can be sent again by an admin.
                 tracing::error!(error = %e, user = %user.id, "invitation email not sent");
@@ -219,15 +240,24 @@ impl TenancyService {
         ctx.require(Permission::UsersManage)?;
         let current = self.store.users.get(ctx.scope(), id).await?;
         let mut next = current.clone();
+        // Every invalid field is reported at once.
+        let mut problems = validate::Problems::default();
         if let Some(email) = &patch.email {
-            next.email = validate::email("email", email)?;
+            if let Some(v) = problems.check(validate::email("email", email)) {
+                next.email = v;
+            }
         }
         if let Some(v) = &patch.first_name {
-            next.first_name = validate::required_text("first_name", v, 100)?;
+            if let Some(v) = problems.check(validate::required_name("first_name", v, 100)) {
+                next.first_name = v;
+            }
         }
         if let Some(v) = &patch.last_name {
-            next.last_name = validate::required_text("last_name", v, 100)?;
+            if let Some(v) = problems.check(validate::required_name("last_name", v, 100)) {
+                next.last_name = v;
+            }
         }
+        problems.finish()?;
         if let Some(lang) = patch.default_language {
             next.default_language = lang;
         }
