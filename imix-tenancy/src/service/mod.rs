@@ -57,6 +57,7 @@ pub struct TenancyService {
     public_url: url::Url,
     counts: CountLimits,
     quota: Arc<dyn QuotaStore>,
+    tenant_writes: tenants::TenantWriteLocks,
 }
 
 impl std::fmt::Debug for TenancyService {
@@ -83,6 +84,7 @@ impl TenancyService {
             emails,
             throttle,
             public_url: config.public_url,
+            tenant_writes: tenants::TenantWriteLocks::default(),
         })
     }
 
