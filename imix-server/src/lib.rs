@@ -87,7 +87,7 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub fn app(state: &AppState) -> impl poem::Endpoint + 'static {
     let api = api::service(state);
     let token_url = state.config.token_url.clone();
-    let spec = api::token::published_spec(&api.spec(), &token_url);
+    let spec = api::complete_responses(&api::token::published_spec(&api.spec(), &token_url));
     let rules = std::sync::Arc::new(body::RequestRules::from_spec(
         &serde_json::from_str(&spec).unwrap_or_default(),
     ));

@@ -411,3 +411,30 @@ async fn the_openapi_document_calls_its_own_origin() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smtp_security_ssl_is_the_documented_alias_of_tls() {
+    // The server takes "ssl" for implicit TLS; docs/notifications.md must say so.
+    let server = TestServer::start(Backend::Sqlite).await;
+    let admin = server.admin().await;
+    let (status, body) = server
+        .send_json(
+            &admin,
+            Method::PUT,
+            "/api/v1/settings/smtp",
+            serde_json::json!({"host": "smtp.example.com", "port": 465,
+                "from_email": "crm@example.com", "security": "ssl"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["security"], "tls", "{body}");
+    let docs = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/notifications.md"),
+    )
+    .unwrap();
+    assert!(
+        docs.contains("`ssl` is accepted as another name for `tls`"),
+        "docs/notifications.md documents the ssl alias"
+    );
+    server.stop().await;
+}

@@ -96,3 +96,54 @@ pub fn parse_id<T: std::str::FromStr>(raw: &str, entity: &str) -> Result<T, ApiE
         )
     })
 }
+
+/// Adds to every operation of an OpenAPI document the error statuses the edge can answer
+/// whatever the handler's own response type says: 401 for operations that need a token,
+/// 400, 413, 415 and 422 for operations with a request body (malformed, too large, wrong
+/// content type, a field of the wrong type or value), and 500 for all. Keeps the document's
+/// formatting (pretty JSON); answers it unchanged if it is not JSON.
+pub fn complete_responses(spec: &str) -> String {
+    let Ok(mut doc) = serde_json::from_str::<serde_json::Value>(spec) else {
+        return spec.to_owned();
+    };
+    let error = serde_json::json!({"application/json; charset=utf-8": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}});
+    if let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) {
+        for op in paths
+            .values_mut()
+            .filter_map(|ops| ops.as_object_mut())
+            .flat_map(|ops| ops.values_mut())
+        {
+            let secured = op
+                .get("security")
+                .and_then(|s| s.as_array())
+                .is_some_and(|s| !s.is_empty());
+            let has_body = op.get("requestBody").is_some();
+            let mut add: Vec<(&str, &str)> = vec![("500", "Internal error")];
+            if secured {
+                add.push(("401", "Not authenticated"));
+            }
+            if has_body {
+                add.extend([
+                    ("400", "Malformed request"),
+                    ("413", "Payload too large"),
+                    ("415", "Unsupported media type"),
+                    ("422", "Invalid field value; `details.field` names it"),
+                ]);
+            }
+            let Some(responses) = op.get_mut("responses").and_then(|r| r.as_object_mut()) else {
+                continue;
+            };
+            for (status, description) in add {
+                responses.entry(status).or_insert_with(
+                    || serde_json::json!({"description": description, "content": error.clone()}),
+                );
+            }
+            // Statuses in ascending order, as generated.
+            let mut sorted: Vec<(String, serde_json::Value)> =
+                std::mem::take(responses).into_iter().collect();
+            sorted.sort_by(|a, b| a.0.cmp(&b.0));
+            responses.extend(sorted);
+        }
+    }
+    serde_json::to_string_pretty(&doc).unwrap_or_else(|_| spec.to_owned())
+}

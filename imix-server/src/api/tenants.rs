@@ -167,9 +167,10 @@ async fn read_upload(
     let data = upload.into_vec().await.map_err(|e| {
         ApiError::new(
             poem::http::StatusCode::BAD_REQUEST,
-            "malformed_body",
+            "malformed_multipart",
             format!("cannot read the upload: {e}"),
         )
+        .with_details(serde_json::json!({ "field": field }))
     })?;
     Ok((name, data.into()))
 }
