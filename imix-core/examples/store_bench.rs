@@ -4,6 +4,7 @@
 //! ```sh
 //! cargo run --release -p imix-core --example store_bench            # 64 writers, 5 s per phase
 //! cargo run --release -p imix-core --example store_bench -- 64 10   # writers, seconds
+//! cargo run --release -p imix-core --example store_bench -- 64 5 inserts  # one phase only
 //! ```
 //!
 //! Results go to `docs/benchmarks.md`. A benchmark, not a test: it asserts nothing.
@@ -133,6 +134,8 @@ async fn main() -> imix_core::Result<()> {
     let mut args = std::env::args().skip(1);
     let writers: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(64);
     let secs: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(5);
+    // `inserts` or `uploads` runs that phase only (for profiling one of them).
+    let only = args.next();
     let dir = tempfile::tempdir().map_err(|e| imix_core::Error::backend("tempdir", e))?;
     let store = imix_core::store::sqlite::open(dir.path()).await?;
     store.admin.migrate().await?;
@@ -141,13 +144,17 @@ async fn main() -> imix_core::Result<()> {
     println!("embedded store, {writers} concurrent writers, {READERS} readers, {secs} s per phase");
     println!("| phase | small inserts | reads meanwhile | uploads |");
     println!("|---|---|---|---|");
-    report(
-        "inserts only",
-        phase(&store, &tenant, writers, secs, false).await,
-    );
-    report(
-        "inserts + 20 MB uploads",
-        phase(&store, &tenant, writers, secs, true).await,
-    );
+    if only.as_deref() != Some("uploads") {
+        report(
+            "inserts only",
+            phase(&store, &tenant, writers, secs, false).await,
+        );
+    }
+    if only.as_deref() != Some("inserts") {
+        report(
+            "inserts + 20 MB uploads",
+            phase(&store, &tenant, writers, secs, true).await,
+        );
+    }
     Ok(())
 }
