@@ -3,6 +3,8 @@
 //! The foundation every other imix crate stands on:
 //!
 //! - [`id`]: UUIDv7 identifiers, one newtype per entity, sortable by creation time.
+//! - [`access`]: the access context every service operation takes ([`access::AccessContext`]:
+//!   the caller, their tenant or the platform, their [`access::Permission`]s) and its checks.
 //! - [`Language`]: the three languages the product speaks (English, French, Arabic).
 //! - [`secret`] and [`crypto`]: credentials in memory ([`secrecy`]) and the at-rest cipher
 //!   (AES-256-GCM) whose ciphertexts carry a key id so keys can be rotated.
@@ -24,6 +26,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod crypto;
 mod error;
 pub mod id;

@@ -537,6 +537,14 @@ fn classify(
     }
 }
 
+/// A refusal of an access context (any capability's): the same answers as tenancy's own
+/// refusals, 403 `forbidden` naming the permission, or 404 `not_found`.
+impl From<imix_core::access::AccessDenied> for ApiError {
+    fn from(err: imix_core::access::AccessDenied) -> Self {
+        imix_tenancy::TenancyError::from(err).into()
+    }
+}
+
 impl From<imix_tenancy::TenancyError> for ApiError {
     fn from(err: imix_tenancy::TenancyError) -> Self {
         use imix_tenancy::TenancyError as T;
@@ -740,6 +748,7 @@ impl From<imix_whatsapp::ServiceError> for ApiError {
     fn from(err: imix_whatsapp::ServiceError) -> Self {
         use imix_whatsapp::{ErrorClass, ServiceError as W};
         match err {
+            W::Access(e) => e.into(),
             W::Store(e) => e.into(),
             W::Invalid { field, message } => Self::invalid_field(field, message),
             W::TokenInvalid {

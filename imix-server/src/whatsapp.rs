@@ -3,10 +3,13 @@
 
 use std::sync::Arc;
 
-use imix_core::{crypto::Cipher, id::TenantId, store::Store};
-use imix_tenancy::quota::{CountKind, CountLimits, QuotaError};
+use imix_core::{access::AuditSink, crypto::Cipher, id::TenantId, store::Store};
+use imix_tenancy::{
+    quota::{CountKind, CountLimits, QuotaError},
+    AuditLog,
+};
 use imix_whatsapp::{
-    accounts::{AccountService, ServiceResult},
+    accounts::{AccountService, ServiceResult, WhatsAppRepos},
     templates::{TemplateCounter, TemplateService},
     GraphApiClient, GraphApiConfig, ServiceError, WhatsAppClient,
 };
@@ -72,13 +75,16 @@ pub fn services(
     let client = graph_client(config)?;
     let counter: Arc<dyn TemplateCounter> =
         Arc::new(CountLimitsTemplateCounter(count_limits.clone()));
+    let repos = WhatsAppRepos::from_store(store);
+    let audit: Arc<dyn AuditSink> = Arc::new(AuditLog::new(store.audit.clone()));
     let accounts = AccountService::new(
-        store.clone(),
+        repos.clone(),
         client.clone(),
         cipher.clone(),
         config.public_url.as_str(),
         counter.clone(),
+        audit.clone(),
     );
-    let templates = TemplateService::new(store.clone(), client, accounts.clone(), counter);
+    let templates = TemplateService::new(repos, client, accounts.clone(), counter, audit);
     Ok((accounts, templates))
 }

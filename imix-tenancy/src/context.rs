@@ -1,11 +1,14 @@
 //! The authenticated context: who is calling, in which tenant, with which permissions.
 //!
 //! It can only be made by [`crate::TenancyService::authenticate`], so a handler that takes
-//! an `AuthContext` cannot be reached without a valid, current token.
+//! an `AuthContext` cannot be reached without a valid, current token. It holds the
+//! capability-neutral [`AccessContext`] ([`AuthContext::access`]) that the services of
+//! every other capability take, plus the full [`User`] record tenancy itself needs.
 
 use std::collections::BTreeSet;
 
 use imix_core::{
+    access::{AccessContext, Principal},
     id::{TenantId, UserId},
     model::{Role, User},
     store::Scope,
@@ -17,8 +20,7 @@ use crate::{permission::Permission, TenancyError};
 #[derive(Debug, Clone)]
 pub struct AuthContext {
     user: User,
-    permissions: BTreeSet<Permission>,
-    client_addr: Option<String>,
+    access: AccessContext,
 }
 
 impl AuthContext {
@@ -27,11 +29,20 @@ impl AuthContext {
         permissions: BTreeSet<Permission>,
         client_addr: Option<String>,
     ) -> Self {
-        Self {
-            user,
+        let access = AccessContext::new(
+            Principal::new(user.id, user.email.clone()),
+            user.tenant_id,
+            user.tenant_id.is_none() && user.role == Role::Admin,
             permissions,
             client_addr,
-        }
+        );
+        Self { user, access }
+    }
+
+    /// The access context to hand to any capability's service: the same caller, tenant,
+    /// permissions and address.
+    pub fn access(&self) -> &AccessContext {
+        &self.access
     }
 
     /// The caller.
@@ -46,55 +57,44 @@ impl AuthContext {
 
     /// The caller's tenant; `None` for platform users.
     pub fn tenant_id(&self) -> Option<TenantId> {
-        self.user.tenant_id
+        self.access.tenant_id()
     }
 
     /// The caller's address as the server saw it.
     pub fn client_addr(&self) -> Option<&str> {
-        self.client_addr.as_deref()
+        self.access.client_addr()
     }
 
     /// Whether the caller is a platform administrator (no tenant, role Admin).
     pub fn is_platform_admin(&self) -> bool {
-        self.user.tenant_id.is_none() && self.user.role == Role::Admin
+        self.access.is_platform_admin()
     }
 
     /// The caller's permissions.
     pub fn permissions(&self) -> &BTreeSet<Permission> {
-        &self.permissions
+        self.access.permissions()
     }
 
     /// Whether the caller holds `permission`.
     pub fn has(&self, permission: Permission) -> bool {
-        self.permissions.contains(&permission)
+        self.access.has(permission)
     }
 
     /// Fails with [`TenancyError::Forbidden`] unless the caller holds `permission`.
     pub fn require(&self, permission: Permission) -> Result<(), TenancyError> {
-        if self.has(permission) {
-            Ok(())
-        } else {
-            Err(TenancyError::missing(permission))
-        }
+        Ok(self.access.require(permission)?)
     }
 
     /// What the caller may see by default: everything for platform users, their tenant
-    /// otherwise.
+    /// otherwise ([`AccessContext::scope`]).
     pub fn scope(&self) -> Scope {
-        match self.user.tenant_id {
-            None => Scope::Platform,
-            Some(t) => Scope::Tenant(t),
-        }
+        self.access.scope()
     }
 
     /// The scope for acting on `tenant`'s records: allowed for platform users and members of
     /// that tenant; for anyone else the tenant "does not exist" ([`TenancyError::NotFound`]),
-    /// so another tenant's ids reveal nothing.
+    /// so another tenant's ids reveal nothing ([`AccessContext::tenant_scope`]).
     pub fn scope_for(&self, tenant: TenantId) -> Result<Scope, TenancyError> {
-        match self.user.tenant_id {
-            None => Ok(Scope::Tenant(tenant)),
-            Some(own) if own == tenant => Ok(Scope::Tenant(tenant)),
-            Some(_) => Err(TenancyError::NotFound { entity: "tenant" }),
-        }
+        Ok(self.access.tenant_scope(tenant)?)
     }
 }

@@ -132,6 +132,16 @@ impl TenancyError {
     }
 }
 
+impl From<imix_core::access::AccessDenied> for TenancyError {
+    fn from(e: imix_core::access::AccessDenied) -> Self {
+        use imix_core::access::AccessDenied as D;
+        match e {
+            D::Forbidden { permission } => TenancyError::missing(permission),
+            D::NotFound { entity } => TenancyError::NotFound { entity },
+        }
+    }
+}
+
 impl From<imix_core::Error> for TenancyError {
     fn from(e: imix_core::Error) -> Self {
         use imix_core::Error as E;

@@ -9,6 +9,7 @@
 //! can make: permissions are checked here, tenant isolation in the store.
 #![forbid(unsafe_code)]
 
+mod audit_sink;
 pub mod bootstrap;
 mod context;
 pub mod emails;
@@ -21,8 +22,10 @@ pub mod throttle;
 pub mod token;
 pub mod validate;
 
+pub use audit_sink::AuditLog;
 pub use context::AuthContext;
 pub use error::{FieldProblem, TenancyError};
+pub use imix_core::access::{AccessContext, AccessDenied};
 pub use permission::Permission;
 pub use service::{
     NewTenant, NewUser, SignIn, StoredFile, TenancyConfig, TenancyService, TenantPatch, Usage,

@@ -3,130 +3,13 @@
 //! `docs/permissions.md` is generated from [`markdown_matrix`] and a test fails when the
 //! committed page differs from it.
 
-use std::{collections::BTreeSet, fmt, str::FromStr};
+use std::collections::BTreeSet;
 
 use imix_core::model::Role;
-use serde::{Deserialize, Serialize};
 
-/// Something a user may be allowed to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum Permission {
-    /// See their own tenant's profile.
-    TenantRead,
-    /// Edit their own tenant's profile, logo and documents (not limits, status or notes).
-    TenantManage,
-    /// See the tenant's users.
-    UsersRead,
-    /// Create, edit, deactivate and activate the tenant's users.
-    UsersManage,
-    /// See WhatsApp accounts.
-    WhatsAppAccountsRead,
-    /// Add, edit, verify and delete WhatsApp accounts.
-    WhatsAppAccountsManage,
-    /// See message templates.
-    TemplatesRead,
-    /// Create, sync and delete message templates.
-    TemplatesManage,
-    /// See contacts and groups.
-    ContactsRead,
-    /// Create, edit, import and delete contacts and groups.
-    ContactsManage,
-    /// See conversations and messages.
-    ConversationsRead,
-    /// Send messages and replies.
-    ConversationsReply,
-    /// Assign conversations and change their status.
-    ConversationsAssign,
-    /// See usage counters and limits.
-    UsageRead,
-    /// See the audit log.
-    AuditRead,
-    /// Manage the tenant's own settings (its SMTP sender).
-    SettingsManage,
-    /// Platform: create tenants, change limits, status and private notes, see all tenants.
-    PlatformTenants,
-    /// Platform: SMTP and AI provider settings.
-    PlatformSettings,
-    /// Platform: updates and backups.
-    PlatformSystem,
-}
-
-impl Permission {
-    /// Every permission, in display order.
-    pub const ALL: [Permission; 19] = [
-        Permission::TenantRead,
-        Permission::TenantManage,
-        Permission::UsersRead,
-        Permission::UsersManage,
-        Permission::WhatsAppAccountsRead,
-        Permission::WhatsAppAccountsManage,
-        Permission::TemplatesRead,
-        Permission::TemplatesManage,
-        Permission::ContactsRead,
-        Permission::ContactsManage,
-        Permission::ConversationsRead,
-        Permission::ConversationsReply,
-        Permission::ConversationsAssign,
-        Permission::UsageRead,
-        Permission::AuditRead,
-        Permission::SettingsManage,
-        Permission::PlatformTenants,
-        Permission::PlatformSettings,
-        Permission::PlatformSystem,
-    ];
-
-    /// The wire name, e.g. `users.manage`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Permission::TenantRead => "tenant.read",
-            Permission::TenantManage => "tenant.manage",
-            Permission::UsersRead => "users.read",
-            Permission::UsersManage => "users.manage",
-            Permission::WhatsAppAccountsRead => "whatsapp_accounts.read",
-            Permission::WhatsAppAccountsManage => "whatsapp_accounts.manage",
-            Permission::TemplatesRead => "templates.read",
-            Permission::TemplatesManage => "templates.manage",
-            Permission::ContactsRead => "contacts.read",
-            Permission::ContactsManage => "contacts.manage",
-            Permission::ConversationsRead => "conversations.read",
-            Permission::ConversationsReply => "conversations.reply",
-            Permission::ConversationsAssign => "conversations.assign",
-            Permission::UsageRead => "usage.read",
-            Permission::AuditRead => "audit.read",
-            Permission::SettingsManage => "settings.manage",
-            Permission::PlatformTenants => "platform.tenants",
-            Permission::PlatformSettings => "platform.settings",
-            Permission::PlatformSystem => "platform.system",
-        }
-    }
-
-    /// Whether only platform users (no tenant) may hold it.
-    pub fn is_platform_only(self) -> bool {
-        matches!(
-            self,
-            Permission::PlatformTenants | Permission::PlatformSettings | Permission::PlatformSystem
-        )
-    }
-}
-
-impl fmt::Display for Permission {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Permission {
-    type Err = imix_core::Error;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Permission::ALL
-            .into_iter()
-            .find(|p| p.as_str() == s)
-            .ok_or_else(|| {
-                imix_core::Error::invalid("permissions", format!("`{s}` is not a known permission"))
-            })
-    }
-}
+/// The permissions themselves live in `imix-core` ([`imix_core::access`]) so every
+/// capability can check them; this module keeps which role holds which.
+pub use imix_core::access::Permission;
 
 use Permission as P;
 
@@ -288,14 +171,6 @@ mod tests {
                 "{role}"
             );
         }
-    }
-
-    #[test]
-    fn names_round_trip() {
-        for p in Permission::ALL {
-            assert_eq!(p.as_str().parse::<Permission>().unwrap(), p);
-        }
-        assert!("root.everything".parse::<Permission>().is_err());
     }
 
     #[test]

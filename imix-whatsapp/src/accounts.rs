@@ -5,15 +5,24 @@
 //! The access token and the app secret are write-only: they are sealed with the at-rest
 //! [`Cipher`] (bound to the account id and the field) before they reach the store, opened
 //! only to call Meta, and shown back only as `"****1234"` hints.
+//!
+//! Every operation takes the caller's [`AccessContext`] and checks it before touching
+//! storage: `whatsapp_accounts.read` to see, `whatsapp_accounts.manage` to change, and the
+//! tenant (a tenant's user naming another tenant finds nothing). Changes are recorded in
+//! the audit log through the [`AuditSink`] port.
 
 use std::sync::Arc;
 
 use imix_core::{
+    access::{AccessContext, AuditSink, Permission},
     crypto::Cipher,
     id::{TenantId, WhatsAppAccountId},
     model::{Verification, VerificationStatus, WhatsAppAccount},
     secret::{hint, SecretString},
-    store::{Page, PageRequest, Scope, Store, TemplateFilter},
+    store::{
+        Page, PageRequest, Scope, Store, TemplateFilter, TemplateRepository, TenantRepository,
+        WhatsAppAccountRepository,
+    },
     Error as CoreError,
 };
 use rand::Rng;
@@ -79,14 +88,44 @@ pub struct AccountPatch {
     pub webhook_verify_token: Option<String>,
 }
 
-/// Accounts over the store, the Graph API client and the at-rest cipher. Cheap to clone.
+/// The storage ports the WhatsApp services use, and nothing else of the store.
+#[derive(Clone)]
+pub struct WhatsAppRepos {
+    /// Tenants: that a tenant exists, and its Max Templates.
+    pub tenants: Arc<dyn TenantRepository>,
+    /// WhatsApp Business accounts.
+    pub accounts: Arc<dyn WhatsAppAccountRepository>,
+    /// Message templates.
+    pub templates: Arc<dyn TemplateRepository>,
+}
+
+impl WhatsAppRepos {
+    /// The three ports of `store`.
+    pub fn from_store(store: &Store) -> Self {
+        Self {
+            tenants: store.tenants.clone(),
+            accounts: store.whatsapp_accounts.clone(),
+            templates: store.templates.clone(),
+        }
+    }
+}
+
+impl std::fmt::Debug for WhatsAppRepos {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WhatsAppRepos").finish_non_exhaustive()
+    }
+}
+
+/// Accounts over their storage ports, the Graph API client, the at-rest cipher and the
+/// audit log. Cheap to clone.
 #[derive(Clone)]
 pub struct AccountService {
-    store: Store,
+    repos: WhatsAppRepos,
     client: Arc<dyn WhatsAppClient>,
     cipher: Cipher,
     public_url: String,
     counter: Arc<dyn TemplateCounter>,
+    audit: Arc<dyn AuditSink>,
 }
 
 impl std::fmt::Debug for AccountService {
@@ -100,21 +139,36 @@ impl std::fmt::Debug for AccountService {
 impl AccountService {
     /// The service. `public_url` is the server's external base URL (webhook URIs are
     /// `{public_url}/webhooks/whatsapp/{account_id}`); `counter` keeps the tenants' template
-    /// counts right when an account and its templates are deleted.
+    /// counts right when an account and its templates are deleted; `audit` records who
+    /// changed what.
     pub fn new(
-        store: Store,
+        repos: WhatsAppRepos,
         client: Arc<dyn WhatsAppClient>,
         cipher: Cipher,
         public_url: &str,
         counter: Arc<dyn TemplateCounter>,
+        audit: Arc<dyn AuditSink>,
     ) -> Self {
         Self {
-            store,
+            repos,
             client,
             cipher,
             public_url: public_url.trim_end_matches('/').to_owned(),
             counter,
+            audit,
         }
+    }
+
+    async fn record(&self, ctx: &AccessContext, action: &str, account: &WhatsAppAccount) {
+        self.audit
+            .record(
+                ctx,
+                action,
+                "whatsapp_account",
+                account.id.to_string(),
+                Some(account.tenant_id),
+            )
+            .await;
     }
 
     /// The callback URL to paste into Meta's app dashboard for `account`.
@@ -122,11 +176,17 @@ impl AccountService {
         format!("{}/webhooks/whatsapp/{account}", self.public_url)
     }
 
-    /// Adds an account to `tenant`. A phone number id already used by any account is
-    /// [`CoreError::Duplicate`] (`phone_number_id`).
-    pub async fn add(&self, tenant: TenantId, new: NewAccount) -> ServiceResult<WhatsAppAccount> {
+    /// Adds an account to `tenant` (`whatsapp_accounts.manage`). A phone number id already
+    /// used by any account is [`CoreError::Duplicate`] (`phone_number_id`).
+    pub async fn add(
+        &self,
+        ctx: &AccessContext,
+        tenant: TenantId,
+        new: NewAccount,
+    ) -> ServiceResult<WhatsAppAccount> {
+        ctx.authorize(Permission::WhatsAppAccountsManage, tenant)?;
         // The tenant must exist (a platform admin may name any tenant id).
-        self.store.tenants.get(tenant).await?;
+        self.repos.tenants.get(tenant).await?;
         let id = WhatsAppAccountId::new();
         let now = imix_core::now();
         let verify_token = match new.webhook_verify_token {
@@ -152,34 +212,43 @@ impl AccountService {
             created_at: now,
             updated_at: now,
         };
-        self.store.whatsapp_accounts.insert(&account).await?;
+        self.repos.accounts.insert(&account).await?;
         tracing::info!(target: "imix_whatsapp", account = %id, tenant = %tenant, "whatsapp account added");
+        self.record(ctx, "whatsapp_account.create", &account).await;
         Ok(account)
     }
 
-    /// The account, if visible in `scope`.
-    pub async fn get(&self, scope: Scope, id: WhatsAppAccountId) -> ServiceResult<WhatsAppAccount> {
-        Ok(self.store.whatsapp_accounts.get(scope, id).await?)
+    /// The account (`whatsapp_accounts.read`), if the caller's tenant owns it.
+    pub async fn get(
+        &self,
+        ctx: &AccessContext,
+        id: WhatsAppAccountId,
+    ) -> ServiceResult<WhatsAppAccount> {
+        let scope = ctx.authorize_scope(Permission::WhatsAppAccountsRead)?;
+        Ok(self.repos.accounts.get(scope, id).await?)
     }
 
-    /// Accounts visible in `scope`, oldest first.
+    /// `tenant`'s accounts (`whatsapp_accounts.read`), oldest first.
     pub async fn list(
         &self,
-        scope: Scope,
+        ctx: &AccessContext,
+        tenant: TenantId,
         page: PageRequest,
     ) -> ServiceResult<Page<WhatsAppAccount>> {
-        Ok(self.store.whatsapp_accounts.list(scope, page).await?)
+        let scope = ctx.authorize(Permission::WhatsAppAccountsRead, tenant)?;
+        Ok(self.repos.accounts.list(scope, page).await?)
     }
 
-    /// Edits the account. Changing the token, the phone number or the WABA resets the
-    /// verification to `unverified`.
+    /// Edits the account (`whatsapp_accounts.manage`). Changing the token, the phone number
+    /// or the WABA resets the verification to `unverified`.
     pub async fn edit(
         &self,
-        scope: Scope,
+        ctx: &AccessContext,
         id: WhatsAppAccountId,
         patch: AccountPatch,
     ) -> ServiceResult<WhatsAppAccount> {
-        let mut a = self.store.whatsapp_accounts.get(scope, id).await?;
+        let scope = ctx.authorize_scope(Permission::WhatsAppAccountsManage)?;
+        let mut a = self.repos.accounts.get(scope, id).await?;
         let mut reverify = false;
         if let Some(v) = patch.waba_id {
             let v = meta_id("waba_id", v)?;
@@ -223,20 +292,24 @@ impl AccountService {
             a.verification = Verification::default();
         }
         a.updated_at = imix_core::now();
-        Ok(self.store.whatsapp_accounts.update(scope, &a).await?)
+        let stored = self.repos.accounts.update(scope, &a).await?;
+        self.record(ctx, "whatsapp_account.update", &stored).await;
+        Ok(stored)
     }
 
-    /// Deletes the account and its local templates (Meta keeps the WABA's templates).
-    pub async fn delete(&self, scope: Scope, id: WhatsAppAccountId) -> ServiceResult<()> {
-        let account = self.store.whatsapp_accounts.get(scope, id).await?;
-        self.store.whatsapp_accounts.delete(scope, id).await?;
+    /// Deletes the account and its local templates (`whatsapp_accounts.manage`; Meta keeps
+    /// the WABA's templates).
+    pub async fn delete(&self, ctx: &AccessContext, id: WhatsAppAccountId) -> ServiceResult<()> {
+        let scope = ctx.authorize_scope(Permission::WhatsAppAccountsManage)?;
+        let account = self.repos.accounts.get(scope, id).await?;
+        self.repos.accounts.delete(scope, id).await?;
         let filter = TemplateFilter {
             account_id: Some(id),
             status: None,
         };
         loop {
             let page = self
-                .store
+                .repos
                 .templates
                 .list(scope, filter.clone(), PageRequest::first(500))
                 .await?;
@@ -244,7 +317,7 @@ impl AccountService {
                 break;
             }
             for t in page.items {
-                match self.store.templates.delete(scope, t.id).await {
+                match self.repos.templates.delete(scope, t.id).await {
                     Ok(()) => self.counter.release(account.tenant_id).await?,
                     Err(CoreError::NotFound { .. }) => {}
                     Err(e) => return Err(e.into()),
@@ -252,6 +325,7 @@ impl AccountService {
             }
         }
         tracing::info!(target: "imix_whatsapp", account = %id, "whatsapp account deleted");
+        self.record(ctx, "whatsapp_account.delete", &account).await;
         Ok(())
     }
 
@@ -259,12 +333,14 @@ impl AccountService {
     /// that the token also reaches the WABA (so the ids belong together), and stores the
     /// outcome with the check time. A token Meta refuses is recorded as `failed` and
     /// answered with [`ServiceError::TokenInvalid`] carrying Meta's message.
+    /// `whatsapp_accounts.manage`.
     pub async fn verify(
         &self,
-        scope: Scope,
+        ctx: &AccessContext,
         id: WhatsAppAccountId,
     ) -> ServiceResult<WhatsAppAccount> {
-        let account = self.store.whatsapp_accounts.get(scope, id).await?;
+        let scope = ctx.authorize_scope(Permission::WhatsAppAccountsManage)?;
+        let account = self.repos.accounts.get(scope, id).await?;
         let token = self.access_token(&account)?;
         match self.check(&account, &token).await {
             Ok(verification) => self.store_verification(scope, account, verification).await,
@@ -339,10 +415,10 @@ impl AccountService {
         for _ in 0..3 {
             account.verification = verification.clone();
             account.updated_at = imix_core::now();
-            match self.store.whatsapp_accounts.update(scope, &account).await {
+            match self.repos.accounts.update(scope, &account).await {
                 Ok(stored) => return Ok(stored),
                 Err(CoreError::VersionConflict { .. }) => {
-                    account = self.store.whatsapp_accounts.get(scope, account.id).await?;
+                    account = self.repos.accounts.get(scope, account.id).await?;
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -356,14 +432,16 @@ impl AccountService {
     }
 
     /// Step 1 of Meta's verification: sends a code to the number by SMS or voice.
+    /// `whatsapp_accounts.manage`.
     pub async fn request_code(
         &self,
-        scope: Scope,
+        ctx: &AccessContext,
         id: WhatsAppAccountId,
         method: CodeMethod,
         language: &str,
     ) -> ServiceResult<()> {
-        let account = self.store.whatsapp_accounts.get(scope, id).await?;
+        let scope = ctx.authorize_scope(Permission::WhatsAppAccountsManage)?;
+        let account = self.repos.accounts.get(scope, id).await?;
         let language = text("language", language.to_owned(), 16)?;
         let token = self.access_token(&account)?;
         self.client
@@ -372,14 +450,15 @@ impl AccountService {
         Ok(())
     }
 
-    /// Step 2: submits the code received.
+    /// Step 2: submits the code received. `whatsapp_accounts.manage`.
     pub async fn verify_code(
         &self,
-        scope: Scope,
+        ctx: &AccessContext,
         id: WhatsAppAccountId,
         code: &str,
     ) -> ServiceResult<()> {
-        let account = self.store.whatsapp_accounts.get(scope, id).await?;
+        let scope = ctx.authorize_scope(Permission::WhatsAppAccountsManage)?;
+        let account = self.repos.accounts.get(scope, id).await?;
         let code = code.trim();
         if code.is_empty() || code.len() > 16 || !code.chars().all(|c| c.is_ascii_alphanumeric()) {
             return Err(invalid("code", "must be the code Meta sent, e.g. 123456"));
@@ -392,14 +471,16 @@ impl AccountService {
     }
 
     /// Step 3: registers the number for Cloud API use with its six-digit two-step PIN.
+    /// `whatsapp_accounts.manage`.
     pub async fn register(
         &self,
-        scope: Scope,
+        ctx: &AccessContext,
         id: WhatsAppAccountId,
         pin: &SecretString,
     ) -> ServiceResult<()> {
         use imix_core::secret::ExposeSecret;
-        let account = self.store.whatsapp_accounts.get(scope, id).await?;
+        let scope = ctx.authorize_scope(Permission::WhatsAppAccountsManage)?;
+        let account = self.repos.accounts.get(scope, id).await?;
         let pin = pin.expose_secret();
         if pin.len() != 6 || !pin.chars().all(|c| c.is_ascii_digit()) {
             return Err(invalid("pin", "must be six digits"));
@@ -411,7 +492,9 @@ impl AccountService {
         Ok(())
     }
 
-    /// The account's access token, opened for a Graph API call.
+    /// The account's access token, opened for a Graph API call. No access check: `account`
+    /// must have been read through an authorized operation (or, for webhooks, found by the
+    /// signed delivery).
     pub fn access_token(&self, account: &WhatsAppAccount) -> ServiceResult<AccessToken> {
         Ok(AccessToken::from(self.cipher.decrypt_secret(
             &account.access_token_enc,
@@ -419,7 +502,8 @@ impl AccountService {
         )?))
     }
 
-    /// The account's app secret, opened to check a webhook signature.
+    /// The account's app secret, opened to check a webhook signature (no access check, as
+    /// for [`AccountService::access_token`]).
     pub fn app_secret(&self, account: &WhatsAppAccount) -> ServiceResult<SecretString> {
         Ok(self.cipher.decrypt_secret(
             &account.app_secret_enc,

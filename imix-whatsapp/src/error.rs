@@ -237,6 +237,9 @@ impl Error {
 /// Errors of the account and template services ([`crate::accounts`], [`crate::templates`]).
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
+    /// The caller lacks the operation's permission, or named another tenant.
+    #[error(transparent)]
+    Access(#[from] imix_core::access::AccessDenied),
     /// The store failed, or the record is missing / outside the caller's scope / duplicate.
     #[error(transparent)]
     Store(#[from] imix_core::Error),

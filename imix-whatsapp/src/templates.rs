@@ -5,19 +5,23 @@
 //! reserved atomically before Meta is asked, and released if the creation fails or when the
 //! template is deleted, so concurrent creations never exceed the limit. A sync sets the
 //! count to the number of templates that really exist.
+//!
+//! Every operation takes the caller's [`AccessContext`] and the tenant named in the path,
+//! and checks `templates.read` / `templates.manage` and the tenant before touching storage.
 
 use std::{collections::HashMap, sync::Arc};
 
 use async_trait::async_trait;
 use imix_core::{
+    access::{AccessContext, AuditSink, Permission},
     id::{TemplateId, TenantId, WhatsAppAccountId},
     model::{MessageTemplate, WhatsAppAccount},
-    store::{Page, PageRequest, Scope, Store, TemplateFilter},
+    store::{Page, PageRequest, Scope, TemplateFilter},
     Error as CoreError,
 };
 
 use crate::{
-    accounts::{invalid, AccountService, ServiceResult},
+    accounts::{invalid, AccountService, ServiceResult, WhatsAppRepos},
     client::{list_all_templates, WhatsAppClient},
     error::ServiceError,
     model::{
@@ -39,19 +43,22 @@ pub trait TemplateCounter: Send + Sync {
     async fn reconcile(&self, tenant: TenantId, actual: u64) -> ServiceResult<()>;
 }
 
-/// A template to submit.
+/// A template to submit, as the client sent it: every field, the account id and the
+/// components included, is validated by [`TemplateService::create`] after the caller's
+/// access is checked (so a refused caller learns nothing from a validation answer).
 #[derive(Debug, Clone)]
 pub struct NewTemplateRequest {
-    /// The account (WABA) to create it on.
-    pub account_id: WhatsAppAccountId,
+    /// The account (WABA) to create it on: a [`WhatsAppAccountId`] as text.
+    pub account_id: String,
     /// Lowercase letters, digits and underscores.
     pub name: String,
     /// Language code, e.g. `en_US`.
     pub language: String,
     /// `MARKETING`, `UTILITY` or `AUTHENTICATION`.
     pub category: String,
-    /// Meta's components (`HEADER`, `BODY`, `FOOTER`, `BUTTONS`).
-    pub components: Vec<TemplateDefinitionComponent>,
+    /// Meta's components (`HEADER`, `BODY`, `FOOTER`, `BUTTONS`), each a JSON object in
+    /// the shape of [`TemplateDefinitionComponent`].
+    pub components: Vec<serde_json::Value>,
 }
 
 /// What a sync changed.
@@ -67,13 +74,15 @@ pub struct SyncReport {
     pub total: u64,
 }
 
-/// Templates over the store, the Graph API client and the account service (for tokens).
+/// Templates over their storage ports, the Graph API client, the account service (for
+/// tokens) and the audit log.
 #[derive(Clone)]
 pub struct TemplateService {
-    store: Store,
+    repos: WhatsAppRepos,
     client: Arc<dyn WhatsAppClient>,
     accounts: AccountService,
     counter: Arc<dyn TemplateCounter>,
+    audit: Arc<dyn AuditSink>,
 }
 
 impl std::fmt::Debug for TemplateService {
@@ -85,55 +94,81 @@ impl std::fmt::Debug for TemplateService {
 impl TemplateService {
     /// The service.
     pub fn new(
-        store: Store,
+        repos: WhatsAppRepos,
         client: Arc<dyn WhatsAppClient>,
         accounts: AccountService,
         counter: Arc<dyn TemplateCounter>,
+        audit: Arc<dyn AuditSink>,
     ) -> Self {
         Self {
-            store,
+            repos,
             client,
             accounts,
             counter,
+            audit,
         }
     }
 
-    /// Templates visible in `scope`, oldest first; `status` (any case) narrows to one
-    /// of Meta's statuses, `account_id` to one account.
+    /// `tenant`'s templates (`templates.read`), oldest first; `status` (any case) narrows
+    /// to one of Meta's statuses, `account_id` (an account id as text, as the client sent
+    /// it) to one account.
     pub async fn list(
         &self,
-        scope: Scope,
-        account_id: Option<WhatsAppAccountId>,
+        ctx: &AccessContext,
+        tenant: TenantId,
+        account_id: Option<&str>,
         status: Option<&str>,
         page: PageRequest,
     ) -> ServiceResult<Page<MessageTemplate>> {
+        let scope = ctx.authorize(Permission::TemplatesRead, tenant)?;
+        let account_id = account_id
+            .map(|raw| {
+                raw.trim()
+                    .parse::<WhatsAppAccountId>()
+                    .map_err(|_| invalid("account_id", "not a valid id"))
+            })
+            .transpose()?;
         let status = status.map(valid_status).transpose()?;
         Ok(self
-            .store
+            .repos
             .templates
             .list(scope, TemplateFilter { account_id, status }, page)
             .await?)
     }
 
-    /// One template.
-    pub async fn get(&self, scope: Scope, id: TemplateId) -> ServiceResult<MessageTemplate> {
-        Ok(self.store.templates.get(scope, id).await?)
+    /// One of `tenant`'s templates (`templates.read`).
+    pub async fn get(
+        &self,
+        ctx: &AccessContext,
+        tenant: TenantId,
+        id: TemplateId,
+    ) -> ServiceResult<MessageTemplate> {
+        let scope = ctx.authorize(Permission::TemplatesRead, tenant)?;
+        Ok(self.repos.templates.get(scope, id).await?)
     }
 
     /// Submits a template to Meta and stores it with Meta's id and status (`PENDING` until
-    /// Meta reviews it). Over the tenant's Max Templates: [`ServiceError::LimitReached`].
+    /// Meta reviews it); `templates.manage`. Over the tenant's Max Templates:
+    /// [`ServiceError::LimitReached`].
     pub async fn create(
         &self,
+        ctx: &AccessContext,
         tenant: TenantId,
         req: NewTemplateRequest,
     ) -> ServiceResult<MessageTemplate> {
-        let scope = Scope::Tenant(tenant);
-        let account = match self
-            .store
-            .whatsapp_accounts
-            .get(scope, req.account_id)
-            .await
-        {
+        let scope = ctx.authorize(Permission::TemplatesManage, tenant)?;
+        let account_id = req
+            .account_id
+            .trim()
+            .parse::<WhatsAppAccountId>()
+            .map_err(|_| invalid("account_id", "not a valid id"))?;
+        let components = req
+            .components
+            .into_iter()
+            .map(serde_json::from_value::<TemplateDefinitionComponent>)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| invalid("components", e.to_string()))?;
+        let account = match self.repos.accounts.get(scope, account_id).await {
             Ok(a) => a,
             Err(CoreError::NotFound { .. }) => {
                 return Err(invalid(
@@ -171,14 +206,13 @@ impl TemplateService {
                 "must be MARKETING, UTILITY or AUTHENTICATION",
             ));
         }
-        if !req
-            .components
+        if !components
             .iter()
             .any(|c| c.kind.eq_ignore_ascii_case("BODY"))
         {
             return Err(invalid("components", "must include a BODY component"));
         }
-        let limit = self.store.tenants.get(tenant).await?.limits.max_templates;
+        let limit = self.repos.tenants.get(tenant).await?.limits.max_templates;
         let token = self.accounts.access_token(&account)?;
 
         self.counter.reserve(tenant, limit).await?;
@@ -186,7 +220,7 @@ impl TemplateService {
             name,
             category,
             language,
-            components: req.components,
+            components,
         };
         let created = match self
             .client
@@ -226,7 +260,7 @@ impl TemplateService {
             created_at: now,
             updated_at: now,
         };
-        if let Err(e) = self.store.templates.insert(&template).await {
+        if let Err(e) = self.repos.templates.insert(&template).await {
             self.release_quietly(tenant).await;
             // Do not leave at Meta what imix does not know about.
             if let Err(meta) = self
@@ -239,18 +273,29 @@ impl TemplateService {
             return Err(e.into());
         }
         tracing::info!(target: "imix_whatsapp", template = %template.id, account = %account.id, "template submitted");
+        self.audit
+            .record(
+                ctx,
+                "template.create",
+                "template",
+                template.id.to_string(),
+                Some(tenant),
+            )
+            .await;
         Ok(template)
     }
 
-    /// Deletes the template at Meta (this language only) and here. A template Meta no
-    /// longer has is simply removed here.
-    pub async fn delete(&self, scope: Scope, id: TemplateId) -> ServiceResult<()> {
-        let template = self.store.templates.get(scope, id).await?;
-        let account = self
-            .store
-            .whatsapp_accounts
-            .get(scope, template.account_id)
-            .await?;
+    /// Deletes one of `tenant`'s templates at Meta (this language only) and here
+    /// (`templates.manage`). A template Meta no longer has is simply removed here.
+    pub async fn delete(
+        &self,
+        ctx: &AccessContext,
+        tenant: TenantId,
+        id: TemplateId,
+    ) -> ServiceResult<()> {
+        let scope = ctx.authorize(Permission::TemplatesManage, tenant)?;
+        let template = self.repos.templates.get(scope, id).await?;
+        let account = self.repos.accounts.get(scope, template.account_id).await?;
         let token = self.accounts.access_token(&account)?;
         match self
             .client
@@ -267,23 +312,33 @@ impl TemplateService {
             Err(e) if e.code() == Some(100) && is_template_missing(&e) => {}
             Err(e) => return Err(e.into()),
         }
-        self.store.templates.delete(scope, id).await?;
+        self.repos.templates.delete(scope, id).await?;
         self.counter.release(template.tenant_id).await?;
+        self.audit
+            .record(
+                ctx,
+                "template.delete",
+                "template",
+                id.to_string(),
+                Some(tenant),
+            )
+            .await;
         Ok(())
     }
 
     /// Reconciles the tenant's templates (of one account, or of all its accounts) with
-    /// Meta's full lists: inserts what Meta has and imix does not, updates status,
-    /// category and components, deletes what Meta no longer has, then sets the tenant's
-    /// template count to what is stored.
+    /// Meta's full lists (`templates.manage`): inserts what Meta has and imix does not,
+    /// updates status, category and components, deletes what Meta no longer has, then sets
+    /// the tenant's template count to what is stored.
     pub async fn sync(
         &self,
+        ctx: &AccessContext,
         tenant: TenantId,
         account_id: Option<WhatsAppAccountId>,
     ) -> ServiceResult<SyncReport> {
-        let scope = Scope::Tenant(tenant);
+        let scope = ctx.authorize(Permission::TemplatesManage, tenant)?;
         let accounts = match account_id {
-            Some(id) => vec![self.store.whatsapp_accounts.get(scope, id).await?],
+            Some(id) => vec![self.repos.accounts.get(scope, id).await?],
             None => self.all_accounts(scope).await?,
         };
         let mut report = SyncReport::default();
@@ -293,6 +348,15 @@ impl TemplateService {
         let total = self.count(scope).await?;
         self.counter.reconcile(tenant, total).await?;
         report.total = total;
+        self.audit
+            .record(
+                ctx,
+                "template.sync",
+                "tenant",
+                tenant.to_string(),
+                Some(tenant),
+            )
+            .await;
         Ok(report)
     }
 
@@ -329,7 +393,7 @@ impl TemplateService {
                             t.rejected_reason = None;
                         }
                         t.updated_at = now;
-                        self.store.templates.update(scope, &t).await?;
+                        self.repos.templates.update(scope, &t).await?;
                         report.updated += 1;
                     }
                 }
@@ -349,7 +413,7 @@ impl TemplateService {
                         created_at: now,
                         updated_at: now,
                     };
-                    match self.store.templates.insert(&t).await {
+                    match self.repos.templates.insert(&t).await {
                         Ok(()) => report.added += 1,
                         // Created concurrently by another request: it is there.
                         Err(CoreError::Duplicate { .. }) => {}
@@ -359,7 +423,7 @@ impl TemplateService {
             }
         }
         for (_, gone) in local {
-            match self.store.templates.delete(scope, gone.id).await {
+            match self.repos.templates.delete(scope, gone.id).await {
                 Ok(()) => report.removed += 1,
                 Err(CoreError::NotFound { .. }) => {}
                 Err(e) => return Err(e.into()),
@@ -373,8 +437,8 @@ impl TemplateService {
         let mut cursor = None;
         loop {
             let page = self
-                .store
-                .whatsapp_accounts
+                .repos
+                .accounts
                 .list(
                     scope,
                     PageRequest {
@@ -400,7 +464,7 @@ impl TemplateService {
         let mut cursor = None;
         loop {
             let page = self
-                .store
+                .repos
                 .templates
                 .list(
                     scope,
@@ -427,7 +491,7 @@ impl TemplateService {
         let mut cursor = None;
         loop {
             let page = self
-                .store
+                .repos
                 .templates
                 .list(
                     scope,

@@ -9,14 +9,16 @@ use std::sync::{
 
 use async_trait::async_trait;
 use imix_core::{
+    access::{AccessContext, AuditSink, Permission, Principal},
     crypto::{Cipher, EncryptionKey},
     id::TenantId,
+    id::UserId,
     model::Tenant,
     secret::{ExposeSecret, SecretString},
     store::{Scope, Store},
 };
 use imix_whatsapp::{
-    accounts::{AccountService, NewAccount, ServiceResult},
+    accounts::{AccountService, NewAccount, ServiceResult, WhatsAppRepos},
     model::{CreatedTemplate, Template, TemplateDefinitionComponent, TemplatePage},
     templates::{NewTemplateRequest, TemplateCounter, TemplateService},
     Error, MockWhatsAppClient, ServiceError,
@@ -51,6 +53,40 @@ impl TemplateCounter for Counter {
     }
 }
 
+/// The audit log is not under test here.
+struct NoAudit;
+
+#[async_trait]
+impl AuditSink for NoAudit {
+    async fn record(
+        &self,
+        _ctx: &AccessContext,
+        _action: &str,
+        _target_type: &str,
+        _target_id: String,
+        _tenant: Option<TenantId>,
+    ) {
+    }
+}
+
+/// A tenant admin of `tenant`: every WhatsApp and template permission.
+fn admin(tenant: TenantId) -> AccessContext {
+    AccessContext::new(
+        Principal::new(UserId::new(), "admin@acme.example"),
+        Some(tenant),
+        false,
+        [
+            Permission::WhatsAppAccountsRead,
+            Permission::WhatsAppAccountsManage,
+            Permission::TemplatesRead,
+            Permission::TemplatesManage,
+        ]
+        .into_iter()
+        .collect(),
+        None,
+    )
+}
+
 fn remote(id: &str, name: &str, status: &str) -> Template {
     Template {
         id: id.into(),
@@ -81,14 +117,17 @@ async fn setup(
     let cipher = Cipher::new(EncryptionKey::generate(), Vec::new());
     let counter = Arc::new(Counter::default());
     let client = Arc::new(client);
+    let repos = WhatsAppRepos::from_store(&store);
+    let audit: Arc<dyn AuditSink> = Arc::new(NoAudit);
     let accounts = AccountService::new(
-        store.clone(),
+        repos.clone(),
         client.clone(),
         cipher,
         "https://crm.example.com/",
         counter.clone(),
+        audit.clone(),
     );
-    let templates = TemplateService::new(store.clone(), client, accounts.clone(), counter.clone());
+    let templates = TemplateService::new(repos, client, accounts.clone(), counter.clone(), audit);
     (dir, store, accounts, templates, counter, tenant.id)
 }
 
@@ -109,7 +148,10 @@ fn new_account() -> NewAccount {
 #[tokio::test]
 async fn secrets_are_sealed_per_account_and_open_for_calls() {
     let (_dir, store, accounts, _, _, tenant) = setup(MockWhatsAppClient::new()).await;
-    let a = accounts.add(tenant, new_account()).await.unwrap();
+    let a = accounts
+        .add(&admin(tenant), tenant, new_account())
+        .await
+        .unwrap();
     assert_eq!(a.access_token_hint, "****1234");
     assert_eq!(
         accounts.webhook_uri(a.id),
@@ -132,6 +174,7 @@ async fn secrets_are_sealed_per_account_and_open_for_calls() {
     // A token sealed for one account does not open on another.
     let mut other = accounts
         .add(
+            &admin(tenant),
             tenant,
             NewAccount {
                 phone_number_id: "2002".into(),
@@ -162,27 +205,39 @@ async fn a_failed_submission_gives_its_slot_back() {
         })
     });
     let (_dir, _store, accounts, templates, counter, tenant) = setup(client).await;
-    let a = accounts.add(tenant, new_account()).await.unwrap();
+    let a = accounts
+        .add(&admin(tenant), tenant, new_account())
+        .await
+        .unwrap();
     let req = |name: &str| NewTemplateRequest {
-        account_id: a.id,
+        account_id: a.id.to_string(),
         name: name.into(),
         language: "en_US".into(),
         category: "utility".into(),
-        components: vec![TemplateDefinitionComponent::text("BODY", "Hi {{1}}")],
+        components: vec![serde_json::to_value(TemplateDefinitionComponent::text(
+            "BODY", "Hi {{1}}",
+        ))
+        .unwrap()],
     };
     assert!(matches!(
-        templates.create(tenant, req("first")).await,
+        templates.create(&admin(tenant), tenant, req("first")).await,
         Err(ServiceError::Graph(Error::Timeout))
     ));
     assert_eq!(counter.0.load(Ordering::SeqCst), 0);
-    let t = templates.create(tenant, req("first")).await.unwrap();
+    let t = templates
+        .create(&admin(tenant), tenant, req("first"))
+        .await
+        .unwrap();
     assert_eq!(
         (t.status.as_str(), t.category.as_str()),
         ("PENDING", "UTILITY")
     );
-    templates.create(tenant, req("second")).await.unwrap();
+    templates
+        .create(&admin(tenant), tenant, req("second"))
+        .await
+        .unwrap();
     assert!(matches!(
-        templates.create(tenant, req("third")).await,
+        templates.create(&admin(tenant), tenant, req("third")).await,
         Err(ServiceError::LimitReached {
             limit: 2,
             current: 2
@@ -210,23 +265,30 @@ async fn sync_inserts_updates_removes_and_reconciles_the_count() {
         })
     });
     let (_dir, _store, accounts, templates, counter, tenant) = setup(client).await;
-    let a = accounts.add(tenant, new_account()).await.unwrap();
+    let a = accounts
+        .add(&admin(tenant), tenant, new_account())
+        .await
+        .unwrap();
     for name in ["kept", "gone"] {
         templates
             .create(
+                &admin(tenant),
                 tenant,
                 NewTemplateRequest {
-                    account_id: a.id,
+                    account_id: a.id.to_string(),
                     name: name.into(),
                     language: "en_US".into(),
                     category: "UTILITY".into(),
-                    components: vec![TemplateDefinitionComponent::text("BODY", "Hi {{1}}")],
+                    components: vec![serde_json::to_value(TemplateDefinitionComponent::text(
+                        "BODY", "Hi {{1}}",
+                    ))
+                    .unwrap()],
                 },
             )
             .await
             .unwrap();
     }
-    let report = templates.sync(tenant, None).await.unwrap();
+    let report = templates.sync(&admin(tenant), tenant, None).await.unwrap();
     assert_eq!(
         (report.added, report.updated, report.removed, report.total),
         (1, 1, 1, 2)
@@ -234,7 +296,8 @@ async fn sync_inserts_updates_removes_and_reconciles_the_count() {
     assert_eq!(counter.0.load(Ordering::SeqCst), 2);
     let approved = templates
         .list(
-            Scope::Tenant(tenant),
+            &admin(tenant),
+            tenant,
             None,
             Some("approved"),
             Default::default(),
@@ -246,7 +309,8 @@ async fn sync_inserts_updates_removes_and_reconciles_the_count() {
     assert!(matches!(
         templates
             .list(
-                Scope::Tenant(tenant),
+                &admin(tenant),
+                tenant,
                 None,
                 Some("nope"),
                 Default::default()

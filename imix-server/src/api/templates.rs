@@ -6,8 +6,7 @@ use imix_core::{
     id::{TemplateId, TenantId, WhatsAppAccountId},
     model::MessageTemplate,
 };
-use imix_tenancy::Permission;
-use imix_whatsapp::{model::TemplateDefinitionComponent, templates::NewTemplateRequest};
+use imix_whatsapp::templates::NewTemplateRequest;
 use poem_openapi::{
     param::{Path, Query},
     payload::Json,
@@ -145,20 +144,17 @@ impl TemplatesApi {
         cursor: Query<Option<String>>,
         limit: Query<Option<u32>>,
     ) -> Result<Json<TemplateList>, ApiError> {
-        auth.0.require(Permission::TemplatesRead)?;
         let tenant = parse_id::<TenantId>(&tenant_id.0, "tenant")?;
-        let scope = auth.0.scope_for(tenant)?;
-        let account = match account_id.0.as_deref() {
-            Some(raw) => Some(
-                raw.parse::<WhatsAppAccountId>()
-                    .map_err(|_| ApiError::invalid_field("account_id", "not a valid id"))?,
-            ),
-            None => None,
-        };
         let p = self
             .state
             .templates
-            .list(scope, account, status.0.as_deref(), page(cursor.0, limit.0))
+            .list(
+                auth.0.access(),
+                tenant,
+                account_id.0.as_deref(),
+                status.0.as_deref(),
+                page(cursor.0, limit.0),
+            )
             .await?;
         Ok(Json(TemplateList {
             items: p.items.into_iter().map(TemplateView::from).collect(),
@@ -179,44 +175,23 @@ impl TemplatesApi {
         tenant_id: Path<String>,
         body: Json<CreateTemplate>,
     ) -> Result<Created, ApiError> {
-        auth.0.require(Permission::TemplatesManage)?;
         let tenant = parse_id::<TenantId>(&tenant_id.0, "tenant")?;
-        auth.0.scope_for(tenant)?;
         let b = body.0;
-        let account_id = b
-            .account_id
-            .parse::<WhatsAppAccountId>()
-            .map_err(|_| ApiError::invalid_field("account_id", "not a valid id"))?;
-        let components = b
-            .components
-            .into_iter()
-            .map(serde_json::from_value::<TemplateDefinitionComponent>)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| ApiError::invalid_field("components", e.to_string()))?;
         let t = self
             .state
             .templates
             .create(
+                auth.0.access(),
                 tenant,
                 NewTemplateRequest {
-                    account_id,
+                    account_id: b.account_id,
                     name: b.name,
                     language: b.language,
                     category: b.category,
-                    components,
+                    components: b.components,
                 },
             )
             .await?;
-        self.state
-            .tenancy
-            .record_action(
-                &auth.0,
-                "template.create",
-                "template",
-                t.id.to_string(),
-                Some(tenant),
-            )
-            .await;
         Ok(Created::Template(Json(t.into())))
     }
 
@@ -233,24 +208,16 @@ impl TemplatesApi {
         tenant_id: Path<String>,
         account_id: Query<Option<String>>,
     ) -> Result<Json<SyncResult>, ApiError> {
-        auth.0.require(Permission::TemplatesManage)?;
         let tenant = parse_id::<TenantId>(&tenant_id.0, "tenant")?;
-        auth.0.scope_for(tenant)?;
         let account = match account_id.0.as_deref() {
             Some(raw) => Some(parse_id::<WhatsAppAccountId>(raw, "whatsapp account")?),
             None => None,
         };
-        let r = self.state.templates.sync(tenant, account).await?;
-        self.state
-            .tenancy
-            .record_action(
-                &auth.0,
-                "template.sync",
-                "tenant",
-                tenant.to_string(),
-                Some(tenant),
-            )
-            .await;
+        let r = self
+            .state
+            .templates
+            .sync(auth.0.access(), tenant, account)
+            .await?;
         Ok(Json(SyncResult {
             added: r.added,
             updated: r.updated,
@@ -271,11 +238,14 @@ impl TemplatesApi {
         tenant_id: Path<String>,
         template_id: Path<String>,
     ) -> Result<Json<TemplateView>, ApiError> {
-        auth.0.require(Permission::TemplatesRead)?;
         let tenant = parse_id::<TenantId>(&tenant_id.0, "tenant")?;
-        let scope = auth.0.scope_for(tenant)?;
         let id = parse_id::<TemplateId>(&template_id.0, "template")?;
-        Ok(Json(self.state.templates.get(scope, id).await?.into()))
+        let t = self
+            .state
+            .templates
+            .get(auth.0.access(), tenant, id)
+            .await?;
+        Ok(Json(t.into()))
     }
 
     /// Deletes the template at Meta and here.
@@ -290,21 +260,12 @@ impl TemplatesApi {
         tenant_id: Path<String>,
         template_id: Path<String>,
     ) -> Result<Json<Done>, ApiError> {
-        auth.0.require(Permission::TemplatesManage)?;
         let tenant = parse_id::<TenantId>(&tenant_id.0, "tenant")?;
-        let scope = auth.0.scope_for(tenant)?;
         let id = parse_id::<TemplateId>(&template_id.0, "template")?;
-        self.state.templates.delete(scope, id).await?;
         self.state
-            .tenancy
-            .record_action(
-                &auth.0,
-                "template.delete",
-                "template",
-                id.to_string(),
-                Some(tenant),
-            )
-            .await;
+            .templates
+            .delete(auth.0.access(), tenant, id)
+            .await?;
         Ok(Json(Done::ok()))
     }
 }

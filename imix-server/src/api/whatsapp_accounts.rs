@@ -7,7 +7,6 @@ use imix_core::{
     id::{TenantId, WhatsAppAccountId},
     model::{VerificationStatus, WhatsAppAccount},
 };
-use imix_tenancy::{AuthContext, Permission};
 use imix_whatsapp::{
     accounts::{AccountPatch, NewAccount},
     model::CodeMethod,
@@ -260,19 +259,6 @@ impl WhatsAppAccountsApi {
     fn view(&self, a: WhatsAppAccount) -> WhatsAppAccountView {
         WhatsAppAccountView::of(&self.state, a)
     }
-
-    async fn audit(&self, ctx: &AuthContext, action: &str, account: &WhatsAppAccount) {
-        self.state
-            .tenancy
-            .record_action(
-                ctx,
-                action,
-                "whatsapp_account",
-                account.id.to_string(),
-                Some(account.tenant_id),
-            )
-            .await;
-    }
 }
 
 #[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::WhatsApp")]
@@ -290,13 +276,11 @@ impl WhatsAppAccountsApi {
         cursor: Query<Option<String>>,
         limit: Query<Option<u32>>,
     ) -> Result<Json<WhatsAppAccountList>, ApiError> {
-        auth.0.require(Permission::WhatsAppAccountsRead)?;
         let tenant = parse_id::<TenantId>(&tenant_id.0, "tenant")?;
-        let scope = auth.0.scope_for(tenant)?;
         let p = self
             .state
             .whatsapp_accounts
-            .list(scope, page(cursor.0, limit.0))
+            .list(auth.0.access(), tenant, page(cursor.0, limit.0))
             .await?;
         Ok(Json(WhatsAppAccountList {
             items: p.items.into_iter().map(|a| self.view(a)).collect(),
@@ -317,14 +301,13 @@ impl WhatsAppAccountsApi {
         tenant_id: Path<String>,
         body: Json<CreateWhatsAppAccount>,
     ) -> Result<Created, ApiError> {
-        auth.0.require(Permission::WhatsAppAccountsManage)?;
         let tenant = parse_id::<TenantId>(&tenant_id.0, "tenant")?;
-        auth.0.scope_for(tenant)?;
         let b = body.0;
         let account = self
             .state
             .whatsapp_accounts
             .add(
+                auth.0.access(),
                 tenant,
                 NewAccount {
                     waba_id: b.waba_id,
@@ -339,8 +322,6 @@ impl WhatsAppAccountsApi {
                 },
             )
             .await?;
-        self.audit(&auth.0, "whatsapp_account.create", &account)
-            .await;
         Ok(Created::Account(Json(self.view(account))))
     }
 
@@ -355,9 +336,12 @@ impl WhatsAppAccountsApi {
         auth: Auth,
         account_id: Path<String>,
     ) -> Result<Json<WhatsAppAccountView>, ApiError> {
-        auth.0.require(Permission::WhatsAppAccountsRead)?;
         let id = parse_id::<WhatsAppAccountId>(&account_id.0, "whatsapp account")?;
-        let a = self.state.whatsapp_accounts.get(auth.0.scope(), id).await?;
+        let a = self
+            .state
+            .whatsapp_accounts
+            .get(auth.0.access(), id)
+            .await?;
         Ok(Json(self.view(a)))
     }
 
@@ -373,7 +357,6 @@ impl WhatsAppAccountsApi {
         account_id: Path<String>,
         body: Json<UpdateWhatsAppAccount>,
     ) -> Result<Json<WhatsAppAccountView>, ApiError> {
-        auth.0.require(Permission::WhatsAppAccountsManage)?;
         let id = parse_id::<WhatsAppAccountId>(&account_id.0, "whatsapp account")?;
         let b = body.0;
         let patch = AccountPatch {
@@ -390,9 +373,8 @@ impl WhatsAppAccountsApi {
         let a = self
             .state
             .whatsapp_accounts
-            .edit(auth.0.scope(), id, patch)
+            .edit(auth.0.access(), id, patch)
             .await?;
-        self.audit(&auth.0, "whatsapp_account.update", &a).await;
         Ok(Json(self.view(a)))
     }
 
@@ -403,12 +385,11 @@ impl WhatsAppAccountsApi {
         operation_id = "delete_whatsapp_account"
     )]
     async fn delete(&self, auth: Auth, account_id: Path<String>) -> Result<Json<Done>, ApiError> {
-        auth.0.require(Permission::WhatsAppAccountsManage)?;
         let id = parse_id::<WhatsAppAccountId>(&account_id.0, "whatsapp account")?;
-        let scope = auth.0.scope();
-        let a = self.state.whatsapp_accounts.get(scope, id).await?;
-        self.state.whatsapp_accounts.delete(scope, id).await?;
-        self.audit(&auth.0, "whatsapp_account.delete", &a).await;
+        self.state
+            .whatsapp_accounts
+            .delete(auth.0.access(), id)
+            .await?;
         Ok(Json(Done::ok()))
     }
 
@@ -425,12 +406,11 @@ impl WhatsAppAccountsApi {
         auth: Auth,
         account_id: Path<String>,
     ) -> Result<Json<WhatsAppAccountView>, ApiError> {
-        auth.0.require(Permission::WhatsAppAccountsManage)?;
         let id = parse_id::<WhatsAppAccountId>(&account_id.0, "whatsapp account")?;
         let a = self
             .state
             .whatsapp_accounts
-            .verify(auth.0.scope(), id)
+            .verify(auth.0.access(), id)
             .await?;
         Ok(Json(self.view(a)))
     }
@@ -447,7 +427,6 @@ impl WhatsAppAccountsApi {
         account_id: Path<String>,
         body: Json<RequestCode>,
     ) -> Result<Json<Done>, ApiError> {
-        auth.0.require(Permission::WhatsAppAccountsManage)?;
         let id = parse_id::<WhatsAppAccountId>(&account_id.0, "whatsapp account")?;
         let method = match body.0.code_method {
             CodeMethodDto::Sms => CodeMethod::Sms,
@@ -456,7 +435,7 @@ impl WhatsAppAccountsApi {
         let language = body.0.language.unwrap_or_else(|| "en_US".to_owned());
         self.state
             .whatsapp_accounts
-            .request_code(auth.0.scope(), id, method, &language)
+            .request_code(auth.0.access(), id, method, &language)
             .await?;
         Ok(Json(Done::ok()))
     }
@@ -473,11 +452,10 @@ impl WhatsAppAccountsApi {
         account_id: Path<String>,
         body: Json<VerifyCode>,
     ) -> Result<Json<Done>, ApiError> {
-        auth.0.require(Permission::WhatsAppAccountsManage)?;
         let id = parse_id::<WhatsAppAccountId>(&account_id.0, "whatsapp account")?;
         self.state
             .whatsapp_accounts
-            .verify_code(auth.0.scope(), id, &body.0.code)
+            .verify_code(auth.0.access(), id, &body.0.code)
             .await?;
         Ok(Json(Done::ok()))
     }
@@ -494,12 +472,11 @@ impl WhatsAppAccountsApi {
         account_id: Path<String>,
         body: Json<Register>,
     ) -> Result<Json<Done>, ApiError> {
-        auth.0.require(Permission::WhatsAppAccountsManage)?;
         let id = parse_id::<WhatsAppAccountId>(&account_id.0, "whatsapp account")?;
         let pin = SecretString::from(body.0.pin);
         self.state
             .whatsapp_accounts
-            .register(auth.0.scope(), id, &pin)
+            .register(auth.0.access(), id, &pin)
             .await?;
         Ok(Json(Done::ok()))
     }
