@@ -26,6 +26,12 @@ pub enum NotifyError {
     /// One or more fields are invalid; every problem is listed, each naming its field.
     #[error("invalid settings: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     Invalid(Vec<FieldError>),
+    /// The caller lacks the permission, or named another tenant.
+    #[error(transparent)]
+    Access(#[from] imix_core::access::AccessDenied),
+    /// The tenant is deactivated: nothing is sent on its behalf.
+    #[error("the tenant is deactivated: nothing is sent on its behalf until it is activated")]
+    TenantDeactivated,
     /// The store failed or refused (not found, version conflict, backend down).
     #[error(transparent)]
     Store(#[from] imix_core::Error),

@@ -3,10 +3,11 @@
 use std::{sync::Arc, time::Duration};
 
 use imix_core::{
+    access::{AccessContext, AuditLog, AuditSink, Permission},
     crypto::Cipher,
     id::TenantId,
-    model::{OutboxId, SettingsScope},
-    store::{CounterRepository, Page, PageRequest, Scope, Store},
+    model::{OutboxId, SettingsScope, Tenant, TenantStatus},
+    store::{CounterRepository, Page, PageRequest, Scope, Store, TenantRepository},
     Language,
 };
 
@@ -33,6 +34,8 @@ pub struct Notifier {
     outbox: Outbox,
     resolver: Arc<dyn MailerResolver>,
     counters: Arc<dyn CounterRepository>,
+    tenants: Arc<dyn TenantRepository>,
+    audit: Arc<dyn AuditSink>,
 }
 
 impl std::fmt::Debug for Notifier {
@@ -56,6 +59,35 @@ impl Notifier {
             outbox: Outbox::new(store.outbox.clone(), cipher, templates, config),
             resolver,
             counters: store.counters.clone(),
+            tenants: store.tenants.clone(),
+            audit: Arc::new(AuditLog::new(store.audit.clone())),
+        }
+    }
+
+    /// Records changes in `audit` instead of the store's audit log.
+    pub fn with_audit(mut self, audit: Arc<dyn AuditSink>) -> Self {
+        self.audit = audit;
+        self
+    }
+
+    /// The access check of every SMTP settings operation: `platform.settings` for the
+    /// platform's settings; `settings.manage` and the tenant (another tenant's settings are
+    /// "not found") for a tenant's, whose record is then read (an unknown tenant is not
+    /// found, even for platform admins).
+    async fn authorize_settings(
+        &self,
+        ctx: &AccessContext,
+        scope: SettingsScope,
+    ) -> Result<Option<Tenant>, NotifyError> {
+        match scope {
+            SettingsScope::Platform => {
+                ctx.require(Permission::PlatformSettings)?;
+                Ok(None)
+            }
+            SettingsScope::Tenant(t) => {
+                ctx.authorize(Permission::SettingsManage, t)?;
+                Ok(Some(self.tenants.get(t).await?))
+            }
         }
     }
 
@@ -94,21 +126,43 @@ impl Notifier {
     }
 
     /// `GET .../settings/smtp`: the settings of exactly `scope`, password hidden; `None`
-    /// when that scope has none (a tenant then uses the platform's).
+    /// when that scope has none (a tenant then uses the platform's). Platform settings need
+    /// `platform.settings`; a tenant's need `settings.manage` in that tenant (or a platform
+    /// admin).
     pub async fn smtp_settings(
         &self,
+        ctx: &AccessContext,
         scope: SettingsScope,
     ) -> Result<Option<SmtpSettingsView>, NotifyError> {
+        self.authorize_settings(ctx, scope).await?;
         self.settings.get_view(scope).await
     }
 
-    /// `PUT .../settings/smtp`: validates (every bad field named) and stores.
+    /// `PUT .../settings/smtp`: checks the caller as [`Notifier::smtp_settings`] does,
+    /// validates (every bad field named), stores, and records `settings.smtp.update` in the
+    /// audit log.
     pub async fn put_smtp_settings(
         &self,
+        ctx: &AccessContext,
         scope: SettingsScope,
         input: SmtpSettingsInput,
     ) -> Result<SmtpSettingsView, NotifyError> {
-        self.settings.put(scope, input).await
+        self.authorize_settings(ctx, scope).await?;
+        let view = self.settings.put(scope, input).await?;
+        let tenant = match scope {
+            SettingsScope::Platform => None,
+            SettingsScope::Tenant(t) => Some(t),
+        };
+        self.audit
+            .record(
+                ctx,
+                "settings.smtp.update",
+                "smtp_settings",
+                scope.to_string(),
+                tenant,
+            )
+            .await;
+        Ok(view)
     }
 
     /// `POST .../settings/smtp/test`: sends the test email to `to` now, through the
@@ -119,13 +173,20 @@ impl Notifier {
     /// A tenant may send [`TEST_EMAILS_PER_WINDOW`] test emails per [`TEST_EMAIL_WINDOW`]
     /// (counted in the store, so across replicas); more are refused with
     /// [`NotifyError::Throttled`] before anything is contacted. Platform tests are not
-    /// counted.
+    /// counted. The caller is checked as for [`Notifier::smtp_settings`]; nothing is sent
+    /// for a deactivated tenant ([`NotifyError::TenantDeactivated`]).
     pub async fn send_test_email(
         &self,
+        ctx: &AccessContext,
         scope: SettingsScope,
         to: &str,
         language: Language,
     ) -> Result<SendReceipt, NotifyError> {
+        if let Some(tenant) = self.authorize_settings(ctx, scope).await? {
+            if tenant.status == TenantStatus::Deactivated {
+                return Err(NotifyError::TenantDeactivated);
+            }
+        }
         let to = to.trim();
         if !crate::settings::is_valid_email(to) {
             return Err(NotifyError::invalid("to", "is not a valid email address"));

@@ -714,6 +714,12 @@ impl From<imix_notify::NotifyError> for ApiError {
                     serde_json::json!({ "field": first.field, "reason": first.message, "errors": all }),
                 )
             }
+            N::Access(e) => e.into(),
+            N::TenantDeactivated => Self::new(
+                StatusCode::CONFLICT,
+                "tenant_deactivated",
+                "the tenant is deactivated: nothing is sent on its behalf until it is activated",
+            ),
             N::Store(e) => e.into(),
             N::Mail(e) => mail_failure(&e),
             N::Throttled { retry_after_secs } => Self::new(

@@ -9,7 +9,6 @@
 //! can make: permissions are checked here, tenant isolation in the store.
 #![forbid(unsafe_code)]
 
-mod audit_sink;
 pub mod bootstrap;
 mod context;
 pub mod emails;
@@ -22,10 +21,9 @@ pub mod throttle;
 pub mod token;
 pub mod validate;
 
-pub use audit_sink::AuditLog;
 pub use context::AuthContext;
 pub use error::{FieldProblem, TenancyError};
-pub use imix_core::access::{AccessContext, AccessDenied};
+pub use imix_core::access::{AccessContext, AccessDenied, AuditLog};
 pub use permission::Permission;
 pub use service::{
     NewTenant, NewUser, SignIn, StoredFile, TenancyConfig, TenancyService, TenantPatch, Usage,

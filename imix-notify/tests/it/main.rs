@@ -5,6 +5,7 @@
 //! that stop and restart a server start their own copy of the sink on a port they control.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
+mod access;
 mod outbox;
 mod robustness;
 mod settings;

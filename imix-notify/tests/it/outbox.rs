@@ -106,9 +106,10 @@ async fn emails_are_stored_sealed_then_delivered_and_listed_redacted() {
     let dir = tempfile::tempdir().unwrap();
     let store = store_in(dir.path()).await;
     let notifier = notifier_with(&store, cipher(), &env, fast());
-    let tenant = TenantId::new();
+    let tenant = crate::support::new_tenant(&store).await;
     notifier
         .put_smtp_settings(
+            &crate::support::platform_admin(),
             SettingsScope::Tenant(tenant),
             input(&env, SmtpSecurity::Starttls, "support@acme.example"),
         )
@@ -185,7 +186,11 @@ async fn nothing_is_lost_while_smtp_is_down_even_across_a_restart() {
         let store = store_in(dir.path()).await;
         let notifier = notifier_with(&store, key.clone(), &env, fast());
         notifier
-            .put_smtp_settings(SettingsScope::Platform, settings)
+            .put_smtp_settings(
+                &crate::support::platform_admin(),
+                SettingsScope::Platform,
+                settings,
+            )
             .await
             .unwrap();
         let (mut events, stop, task) = spawn_worker(&notifier);
@@ -278,7 +283,11 @@ async fn the_retry_budget_ends_in_failed_with_the_reason() {
     let mut settings = input(&env, SmtpSecurity::None, "platform@imix.example");
     settings.port = i64::from(closed_port());
     notifier
-        .put_smtp_settings(SettingsScope::Platform, settings)
+        .put_smtp_settings(
+            &crate::support::platform_admin(),
+            SettingsScope::Platform,
+            settings,
+        )
         .await
         .unwrap();
     let (mut events, stop, task) = spawn_worker(&notifier);
@@ -314,6 +323,7 @@ async fn a_rejected_recipient_fails_at_once() {
     let notifier = notifier_with(&store, cipher(), &env, fast());
     notifier
         .put_smtp_settings(
+            &crate::support::platform_admin(),
             SettingsScope::Platform,
             input(&env, SmtpSecurity::Starttls, "platform@imix.example"),
         )

@@ -11,7 +11,6 @@ use std::{
 
 use async_trait::async_trait;
 use imix_core::{
-    id::TenantId,
     model::{OutboxEmail, OutboxId, OutboxStatus, SettingsScope},
     store::{MailOutboxRepository, Page, PageRequest, Scope},
     Language, Timestamp,
@@ -243,7 +242,7 @@ async fn tenant_hosts_must_be_public_unless_the_operator_allows_private_ones() {
     let store = store_in(dir.path()).await;
     let key = cipher();
     let notifier = strict_notifier(&store, &env, key.clone());
-    let tenant = SettingsScope::Tenant(TenantId::new());
+    let tenant = SettingsScope::Tenant(crate::support::new_tenant(&store).await);
 
     for host in [
         "127.0.0.1",
@@ -255,7 +254,7 @@ async fn tenant_hosts_must_be_public_unless_the_operator_allows_private_ones() {
         let mut settings = input(&env, SmtpSecurity::None, "support@acme.example");
         settings.host = host.trim_matches(['[', ']']).to_owned();
         let err = notifier
-            .put_smtp_settings(tenant, settings)
+            .put_smtp_settings(&crate::support::platform_admin(), tenant, settings)
             .await
             .unwrap_err();
         match err {
@@ -269,6 +268,7 @@ async fn tenant_hosts_must_be_public_unless_the_operator_allows_private_ones() {
     // The platform's own settings may use them.
     notifier
         .put_smtp_settings(
+            &crate::support::platform_admin(),
             SettingsScope::Platform,
             input(&env, SmtpSecurity::None, "platform@imix.example"),
         )
@@ -285,7 +285,12 @@ async fn tenant_hosts_must_be_public_unless_the_operator_allows_private_ones() {
         settings.port = i64::from(port);
         lenient.put(tenant, settings).await.unwrap();
         let err = notifier
-            .send_test_email(tenant, &unique_address(), Language::En)
+            .send_test_email(
+                &crate::support::platform_admin(),
+                tenant,
+                &unique_address(),
+                Language::En,
+            )
             .await
             .unwrap_err();
         match err {
@@ -306,9 +311,13 @@ async fn test_emails_are_throttled_per_tenant() {
     let dir = tempfile::tempdir().unwrap();
     let store = store_in(dir.path()).await;
     let notifier = crate::settings::notifier(&store, &env);
-    let (busy, other) = (TenantId::new(), TenantId::new());
+    let (busy, other) = (
+        crate::support::new_tenant(&store).await,
+        crate::support::new_tenant(&store).await,
+    );
     notifier
         .put_smtp_settings(
+            &crate::support::platform_admin(),
             SettingsScope::Platform,
             input(&env, SmtpSecurity::None, "platform@imix.example"),
         )
@@ -316,13 +325,23 @@ async fn test_emails_are_throttled_per_tenant() {
         .unwrap();
     for _ in 0..TEST_EMAILS_PER_WINDOW {
         notifier
-            .send_test_email(SettingsScope::Tenant(busy), &unique_address(), Language::En)
+            .send_test_email(
+                &crate::support::platform_admin(),
+                SettingsScope::Tenant(busy),
+                &unique_address(),
+                Language::En,
+            )
             .await
             .unwrap();
     }
     let to = unique_address();
     match notifier
-        .send_test_email(SettingsScope::Tenant(busy), &to, Language::En)
+        .send_test_email(
+            &crate::support::platform_admin(),
+            SettingsScope::Tenant(busy),
+            &to,
+            Language::En,
+        )
         .await
     {
         Err(NotifyError::Throttled { retry_after_secs }) => {
@@ -337,6 +356,7 @@ async fn test_emails_are_throttled_per_tenant() {
     // Another tenant, and the platform, are not affected.
     notifier
         .send_test_email(
+            &crate::support::platform_admin(),
             SettingsScope::Tenant(other),
             &unique_address(),
             Language::En,
@@ -344,7 +364,12 @@ async fn test_emails_are_throttled_per_tenant() {
         .await
         .unwrap();
     notifier
-        .send_test_email(SettingsScope::Platform, &unique_address(), Language::En)
+        .send_test_email(
+            &crate::support::platform_admin(),
+            SettingsScope::Platform,
+            &unique_address(),
+            Language::En,
+        )
         .await
         .unwrap();
 }

@@ -1,7 +1,7 @@
 //! SMTP settings: validation, the write-only password, tenant fallback, live changes and the
 //! test email.
 
-use imix_core::{id::TenantId, model::SettingsScope, Language};
+use imix_core::{model::SettingsScope, Language};
 use imix_notify::{
     outbox::OutboxConfig,
     settings::{SmtpSecurity, SmtpSettingsInput, SmtpSettingsService},
@@ -124,7 +124,7 @@ async fn the_password_is_sealed_write_only_and_kept_when_omitted() {
     assert!(!view.password_set);
 
     // A ciphertext copied to another scope does not open there.
-    let tenant = SettingsScope::Tenant(TenantId::new());
+    let tenant = SettingsScope::Tenant(crate::support::new_tenant(&store).await);
     let mut copied = doc.clone();
     copied.scope = tenant;
     copied.version = 1;
@@ -138,11 +138,19 @@ async fn tenants_use_their_own_settings_else_the_platform_and_changes_apply_at_o
     let dir = tempfile::tempdir().unwrap();
     let store = store_in(dir.path()).await;
     let notifier = notifier(&store, &env);
-    let (with_own, without) = (TenantId::new(), TenantId::new());
+    let (with_own, without) = (
+        crate::support::new_tenant(&store).await,
+        crate::support::new_tenant(&store).await,
+    );
 
     // Nothing configured yet: a classified "not configured".
     let err = notifier
-        .send_test_email(SettingsScope::Platform, &unique_address(), Language::En)
+        .send_test_email(
+            &crate::support::platform_admin(),
+            SettingsScope::Platform,
+            &unique_address(),
+            Language::En,
+        )
         .await
         .unwrap_err();
     assert!(
@@ -152,6 +160,7 @@ async fn tenants_use_their_own_settings_else_the_platform_and_changes_apply_at_o
 
     notifier
         .put_smtp_settings(
+            &crate::support::platform_admin(),
             SettingsScope::Platform,
             input(&env, SmtpSecurity::Starttls, "platform@imix.example"),
         )
@@ -159,6 +168,7 @@ async fn tenants_use_their_own_settings_else_the_platform_and_changes_apply_at_o
         .unwrap();
     notifier
         .put_smtp_settings(
+            &crate::support::platform_admin(),
             SettingsScope::Tenant(with_own),
             input(&env, SmtpSecurity::Tls, "support@acme.example"),
         )
@@ -167,7 +177,12 @@ async fn tenants_use_their_own_settings_else_the_platform_and_changes_apply_at_o
 
     let to = unique_address();
     let receipt = notifier
-        .send_test_email(SettingsScope::Tenant(with_own), &to, Language::Fr)
+        .send_test_email(
+            &crate::support::platform_admin(),
+            SettingsScope::Tenant(with_own),
+            &to,
+            Language::Fr,
+        )
         .await
         .unwrap();
     assert!(receipt.server_reply.starts_with("250"));
@@ -184,7 +199,12 @@ async fn tenants_use_their_own_settings_else_the_platform_and_changes_apply_at_o
 
     let to = unique_address();
     notifier
-        .send_test_email(SettingsScope::Tenant(without), &to, Language::En)
+        .send_test_email(
+            &crate::support::platform_admin(),
+            SettingsScope::Tenant(without),
+            &to,
+            Language::En,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -195,6 +215,7 @@ async fn tenants_use_their_own_settings_else_the_platform_and_changes_apply_at_o
     // A change applies to the very next email, without a restart.
     notifier
         .put_smtp_settings(
+            &crate::support::platform_admin(),
             SettingsScope::Platform,
             input(&env, SmtpSecurity::Starttls, "changed@imix.example"),
         )
@@ -202,7 +223,12 @@ async fn tenants_use_their_own_settings_else_the_platform_and_changes_apply_at_o
         .unwrap();
     let to = unique_address();
     notifier
-        .send_test_email(SettingsScope::Platform, &to, Language::Ar)
+        .send_test_email(
+            &crate::support::platform_admin(),
+            SettingsScope::Platform,
+            &to,
+            Language::Ar,
+        )
         .await
         .unwrap();
     let m = the_message_for(&env.maildir, &to);
@@ -213,11 +239,20 @@ async fn tenants_use_their_own_settings_else_the_platform_and_changes_apply_at_o
     let mut wrong = input(&env, SmtpSecurity::Starttls, "platform@imix.example");
     wrong.password = Some(SecretString::from("wrong".to_owned()));
     notifier
-        .put_smtp_settings(SettingsScope::Platform, wrong)
+        .put_smtp_settings(
+            &crate::support::platform_admin(),
+            SettingsScope::Platform,
+            wrong,
+        )
         .await
         .unwrap();
     let err = notifier
-        .send_test_email(SettingsScope::Platform, &unique_address(), Language::En)
+        .send_test_email(
+            &crate::support::platform_admin(),
+            SettingsScope::Platform,
+            &unique_address(),
+            Language::En,
+        )
         .await
         .unwrap_err();
     assert!(
@@ -226,7 +261,12 @@ async fn tenants_use_their_own_settings_else_the_platform_and_changes_apply_at_o
     );
     assert!(matches!(
         notifier
-            .send_test_email(SettingsScope::Platform, "nope", Language::En)
+            .send_test_email(
+                &crate::support::platform_admin(),
+                SettingsScope::Platform,
+                "nope",
+                Language::En
+            )
             .await,
         Err(NotifyError::Invalid(_))
     ));

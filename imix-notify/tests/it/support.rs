@@ -204,3 +204,21 @@ impl OwnSink {
         self.child.wait().await.unwrap();
     }
 }
+
+/// A platform administrator: every permission, any tenant.
+pub fn platform_admin() -> imix_core::access::AccessContext {
+    imix_core::access::AccessContext::new(
+        imix_core::access::Principal::new(imix_core::id::UserId::new(), "admin@imix.example"),
+        None,
+        true,
+        imix_core::access::Permission::ALL.into_iter().collect(),
+        None,
+    )
+}
+
+/// A new (active) tenant in `store`.
+pub async fn new_tenant(store: &Store) -> imix_core::id::TenantId {
+    let tenant = imix_core::model::Tenant::new("Acme");
+    store.tenants.insert(&tenant).await.unwrap();
+    tenant.id
+}

@@ -5,15 +5,12 @@
 //! Changes apply to the next email on every replica, without a restart.
 
 use chrono::{DateTime, Utc};
-use imix_core::{
-    id::TenantId,
-    model::{AuditEntry, SettingsScope, Tenant, TenantStatus},
-};
+use imix_core::{id::TenantId, model::SettingsScope};
 use imix_notify::{
     settings::{SmtpSecurity, SmtpSettingsInput, SmtpSettingsView},
     NotifyError,
 };
-use imix_tenancy::{AuthContext, Permission};
+use imix_tenancy::AuthContext;
 use poem::http::StatusCode;
 use poem_openapi::{param::Path, payload::Json, ApiResponse, Enum, Object, OpenApi};
 use secrecy::SecretString;
@@ -193,33 +190,19 @@ fn input(body: SmtpSettingsUpdate) -> SmtpSettingsInput {
 }
 
 impl SmtpApi {
-    fn platform_scope(ctx: &AuthContext) -> Result<SettingsScope, ApiError> {
-        ctx.require(Permission::PlatformSettings)?;
-        Ok(SettingsScope::Platform)
+    /// A tenant's settings scope from the path (a malformed id is "not found").
+    fn tenant_scope(raw: &str) -> Result<SettingsScope, ApiError> {
+        Ok(SettingsScope::Tenant(parse_id::<TenantId>(raw, "tenant")?))
     }
 
-    /// A tenant's settings: its own admins and platform admins; another tenant's id is
-    /// "not found".
-    async fn tenant_scope(&self, ctx: &AuthContext, raw: &str) -> Result<SettingsScope, ApiError> {
-        Ok(self.tenant(ctx, raw).await?.0)
-    }
-
-    async fn tenant(
+    async fn get_settings(
         &self,
         ctx: &AuthContext,
-        raw: &str,
-    ) -> Result<(SettingsScope, Tenant), ApiError> {
-        let id = parse_id::<TenantId>(raw, "tenant")?;
-        ctx.scope_for(id)?;
-        ctx.require(Permission::SettingsManage)?;
-        let tenant = self.state.store.tenants.get(id).await?;
-        Ok((SettingsScope::Tenant(id), tenant))
-    }
-
-    async fn get_settings(&self, scope: SettingsScope) -> Result<SmtpSettingsBody, ApiError> {
+        scope: SettingsScope,
+    ) -> Result<SmtpSettingsBody, ApiError> {
         self.state
             .notifier
-            .smtp_settings(scope)
+            .smtp_settings(ctx.access(), scope)
             .await?
             .map(Into::into)
             .ok_or_else(|| not_configured(scope))
@@ -234,20 +217,8 @@ impl SmtpApi {
         let view = self
             .state
             .notifier
-            .put_smtp_settings(scope, input(body))
+            .put_smtp_settings(ctx.access(), scope, input(body))
             .await?;
-        let mut entry = AuditEntry::new("settings.smtp.update", "smtp_settings");
-        entry.tenant_id = match scope {
-            SettingsScope::Platform => None,
-            SettingsScope::Tenant(t) => Some(t),
-        };
-        entry.actor_id = Some(ctx.user_id());
-        entry.actor_email = Some(ctx.user().email.clone());
-        entry.target_id = Some(scope.to_string());
-        entry.client_addr = ctx.client_addr().map(str::to_owned);
-        if let Err(e) = self.state.store.audit.append(&entry).await {
-            tracing::error!(error = %e, action = %entry.action, "cannot write the audit log");
-        }
         Ok(view.into())
     }
 
@@ -264,7 +235,7 @@ impl SmtpApi {
         match self
             .state
             .notifier
-            .send_test_email(scope, &body.to, language)
+            .send_test_email(ctx.access(), scope, &body.to, language)
             .await
         {
             Ok(receipt) => Ok(TestAnswer::Sent(Json(SmtpTestResult {
@@ -287,8 +258,9 @@ impl SmtpApi {
         operation_id = "get_smtp_settings"
     )]
     async fn get_platform(&self, auth: Auth) -> Result<Json<SmtpSettingsBody>, ApiError> {
-        let scope = Self::platform_scope(&auth.0)?;
-        Ok(Json(self.get_settings(scope).await?))
+        Ok(Json(
+            self.get_settings(&auth.0, SettingsScope::Platform).await?,
+        ))
     }
 
     /// Saves the platform's SMTP settings; they apply to the next email, on every replica.
@@ -303,8 +275,10 @@ impl SmtpApi {
         auth: Auth,
         body: Json<SmtpSettingsUpdate>,
     ) -> Result<Json<SmtpSettingsBody>, ApiError> {
-        let scope = Self::platform_scope(&auth.0)?;
-        Ok(Json(self.put_settings(&auth.0, scope, body.0).await?))
+        Ok(Json(
+            self.put_settings(&auth.0, SettingsScope::Platform, body.0)
+                .await?,
+        ))
     }
 
     /// Sends a test email now through the platform's settings; answers within 15 seconds
@@ -319,8 +293,7 @@ impl SmtpApi {
         auth: Auth,
         body: Json<SmtpTestRequest>,
     ) -> Result<TestAnswer, ApiError> {
-        let scope = Self::platform_scope(&auth.0)?;
-        self.test(&auth.0, scope, body.0).await
+        self.test(&auth.0, SettingsScope::Platform, body.0).await
     }
 
     /// The tenant's own SMTP settings (password never returned). 404 `not_configured` when
@@ -336,8 +309,8 @@ impl SmtpApi {
         auth: Auth,
         tenant_id: Path<String>,
     ) -> Result<Json<SmtpSettingsBody>, ApiError> {
-        let scope = self.tenant_scope(&auth.0, &tenant_id.0).await?;
-        Ok(Json(self.get_settings(scope).await?))
+        let scope = Self::tenant_scope(&tenant_id.0)?;
+        Ok(Json(self.get_settings(&auth.0, scope).await?))
     }
 
     /// Saves the tenant's own SMTP settings: its emails (invitations, resets, warnings) go
@@ -356,7 +329,7 @@ impl SmtpApi {
         tenant_id: Path<String>,
         body: Json<SmtpSettingsUpdate>,
     ) -> Result<Json<SmtpSettingsBody>, ApiError> {
-        let scope = self.tenant_scope(&auth.0, &tenant_id.0).await?;
+        let scope = Self::tenant_scope(&tenant_id.0)?;
         Ok(Json(self.put_settings(&auth.0, scope, body.0).await?))
     }
 
@@ -377,15 +350,7 @@ impl SmtpApi {
         tenant_id: Path<String>,
         body: Json<SmtpTestRequest>,
     ) -> Result<TestAnswer, ApiError> {
-        let (scope, tenant) = self.tenant(&auth.0, &tenant_id.0).await?;
-        if tenant.status == TenantStatus::Deactivated {
-            // Nothing is sent on behalf of a deactivated tenant.
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "tenant_deactivated",
-                "the tenant is deactivated: nothing is sent on its behalf until it is activated",
-            ));
-        }
+        let scope = Self::tenant_scope(&tenant_id.0)?;
         self.test(&auth.0, scope, body.0).await
     }
 }
