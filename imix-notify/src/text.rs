@@ -1,7 +1,10 @@
 //! Names that other people see — a user's or tenant's name in an email, the sender's name —
 //! must show what they are: no control characters (a line break in a name would start a new
 //! mail header), no bidirectional override or isolate characters (which make
-//! `invoice<U+202E>fdp.exe` read as `invoiceexe.pdf`), and not only invisible characters.
+//! `invoice<U+202E>fdp.exe` read as `invoiceexe.pdf`), no characters that render as an
+//! unknown box or as nothing (object replacement, interlinear annotations, private-use,
+//! unassigned code points and noncharacters), and at least one letter or digit — so a name
+//! made only of blanks (`U+2800` Braille blank), combining marks or emoji is refused.
 
 /// Why `name` cannot be shown to others, or `None` when it can. `name` is the trimmed value;
 /// an empty one is left to the caller's "required" rule.
@@ -16,11 +19,33 @@ pub fn name_problem(name: &str) -> Option<&'static str> {
             "must not contain bidirectional override or isolate characters \
              (U+202A–U+202E, U+2066–U+2069)",
         )
+    } else if name.chars().any(is_unrenderable) {
+        Some(
+            "must not contain private-use, unassigned or replacement characters \
+             (U+FFF9–U+FFFC, noncharacters)",
+        )
     } else if !name.is_empty() && name.chars().all(|c| c.is_whitespace() || is_invisible(c)) {
         Some("must contain visible characters, not only zero-width or invisible ones")
+    } else if !name.is_empty() && !name.chars().any(char::is_alphanumeric) {
+        Some("must contain at least one letter or digit")
     } else {
         None
     }
+}
+
+/// Characters that show as an unknown box, as something chosen by the font, or as nothing:
+/// the interlinear annotation characters (U+FFF9–U+FFFB), the object replacement character
+/// (U+FFFC), private-use characters, unassigned code points and noncharacters (U+FDD0–U+FDEF
+/// and the last two code points of every plane).
+pub fn is_unrenderable(c: char) -> bool {
+    use unicode_general_category::{get_general_category, GeneralCategory};
+    let noncharacter = matches!(c, '\u{FDD0}'..='\u{FDEF}') || (u32::from(c) & 0xFFFE) == 0xFFFE;
+    noncharacter
+        || matches!(c, '\u{FFF9}'..='\u{FFFC}')
+        || matches!(
+            get_general_category(c),
+            GeneralCategory::PrivateUse | GeneralCategory::Unassigned | GeneralCategory::Surrogate
+        )
 }
 
 /// The explicit embedding, override and isolate characters: U+202A–U+202E, U+2066–U+2069.
@@ -77,6 +102,38 @@ mod tests {
             "\u{200B}\u{200B}",
             "\u{200B} \u{FEFF}",
             "\u{3164}",
+        ] {
+            assert!(name_problem(bad).is_some(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn names_need_a_letter_or_digit_and_renderable_characters() {
+        for ok in [
+            "invoice.pdf",
+            "2024",
+            "Café ☕",
+            "Ζήνων",
+            "e\u{0301}cole",
+            "株式会社",
+        ] {
+            assert_eq!(name_problem(ok), None, "{ok:?}");
+        }
+        for bad in [
+            "\u{2800}\u{2800}",
+            "\u{0301}\u{0301}\u{0301}",
+            "\u{FFFC}",
+            "Acme\u{FFFC}",
+            "\u{FFF9}Acme\u{FFFA}hidden\u{FFFB}",
+            "Acme\u{E000}",
+            "\u{F0000}x",
+            "Acme\u{FDD0}",
+            "Acme\u{FFFF}",
+            "x\u{10FFFE}",
+            "Acme\u{0378}",
+            "😀😀",
+            "...",
+            "-",
         ] {
             assert!(name_problem(bad).is_some(), "{bad:?}");
         }
