@@ -55,11 +55,37 @@ pub enum NotifyError {
         retry_after_secs: u64,
     },
     /// A localized string is missing or has a syntax error (also a bug caught by tests).
-    #[error("localization error: {0}")]
-    Localization(String),
+    #[error("localization error: {message}")]
+    Localization {
+        /// What is wrong, naming the file or message.
+        message: String,
+        /// The Fluent parser's, resolver's or language tag's error, when there is one (the
+        /// first, when Fluent reported several: all of them are in `message`).
+        #[source]
+        source: Option<imix_core::BoxError>,
+    },
 }
 
 impl NotifyError {
+    /// A [`NotifyError::Localization`] without an underlying error.
+    pub fn localization(message: impl Into<String>) -> Self {
+        NotifyError::Localization {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A [`NotifyError::Localization`] caused by `source`.
+    pub fn localization_caused_by(
+        message: impl Into<String>,
+        source: impl Into<imix_core::BoxError>,
+    ) -> Self {
+        NotifyError::Localization {
+            message: message.into(),
+            source: Some(source.into()),
+        }
+    }
+
     /// A single-field [`NotifyError::Invalid`].
     pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
         NotifyError::Invalid(vec![FieldError {

@@ -50,7 +50,7 @@ pub mod throttle;
 pub use error::{FieldError, NotifyError};
 #[cfg(feature = "mock")]
 pub use mailer::MockMailer;
-pub use mailer::{Email, MailError, Mailbox, Mailer, RecordingMailer, SendReceipt};
+pub use mailer::{Email, MailCause, MailError, Mailbox, Mailer, RecordingMailer, SendReceipt};
 #[cfg(feature = "smtp")]
 pub use resolver::{SettingsMailerResolver, SmtpOptions};
 pub use service::{Notifier, TEST_EMAILS_PER_WINDOW, TEST_EMAIL_TIMEOUT, TEST_EMAIL_WINDOW};

@@ -480,7 +480,7 @@ fn base64_decode(text: &str) -> Option<Vec<u8>> {
 }
 
 /// What happened to an email, as the worker reports it to subscribers (tests, metrics).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct OutboxEvent {
     /// The email.
     pub id: OutboxId,
@@ -519,7 +519,7 @@ impl fmt::Debug for OutboxWorker {
 pub fn should_retry(error: &MailError) -> bool {
     !matches!(
         error,
-        MailError::RecipientRejected(_) | MailError::Invalid { .. }
+        MailError::RecipientRejected { .. } | MailError::Invalid { .. }
     )
 }
 
@@ -672,16 +672,16 @@ impl OutboxWorker {
     }
 
     fn open(&self, stored: &OutboxEmail) -> Result<Email, MailError> {
-        let unreadable = |what: &str| MailError::Invalid {
-            field: "body".into(),
-            reason: format!("the stored body cannot be read ({what})"),
+        let unreadable = |what: &str| {
+            MailError::invalid("body", format!("the stored body cannot be read ({what})"))
         };
         let sealed = base64_decode(&stored.sealed_body).ok_or_else(|| unreadable("encoding"))?;
         let plain = self
             .cipher
             .decrypt(&sealed, &body_associated_data(stored.id))
-            .map_err(|e| unreadable(&e.to_string()))?;
-        let body: SealedBody = serde_json::from_slice(&plain).map_err(|_| unreadable("format"))?;
+            .map_err(|e| unreadable(&e.to_string()).caused_by(e))?;
+        let body: SealedBody =
+            serde_json::from_slice(&plain).map_err(|e| unreadable("format").caused_by(e))?;
         Ok(Email {
             to: Mailbox {
                 name: stored.to_name.clone(),
@@ -719,7 +719,7 @@ impl OutboxWorker {
                 self.monitor.add_failure();
                 tracing::error!(id = %email.id, template = %email.template, attempts = email.attempts,
                     error = %reason, "email not sent: the attempt panicked; giving up on it");
-                Some(MailError::Other(reason))
+                Some(MailError::other(reason))
             }
             Err(Failure::Mail(error)) => {
                 email.last_error = Some(error.to_string());
@@ -782,9 +782,9 @@ mod tests {
 
     #[test]
     fn only_recipient_and_address_errors_are_final() {
-        assert!(should_retry(&MailError::Connection("refused".into())));
-        assert!(should_retry(&MailError::Authentication("535".into())));
+        assert!(should_retry(&MailError::connection("refused")));
+        assert!(should_retry(&MailError::authentication("535")));
         assert!(should_retry(&MailError::Timeout));
-        assert!(!should_retry(&MailError::RecipientRejected("550".into())));
+        assert!(!should_retry(&MailError::recipient_rejected("550")));
     }
 }

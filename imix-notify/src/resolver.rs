@@ -75,7 +75,7 @@ impl SettingsMailerResolver {
 }
 
 fn settings_error(e: NotifyError) -> MailError {
-    MailError::Other(format!("cannot read the SMTP settings: {e}"))
+    MailError::other(format!("cannot read the SMTP settings: {e}")).caused_by(e)
 }
 
 #[async_trait]

@@ -206,7 +206,7 @@ impl Notifier {
             let rendered = self
                 .templates()
                 .render(&content, language)
-                .map_err(|e| MailError::Other(e.to_string()))?;
+                .map_err(|e| MailError::other(e.to_string()).caused_by(e))?;
             let email = crate::Email {
                 to: Mailbox::new(to),
                 subject: rendered.subject,

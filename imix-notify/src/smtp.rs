@@ -114,10 +114,10 @@ pub fn header_text(text: &str) -> String {
 fn lettre_mailbox(field: &str, mailbox: &Mailbox) -> Result<LettreMailbox, MailError> {
     if let Some(name) = &mailbox.name {
         if name.chars().any(char::is_control) {
-            return Err(MailError::Invalid {
-                field: field.to_owned(),
-                reason: "the display name contains control characters (line breaks)".into(),
-            });
+            return Err(MailError::invalid(
+                field,
+                "the display name contains control characters (line breaks)",
+            ));
         }
     }
     let address: lettre::Address =
@@ -125,9 +125,8 @@ fn lettre_mailbox(field: &str, mailbox: &Mailbox) -> Result<LettreMailbox, MailE
             .email
             .trim()
             .parse()
-            .map_err(|e: lettre::address::AddressError| MailError::Invalid {
-                field: field.to_owned(),
-                reason: e.to_string(),
+            .map_err(|e: lettre::address::AddressError| {
+                MailError::invalid(field, e.to_string()).caused_by(e)
             })?;
     let name = mailbox
         .name
@@ -146,15 +145,14 @@ impl SmtpMailer {
         let tls_parameters = || -> Result<TlsParameters, MailError> {
             let mut builder = TlsParameters::builder(config.host.clone());
             if let Some(pem) = &config.extra_root_pem {
-                let cert = Certificate::from_pem(pem).map_err(|e| MailError::Invalid {
-                    field: "ca_certificate".into(),
-                    reason: e.to_string(),
+                let cert = Certificate::from_pem(pem).map_err(|e| {
+                    MailError::invalid("ca_certificate", e.to_string()).caused_by(e)
                 })?;
                 builder = builder.add_root_certificate(cert);
             }
             builder
                 .build_rustls()
-                .map_err(|e| MailError::Tls(e.to_string()))
+                .map_err(|e| MailError::tls(e.to_string()).caused_by(e))
         };
         let tls = match config.security {
             SmtpSecurity::Starttls => Tls::Required(tls_parameters()?),
@@ -202,13 +200,10 @@ impl SmtpMailer {
                     .body(email.text.clone()),
             ),
         };
-        built.map_err(|e| MailError::Invalid {
-            field: "email".into(),
-            reason: e.to_string(),
-        })
+        built.map_err(|e| MailError::invalid("email", e.to_string()).caused_by(e))
     }
 
-    fn classify(&self, error: &SmtpError) -> MailError {
+    fn classify(&self, error: SmtpError) -> MailError {
         classify(error, self.has_credentials)
     }
 }
@@ -237,7 +232,7 @@ impl Mailer for SmtpMailer {
         let message = self.message(email)?;
         match tokio::time::timeout(self.overall_timeout, self.transport.send(message)).await {
             Err(_) => Err(MailError::Timeout),
-            Ok(Err(e)) => Err(self.classify(&e)),
+            Ok(Err(e)) => Err(self.classify(e)),
             Ok(Ok(response)) => Ok(SendReceipt {
                 server_reply: format!(
                     "{} {}",
@@ -253,11 +248,9 @@ impl Mailer for SmtpMailer {
     async fn ping(&self) -> Result<(), MailError> {
         match tokio::time::timeout(self.overall_timeout, self.transport.test_connection()).await {
             Err(_) => Err(MailError::Timeout),
-            Ok(Err(e)) => Err(self.classify(&e)),
+            Ok(Err(e)) => Err(self.classify(e)),
             Ok(Ok(true)) => Ok(()),
-            Ok(Ok(false)) => Err(MailError::Connection(
-                "the server closed the connection".into(),
-            )),
+            Ok(Ok(false)) => Err(MailError::connection("the server closed the connection")),
         }
     }
 }
@@ -274,32 +267,37 @@ fn enhanced_status(text: &str) -> Option<(u16, u16, u16)> {
 ///
 /// Order of evidence: the SMTP reply code and its enhanced status code; lettre's TLS kind;
 /// the I/O and rustls errors in the source chain (connection refused, DNS, handshake,
-/// timeouts); finally lettre's client errors, which carry no finer kind.
-pub fn classify(error: &SmtpError, has_credentials: bool) -> MailError {
+/// timeouts); finally lettre's client errors, which carry no finer kind. The error itself
+/// becomes the classified error's [`std::error::Error::source`].
+pub fn classify(error: SmtpError, has_credentials: bool) -> MailError {
+    classify_kind(&error, has_credentials).caused_by(error)
+}
+
+fn classify_kind(error: &SmtpError, has_credentials: bool) -> MailError {
     let detail = error.source().map(ToString::to_string).unwrap_or_default();
     if let Some(code) = error.status() {
         let code = u16::from(code);
         let reply = format!("{code} {detail}").trim().to_owned();
         return match (code, enhanced_status(&detail)) {
-            (_, Some((_, 7, 8))) | (530 | 534 | 535 | 538, _) => MailError::Authentication(reply),
-            (_, Some((_, 1, 7 | 8))) => MailError::SenderRejected(reply),
+            (_, Some((_, 7, 8))) | (530 | 534 | 535 | 538, _) => MailError::authentication(reply),
+            (_, Some((_, 1, 7 | 8))) => MailError::sender_rejected(reply),
             (_, Some((_, 1, 1..=6 | 10))) | (550 | 551 | 553, None) => {
-                MailError::RecipientRejected(reply)
+                MailError::recipient_rejected(reply)
             }
-            (421, _) => MailError::Connection(reply),
-            _ => MailError::Other(reply),
+            (421, _) => MailError::connection(reply),
+            _ => MailError::other(reply),
         };
     }
     if error.is_timeout() {
         return MailError::Timeout;
     }
     if error.is_tls() {
-        return MailError::Tls(detail);
+        return MailError::tls(detail);
     }
     let mut source = error.source();
     while let Some(e) = source {
         if e.downcast_ref::<rustls::Error>().is_some() {
-            return MailError::Tls(e.to_string());
+            return MailError::tls(e.to_string());
         }
         if let Some(io) = e.downcast_ref::<io::Error>() {
             if io.kind() == io::ErrorKind::TimedOut {
@@ -307,7 +305,7 @@ pub fn classify(error: &SmtpError, has_credentials: bool) -> MailError {
             }
             if let Some(inner) = io.get_ref() {
                 if inner.downcast_ref::<rustls::Error>().is_some() {
-                    return MailError::Tls(inner.to_string());
+                    return MailError::tls(inner.to_string());
                 }
             }
         }
@@ -318,18 +316,18 @@ pub fn classify(error: &SmtpError, has_credentials: bool) -> MailError {
         // mechanism" as client errors without a finer kind.
         let lower = detail.to_ascii_lowercase();
         return if lower.contains("starttls") {
-            MailError::Tls(detail)
+            MailError::tls(detail)
         } else if has_credentials && lower.contains("authentication") {
-            MailError::Authentication(detail)
+            MailError::authentication(detail)
         } else {
-            MailError::Other(detail)
+            MailError::other(detail)
         };
     }
     if error.is_response() {
-        return MailError::Other(format!("unexpected reply: {detail}"));
+        return MailError::other(format!("unexpected reply: {detail}"));
     }
     // Connection and network kinds: refused, reset, DNS failure, unreachable.
-    MailError::Connection(if detail.is_empty() {
+    MailError::connection(if detail.is_empty() {
         error.to_string()
     } else {
         detail
@@ -385,6 +383,16 @@ mod tests {
             "{headers}"
         );
         assert!(headers.contains("user@example.com"), "{headers}");
+    }
+
+    #[test]
+    fn an_unparsable_address_keeps_the_parser_error_as_its_source() {
+        use std::error::Error as _;
+        let err = lettre_mailbox("to", &Mailbox::new("not an address")).unwrap_err();
+        assert!(matches!(err, MailError::Invalid { ref field, .. } if field == "to"));
+        let source = err.source().expect("the parser error is kept");
+        assert!(source.is::<lettre::address::AddressError>(), "{source:?}");
+        assert!(err.to_string().starts_with("invalid to: "), "{err}");
     }
 
     #[test]

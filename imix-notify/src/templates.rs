@@ -215,18 +215,41 @@ impl Words<'_> {
         let message = self
             .bundle
             .get_message(id)
-            .ok_or_else(|| NotifyError::Localization(format!("message `{id}` is missing")))?;
+            .ok_or_else(|| NotifyError::localization(format!("message `{id}` is missing")))?;
         let pattern = message
             .value()
-            .ok_or_else(|| NotifyError::Localization(format!("message `{id}` has no value")))?;
+            .ok_or_else(|| NotifyError::localization(format!("message `{id}` has no value")))?;
         let mut errors = Vec::new();
         let text = self
             .bundle
             .format_pattern(pattern, Some(&self.args), &mut errors);
-        if let Some(e) = errors.first() {
-            return Err(NotifyError::Localization(format!("message `{id}`: {e}")));
+        if let Some(e) = errors.into_iter().next() {
+            return Err(NotifyError::localization_caused_by(
+                format!("message `{id}`: {e}"),
+                e,
+            ));
         }
         Ok(text.into_owned())
+    }
+}
+
+/// A [`NotifyError::Localization`] for the errors Fluent reported on `what`: all of them
+/// in the message, the first as the source.
+fn fluent_errors<E>(what: &str, errors: Vec<E>) -> NotifyError
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let message = format!(
+        "{what}: {}",
+        errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
+    match errors.into_iter().next() {
+        Some(first) => NotifyError::localization_caused_by(message, first),
+        None => NotifyError::localization(message),
     }
 }
 
@@ -251,20 +274,19 @@ impl Templates {
             })?;
         let mut bundles = HashMap::new();
         for language in Language::ALL {
-            let resource = FluentResource::try_new(ftl_source(language).to_owned()).map_err(
-                |(_, errors)| NotifyError::Localization(format!("{language}.ftl: {errors:?}")),
-            )?;
+            let resource = FluentResource::try_new(ftl_source(language).to_owned())
+                .map_err(|(_, errors)| fluent_errors(&format!("{language}.ftl"), errors))?;
             let langid = language
                 .code()
                 .parse()
-                .map_err(|e| NotifyError::Localization(format!("{language}: {e}")))?;
+                .map_err(|e| NotifyError::localization_caused_by(format!("{language}: {e}"), e))?;
             let mut bundle = FluentBundle::new_concurrent(vec![langid]);
             // Plain strings: no Unicode isolation marks around variables (they would end
             // up in subjects and the text part as invisible characters).
             bundle.set_use_isolating(false);
             bundle
                 .add_resource(resource)
-                .map_err(|e| NotifyError::Localization(format!("{language}.ftl: {e:?}")))?;
+                .map_err(|errors| fluent_errors(&format!("{language}.ftl"), errors))?;
             bundles.insert(language, bundle);
         }
         Ok(Self {
@@ -301,7 +323,7 @@ impl Templates {
         let bundle = self
             .bundles
             .get(&language)
-            .ok_or_else(|| NotifyError::Localization(format!("no strings for {language}")))?;
+            .ok_or_else(|| NotifyError::localization(format!("no strings for {language}")))?;
         let mut args = FluentArgs::new();
         args.set("product", "iMix");
         let prefix: &str;
@@ -433,6 +455,24 @@ mod tests {
 
     fn templates() -> Templates {
         Templates::new("https://crm.example.com/imix").unwrap()
+    }
+
+    #[test]
+    fn a_fluent_syntax_error_is_kept_as_the_source() {
+        use std::error::Error as _;
+        let Err((_, errors)) = FluentResource::try_new("greeting = { $name\nother".to_owned())
+        else {
+            panic!("the resource should not parse");
+        };
+        let first = errors[0].to_string();
+        let err = fluent_errors("en.ftl", errors);
+        assert!(matches!(err, NotifyError::Localization { .. }), "{err:?}");
+        assert!(
+            err.to_string().starts_with("localization error: en.ftl: "),
+            "{err}"
+        );
+        let source = err.source().expect("the parser error is kept");
+        assert_eq!(source.to_string(), first);
     }
 
     fn all_contents() -> Vec<EmailContent> {

@@ -647,8 +647,8 @@ impl From<imix_tenancy::TenancyError> for ApiError {
                 Self::new(StatusCode::BAD_GATEWAY, "mail_failed", e.to_string())
             }
             T::Store(e) => e.into(),
-            T::Internal(msg) => {
-                tracing::error!(error = %msg, "internal error");
+            other @ T::Internal { .. } => {
+                tracing::error!(error = %other, "internal error");
                 Self::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal_error",
@@ -729,7 +729,7 @@ impl From<imix_notify::NotifyError> for ApiError {
             )
             .with_details(serde_json::json!({ "retry_after_secs": retry_after_secs }))
             .with_retry_after(retry_after_secs),
-            other @ (N::Template { .. } | N::Localization(_)) => {
+            other @ (N::Template { .. } | N::Localization { .. }) => {
                 tracing::error!(error = %other, "email templates failed");
                 Self::new(
                     StatusCode::INTERNAL_SERVER_ERROR,

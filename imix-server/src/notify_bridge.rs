@@ -96,9 +96,9 @@ fn queue_error(e: NotifyError) -> MailError {
                 .first()
                 .map(|f| (f.field.to_owned(), f.message.clone()))
                 .unwrap_or_else(|| ("email".to_owned(), "is invalid".to_owned()));
-            MailError::Invalid { field, reason }
+            MailError::invalid(field, reason)
         }
-        other => MailError::Other(format!("cannot queue the email: {other}")),
+        other => MailError::other(format!("cannot queue the email: {other}")).caused_by(other),
     }
 }
 

@@ -92,9 +92,16 @@ pub enum TenancyError {
     /// The store failed.
     #[error("storage failure: {0}")]
     Store(imix_core::Error),
-    /// Anything else unexpected.
-    #[error("internal error: {0}")]
-    Internal(String),
+    /// Anything else unexpected: a library failed where it should not (password hashing,
+    /// token signing, a worker task).
+    #[error("internal error: {context}: {source}")]
+    Internal {
+        /// What was being done, e.g. `"cannot sign a token"`.
+        context: &'static str,
+        /// The library's own error.
+        #[source]
+        source: imix_core::BoxError,
+    },
 }
 
 /// One invalid field of a request.
@@ -112,6 +119,14 @@ impl TenancyError {
         TenancyError::Invalid {
             field: field.into(),
             message: message.into(),
+        }
+    }
+
+    /// A [`TenancyError::Internal`]: `context` says what was being done.
+    pub fn internal(context: &'static str, source: impl Into<imix_core::BoxError>) -> Self {
+        TenancyError::Internal {
+            context,
+            source: source.into(),
         }
     }
 

@@ -59,7 +59,7 @@ impl PasswordHasher {
         parallelism: u32,
     ) -> Result<Self, TenancyError> {
         let params = Params::new(memory_kib, iterations, parallelism, None)
-            .map_err(|e| TenancyError::Internal(format!("argon2 parameters: {e}")))?;
+            .map_err(|e| TenancyError::internal("argon2 parameters", e))?;
         let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
         Ok(Self {
             argon,
@@ -75,11 +75,11 @@ impl PasswordHasher {
             .permits
             .acquire()
             .await
-            .map_err(|e| TenancyError::Internal(e.to_string()))?;
+            .map_err(|e| TenancyError::internal("password hashing permit", e))?;
         let (hasher, password) = (self.clone(), password.clone());
         tokio::task::spawn_blocking(move || hasher.hash(&password))
             .await
-            .map_err(|e| TenancyError::Internal(format!("password hashing task: {e}")))?
+            .map_err(|e| TenancyError::internal("password hashing task", e))?
     }
 
     /// [`PasswordHasher::verify`] on Tokio's blocking pool (see [`PasswordHasher::hash_async`]).
@@ -95,13 +95,10 @@ impl PasswordHasher {
 
     /// Hashes a password with a fresh random salt.
     pub fn hash(&self, password: &SecretString) -> Result<PasswordHash, TenancyError> {
-        let internal = |e: &dyn std::fmt::Display| TenancyError::Internal(format!("argon2: {e}"));
+        let internal = |e: argon2::password_hash::Error| TenancyError::internal("argon2", e);
         let salt = SaltString::generate(&mut rand::rngs::OsRng);
         let mut salt_buf = [0u8; 64];
-        let salt_bytes = salt
-            .as_salt()
-            .decode_b64(&mut salt_buf)
-            .map_err(|e| internal(&e))?;
+        let salt_bytes = salt.as_salt().decode_b64(&mut salt_buf).map_err(internal)?;
         let params = self.argon.params();
         let mut memory = working_memory(params.block_count());
         let output = Output::init_with(Params::DEFAULT_OUTPUT_LEN, |out| {
@@ -114,11 +111,11 @@ impl PasswordHasher {
                 )
                 .map_err(|_| argon2::password_hash::Error::Crypto)
         })
-        .map_err(|e| internal(&e))?;
+        .map_err(internal)?;
         let phc = PhcHash {
             algorithm: Algorithm::Argon2id.ident(),
             version: Some(Version::V0x13.into()),
-            params: ParamsString::try_from(params).map_err(|e| internal(&e))?,
+            params: ParamsString::try_from(params).map_err(internal)?,
             salt: Some(salt.as_salt()),
             hash: Some(output),
         };
@@ -198,25 +195,33 @@ pub fn check_length(field: &str, password: &SecretString) -> Result<(), TenancyE
 /// Checks a new password of `user` against the policy; `field` names the field in the 422.
 /// A password must:
 /// - be at most [`MAX_PASSWORD_BYTES`] bytes and at least [`MIN_PASSWORD_LEN`] characters;
-/// - not be only whitespace or control characters;
+/// - contain no control character (Unicode category Cc: NUL, line breaks, tabs, …);
+/// - not be only whitespace;
 /// - not contain the user's email address, its local part, or their first or last name
 ///   (case-insensitively; parts shorter than 3 characters are not looked for);
 /// - not be easy to guess: a zxcvbn score of at least [`MIN_STRENGTH_SCORE`], which refuses
 ///   common passwords (zxcvbn ships frequency lists of them), repeats, sequences, keyboard
 ///   patterns and dates, and the default `admin123` in any form.
+///
+/// Every rule but the byte cap and the control characters looks at the password's
+/// [`policy_skeleton`], so invisible or look-alike characters (`pass<U+200B>word12`,
+/// full-width `ｑｗｅｒｔｙｕｉｏｐ`) neither lengthen a password nor hide a common word or a
+/// name in it. The hash is of the password exactly as typed.
 pub fn check_policy(field: &str, password: &SecretString, user: &User) -> Result<(), TenancyError> {
     check_length(field, password)?;
-    let p = password.expose_secret();
-    if p.chars().all(|c| c.is_whitespace() || c.is_control()) {
+    let raw = password.expose_secret();
+    if raw.chars().any(char::is_control) {
+        return Err(TenancyError::invalid(
+            field,
+            "must not contain control characters (such as NUL, tabs or line breaks)",
+        ));
+    }
+    let skeleton = policy_skeleton(raw);
+    let p = skeleton.as_str();
+    if p.chars().all(char::is_whitespace) {
         return Err(TenancyError::invalid(
             field,
             "must not consist only of spaces or control characters",
-        ));
-    }
-    if p.chars().count() < MIN_PASSWORD_LEN {
-        return Err(TenancyError::invalid(
-            field,
-            format!("must be at least {MIN_PASSWORD_LEN} characters"),
         ));
     }
     if p.trim() == DEFAULT_ADMIN_PASSWORD {
@@ -225,10 +230,16 @@ pub fn check_policy(field: &str, password: &SecretString, user: &User) -> Result
             "must not be the default password",
         ));
     }
-    let lower = p.to_lowercase();
-    let email = user.email.trim().to_lowercase();
+    if p.chars().count() < MIN_PASSWORD_LEN {
+        return Err(TenancyError::invalid(
+            field,
+            format!("must be at least {MIN_PASSWORD_LEN} characters"),
+        ));
+    }
+    let lower = p;
+    let email = policy_skeleton(user.email.trim());
     let local = email.split('@').next().unwrap_or_default();
-    let names = [user.first_name.trim(), user.last_name.trim()].map(str::to_lowercase);
+    let names = [user.first_name.trim(), user.last_name.trim()].map(policy_skeleton);
     let personal = [email.as_str(), local]
         .into_iter()
         .chain(names.iter().map(String::as_str))
@@ -263,9 +274,54 @@ pub fn check_policy(field: &str, password: &SecretString, user: &User) -> Result
     Ok(())
 }
 
+/// The form of a text that the password policy compares: compatibility-normalized (Unicode
+/// NFKC, so full-width `ｑ` is `q` and ligatures are letters), without default-ignorable and
+/// format characters (zero-width spaces and joiners U+200B–U+200F, the soft hyphen U+00AD,
+/// the word joiner U+2060, the byte-order mark U+FEFF, every other Cf character, variation
+/// selectors and fillers), lower-cased, and trimmed.
+pub fn policy_skeleton(text: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    let visible = |c: &char| {
+        !imix_notify::text::is_invisible(*c)
+            && unicode_general_category::get_general_category(*c)
+                != unicode_general_category::GeneralCategory::Format
+    };
+    let folded: String = text
+        .chars()
+        .filter(visible)
+        .nfkc()
+        .filter(visible)
+        .collect::<String>()
+        .to_lowercase();
+    // Lower-casing can leave a text that is not in NFKC again (rarely); settle it.
+    folded.nfkc().collect::<String>().trim().to_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bad_argon2_parameters_keep_argon2s_error_as_the_source() {
+        use std::error::Error as _;
+        let Err(err) = PasswordHasher::with_params(0, 0, 0) else {
+            panic!("zero parameters must be refused");
+        };
+        assert!(matches!(
+            err,
+            TenancyError::Internal {
+                context: "argon2 parameters",
+                ..
+            }
+        ));
+        assert!(
+            err.source().is_some_and(|s| s.is::<argon2::Error>()),
+            "{err:?}"
+        );
+        assert!(err
+            .to_string()
+            .starts_with("internal error: argon2 parameters: "));
+    }
 
     #[test]
     fn hashes_are_argon2id_salted_and_verify() {
@@ -365,6 +421,44 @@ mod tests {
                 "{personal:?}: {why}"
             );
         }
+    }
+
+    #[test]
+    fn policy_sees_through_invisible_and_look_alike_characters() {
+        for (bad, why) in [
+            ("pass\u{200B}word12", "too easy to guess"),
+            ("pass\u{00AD}word12", "too easy to guess"),
+            ("pass\u{2060}word\u{FEFF}12", "too easy to guess"),
+            (
+                "\u{FF51}\u{FF57}\u{FF45}\u{FF52}\u{FF54}\u{FF59}\u{FF55}\u{FF49}\u{FF4F}\u{FF50}",
+                "too easy to guess",
+            ),
+            (
+                "my fat\u{200B}ima pass\u{200C}phrase",
+                "email address or your name",
+            ),
+            (
+                "ben\u{200D}ali is my passphrase",
+                "email address or your name",
+            ),
+            (
+                "ＦＡＴＩＭＡ．ＺＡＨＲＡ＠ＥＸＡＭＰＬＥ．ＣＯＭ",
+                "email address or your name",
+            ),
+            ("admin\u{200B}123", "default password"),
+            ("pass\u{200B}\u{200B}word", "at least 10 characters"),
+            ("\u{200B}".repeat(12).as_str(), "only of spaces"),
+            ("correct\0horse", "control characters"),
+            ("correct\0horse battery staple", "control characters"),
+            ("correct horse\nbattery staple", "control characters"),
+        ] {
+            let got = refusal(bad).unwrap_or_else(|| panic!("{bad:?} accepted"));
+            assert!(got.contains(why), "{bad:?}: {got}");
+        }
+        // The skeleton only decides the rules; a strong password with such characters in it
+        // is still fine, and what is hashed is the password as typed.
+        assert!(refusal("a much better\u{200B} passphrase").is_none());
+        assert_eq!(policy_skeleton(" ＡＢ\u{200B}c\u{00AD}D "), "abcd");
     }
 
     #[test]

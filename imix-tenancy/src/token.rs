@@ -110,7 +110,7 @@ impl TokenIssuer {
             generation: user.token_generation,
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .map_err(|e| TenancyError::Internal(format!("cannot sign a token: {e}")))?;
+            .map_err(|e| TenancyError::internal("cannot sign a token", e))?;
         Ok(AccessToken {
             token: SecretString::from(token),
             expires_in,

@@ -256,7 +256,7 @@ async fn tenants_use_their_own_settings_else_the_platform_and_changes_apply_at_o
         .await
         .unwrap_err();
     assert!(
-        matches!(err, NotifyError::Mail(MailError::Authentication(_))),
+        matches!(err, NotifyError::Mail(MailError::Authentication { .. })),
         "{err:?}"
     );
     assert!(matches!(

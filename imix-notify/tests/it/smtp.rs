@@ -128,10 +128,36 @@ async fn a_wrong_port_is_a_connection_error() {
     let mut config = env.config(SmtpSecurity::None);
     config.port = closed_port();
     let err = send_error(config.clone(), &unique_address()).await;
-    assert!(matches!(err, MailError::Connection(_)), "{err:?}");
+    assert!(matches!(err, MailError::Connection { .. }), "{err:?}");
     assert!(err.is_transient());
     let ping = SmtpMailer::new(config).unwrap().ping().await.unwrap_err();
-    assert!(matches!(ping, MailError::Connection(_)), "{ping:?}");
+    assert!(matches!(ping, MailError::Connection { .. }), "{ping:?}");
+}
+
+#[tokio::test]
+async fn a_classified_failure_keeps_the_smtp_error_as_its_source() {
+    use std::error::Error as _;
+    let env = SmtpEnv::get();
+    let mut config = env.config(SmtpSecurity::None);
+    config.port = closed_port();
+    let err = send_error(config, &unique_address()).await;
+    let source = err.source().expect("the lettre error is kept");
+    assert!(
+        source.is::<lettre::transport::smtp::Error>(),
+        "source is lettre's SMTP error: {source:?}"
+    );
+    // Its own chain goes on down to the refused connection.
+    let mut chain = source.source();
+    let mut refused = false;
+    while let Some(e) = chain {
+        refused |= e
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused);
+        chain = e.source();
+    }
+    assert!(refused, "the chain reaches the I/O error: {err:?}");
+    // A clone (the outbox sends clones to its subscribers) keeps it too.
+    assert!(err.clone().source().is_some());
 }
 
 #[tokio::test]
@@ -140,7 +166,7 @@ async fn an_unknown_host_is_a_connection_error() {
     let mut config = env.config(SmtpSecurity::None);
     config.host = "no-such-host.invalid".into();
     let err = send_error(config, &unique_address()).await;
-    assert!(matches!(err, MailError::Connection(_)), "{err:?}");
+    assert!(matches!(err, MailError::Connection { .. }), "{err:?}");
 }
 
 #[tokio::test]
@@ -150,30 +176,33 @@ async fn a_wrong_password_is_an_authentication_error() {
         let mut config = env.config(security);
         config.credentials = Some((env.user.clone(), SecretString::from("wrong".to_owned())));
         let err = send_error(config.clone(), &unique_address()).await;
-        assert!(matches!(err, MailError::Authentication(_)), "{err:?}");
+        assert!(matches!(err, MailError::Authentication { .. }), "{err:?}");
         assert!(err.to_string().contains("535"), "{err}");
         let ping = SmtpMailer::new(config).unwrap().ping().await.unwrap_err();
-        assert!(matches!(ping, MailError::Authentication(_)), "{ping:?}");
+        assert!(matches!(ping, MailError::Authentication { .. }), "{ping:?}");
     }
     // No credentials where the server requires them.
     let mut config = env.config(SmtpSecurity::None);
     config.credentials = None;
     let err = send_error(config, &unique_address()).await;
-    assert!(matches!(err, MailError::Authentication(_)), "{err:?}");
+    assert!(matches!(err, MailError::Authentication { .. }), "{err:?}");
 }
 
 #[tokio::test]
 async fn rejected_recipient_and_sender_are_told_apart() {
     let env = SmtpEnv::get();
     let err = send_error(env.config(SmtpSecurity::Starttls), "reject@example.com").await;
-    assert!(matches!(err, MailError::RecipientRejected(_)), "{err:?}");
+    assert!(
+        matches!(err, MailError::RecipientRejected { .. }),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("550"), "{err}");
     assert!(!err.is_transient());
 
     let mut config = env.config(SmtpSecurity::None);
     config.from = Mailbox::new("rejected-sender@example.com");
     let err = send_error(config, &unique_address()).await;
-    assert!(matches!(err, MailError::SenderRejected(_)), "{err:?}");
+    assert!(matches!(err, MailError::SenderRejected { .. }), "{err:?}");
 }
 
 #[tokio::test]
@@ -183,19 +212,19 @@ async fn tls_problems_are_tls_errors() {
     let mut config = env.config(SmtpSecurity::Tls);
     config.port = env.port;
     let err = send_error(config, &unique_address()).await;
-    assert!(matches!(err, MailError::Tls(_)), "{err:?}");
+    assert!(matches!(err, MailError::Tls { .. }), "{err:?}");
 
     // The throwaway CA is not trusted unless configured: the certificate is refused.
     let mut config = env.config(SmtpSecurity::Starttls);
     config.extra_root_pem = None;
     let err = send_error(config, &unique_address()).await;
-    assert!(matches!(err, MailError::Tls(_)), "{err:?}");
+    assert!(matches!(err, MailError::Tls { .. }), "{err:?}");
 
     // STARTTLS required but the server does not offer it.
     let mut config = env.config(SmtpSecurity::Starttls);
     config.port = env.port;
     let err = send_error(config, &unique_address()).await;
-    assert!(matches!(err, MailError::Tls(_)), "{err:?}");
+    assert!(matches!(err, MailError::Tls { .. }), "{err:?}");
 }
 
 #[tokio::test]
