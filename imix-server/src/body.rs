@@ -3,8 +3,9 @@
 //! not match their operation's schema.
 //!
 //! Both are driven by the published OpenAPI document, so a new operation needs no entry
-//! here: an operation whose request body is `multipart/form-data` is an upload and gets
-//! [`UPLOAD_BODY_LIMIT`]; every other request gets [`SMALL_BODY_LIMIT`].
+//! here: a `multipart/form-data` body sent to an operation whose request body is
+//! `multipart/form-data` (an upload) gets [`UPLOAD_BODY_LIMIT`]; every other request (any
+//! other content type, on any route, uploads included) gets [`SMALL_BODY_LIMIT`].
 
 use std::{
     collections::HashMap,
@@ -98,8 +99,19 @@ impl RequestRules {
         rules
     }
 
-    /// The body limit of a request to `method` `path`.
-    pub fn body_limit(&self, method: &Method, path: &str) -> usize {
+    /// The body limit of a request to `method` `path` whose `Content-Type` is
+    /// `content_type`: only a multipart body to an upload operation gets the upload limit.
+    pub fn body_limit(&self, method: &Method, path: &str, content_type: Option<&str>) -> usize {
+        let multipart = content_type.is_some_and(|ct| {
+            ct.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("multipart/form-data")
+        });
+        if !multipart {
+            return SMALL_BODY_LIMIT;
+        }
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
         let is_upload = self.uploads.iter().any(|(m, template)| {
             m == method
@@ -378,21 +390,36 @@ mod tests {
     }
 
     #[test]
-    fn uploads_get_the_large_limit_by_method_and_template() {
+    fn uploads_get_the_large_limit_by_method_template_and_content_type() {
         let r = rules();
+        let mp = Some("multipart/form-data; boundary=x");
         assert_eq!(
-            r.body_limit(&Method::PUT, "/api/v1/things/abc/logo"),
+            r.body_limit(&Method::PUT, "/api/v1/things/abc/logo", mp),
             UPLOAD_BODY_LIMIT
         );
+        // Any other content type on an upload route gets the small limit.
+        for ct in [
+            None,
+            Some("application/json"),
+            Some("application/octet-stream"),
+        ] {
+            assert_eq!(
+                r.body_limit(&Method::PUT, "/api/v1/things/abc/logo", ct),
+                SMALL_BODY_LIMIT
+            );
+        }
         assert_eq!(
-            r.body_limit(&Method::POST, "/api/v1/things/abc/logo"),
+            r.body_limit(&Method::POST, "/api/v1/things/abc/logo", mp),
             SMALL_BODY_LIMIT
         );
         assert_eq!(
-            r.body_limit(&Method::POST, "/api/v1/things"),
+            r.body_limit(&Method::POST, "/api/v1/things", mp),
             SMALL_BODY_LIMIT
         );
-        assert_eq!(r.body_limit(&Method::POST, "/auth/token"), SMALL_BODY_LIMIT);
+        assert_eq!(
+            r.body_limit(&Method::POST, "/auth/token", mp),
+            SMALL_BODY_LIMIT
+        );
         assert!(r.is_multipart("put_logo") && !r.is_multipart("create_thing"));
     }
 

@@ -285,7 +285,9 @@ impl<E: Endpoint> Endpoint for ErrorShapeEndpoint<E> {
     async fn call(&self, mut req: Request) -> Result<Self::Output> {
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
-        let limit = self.rules.body_limit(&method, &path);
+        // Only a multipart body to an upload operation may be large; anything else (JSON
+        // included, on any route) is held to the small limit before any handler or auth.
+        let limit = self.rules.body_limit(&method, &path, req.content_type());
         let declared = req
             .header(poem::http::header::CONTENT_LENGTH)
             .and_then(|v| v.trim().parse::<u64>().ok());

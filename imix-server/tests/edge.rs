@@ -438,3 +438,52 @@ async fn smtp_security_ssl_is_the_documented_alias_of_tls() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_to_an_upload_route_gets_the_small_limit_before_auth() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    let path = "/api/v1/tenants/00000000-0000-0000-0000-000000000001/logo";
+    // A declared 1 MB JSON body, anonymous: 413 from the head alone (the body is never sent).
+    let started = Instant::now();
+    let (status, body) = raw_exchange(
+        &server,
+        format!(
+            "PUT {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n\
+             Content-Length: 1000000\r\n\r\n"
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["error"]["code"], "payload_too_large", "{body}");
+    assert_eq!(body["error"]["details"]["max_bytes"], 64 * 1024);
+
+    // The same, chunked (1 MiB): 413 once 64 KiB are crossed, not after reading it all.
+    let head = format!(
+        "PUT {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n\
+         Transfer-Encoding: chunked\r\n\r\n{}",
+        chunk("{\"x\":\"")
+    );
+    let (status, body) = raw_exchange(&server, head, Some((64, 16 * 1024, b'a'))).await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["error"]["details"]["max_bytes"], 64 * 1024);
+
+    // Any other non-multipart type to an upload route too.
+    let (status, body) = raw_exchange(
+        &server,
+        String::from(
+            "POST /api/v1/tenants/x/documents HTTP/1.1\r\nHost: test\r\n\
+             Content-Type: application/octet-stream\r\nContent-Length: 1000000\r\n\r\n",
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(status, 413, "{body}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "answered after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(server.get("/health").await.status(), 200);
+    server.stop().await;
+}
