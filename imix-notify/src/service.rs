@@ -7,7 +7,7 @@ use imix_core::{
     crypto::Cipher,
     id::TenantId,
     model::{OutboxId, SettingsScope, Tenant, TenantStatus},
-    store::{CounterRepository, Page, PageRequest, Scope, Store, TenantRepository},
+    store::{CounterRepository, Page, PageRequest, Store, TenantRepository},
     Language,
 };
 
@@ -249,12 +249,20 @@ impl Notifier {
     }
 
     /// `GET /api/v1/system/mail-outbox`: recent emails, newest first, metadata and
-    /// redacted text only.
+    /// redacted text only. Needs `platform.system`; lists every tenant's and the platform's
+    /// emails, or only `tenant`'s when one is named (a caller confined to a tenant sees only
+    /// its own: naming another tenant is "not found"). The permission is checked before the
+    /// outbox is read.
     pub async fn list_outbox(
         &self,
-        scope: Scope,
+        ctx: &AccessContext,
+        tenant: Option<TenantId>,
         page: PageRequest,
     ) -> Result<Page<OutboxEntryView>, NotifyError> {
+        let scope = match tenant {
+            Some(t) => ctx.authorize(Permission::PlatformSystem, t)?,
+            None => ctx.authorize_scope(Permission::PlatformSystem)?,
+        };
         self.outbox.list(scope, page).await
     }
 

@@ -1,7 +1,7 @@
 //! The SMTP settings operations check the caller themselves: over `mockall` mocks of every
 //! storage port, a caller without the permission or naming another tenant is refused before
 //! any port is called, and a permitted call reaches the settings port in the right scope and
-//! the audit log.
+//! the audit log. The mail outbox listing likewise.
 
 use std::{collections::BTreeSet, sync::Arc};
 
@@ -13,7 +13,8 @@ use imix_core::{
     store::{
         MockAuditLogRepository, MockAuthTokenRepository, MockBlobStore, MockCounterRepository,
         MockMailOutboxRepository, MockSettingsRepository, MockStoreAdmin, MockTemplateRepository,
-        MockTenantRepository, MockUserRepository, MockWhatsAppAccountRepository, Store,
+        MockTenantRepository, MockUserRepository, MockWhatsAppAccountRepository, Page, PageRequest,
+        Scope, Store,
     },
     Language,
 };
@@ -31,6 +32,7 @@ struct Ports {
     settings: MockSettingsRepository,
     audit: MockAuditLogRepository,
     counters: MockCounterRepository,
+    outbox: MockMailOutboxRepository,
     resolver: MockMailerResolver,
 }
 
@@ -44,6 +46,8 @@ impl Ports {
         p.audit.expect_append().times(0);
         p.counters.expect_try_add().times(0);
         p.resolver.expect_mailer_for().times(0);
+        p.outbox.expect_list().times(0);
+        p.outbox.expect_insert().times(0);
         p
     }
 
@@ -55,7 +59,7 @@ impl Ports {
             blobs: Arc::new(MockBlobStore::new()),
             audit: Arc::new(self.audit),
             auth_tokens: Arc::new(MockAuthTokenRepository::new()),
-            outbox: Arc::new(MockMailOutboxRepository::new()),
+            outbox: Arc::new(self.outbox),
             counters: Arc::new(self.counters),
             whatsapp_accounts: Arc::new(MockWhatsAppAccountRepository::new()),
             templates: Arc::new(MockTemplateRepository::new()),
@@ -256,4 +260,86 @@ async fn nothing_is_sent_for_a_deactivated_tenant() {
             .await,
         Err(NotifyError::TenantDeactivated)
     ));
+}
+
+#[tokio::test]
+async fn the_outbox_listing_without_platform_system_never_reads_the_outbox() {
+    let notifier = Ports::untouchable().notifier();
+    let need = AccessDenied::Forbidden {
+        permission: Permission::PlatformSystem,
+    };
+    let own = TenantId::new();
+    let tenant_admin = caller(
+        Some(own),
+        &[
+            Permission::SettingsManage,
+            Permission::UsersManage,
+            Permission::AuditRead,
+        ],
+    );
+    let settings_operator = caller(None, &[Permission::PlatformSettings]);
+    for ctx in [&tenant_admin, &settings_operator] {
+        refused(
+            notifier
+                .list_outbox(ctx, None, PageRequest::default())
+                .await,
+            need,
+        );
+        refused(
+            notifier
+                .list_outbox(ctx, Some(own), PageRequest::default())
+                .await,
+            need,
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_tenant_caller_naming_another_tenants_outbox_gets_not_found() {
+    let notifier = Ports::untouchable().notifier();
+    // Even holding the permission (it is platform-only; this context is made by hand), a
+    // caller of one tenant cannot name another.
+    let confined = caller(Some(TenantId::new()), &[Permission::PlatformSystem]);
+    refused(
+        notifier
+            .list_outbox(&confined, Some(TenantId::new()), PageRequest::default())
+            .await,
+        AccessDenied::NotFound { entity: "tenant" },
+    );
+}
+
+#[tokio::test]
+async fn a_permitted_listing_reads_the_outbox_in_the_right_scope() {
+    let own = TenantId::new();
+    let named = TenantId::new();
+    let mut ports = Ports::default();
+    let mut seen = mockall::Sequence::new();
+    for expected in [Scope::Platform, Scope::Tenant(named), Scope::Tenant(own)] {
+        ports
+            .outbox
+            .expect_list()
+            .withf(move |scope, page| *scope == expected && page.limit == Some(7))
+            .times(1)
+            .in_sequence(&mut seen)
+            .returning(|_, _| {
+                Ok(Page {
+                    items: Vec::new(),
+                    next_cursor: None,
+                })
+            });
+    }
+    let notifier = ports.notifier();
+    let page = || PageRequest {
+        cursor: None,
+        limit: Some(7),
+    };
+    let operator = caller(None, &[Permission::PlatformSystem]);
+    notifier.list_outbox(&operator, None, page()).await.unwrap();
+    notifier
+        .list_outbox(&operator, Some(named), page())
+        .await
+        .unwrap();
+    // A caller confined to a tenant (by hand, see above) sees only its own tenant's.
+    let confined = caller(Some(own), &[Permission::PlatformSystem]);
+    notifier.list_outbox(&confined, None, page()).await.unwrap();
 }

@@ -140,8 +140,15 @@ async fn emails_are_stored_sealed_then_delivered_and_listed_redacted() {
     // The store never holds the token in clear; the listing shows metadata, redacted.
     let stored = store.outbox.get(Scope::Platform, id).await.unwrap();
     assert!(!serde_json::to_string(&stored).unwrap().contains(&token));
+    let operator = imix_core::access::AccessContext::new(
+        imix_core::access::Principal::new(imix_core::id::UserId::new(), "ops@imix.example"),
+        None,
+        true,
+        [imix_core::access::Permission::PlatformSystem].into(),
+        None,
+    );
     let page = notifier
-        .list_outbox(Scope::Tenant(tenant), PageRequest::default())
+        .list_outbox(&operator, Some(tenant), PageRequest::default())
         .await
         .unwrap();
     assert_eq!(page.items.len(), 1);
@@ -160,7 +167,7 @@ async fn emails_are_stored_sealed_then_delivered_and_listed_redacted() {
         entry.redacted_body
     );
     assert!(notifier
-        .list_outbox(Scope::Tenant(TenantId::new()), PageRequest::default())
+        .list_outbox(&operator, Some(TenantId::new()), PageRequest::default())
         .await
         .unwrap()
         .items

@@ -5,7 +5,6 @@
 use chrono::{DateTime, Utc};
 use imix_core::model::OutboxStatus;
 use imix_notify::outbox::OutboxEntryView;
-use imix_tenancy::Permission;
 use poem_openapi::{param::Query, payload::Json, Enum, Object, OpenApi};
 
 use super::{
@@ -135,11 +134,10 @@ impl OutboxApi {
         cursor: Query<Option<String>>,
         limit: Query<Option<u32>>,
     ) -> Result<Json<OutboxList>, ApiError> {
-        auth.0.require(Permission::PlatformSystem)?;
         let p = self
             .state
             .notifier
-            .list_outbox(auth.0.scope(), page(cursor.0, limit.0))
+            .list_outbox(auth.0.access(), None, page(cursor.0, limit.0))
             .await?;
         Ok(Json(OutboxList {
             items: p.items.into_iter().map(OutboxEntry::from).collect(),
