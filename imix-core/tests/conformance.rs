@@ -77,6 +77,7 @@ conformance!(
     templates_crud_filters_and_unique_name_language_per_account,
     templates_are_tenant_scoped,
     orphaned_blobs_are_those_no_tenant_references,
+    replaced_and_deleted_blobs_leave_no_stray_bytes,
 );
 
 fn tenant(name: &str) -> Tenant {
@@ -1705,4 +1706,31 @@ async fn orphaned_blobs_are_those_no_tenant_references(store: &Store) {
     store.blobs.delete(&stray_doc).await.unwrap();
     store.blobs.delete(&stray_other).await.unwrap();
     assert!(orphaned_blobs(store, later).await.unwrap().is_empty());
+}
+
+async fn replaced_and_deleted_blobs_leave_no_stray_bytes(store: &Store) {
+    for round in 0..3u8 {
+        let data = Bytes::from(vec![round; 1000 + usize::from(round)]);
+        store
+            .blobs
+            .put("k/replaced", "application/octet-stream", data)
+            .await
+            .unwrap();
+    }
+    store
+        .blobs
+        .put("k/deleted", "text/plain", Bytes::from_static(b"bye"))
+        .await
+        .unwrap();
+    store.blobs.delete("k/deleted").await.unwrap();
+    // Everything written so far is older than a second from now.
+    let later = imix_core::now() + chrono::Duration::seconds(5);
+    assert_eq!(
+        store.blobs.stray_files(later).await.unwrap(),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        store.blobs.get("k/replaced").await.unwrap().data,
+        Bytes::from(vec![2u8; 1002])
+    );
 }

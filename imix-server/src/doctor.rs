@@ -95,6 +95,40 @@ pub async fn orphaned_blobs(store: &Store, created_before: imix_core::Timestamp)
             )
         }
     }
+    // Bytes no blob's metadata points to (a write that died half-way) come first: they are
+    // invisible to everything else.
+    match store.blobs.stray_files(created_before).await {
+        Ok(strays) if strays.is_empty() => {}
+        Ok(strays) => {
+            let shown: Vec<&str> = strays.iter().take(5).map(String::as_str).collect();
+            let more = if strays.len() > shown.len() {
+                format!(" and {} more", strays.len() - shown.len())
+            } else {
+                String::new()
+            };
+            return Check::fail(
+                "blobs",
+                format!(
+                    "{} stored file(s) no blob record points to: {}{more}",
+                    strays.len(),
+                    shown.join(", ")
+                ),
+                "a write stopped between storing its bytes and recording them; nothing \
+                 serves these files: after a backup, delete them (SQLite: under \
+                 IMIX_DATA_DIR/blobs; MongoDB: the GridFS files with these ids)",
+            );
+        }
+        Err(e) => {
+            return Check::fail(
+                "blobs",
+                format!(
+                    "cannot list stored files: {}",
+                    probe::one_line(&e.to_string())
+                ),
+                "see the store check above",
+            )
+        }
+    }
     match imix_core::store::orphaned_blobs(store, created_before).await {
         Ok(orphans) if orphans.is_empty() => Check::pass("blobs", "no orphaned blobs"),
         Ok(orphans) => {
@@ -319,6 +353,20 @@ mod tests {
         assert!(orphaned_blobs(&store, imix_core::now()).await.ok);
         store.admin.migrate().await.unwrap();
         orphan_check_reports_strays_only(&store).await;
+
+        // Bytes a crashed write left in the blob directory, with no row pointing at them.
+        let planted = dir.path().join("blobs").join("deadbeef-stray");
+        std::fs::write(&planted, b"x").unwrap();
+        let later = imix_core::now() + chrono::Duration::seconds(5);
+        let check = orphaned_blobs(&store, later).await;
+        let line = check.line();
+        assert!(!check.ok, "{line}");
+        assert!(
+            line.contains("deadbeef-stray") && line.contains("1 stored file"),
+            "{line}"
+        );
+        std::fs::remove_file(&planted).unwrap();
+        assert!(orphaned_blobs(&store, later).await.ok);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -361,6 +361,15 @@ pub trait BlobStore: Send + Sync {
     async fn delete(&self, key: &str) -> Result<()>;
     /// Blobs whose key starts with `prefix`, ordered by key; the cursor is the last key.
     async fn list(&self, prefix: &str, after: Option<String>, limit: u32) -> Result<Vec<BlobMeta>>;
+    /// Stored bytes that no blob's metadata points to (a write that died between storing
+    /// its bytes and committing its metadata), written before `written_before` — a margin
+    /// that leaves writes in flight alone. Each is named as the backend stores it (a file
+    /// name, a GridFS file id). Nothing reads or serves them; they only take space. The
+    /// default finds none, for backends whose writes cannot leave any.
+    async fn stray_files(&self, written_before: Timestamp) -> Result<Vec<String>> {
+        let _ = written_before;
+        Ok(Vec::new())
+    }
 }
 
 /// What [`CounterRepository::try_add`] did.

@@ -140,6 +140,35 @@ impl BlobStore for MongoStore {
         Ok(())
     }
 
+    async fn stray_files(&self, written_before: crate::Timestamp) -> Result<Vec<String>> {
+        const ACTION: &str = "look for stray GridFS files";
+        let referenced: Vec<Bson> = self
+            .blob_meta()
+            .distinct("file_id", doc! {})
+            .await
+            .map_err(backend_err(ACTION))?;
+        let cutoff = bson::DateTime::from_millis(written_before.timestamp_millis());
+        let files: Vec<mongodb::gridfs::FilesCollectionDocument> = self
+            .bucket
+            .find(doc! { "uploadDate": { "$lt": cutoff } })
+            .await
+            .map_err(backend_err(ACTION))?
+            .try_collect()
+            .await
+            .map_err(backend_err(ACTION))?;
+        let mut strays: Vec<String> = files
+            .into_iter()
+            .filter(|f| !referenced.contains(&f.id))
+            .map(|f| match (&f.id, f.filename.as_deref()) {
+                (Bson::ObjectId(id), Some(name)) => format!("{id} ({name})"),
+                (id, Some(name)) => format!("{id} ({name})"),
+                (id, None) => id.to_string(),
+            })
+            .collect();
+        strays.sort();
+        Ok(strays)
+    }
+
     async fn list(&self, prefix: &str, after: Option<String>, limit: u32) -> Result<Vec<BlobMeta>> {
         let lower = match after {
             Some(after) if after.as_str() >= prefix => doc! { "$gt": after },

@@ -178,6 +178,48 @@ impl BlobStore for SqliteStore {
         Ok(())
     }
 
+    async fn stray_files(&self, written_before: crate::Timestamp) -> Result<Vec<String>> {
+        const ACTION: &str = "look for stray blob files";
+        let referenced: std::collections::HashSet<String> = self
+            .read(ACTION, |c| {
+                let mut stmt = c
+                    .prepare("SELECT key, sha256 FROM blobs")
+                    .map_err(db_err(ACTION))?;
+                let rows = stmt
+                    .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                    .map_err(db_err(ACTION))?;
+                let mut names = std::collections::HashSet::new();
+                for row in rows {
+                    let (key, sha) = row.map_err(db_err(ACTION))?;
+                    let key_hash = sha256_hex(key.as_bytes());
+                    names.insert(format!("{key_hash}-{sha}"));
+                    // A blob of the older layout may still live in its one-per-key file.
+                    names.insert(key_hash);
+                }
+                Ok(names)
+            })
+            .await?;
+        let dir = self.blob_dir.clone();
+        let cutoff: std::time::SystemTime = written_before.into();
+        tokio::task::spawn_blocking(move || {
+            let mut strays = Vec::new();
+            let entries = std::fs::read_dir(&dir).map_err(|e| Error::backend(ACTION, e))?;
+            for entry in entries {
+                let entry = entry.map_err(|e| Error::backend(ACTION, e))?;
+                let meta = entry.metadata().map_err(|e| Error::backend(ACTION, e))?;
+                let old_enough = meta.modified().is_ok_and(|m| m < cutoff);
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if meta.is_file() && old_enough && !referenced.contains(&name) {
+                    strays.push(name);
+                }
+            }
+            strays.sort();
+            Ok(strays)
+        })
+        .await
+        .map_err(|e| Error::backend(ACTION, e))?
+    }
+
     async fn list(&self, prefix: &str, after: Option<String>, limit: u32) -> Result<Vec<BlobMeta>> {
         let prefix = prefix.to_owned();
         self.read("list blobs", move |c| {
@@ -198,5 +240,59 @@ impl BlobStore for SqliteStore {
             Ok(metas)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn age(path: &Path, by: Duration) {
+        let file = std::fs::File::options()
+            .write(true)
+            .open(path)
+            .expect("open");
+        file.set_modified(std::time::SystemTime::now() - by)
+            .expect("set mtime");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stray_files_are_the_bytes_no_row_points_to() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(dir.path()).await.expect("open");
+        store.migrate().await.expect("migrate");
+        let meta = store
+            .put("k/live", "text/plain", Bytes::from_static(b"live"))
+            .await
+            .expect("put");
+        let blob_dir = dir.path().join("blobs");
+        // Bytes a crashed write left behind, and a file of the older one-per-key layout
+        // that a live row still uses.
+        let stray = blob_dir.join(format!("{}-{}", sha256_hex(b"k/gone"), sha256_hex(b"x")));
+        std::fs::write(&stray, b"x").expect("plant");
+        let live = SqliteStore::blob_path(&blob_dir, "k/live", &meta.sha256);
+        let legacy = SqliteStore::legacy_blob_path(&blob_dir, "k/live");
+        std::fs::rename(&live, &legacy).expect("move to the old layout");
+        for path in [&stray, &legacy] {
+            age(path, Duration::from_secs(3600));
+        }
+        let an_hour_ago = crate::now() - chrono::Duration::minutes(10);
+        let strays = store.stray_files(an_hour_ago).await.expect("strays");
+        let stray_name = stray
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .expect("name");
+        assert_eq!(strays, vec![stray_name]);
+        // The live blob is still served from its old-layout file.
+        assert_eq!(
+            BlobStore::get(&store, "k/live").await.expect("get").data,
+            "live"
+        );
+        // A fresh stray is left alone: it may be a write in flight.
+        std::fs::write(blob_dir.join("fresh"), b"y").expect("plant");
+        assert_eq!(
+            store.stray_files(an_hour_ago).await.expect("strays").len(),
+            1
+        );
     }
 }
