@@ -13,6 +13,7 @@ use std::{
         atomic::{AtomicBool, Ordering},
         Arc,
     },
+    time::Duration,
 };
 
 use bytes::Bytes;
@@ -310,21 +311,79 @@ fn template(path: &str) -> Vec<Segment> {
         .collect()
 }
 
-/// A read of a request body went past its limit.
+/// How long a request body may go without sending a byte while the server waits for it
+/// (a body that stalls is answered 408 `request_timeout` and its connection closed).
+pub const BODY_PROGRESS_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why a request body could not be read to its end.
 #[derive(Debug, thiserror::Error)]
-#[error("the request body is larger than {limit} bytes")]
-pub struct BodyTooLarge {
-    /// The limit, in bytes.
-    pub limit: usize,
+pub enum BodyError {
+    /// The body went past its limit.
+    #[error("the request body is larger than {limit} bytes")]
+    TooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// The client sent nothing for a while in the middle of the body.
+    #[error("the request body sent nothing for {} seconds", .timeout.as_secs())]
+    Stalled {
+        /// How long the server waited.
+        timeout: Duration,
+    },
 }
 
-/// Wraps `body` so that reading more than `limit` bytes fails at once (and sets `exceeded`),
-/// whatever the transfer encoding: the count is of the bytes actually read.
-pub fn limit_body(body: poem::Body, limit: usize, exceeded: Arc<AtomicBool>) -> poem::Body {
+/// What went wrong while a handler read a body wrapped by [`limit_body`].
+#[derive(Debug, Default)]
+pub struct BodyFlags {
+    /// The body went past its limit.
+    pub exceeded: AtomicBool,
+    /// The body stalled (no byte for the progress timeout).
+    pub stalled: AtomicBool,
+}
+
+/// `body` as a stream of chunks, each of which must come within `timeout` (else the
+/// stream fails with [`BodyError::Stalled`], sets `flags.stalled` and ends).
+fn progressing(
+    body: poem::Body,
+    timeout: Duration,
+    flags: Arc<BodyFlags>,
+) -> impl futures::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
+    let stream = Box::pin(body.into_bytes_stream());
+    futures::stream::unfold(Some(stream), move |stream| {
+        let flags = flags.clone();
+        async move {
+            let mut stream = stream?;
+            match tokio::time::timeout(timeout, stream.next()).await {
+                Ok(Some(item)) => Some((item, Some(stream))),
+                Ok(None) => None,
+                Err(_) => {
+                    flags.stalled.store(true, Ordering::SeqCst);
+                    Some((
+                        Err(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            BodyError::Stalled { timeout },
+                        )),
+                        None,
+                    ))
+                }
+            }
+        }
+    })
+}
+
+/// Wraps `body` so that reading more than `limit` bytes fails at once (and sets
+/// `flags.exceeded`), whatever the transfer encoding: the count is of the bytes actually
+/// read. A body that sends nothing for `timeout` fails too (and sets `flags.stalled`).
+pub fn limit_body(
+    body: poem::Body,
+    limit: usize,
+    timeout: Duration,
+    flags: Arc<BodyFlags>,
+) -> poem::Body {
     // The state is (bytes read, failed); after the failure the stream ends.
-    let stream = body
-        .into_bytes_stream()
-        .scan((0usize, false), move |(read, failed), chunk| {
+    let exceeded = flags.clone();
+    let stream =
+        progressing(body, timeout, flags).scan((0usize, false), move |(read, failed), chunk| {
             let item = if *failed {
                 None
             } else {
@@ -333,8 +392,8 @@ pub fn limit_body(body: poem::Body, limit: usize, exceeded: Arc<AtomicBool>) -> 
                         *read = read.saturating_add(bytes.len());
                         if *read > limit {
                             *failed = true;
-                            exceeded.store(true, Ordering::SeqCst);
-                            Err(std::io::Error::other(BodyTooLarge { limit }))
+                            exceeded.exceeded.store(true, Ordering::SeqCst);
+                            Err(std::io::Error::other(BodyError::TooLarge { limit }))
                         } else {
                             Ok(bytes)
                         }
@@ -347,15 +406,36 @@ pub fn limit_body(body: poem::Body, limit: usize, exceeded: Arc<AtomicBool>) -> 
     poem::Body::from_bytes_stream(stream)
 }
 
-/// Reads a whole (limited) body. `Err(None)` when it went past its limit, `Err(Some(e))`
-/// when the client's stream failed.
-pub async fn read_limited(body: poem::Body, limit: usize) -> Result<Bytes, Option<std::io::Error>> {
-    let mut stream = std::pin::pin!(body.into_bytes_stream());
+/// Why [`read_limited`] failed.
+#[derive(Debug)]
+pub enum ReadFailure {
+    /// The body went past its limit.
+    TooLarge,
+    /// The body sent nothing for the progress timeout.
+    Stalled,
+    /// The client's stream failed.
+    Io(std::io::Error),
+}
+
+/// Reads a whole body of at most `limit` bytes, each chunk within `timeout`.
+pub async fn read_limited(
+    body: poem::Body,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Bytes, ReadFailure> {
+    let flags = Arc::new(BodyFlags::default());
+    let mut stream = std::pin::pin!(progressing(body, timeout, flags.clone()));
     let mut data = bytes::BytesMut::new();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(Some)?;
+        let chunk = chunk.map_err(|e| {
+            if flags.stalled.load(Ordering::SeqCst) {
+                ReadFailure::Stalled
+            } else {
+                ReadFailure::Io(e)
+            }
+        })?;
         if data.len() + chunk.len() > limit {
-            return Err(None);
+            return Err(ReadFailure::TooLarge);
         }
         data.extend_from_slice(&chunk);
     }
@@ -450,5 +530,35 @@ mod tests {
             )
             .is_empty());
         assert!(r.diagnose("unknown_op", &body).is_empty());
+    }
+
+    /// A body whose sender stops mid-way: both readers give up after the timeout.
+    #[tokio::test]
+    async fn a_stalled_body_fails_after_the_progress_timeout() {
+        let stalled = || {
+            let first =
+                futures::stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(b"{\"a\":"))]);
+            poem::Body::from_bytes_stream(first.chain(futures::stream::pending()))
+        };
+        let timeout = Duration::from_millis(100);
+        let started = std::time::Instant::now();
+        let read = read_limited(stalled(), 1024, timeout).await;
+        assert!(matches!(read, Err(ReadFailure::Stalled)), "{read:?}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+
+        let flags = Arc::new(BodyFlags::default());
+        let body = limit_body(stalled(), 1024, timeout, flags.clone());
+        assert!(body.into_bytes().await.is_err());
+        assert!(flags.stalled.load(Ordering::SeqCst));
+        assert!(!flags.exceeded.load(Ordering::SeqCst));
+
+        // A body that keeps coming is read whole.
+        let whole = read_limited(
+            poem::Body::from_bytes(Bytes::from_static(b"{}")),
+            1024,
+            timeout,
+        )
+        .await;
+        assert_eq!(whole.ok().as_deref(), Some(&b"{}"[..]));
     }
 }

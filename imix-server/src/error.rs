@@ -10,10 +10,7 @@
 
 use std::{
     borrow::Cow,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
-    },
+    sync::{atomic::Ordering, Arc},
 };
 
 use poem::{
@@ -26,7 +23,10 @@ use poem_openapi::{
 };
 use serde_json::Value;
 
-use crate::body::{limit_body, read_limited, FieldProblem, RequestRules};
+use crate::body::{
+    limit_body, read_limited, BodyFlags, FieldProblem, ReadFailure, RequestRules,
+    BODY_PROGRESS_TIMEOUT,
+};
 
 /// The body of every error response.
 #[derive(Debug, Clone, Object, serde::Serialize)]
@@ -267,6 +267,18 @@ fn too_large(limit: usize) -> ApiError {
     .with_details(serde_json::json!({ "max_bytes": limit }))
 }
 
+/// 408 for a body that stopped coming (the connection is closed after the answer).
+fn stalled() -> ApiError {
+    ApiError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        "request_timeout",
+        format!(
+            "the request body sent nothing for {} seconds",
+            BODY_PROGRESS_TIMEOUT.as_secs()
+        ),
+    )
+}
+
 fn is_json(req: &Request) -> bool {
     req.content_type().is_some_and(|ct| {
         let essence = ct
@@ -296,16 +308,17 @@ impl<E: Endpoint> Endpoint for ErrorShapeEndpoint<E> {
         }
         // JSON bodies are small: read them here (so that a failed parse can be diagnosed
         // field by field); every other body is counted as the handler reads it.
-        let exceeded = Arc::new(AtomicBool::new(false));
+        let flags = Arc::new(BodyFlags::default());
         let mut json = None;
         if is_json(&req) {
-            match read_limited(req.take_body(), limit).await {
+            match read_limited(req.take_body(), limit, BODY_PROGRESS_TIMEOUT).await {
                 Ok(bytes) => {
                     req.set_body(bytes.clone());
                     json = Some(bytes);
                 }
-                Err(None) => return Ok(too_large(limit).as_response()),
-                Err(Some(e)) => {
+                Err(ReadFailure::TooLarge) => return Ok(too_large(limit).as_response()),
+                Err(ReadFailure::Stalled) => return Ok(stalled().as_response()),
+                Err(ReadFailure::Io(e)) => {
                     return Ok(ApiError::new(
                         StatusCode::BAD_REQUEST,
                         "malformed_body",
@@ -315,12 +328,13 @@ impl<E: Endpoint> Endpoint for ErrorShapeEndpoint<E> {
                 }
             }
         } else {
-            let body = limit_body(req.take_body(), limit, exceeded.clone());
+            let body = limit_body(req.take_body(), limit, BODY_PROGRESS_TIMEOUT, flags.clone());
             req.set_body(body);
         }
         let result = self.inner.call(req).await;
-        if exceeded.load(Ordering::SeqCst) {
-            // Whatever the handler made of the failed read, the answer is 413.
+        let exceeded = flags.exceeded.load(Ordering::SeqCst);
+        if exceeded || flags.stalled.load(Ordering::SeqCst) {
+            // Whatever the handler made of the failed read, the answer is 413 (or 408).
             let operation = match result {
                 Ok(resp) => resp
                     .into_response()
@@ -328,7 +342,11 @@ impl<E: Endpoint> Endpoint for ErrorShapeEndpoint<E> {
                     .copied(),
                 Err(e) => e.data::<poem_openapi::OperationId>().copied(),
             };
-            let mut resp = too_large(limit).as_response();
+            let mut resp = if exceeded {
+                too_large(limit).as_response()
+            } else {
+                stalled().as_response()
+            };
             if let Some(op) = operation {
                 resp.set_data(op);
             }

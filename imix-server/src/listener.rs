@@ -10,20 +10,40 @@
 //! never writes: its errors always carry a JSON body) with the same status and a JSON error
 //! body, `Connection: close` included. HTTP/2 connections report such errors as HTTP/2
 //! stream errors; they have no body to shape.
+//!
+//! The same wrapper bounds how long an HTTP/1 connection may take to send a request head
+//! ([`HEAD_TIMEOUT`], counted from the accept and again from the server's last write): a
+//! client that sends half a head (or nothing) and waits is disconnected, so half-open
+//! connections cannot pile up (slowloris). Body reads have their own progress timeout, see
+//! [`crate::body::BODY_PROGRESS_TIMEOUT`].
 
 use std::{
+    future::Future,
     io::{IoSlice, Result as IoResult},
     pin::Pin,
     task::{ready, Context, Poll},
+    time::Duration,
 };
 
 use poem::{
     listener::Acceptor,
     web::{LocalAddr, RemoteAddr},
 };
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    time::{Instant, Sleep},
+};
 
-/// An [`Acceptor`] whose connections answer the parser's own errors in the JSON shape.
+/// How long an HTTP/1 connection may take to send a complete request head, counted from
+/// the accept and from the server's last write (so also the idle time allowed between
+/// keep-alive requests).
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The start of the HTTP/2 connection preface (`PRI * HTTP/2.0`).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
+
+/// An [`Acceptor`] whose connections answer the parser's own errors in the JSON shape and
+/// are closed when a request head does not arrive within [`HEAD_TIMEOUT`].
 pub struct ShapedAcceptor<A>(pub A);
 
 impl<A: Acceptor> Acceptor for ShapedAcceptor<A> {
@@ -41,6 +61,9 @@ impl<A: Acceptor> Acceptor for ShapedAcceptor<A> {
             ShapedIo {
                 inner: io,
                 pending: None,
+                head_deadline: Some(Box::pin(tokio::time::sleep(HEAD_TIMEOUT))),
+                tail: [0; 3],
+                first_bytes: Vec::new(),
             },
             local,
             remote,
@@ -55,6 +78,54 @@ pub struct ShapedIo<T> {
     /// A replacement being written: its bytes, how many are written, and the length of the
     /// write it stands for.
     pending: Option<(Vec<u8>, usize, usize)>,
+    /// While a request head is awaited: when the connection is closed if it has not come.
+    head_deadline: Option<Pin<Box<Sleep>>>,
+    /// The last 3 bytes read, to find a head's end (`\r\n\r\n`) across reads.
+    tail: [u8; 3],
+    /// The first bytes of the connection, until it is known whether it is HTTP/2.
+    first_bytes: Vec<u8>,
+}
+
+impl<T> ShapedIo<T> {
+    /// Takes note of `data`, just read: a head's end disarms the head deadline, and an
+    /// HTTP/2 connection is exempt from it (its frames are binary).
+    fn saw(&mut self, data: &[u8]) {
+        if data.is_empty() {
+            return;
+        }
+        if self.first_bytes.len() < H2_PREFACE.len() {
+            let want = H2_PREFACE.len() - self.first_bytes.len();
+            self.first_bytes
+                .extend_from_slice(&data[..want.min(data.len())]);
+            if self.first_bytes == H2_PREFACE {
+                self.head_deadline = None;
+                return;
+            }
+        } else if self.first_bytes == H2_PREFACE {
+            return;
+        }
+        let mut window = self.tail.to_vec();
+        window.extend_from_slice(data);
+        if window.windows(4).any(|w| w == b"\r\n\r\n") {
+            self.head_deadline = None;
+        }
+        let n = window.len();
+        self.tail.copy_from_slice(&window[n - 3..]);
+    }
+
+    /// The server wrote (an answer): the next request head is awaited, from now. An
+    /// interim `100 Continue` does not count (the client is sending a body).
+    fn wrote(&mut self, data: &[u8]) {
+        if self.first_bytes == H2_PREFACE || data.starts_with(b"HTTP/1.1 100 ") {
+            return;
+        }
+        let at = Instant::now() + HEAD_TIMEOUT;
+        match self.head_deadline.as_mut() {
+            Some(sleep) => sleep.as_mut().reset(at),
+            None => self.head_deadline = Some(Box::pin(tokio::time::sleep_until(at))),
+        }
+        self.tail = [0; 3];
+    }
 }
 
 /// The JSON answer standing for `buf`, when `buf` is exactly an empty-bodied 400, 414 or
@@ -120,7 +191,27 @@ impl<T: AsyncRead + Unpin> AsyncRead for ShapedIo<T> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<IoResult<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                this.saw(&buf.filled()[before..]);
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => {
+                // Waiting for the client: give up once the head deadline has passed.
+                if let Some(deadline) = this.head_deadline.as_mut() {
+                    if deadline.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Err(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "no complete request head in time",
+                        )));
+                    }
+                }
+                Poll::Pending
+            }
+        }
     }
 }
 
@@ -130,7 +221,13 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for ShapedIo<T> {
         if this.pending.is_none() {
             match replacement_for(buf) {
                 Some(replacement) => this.pending = Some((replacement, 0, buf.len())),
-                None => return Pin::new(&mut this.inner).poll_write(cx, buf),
+                None => {
+                    let written = ready!(Pin::new(&mut this.inner).poll_write(cx, buf));
+                    if matches!(written, Ok(n) if n > 0) {
+                        this.wrote(buf);
+                    }
+                    return Poll::Ready(written);
+                }
             }
         }
         while let Some((bytes, written, stands_for)) = this.pending.as_mut() {
@@ -166,7 +263,12 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for ShapedIo<T> {
             let buf: &[u8] = first.map_or(&[], |b| b);
             return self.poll_write(cx, buf);
         }
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let written = ready!(Pin::new(&mut this.inner).poll_write_vectored(cx, bufs));
+        if matches!(written, Ok(n) if n > 0) {
+            this.wrote(first.map_or(&[], |b| b));
+        }
+        Poll::Ready(written)
     }
 
     fn is_write_vectored(&self) -> bool {

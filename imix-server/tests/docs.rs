@@ -63,6 +63,7 @@ fn status_number(name: &str) -> u16 {
         "FORBIDDEN" => 403,
         "NOT_FOUND" => 404,
         "METHOD_NOT_ALLOWED" => 405,
+        "REQUEST_TIMEOUT" => 408,
         "CONFLICT" => 409,
         "PAYLOAD_TOO_LARGE" => 413,
         "URI_TOO_LONG" => 414,

@@ -487,3 +487,35 @@ async fn json_to_an_upload_route_gets_the_small_limit_before_auth() {
     assert_eq!(server.get("/health").await.status(), 200);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_never_finishes_its_head_is_closed() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    // Half a head, then silence (slowloris); and a connection that sends nothing at all.
+    let mut half = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    half.write_all(b"GET /health HTTP/1.1\r\nHost: te")
+        .await
+        .unwrap();
+    let mut silent = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let started = Instant::now();
+    // Meanwhile the server answers others.
+    assert_eq!(server.get("/health").await.status(), 200);
+    for conn in [&mut half, &mut silent] {
+        let mut buf = [0u8; 1024];
+        let read = tokio::time::timeout(Duration::from_secs(14), conn.read(&mut buf))
+            .await
+            .expect("the server closes the connection within the head timeout");
+        assert!(
+            matches!(read, Ok(0) | Err(_)),
+            "closed without an answer: {:?}",
+            read.map(|n| String::from_utf8_lossy(&buf[..n]).into_owned())
+        );
+    }
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(9) && waited < Duration::from_secs(14),
+        "closed after {waited:?}"
+    );
+    server.stop().await;
+}

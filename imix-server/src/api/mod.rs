@@ -99,8 +99,8 @@ pub fn parse_id<T: std::str::FromStr>(raw: &str, entity: &str) -> Result<T, ApiE
 
 /// Adds to every operation of an OpenAPI document the error statuses the edge can answer
 /// whatever the handler's own response type says: 401 for operations that need a token,
-/// 400, 413, 415 and 422 for operations with a request body (malformed, too large, wrong
-/// content type, a field of the wrong type or value), and 500 for all. Keeps the document's
+/// 400, 408, 413, 415 and 422 for operations with a request body (malformed, stalled, too
+/// large, wrong content type, a field of the wrong type or value), and 500 for all. Keeps the document's
 /// formatting (pretty JSON); answers it unchanged if it is not JSON.
 pub fn complete_responses(spec: &str) -> String {
     let Ok(mut doc) = serde_json::from_str::<serde_json::Value>(spec) else {
@@ -125,6 +125,7 @@ pub fn complete_responses(spec: &str) -> String {
             if has_body {
                 add.extend([
                     ("400", "Malformed request"),
+                    ("408", "The request body stalled"),
                     ("413", "Payload too large"),
                     ("415", "Unsupported media type"),
                     ("422", "Invalid field value; `details.field` names it"),
