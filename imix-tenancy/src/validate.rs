@@ -111,13 +111,29 @@ impl Problems {
 
 /// A bare email address (RFC 5322 addr-spec, checked by the `email_address` crate; no
 /// `Name <addr>` form, no domain literal), normalized: trimmed, the domain lower-cased.
+///
+/// Only ASCII addresses are accepted: internationalized addresses (`ü@…`, `x@exämple.com`)
+/// are not supported yet, and refusing them also refuses every invisible or look-alike
+/// character (`ta@ac<U+200B>me.example`, full-width letters, the Kelvin sign U+212A that
+/// lower-cases to `k`), so two accounts can never differ only by such a character. The domain
+/// needs a dot and may not be a bare IP address (`x@127.0.0.1`): its last label is not all
+/// digits.
 pub fn email(field: &str, value: &str) -> Result<String, TenancyError> {
     let v = value.trim();
     let options = email_address::Options::default()
         .without_display_text()
         .without_domain_literal();
+    let ascii_domain_name = |domain: &str| {
+        domain.contains('.')
+            && !domain
+                .rsplit('.')
+                .next()
+                .is_some_and(|tld| tld.chars().all(|c| c.is_ascii_digit()))
+    };
     let parsed = match email_address::EmailAddress::parse_with_options(v, options) {
-        Ok(parsed) if v.len() <= 254 && parsed.domain().contains('.') => parsed,
+        Ok(parsed) if v.len() <= 254 && v.is_ascii() && ascii_domain_name(parsed.domain()) => {
+            parsed
+        }
         _ => {
             return Err(TenancyError::invalid(
                 field,
@@ -170,6 +186,32 @@ mod tests {
             "admin@[127.0.0.1]",
         ] {
             assert!(email("email", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn emails_are_ascii_with_a_domain_name() {
+        assert_eq!(
+            email("email", "ta@acme.example").unwrap(),
+            "ta@acme.example"
+        );
+        assert_eq!(email("email", "x@1and1.com").unwrap(), "x@1and1.com");
+        for bad in [
+            "ta@ac\u{200B}me.example",
+            "t\u{200B}a@acme.example",
+            "\u{FF54}\u{FF41}@acme.example",
+            "ta@\u{FF41}cme.example",
+            "\u{FC}@example.com",
+            "x@ex\u{E4}mple.com",
+            "\u{212A}im@acme.example",
+            "x@127.0.0.1",
+            "x@10.0.0.1",
+            "x@127.1",
+        ] {
+            match email("email", bad) {
+                Err(TenancyError::Invalid { field, .. }) => assert_eq!(field, "email"),
+                other => panic!("{bad:?}: {other:?}"),
+            }
         }
     }
 

@@ -27,6 +27,35 @@ pub struct SignIn {
 /// answered the same and send nothing).
 pub const RESET_EMAILS_PER_HOUR: u64 = 3;
 
+/// Longest attempted sign-in name kept in the audit log, in characters.
+pub const MAX_AUDITED_NAME_CHARS: usize = 254;
+
+/// A sign-in name as typed by anyone, made safe to record and show in the audit log: trimmed,
+/// at most [`MAX_AUDITED_NAME_CHARS`] characters, every control, line-separator, format
+/// (zero-width, bidirectional marks, overrides and isolates) or other invisible character
+/// replaced with U+FFFD, so an entry cannot fake a line of its own, carry terminal escapes or
+/// read backwards.
+pub fn audited_name(attempted: &str) -> String {
+    attempted
+        .trim()
+        .chars()
+        .take(MAX_AUDITED_NAME_CHARS)
+        .map(|c| {
+            let unsafe_char = c.is_control()
+                || matches!(c, '\u{2028}' | '\u{2029}')
+                || imix_notify::text::is_invisible(c)
+                || imix_notify::text::is_unrenderable(c)
+                || unicode_general_category::get_general_category(c)
+                    == unicode_general_category::GeneralCategory::Format;
+            if unsafe_char {
+                char::REPLACEMENT_CHARACTER
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
 fn throttle_key(email: &str) -> String {
     token_hash(&format!("sign-in:{}", normalize_email(email)))
 }
@@ -45,7 +74,7 @@ impl TenancyService {
         let key = throttle_key(email);
         if let Err(retry_after_secs) = self.throttle.check(&key, now).await {
             let mut e = AuditEntry::new("auth.sign_in_throttled", "user");
-            e.actor_email = Some(email.trim().chars().take(254).collect());
+            e.actor_email = Some(audited_name(email));
             e.client_addr = client_addr;
             self.audit(e).await;
             return Err(TenancyError::TooManyAttempts { retry_after_secs });
@@ -62,7 +91,7 @@ impl TenancyService {
         let Some(user) = user.filter(|_| password_ok) else {
             self.throttle.record_failure(&key, now).await;
             let mut e = AuditEntry::new("auth.sign_in_failed", "user");
-            e.actor_email = Some(email.trim().chars().take(254).collect());
+            e.actor_email = Some(audited_name(email));
             e.client_addr = client_addr;
             self.audit(e).await;
             return Err(TenancyError::InvalidCredentials);
@@ -80,11 +109,19 @@ impl TenancyService {
         }
         self.throttle.reset(&key).await;
         let token = self.tokens.issue(&user, now)?;
-        let mut stamped = user.clone();
-        stamped.last_login_at = Some(now);
-        if let Err(e) = self.store.users.update(Scope::Platform, &stamped).await {
-            // Losing a last-login stamp to a concurrent edit is harmless.
-            tracing::debug!(error = %e, "last_login_at not recorded");
+        // Stamped on the user as currently stored (retried if someone else writes the user
+        // meanwhile, never overwriting their change); the sign-in succeeds either way.
+        let stamp = self
+            .modify_user(Scope::Platform, user.id, |fresh| {
+                if fresh.last_login_at.is_some_and(|t| t >= now) {
+                    return Ok(false);
+                }
+                fresh.last_login_at = Some(now);
+                Ok(true)
+            })
+            .await;
+        if let Err(e) = stamp {
+            tracing::warn!(error = %e, user = %user.id, "last_login_at not recorded");
         }
         self.audit(audit).await;
         Ok(SignIn {
@@ -183,12 +220,25 @@ impl TenancyService {
                 "must differ from the current password",
             ));
         }
-        let mut next = user.clone();
-        next.password_hash = Some(self.hasher.hash_async(new).await?);
-        next.must_change_password = false;
-        next.token_generation = next.token_generation.wrapping_add(1);
-        next.updated_at = now();
-        let stored = self.store.users.update(Scope::Platform, &next).await?;
+        let new_hash = self.hasher.hash_async(new).await?;
+        // Applied to the user as currently stored, so a concurrent write (a sign-in's
+        // last-login stamp, an admin's edit) neither fails the change nor is lost — as long as
+        // the password is still the one verified above; if it was changed meanwhile, this
+        // change is a conflict.
+        let stored = self
+            .modify_user(Scope::Platform, user.id, |next| {
+                if next.password_hash != user.password_hash
+                    || next.token_generation != user.token_generation
+                {
+                    return Err(TenancyError::VersionConflict { entity: "user" });
+                }
+                next.password_hash = Some(new_hash.clone());
+                next.must_change_password = false;
+                next.token_generation = next.token_generation.wrapping_add(1);
+                next.updated_at = now();
+                Ok(true)
+            })
+            .await?;
         self.audit(Self::entry(
             ctx,
             "auth.change_password",
@@ -240,13 +290,17 @@ impl TenancyService {
             Err(imix_core::Error::NotFound { .. }) => return Err(TenancyError::TokenInvalid),
             Err(e) => return Err(e.into()),
         };
-        let mut next = self.store.users.get(Scope::Platform, used.user_id).await?;
-        next.password_hash = Some(new_hash);
-        next.must_change_password = false;
-        next.status = UserStatus::Active;
-        next.token_generation = next.token_generation.wrapping_add(1);
-        next.updated_at = now;
-        self.store.users.update(Scope::Platform, &next).await?;
+        // The token is used up: the password is set on the user as currently stored,
+        // again if a concurrent write (a sign-in, an edit) changed the user meanwhile.
+        self.modify_user(Scope::Platform, used.user_id, |next| {
+            next.password_hash = Some(new_hash.clone());
+            next.must_change_password = false;
+            next.status = UserStatus::Active;
+            next.token_generation = next.token_generation.wrapping_add(1);
+            next.updated_at = now;
+            Ok(true)
+        })
+        .await?;
         let mut e = AuditEntry::new(
             match used.purpose {
                 TokenPurpose::Invitation => "auth.accept_invitation",
@@ -352,5 +406,31 @@ impl TenancyService {
     /// always carry one, so it is theirs).
     async fn language_of(&self, user: &User) -> imix_core::Language {
         user.default_language
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attempted_sign_in_names_are_recorded_defanged() {
+        assert_eq!(audited_name("  kim@acme.example "), "kim@acme.example");
+        let hostile = "x\r\n2026-01-01 auth.sign_in admin\u{1b}[31m\u{202E}moc.evil\u{2066}\u{200B}\u{0}\u{2028}";
+        let got = audited_name(hostile);
+        assert!(
+            !got.chars().any(|c| c.is_control()
+                || imix_notify::text::is_invisible(c)
+                || matches!(c, '\u{2028}' | '\u{202E}' | '\u{2066}')),
+            "{got:?}"
+        );
+        assert_eq!(
+            got.chars().filter(|c| *c == '\u{FFFD}').count(),
+            7,
+            "{got:?}"
+        );
+        assert!(got.starts_with("x\u{FFFD}\u{FFFD}2026-01-01"), "{got:?}");
+        assert_eq!(audited_name(&"a".repeat(1000)).chars().count(), 254);
+        assert_eq!(audited_name(&"\u{202E}".repeat(1000)).chars().count(), 254);
     }
 }

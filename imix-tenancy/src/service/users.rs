@@ -1,11 +1,14 @@
 //! Users: create (with invitation or initial password), read, edit, deactivate, activate.
 
-use std::collections::BTreeSet;
+use std::{
+    collections::{BTreeSet, HashMap},
+    sync::{Arc, LazyLock, PoisonError, Weak},
+};
 
 use imix_core::{
     id::{TenantId, UserId},
     model::{Role, TenantStatus, User, UserStatus},
-    store::{Page, PageRequest},
+    store::{ConflictBackoff, Page, PageRequest, Scope},
     Language,
 };
 use secrecy::SecretString;
@@ -93,6 +96,42 @@ fn effective_permissions(
         None => platform_role_permissions(role),
         Some(_) => tenant_role_permissions(role, custom),
     }
+}
+
+/// One lock per user, taken around the read-modify-write of a user record, so that this
+/// replica's parallel writes to one user (edits, activation, a password change, sign-in
+/// stamps) take turns instead of racing. Entries of locks nobody holds or waits for are
+/// dropped as the map grows.
+static USER_WRITES: LazyLock<std::sync::Mutex<HashMap<UserId, Weak<tokio::sync::Mutex<()>>>>> =
+    LazyLock::new(Default::default);
+
+/// Waits for the turn to write user `id`; the turn ends when the guard is dropped.
+async fn user_write_turn(id: UserId) -> tokio::sync::OwnedMutexGuard<()> {
+    let lock = {
+        let mut map = USER_WRITES.lock().unwrap_or_else(PoisonError::into_inner);
+        if map.len() >= 1024 {
+            map.retain(|_, lock| lock.strong_count() > 0);
+        }
+        match map.get(&id).and_then(Weak::upgrade) {
+            Some(lock) => lock,
+            None => {
+                let lock = Arc::new(tokio::sync::Mutex::new(()));
+                map.insert(id, Arc::downgrade(&lock));
+                lock
+            }
+        }
+    };
+    lock.lock_owned().await
+}
+
+/// Effective permissions of a user as stored.
+fn permissions_of(u: &User) -> BTreeSet<Permission> {
+    let custom: Vec<Permission> = u
+        .permissions
+        .iter()
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    effective_permissions(u.role, u.tenant_id, &custom)
 }
 
 /// Nobody may give anyone more than they hold themselves.
@@ -238,63 +277,69 @@ impl TenancyService {
         patch: UserPatch,
     ) -> Result<User, TenancyError> {
         ctx.require(Permission::UsersManage)?;
-        let current = self.store.users.get(ctx.scope(), id).await?;
-        let mut next = current.clone();
+        // Not found (or not visible) comes before any field problem.
+        self.store.users.get(ctx.scope(), id).await?;
         // Every invalid field is reported at once.
         let mut problems = validate::Problems::default();
-        if let Some(email) = &patch.email {
-            if let Some(v) = problems.check(validate::email("email", email)) {
-                next.email = v;
-            }
-        }
-        if let Some(v) = &patch.first_name {
-            if let Some(v) = problems.check(validate::required_name("first_name", v, 100)) {
-                next.first_name = v;
-            }
-        }
-        if let Some(v) = &patch.last_name {
-            if let Some(v) = problems.check(validate::required_name("last_name", v, 100)) {
-                next.last_name = v;
-            }
-        }
+        let email = patch
+            .email
+            .as_deref()
+            .and_then(|v| problems.check(validate::email("email", v)));
+        let first_name = patch
+            .first_name
+            .as_deref()
+            .and_then(|v| problems.check(validate::required_name("first_name", v, 100)));
+        let last_name = patch
+            .last_name
+            .as_deref()
+            .and_then(|v| problems.check(validate::required_name("last_name", v, 100)));
         problems.finish()?;
-        if let Some(lang) = patch.default_language {
-            next.default_language = lang;
-        }
-        if let Some(role) = patch.role {
-            if next.tenant_id.is_none() && role != Role::Admin {
-                return Err(TenancyError::invalid(
-                    "role",
-                    "a platform user (without tenant) must be an admin",
-                ));
-            }
-            next.role = role;
-            if role != Role::Custom && patch.permissions.is_none() {
-                next.permissions.clear();
-            }
-        }
-        if let Some(perms) = &patch.permissions {
-            next.permissions = parse_permissions(next.role, perms)?
-                .iter()
-                .map(|p| p.as_str().to_owned())
-                .collect();
-        }
-        let as_perms = |u: &User| {
-            let custom: Vec<Permission> = u
-                .permissions
-                .iter()
-                .filter_map(|p| p.parse().ok())
-                .collect();
-            effective_permissions(u.role, u.tenant_id, &custom)
-        };
-        // Neither the user as they are nor as they would be may hold more than the caller.
-        check_no_escalation(ctx, &as_perms(&current))?;
-        check_no_escalation(ctx, &as_perms(&next))?;
-        if next.id == ctx.user_id() && next.role != current.role {
-            return Err(TenancyError::forbidden("you cannot change your own role"));
-        }
-        next.updated_at = now();
-        let stored = self.store.users.update(ctx.scope(), &next).await?;
+        // The client sent no version: only the fields it sent are applied, to the user as
+        // currently stored, again if someone else changed the user meanwhile.
+        let stored = self
+            .modify_user(ctx.scope(), id, |next| {
+                let current = next.clone();
+                if let Some(v) = &email {
+                    next.email.clone_from(v);
+                }
+                if let Some(v) = &first_name {
+                    next.first_name.clone_from(v);
+                }
+                if let Some(v) = &last_name {
+                    next.last_name.clone_from(v);
+                }
+                if let Some(lang) = patch.default_language {
+                    next.default_language = lang;
+                }
+                if let Some(role) = patch.role {
+                    if next.tenant_id.is_none() && role != Role::Admin {
+                        return Err(TenancyError::invalid(
+                            "role",
+                            "a platform user (without tenant) must be an admin",
+                        ));
+                    }
+                    next.role = role;
+                    if role != Role::Custom && patch.permissions.is_none() {
+                        next.permissions.clear();
+                    }
+                }
+                if let Some(perms) = &patch.permissions {
+                    next.permissions = parse_permissions(next.role, perms)?
+                        .iter()
+                        .map(|p| p.as_str().to_owned())
+                        .collect();
+                }
+                // Neither the user as they are nor as they would be may hold more than the
+                // caller.
+                check_no_escalation(ctx, &permissions_of(&current))?;
+                check_no_escalation(ctx, &permissions_of(next))?;
+                if next.id == ctx.user_id() && next.role != current.role {
+                    return Err(TenancyError::forbidden("you cannot change your own role"));
+                }
+                next.updated_at = now();
+                Ok(true)
+            })
+            .await?;
         self.audit(Self::entry_for(ctx, "user.update", &stored))
             .await;
         Ok(stored)
@@ -324,44 +369,71 @@ impl TenancyService {
         if deactivate && id == ctx.user_id() {
             return Err(TenancyError::forbidden("you cannot deactivate yourself"));
         }
-        let current = self.store.users.get(ctx.scope(), id).await?;
-        let custom: Vec<Permission> = current
-            .permissions
-            .iter()
-            .filter_map(|p| p.parse().ok())
-            .collect();
-        check_no_escalation(
-            ctx,
-            &effective_permissions(current.role, current.tenant_id, &custom),
-        )?;
-        let mut next = current.clone();
-        next.status = match (deactivate, &current.password_hash) {
-            (true, _) => UserStatus::Deactivated,
-            (false, Some(_)) => UserStatus::Active,
-            (false, None) => UserStatus::Invited,
-        };
-        if next.status == current.status {
-            return Ok(current);
-        }
-        next.updated_at = now();
-        // Activation takes an agent slot back (and may be refused by the limit);
-        // deactivation gives it up once the change is stored.
-        if let (false, Some(tenant_id)) = (deactivate, current.tenant_id) {
-            let limit = self.store.tenants.get(tenant_id).await?.limits.max_agents;
-            self.counts
-                .reserve(tenant_id, CountKind::Agents, limit)
-                .await?;
-        }
-        let stored = match self.store.users.update(ctx.scope(), &next).await {
-            Ok(stored) => stored,
-            Err(e) => {
-                if let (false, Some(tenant_id)) = (deactivate, current.tenant_id) {
-                    self.release_agent(tenant_id).await;
+        // Writes to one user take turns on this replica; a race with another replica is
+        // retried on the user as then stored. An activation reserves an agent slot (and may
+        // be refused by the limit) before it is stored, at most once, and gives it back if
+        // it is not stored or someone else activated the user meanwhile; a deactivation
+        // gives its slot up once stored: the agent count stays exact.
+        let _turn = user_write_turn(id).await;
+        let mut backoff = ConflictBackoff::new();
+        let mut reserved: Option<TenantId> = None;
+        let outcome = loop {
+            if !backoff.next_attempt().await {
+                break Err(TenancyError::VersionConflict { entity: "user" });
+            }
+            let current = match self.store.users.get(ctx.scope(), id).await {
+                Ok(current) => current,
+                Err(e) => break Err(e.into()),
+            };
+            if let Err(e) = check_no_escalation(ctx, &permissions_of(&current)) {
+                break Err(e);
+            }
+            let mut next = current.clone();
+            next.status = match (deactivate, &current.password_hash) {
+                (true, _) => UserStatus::Deactivated,
+                (false, Some(_)) => UserStatus::Active,
+                (false, None) => UserStatus::Invited,
+            };
+            if next.status == current.status {
+                break Ok((current, false));
+            }
+            next.updated_at = now();
+            if let (false, Some(tenant_id), None) = (deactivate, current.tenant_id, reserved) {
+                let limit = match self.store.tenants.get(tenant_id).await {
+                    Ok(t) => t.limits.max_agents,
+                    Err(e) => break Err(e.into()),
+                };
+                if let Err(e) = self
+                    .counts
+                    .reserve(tenant_id, CountKind::Agents, limit)
+                    .await
+                {
+                    break Err(e.into());
                 }
-                return Err(e.into());
+                reserved = Some(tenant_id);
+            }
+            match self.store.users.update(ctx.scope(), &next).await {
+                Ok(stored) => break Ok((stored, true)),
+                Err(imix_core::Error::VersionConflict { .. }) => continue,
+                Err(e) => break Err(e.into()),
             }
         };
-        if let (true, Some(tenant_id)) = (deactivate, current.tenant_id) {
+        let stored = match outcome {
+            Ok((stored, true)) => stored,
+            Ok((current, false)) => {
+                if let Some(tenant_id) = reserved {
+                    self.release_agent(tenant_id).await;
+                }
+                return Ok(current);
+            }
+            Err(e) => {
+                if let Some(tenant_id) = reserved {
+                    self.release_agent(tenant_id).await;
+                }
+                return Err(e);
+            }
+        };
+        if let (true, Some(tenant_id)) = (deactivate, stored.tenant_id) {
             self.release_agent(tenant_id).await;
         }
         let action = if deactivate {
@@ -371,5 +443,34 @@ impl TenancyService {
         };
         self.audit(Self::entry_for(ctx, action, &stored)).await;
         Ok(stored)
+    }
+
+    /// Replaces user `id` (visible in `scope`) with `change` applied to its current state,
+    /// for writes the client did not version. `change` answers whether there is anything to
+    /// write (`false`: the user is answered as stored). Writes to one user take turns on this
+    /// replica ([`user_write_turn`]); a race with another replica is not an error either: the
+    /// user is read again and `change` applied again ([`ConflictBackoff`]); only after
+    /// [`ConflictBackoff::MAX_ATTEMPTS`] lost races is it a version conflict.
+    pub(crate) async fn modify_user(
+        &self,
+        scope: Scope,
+        id: UserId,
+        mut change: impl FnMut(&mut User) -> Result<bool, TenancyError>,
+    ) -> Result<User, TenancyError> {
+        let _turn = user_write_turn(id).await;
+        let mut backoff = ConflictBackoff::new();
+        while backoff.next_attempt().await {
+            let mut user = self.store.users.get(scope, id).await?;
+            if !change(&mut user)? {
+                return Ok(user);
+            }
+            match self.store.users.update(scope, &user).await {
+                Ok(stored) => return Ok(stored),
+                Err(imix_core::Error::VersionConflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        tracing::warn!(user = %id, attempts = backoff.attempts(), "user update kept losing races");
+        Err(TenancyError::VersionConflict { entity: "user" })
     }
 }
