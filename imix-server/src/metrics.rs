@@ -111,7 +111,7 @@ impl<E: Endpoint> Endpoint for MetricsEndpoint<E> {
 
     async fn call(&self, req: Request) -> Result<Self::Output> {
         let started = Instant::now();
-        let method = req.method().as_str().to_owned();
+        let method = method_label(req.method());
         let resp = match self.inner.call(req).await {
             Ok(r) => r.into_response(),
             Err(e) => e.into_response(),
@@ -123,7 +123,7 @@ impl<E: Endpoint> Endpoint for MetricsEndpoint<E> {
             .data::<poem_openapi::OperationId>()
             .map_or("unmatched", |op| op.0);
         self.metrics
-            .observe(&method, route, status, started.elapsed().as_secs_f64());
+            .observe(method, route, status, started.elapsed().as_secs_f64());
         Ok(resp)
     }
 }
@@ -188,5 +188,21 @@ impl prometheus::core::Collector for OutboxCollector {
             self.restarts.collect(),
         ]
         .concat()
+    }
+}
+
+/// The `method` label of a request: the standard methods by name, any other `other` (a
+/// client must not be able to create series by inventing methods).
+pub fn method_label(method: &poem::http::Method) -> &'static str {
+    use poem::http::Method as M;
+    match *method {
+        M::GET => "GET",
+        M::HEAD => "HEAD",
+        M::POST => "POST",
+        M::PUT => "PUT",
+        M::PATCH => "PATCH",
+        M::DELETE => "DELETE",
+        M::OPTIONS => "OPTIONS",
+        _ => "other",
     }
 }

@@ -519,3 +519,35 @@ async fn a_connection_that_never_finishes_its_head_is_closed() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invented_methods_share_one_metrics_label() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    for method in ["FOO", "BAR1", "PROPFIND"] {
+        let resp = server
+            .client
+            .request(
+                Method::from_bytes(method.as_bytes()).unwrap(),
+                server.url("/health"),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            resp.status().is_client_error(),
+            "{method}: {}",
+            resp.status()
+        );
+    }
+    assert_eq!(server.get("/health").await.status(), 200);
+    let text = server.get("/metrics").await.text().await.unwrap();
+    for method in ["FOO", "BAR1", "PROPFIND"] {
+        assert!(
+            !text.contains(&format!("method=\"{method}\"")),
+            "{method} became a label:\n{text}"
+        );
+    }
+    assert!(text.contains("method=\"other\""), "{text}");
+    assert!(text.contains("method=\"GET\""), "{text}");
+    server.stop().await;
+}
