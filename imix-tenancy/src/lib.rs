@@ -26,6 +26,7 @@ pub use error::{FieldProblem, TenancyError};
 pub use imix_core::access::{AccessContext, AccessDenied, AuditLog};
 pub use permission::Permission;
 pub use service::{
-    NewTenant, NewUser, SignIn, StoredFile, TenancyConfig, TenancyService, TenantPatch, Usage,
-    UserPatch, INVITATION_VALID_HOURS, MAX_DOCUMENT_BYTES, MAX_LOGO_BYTES, RESET_VALID_HOURS,
+    NewTenant, NewUser, SignIn, StoredFile, TenancyConfig, TenancyRepos, TenancyService,
+    TenantPatch, Usage, UserPatch, INVITATION_VALID_HOURS, MAX_DOCUMENT_BYTES, MAX_LOGO_BYTES,
+    RESET_VALID_HOURS,
 };

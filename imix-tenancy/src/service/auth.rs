@@ -79,7 +79,7 @@ impl TenancyService {
             self.audit(e).await;
             return Err(TenancyError::TooManyAttempts { retry_after_secs });
         }
-        let user = self.store.users.find_by_email(email).await?;
+        let user = self.repos.users.find_by_email(email).await?;
         // Always one argon2 verification, so unknown emails cost the same as wrong passwords.
         let password_ok = self
             .hasher
@@ -136,7 +136,7 @@ impl TenancyService {
             return Err(TenancyError::AccountDeactivated);
         }
         if let Some(tenant_id) = user.tenant_id {
-            let tenant = self.store.tenants.get(tenant_id).await?;
+            let tenant = self.repos.tenants.get(tenant_id).await?;
             if tenant.status == TenantStatus::Deactivated {
                 return Err(TenancyError::TenantDeactivated);
             }
@@ -154,7 +154,7 @@ impl TenancyService {
     ) -> Result<AuthContext, TenancyError> {
         let verified = self.tokens.verify(token, now())?;
         let user = match self
-            .store
+            .repos
             .users
             .get(Scope::Platform, verified.user_id)
             .await
@@ -202,7 +202,7 @@ impl TenancyService {
     ) -> Result<AccessToken, TenancyError> {
         check_length("current_password", current)?;
         check_length("new_password", new)?;
-        let user = self.store.users.get(Scope::Platform, ctx.user_id()).await?;
+        let user = self.repos.users.get(Scope::Platform, ctx.user_id()).await?;
         if !self
             .hasher
             .verify_async(current, user.password_hash.as_ref())
@@ -264,7 +264,7 @@ impl TenancyService {
         // cost the user their link.
         let mut found = None;
         for purpose in [TokenPurpose::Invitation, TokenPurpose::PasswordReset] {
-            match self.store.auth_tokens.find(&hash, purpose, now).await {
+            match self.repos.auth_tokens.find(&hash, purpose, now).await {
                 Ok(t) => {
                     found = Some(t);
                     break;
@@ -274,14 +274,14 @@ impl TenancyService {
             }
         }
         let found = found.ok_or(TenancyError::TokenInvalid)?;
-        let user = self.store.users.get(Scope::Platform, found.user_id).await?;
+        let user = self.repos.users.get(Scope::Platform, found.user_id).await?;
         if user.status == UserStatus::Deactivated {
             return Err(TenancyError::AccountDeactivated);
         }
         check_policy("new_password", new, &user)?;
         let new_hash = self.hasher.hash_async(new).await?;
         let used = match self
-            .store
+            .repos
             .auth_tokens
             .consume(&hash, found.purpose, now)
             .await
@@ -331,7 +331,7 @@ impl TenancyService {
     }
 
     async fn send_reset(&self, email: &str) -> Result<(), TenancyError> {
-        let Some(user) = self.store.users.find_by_email(email).await? else {
+        let Some(user) = self.repos.users.find_by_email(email).await? else {
             return Ok(());
         };
         if self.check_may_act(&user).await.is_err() {
@@ -340,7 +340,7 @@ impl TenancyService {
         // At most RESET_EMAILS_PER_HOUR per address, across replicas; the caller is answered
         // the same either way.
         let within = imix_notify::throttle::take_in_window(
-            self.store.counters.as_ref(),
+            self.repos.counters.as_ref(),
             &format!("reset-email:{}", token_hash(&normalize_email(&user.email))),
             RESET_EMAILS_PER_HOUR,
             std::time::Duration::from_secs(3600),
@@ -370,12 +370,12 @@ impl TenancyService {
         valid_hours: i64,
     ) -> Result<String, TenancyError> {
         let now = now();
-        self.store
+        self.repos
             .auth_tokens
             .revoke_for_user(user.id, purpose, now)
             .await?;
         let token = random_token();
-        self.store
+        self.repos
             .auth_tokens
             .insert(&AuthToken {
                 token_hash: token_hash(&token),

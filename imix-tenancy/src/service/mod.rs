@@ -1,6 +1,8 @@
 //! The tenancy service: sign-in, users, tenants, audit. One struct, split by concern into
 //! modules; HTTP handlers call it with an [`AuthContext`].
 
+#[cfg(test)]
+mod access_tests;
 mod auth;
 mod tenants;
 mod usage;
@@ -10,7 +12,10 @@ use std::sync::Arc;
 
 use imix_core::{
     model::AuditEntry,
-    store::{Page, PageRequest, Store},
+    store::{
+        AuditLogRepository, AuthTokenRepository, BlobStore, CounterRepository, Page, PageRequest,
+        Store, TenantRepository, UserRepository,
+    },
     Timestamp,
 };
 use secrecy::SecretString;
@@ -46,10 +51,48 @@ pub struct TenancyConfig {
     pub public_url: url::Url,
 }
 
+/// The storage ports the tenancy service uses, and nothing else of the store (no WhatsApp,
+/// settings or outbox ports): what its unit tests mock.
+#[derive(Clone)]
+pub struct TenancyRepos {
+    /// Tenants.
+    pub tenants: Arc<dyn TenantRepository>,
+    /// Users.
+    pub users: Arc<dyn UserRepository>,
+    /// Invitation and password-reset tokens.
+    pub auth_tokens: Arc<dyn AuthTokenRepository>,
+    /// The audit log.
+    pub audit: Arc<dyn AuditLogRepository>,
+    /// Logos and documents.
+    pub blobs: Arc<dyn BlobStore>,
+    /// Counters (agents reserved against Max Agents, sign-in throttles).
+    pub counters: Arc<dyn CounterRepository>,
+}
+
+impl TenancyRepos {
+    /// The six ports of `store`.
+    pub fn from_store(store: &Store) -> Self {
+        Self {
+            tenants: store.tenants.clone(),
+            users: store.users.clone(),
+            auth_tokens: store.auth_tokens.clone(),
+            audit: store.audit.clone(),
+            blobs: store.blobs.clone(),
+            counters: store.counters.clone(),
+        }
+    }
+}
+
+impl std::fmt::Debug for TenancyRepos {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenancyRepos").finish_non_exhaustive()
+    }
+}
+
 /// Sign-in, users, tenants and the audit log, over the storage ports.
 #[derive(Clone)]
 pub struct TenancyService {
-    store: Store,
+    repos: TenancyRepos,
     hasher: PasswordHasher,
     tokens: TokenIssuer,
     emails: Arc<dyn AccountEmails>,
@@ -67,7 +110,7 @@ impl std::fmt::Debug for TenancyService {
 }
 
 impl TenancyService {
-    /// Builds the service.
+    /// Builds the service over the ports of `store` it uses ([`TenancyRepos::from_store`]).
     pub fn new(
         store: Store,
         config: TenancyConfig,
@@ -75,10 +118,27 @@ impl TenancyService {
         throttle: Arc<dyn SignInThrottle>,
         quota: Arc<dyn QuotaStore>,
     ) -> Result<Self, TenancyError> {
-        Ok(Self {
-            counts: CountLimits::new(store.counters.clone()),
+        Self::with_repos(
+            TenancyRepos::from_store(&store),
+            config,
+            emails,
+            throttle,
             quota,
-            store,
+        )
+    }
+
+    /// Builds the service over exactly `repos` (tests pass mocks).
+    pub fn with_repos(
+        repos: TenancyRepos,
+        config: TenancyConfig,
+        emails: Arc<dyn AccountEmails>,
+        throttle: Arc<dyn SignInThrottle>,
+        quota: Arc<dyn QuotaStore>,
+    ) -> Result<Self, TenancyError> {
+        Ok(Self {
+            counts: CountLimits::new(repos.counters.clone()),
+            quota,
+            repos,
             hasher: PasswordHasher::new()?,
             tokens: TokenIssuer::new(&config.secret_key, config.access_token_minutes),
             emails,
@@ -88,15 +148,15 @@ impl TenancyService {
         })
     }
 
-    /// The store the service works on.
-    pub fn store(&self) -> &Store {
-        &self.store
+    /// The storage ports the service works on.
+    pub fn repos(&self) -> &TenancyRepos {
+        &self.repos
     }
 
     /// Appends to the audit log. A failure to audit is logged, never hidden silently, but
     /// does not undo the action that already happened.
     pub(crate) async fn audit(&self, entry: AuditEntry) {
-        if let Err(e) = self.store.audit.append(&entry).await {
+        if let Err(e) = self.repos.audit.append(&entry).await {
             tracing::error!(error = %e, action = %entry.action, "cannot write the audit log");
         }
     }
@@ -142,7 +202,7 @@ impl TenancyService {
         page: PageRequest,
     ) -> Result<Page<AuditEntry>, TenancyError> {
         ctx.require(Permission::AuditRead)?;
-        Ok(self.store.audit.list(ctx.scope(), page).await?)
+        Ok(self.repos.audit.list(ctx.scope(), page).await?)
     }
 
     pub(crate) fn link(&self, token: &str) -> String {

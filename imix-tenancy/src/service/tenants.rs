@@ -248,7 +248,7 @@ impl TenancyService {
         t.private_notes = private_notes.flatten();
         t.default_language = new.default_language.unwrap_or_default();
         t.limits = new.limits;
-        self.store.tenants.insert(&t).await?;
+        self.repos.tenants.insert(&t).await?;
         let mut e = Self::entry(ctx, "tenant.create", "tenant", t.id.to_string());
         e.tenant_id = Some(t.id);
         self.audit(e).await;
@@ -265,7 +265,7 @@ impl TenancyService {
         if !ctx.has(Permission::PlatformTenants) {
             ctx.require(Permission::TenantRead)?;
         }
-        Ok(self.store.tenants.get(id).await?)
+        Ok(self.repos.tenants.get(id).await?)
     }
 
     /// Tenants visible to the caller.
@@ -277,7 +277,7 @@ impl TenancyService {
         if !ctx.has(Permission::PlatformTenants) {
             ctx.require(Permission::TenantRead)?;
         }
-        Ok(self.store.tenants.list(ctx.scope(), page).await?)
+        Ok(self.repos.tenants.list(ctx.scope(), page).await?)
     }
 
     /// Edits a tenant. Platform admins may change everything; a tenant's own admin
@@ -303,7 +303,7 @@ impl TenancyService {
                 ));
             }
         }
-        let current = self.store.tenants.get(id).await?;
+        let current = self.repos.tenants.get(id).await?;
         let mut t = current.clone();
         // Every invalid field is reported at once.
         let mut p = validate::Problems::default();
@@ -397,7 +397,7 @@ impl TenancyService {
     ) -> Result<Tenant, TenancyError> {
         ctx.scope_for(id)?;
         ctx.require(Permission::PlatformTenants)?;
-        let current = self.store.tenants.get(id).await?;
+        let current = self.repos.tenants.get(id).await?;
         if current.status == status {
             return Ok(current);
         }
@@ -425,7 +425,7 @@ impl TenancyService {
     async fn send_held_invitations(&self, tenant: TenantId) {
         let mut page = PageRequest::first(100);
         loop {
-            let users = match self.store.users.list(Scope::Tenant(tenant), page).await {
+            let users = match self.repos.users.list(Scope::Tenant(tenant), page).await {
                 Ok(users) => users,
                 Err(e) => {
                     tracing::error!(error = %e, %tenant, "cannot list the users to invite");
@@ -476,10 +476,10 @@ impl TenancyService {
         let _turn = self.tenant_writes.lock(id).await;
         let mut backoff = ConflictBackoff::new();
         while backoff.next_attempt().await {
-            let mut t = self.store.tenants.get(id).await?;
+            let mut t = self.repos.tenants.get(id).await?;
             change(&mut t)?;
             t.updated_at = now();
-            match self.store.tenants.update(&t).await {
+            match self.repos.tenants.update(&t).await {
                 Ok(stored) => return Ok(stored),
                 Err(imix_core::Error::VersionConflict { .. }) => continue,
                 Err(e) => return Err(e.into()),
@@ -492,7 +492,7 @@ impl TenancyService {
     /// Removes bytes stored for an upload whose record could not be written, so that no
     /// blob is left that nothing lists.
     async fn discard_blob(&self, key: &str) {
-        match self.store.blobs.delete(key).await {
+        match self.repos.blobs.delete(key).await {
             Ok(()) | Err(imix_core::Error::NotFound { .. }) => {}
             Err(e) => {
                 tracing::warn!(error = %e, key, "an upload failed and its bytes could not be removed")
@@ -517,12 +517,12 @@ impl TenancyService {
         let content_type = sniff(&data)
             .filter(|t| LOGO_TYPES.contains(t))
             .ok_or_else(|| TenancyError::invalid("logo", "must be a PNG, JPEG or WebP image"))?;
-        self.store.tenants.get(id).await?;
+        self.repos.tenants.get(id).await?;
         // Each upload gets its own key: parallel uploads never overwrite each other's bytes,
         // a failed one leaves the current logo as it was, and the replaced logo's bytes are
         // removed once the record points at the new ones.
         let key = format!("tenants/{id}/logos/{}", DocumentId::new());
-        self.store.blobs.put(&key, content_type, data).await?;
+        self.repos.blobs.put(&key, content_type, data).await?;
         let replaced = std::sync::Mutex::new(None);
         let result = self
             .modify_tenant(id, |t| {
@@ -556,7 +556,7 @@ impl TenancyService {
         let key = tenant
             .logo_blob_key
             .ok_or(TenancyError::NotFound { entity: "logo" })?;
-        let blob = self.store.blobs.get(&key).await?;
+        let blob = self.repos.blobs.get(&key).await?;
         Ok(StoredFile {
             file_name: "logo".into(),
             content_type: blob.meta.content_type,
@@ -586,10 +586,10 @@ impl TenancyService {
             .ok_or_else(|| {
                 TenancyError::invalid("file", "must be a PDF, an image or an office document")
             })?;
-        self.store.tenants.get(id).await?;
+        self.repos.tenants.get(id).await?;
         let doc_id = DocumentId::new();
         let key = format!("tenants/{id}/documents/{doc_id}");
-        let meta = self.store.blobs.put(&key, content_type, data).await?;
+        let meta = self.repos.blobs.put(&key, content_type, data).await?;
         let document = TenantDocument {
             id: doc_id,
             file_name,
@@ -637,7 +637,7 @@ impl TenancyService {
             .into_iter()
             .find(|d| d.id == doc)
             .ok_or(TenancyError::NotFound { entity: "document" })?;
-        let blob = self.store.blobs.get(&d.blob_key).await?;
+        let blob = self.repos.blobs.get(&d.blob_key).await?;
         let file = StoredFile {
             file_name: d.file_name.clone(),
             content_type: d.content_type.clone(),
@@ -664,7 +664,7 @@ impl TenancyService {
         })
         .await?;
         let key = format!("tenants/{id}/documents/{doc}");
-        match self.store.blobs.delete(&key).await {
+        match self.repos.blobs.delete(&key).await {
             Ok(()) | Err(imix_core::Error::NotFound { .. }) => {}
             Err(e) => tracing::warn!(error = %e, "document record removed but its bytes were not"),
         }

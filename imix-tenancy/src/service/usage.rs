@@ -29,7 +29,7 @@ impl TenancyService {
         if !ctx.has(Permission::PlatformTenants) {
             ctx.require(Permission::UsageRead)?;
         }
-        let t = self.store.tenants.get(tenant).await?;
+        let t = self.repos.tenants.get(tenant).await?;
         let daily = self.quota.usage(tenant, now()).await?;
         let counts = self.counts.counts(tenant).await?;
         Ok(Usage {
@@ -72,7 +72,7 @@ impl TenancyService {
         media: bool,
     ) -> Result<crate::quota::Consumed, TenancyError> {
         use crate::quota::DailyQuota;
-        let tenant = self.store.tenants.get(tenant_id).await?;
+        let tenant = self.repos.tenants.get(tenant_id).await?;
         if tenant.status == imix_core::model::TenantStatus::Deactivated {
             return Err(TenancyError::TenantDeactivated);
         }
@@ -130,7 +130,7 @@ impl TenancyService {
         let key = format!("usage-warning:{}:{day}:{percent}", tenant.id);
         let expires = crate::quota::next_reset(day) + chrono::Duration::days(1);
         match self
-            .store
+            .repos
             .counters
             .try_add(&key, 1, Some(1), Some(expires))
             .await
@@ -145,7 +145,7 @@ impl TenancyService {
         let mut cursor = None;
         loop {
             let page = match self
-                .store
+                .repos
                 .users
                 .list(
                     imix_core::store::Scope::Tenant(tenant.id),

@@ -158,7 +158,7 @@ impl TenancyService {
             (Some(_), Some(_)) => return Err(TenancyError::NotFound { entity: "tenant" }),
         };
         let tenant = match tenant_id {
-            Some(t) => Some(self.store.tenants.get(t).await.map_err(|e| match e {
+            Some(t) => Some(self.repos.tenants.get(t).await.map_err(|e| match e {
                 imix_core::Error::NotFound { .. } => {
                     TenancyError::invalid("tenant_id", "no such tenant")
                 }
@@ -211,7 +211,7 @@ impl TenancyService {
                 .reserve(t.id, CountKind::Agents, t.limits.max_agents)
                 .await?;
         }
-        if let Err(e) = self.store.users.insert(&user).await {
+        if let Err(e) = self.repos.users.insert(&user).await {
             if let Some(t) = &tenant {
                 self.release_agent(t.id).await;
             }
@@ -251,7 +251,7 @@ impl TenancyService {
         if id != ctx.user_id() {
             ctx.require(Permission::UsersRead)?;
         }
-        Ok(self.store.users.get(ctx.scope(), id).await?)
+        Ok(self.repos.users.get(ctx.scope(), id).await?)
     }
 
     /// Users visible to the caller, optionally of one tenant.
@@ -266,7 +266,7 @@ impl TenancyService {
             Some(t) => ctx.scope_for(t)?,
             None => ctx.scope(),
         };
-        Ok(self.store.users.list(scope, page).await?)
+        Ok(self.repos.users.list(scope, page).await?)
     }
 
     /// Edits a user.
@@ -278,7 +278,7 @@ impl TenancyService {
     ) -> Result<User, TenancyError> {
         ctx.require(Permission::UsersManage)?;
         // Not found (or not visible) comes before any field problem.
-        self.store.users.get(ctx.scope(), id).await?;
+        self.repos.users.get(ctx.scope(), id).await?;
         // Every invalid field is reported at once.
         let mut problems = validate::Problems::default();
         let email = patch
@@ -381,7 +381,7 @@ impl TenancyService {
             if !backoff.next_attempt().await {
                 break Err(TenancyError::VersionConflict { entity: "user" });
             }
-            let current = match self.store.users.get(ctx.scope(), id).await {
+            let current = match self.repos.users.get(ctx.scope(), id).await {
                 Ok(current) => current,
                 Err(e) => break Err(e.into()),
             };
@@ -399,7 +399,7 @@ impl TenancyService {
             }
             next.updated_at = now();
             if let (false, Some(tenant_id), None) = (deactivate, current.tenant_id, reserved) {
-                let limit = match self.store.tenants.get(tenant_id).await {
+                let limit = match self.repos.tenants.get(tenant_id).await {
                     Ok(t) => t.limits.max_agents,
                     Err(e) => break Err(e.into()),
                 };
@@ -412,7 +412,7 @@ impl TenancyService {
                 }
                 reserved = Some(tenant_id);
             }
-            match self.store.users.update(ctx.scope(), &next).await {
+            match self.repos.users.update(ctx.scope(), &next).await {
                 Ok(stored) => break Ok((stored, true)),
                 Err(imix_core::Error::VersionConflict { .. }) => continue,
                 Err(e) => break Err(e.into()),
@@ -460,11 +460,11 @@ impl TenancyService {
         let _turn = user_write_turn(id).await;
         let mut backoff = ConflictBackoff::new();
         while backoff.next_attempt().await {
-            let mut user = self.store.users.get(scope, id).await?;
+            let mut user = self.repos.users.get(scope, id).await?;
             if !change(&mut user)? {
                 return Ok(user);
             }
-            match self.store.users.update(scope, &user).await {
+            match self.repos.users.update(scope, &user).await {
                 Ok(stored) => return Ok(stored),
                 Err(imix_core::Error::VersionConflict { .. }) => continue,
                 Err(e) => return Err(e.into()),
