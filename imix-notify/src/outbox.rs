@@ -5,9 +5,17 @@
 //! - **Nothing is lost**: the email is in the store before `enqueue` returns; a restart (or
 //!   a crash mid-send) leaves it pending, or sending with a lease that expires, and a worker
 //!   picks it up again.
-//! - **Several replicas**: each worker claims one email at a time with an atomic, leased
-//!   claim ([`imix_core::store::MailOutboxRepository::claim_due`]), so an email is never
-//!   handed to two workers at once. (A worker that dies after the server accepted the email
+//! - **Several replicas**: each email is claimed with an atomic, leased claim
+//!   ([`imix_core::store::MailOutboxRepository::claim_due`]), so an email is never handed to
+//!   two workers at once.
+//! - **No head-of-line blocking**: a worker sends up to [`OutboxConfig::concurrency`] emails
+//!   at the same time (4 by default), each under its own claim, and an SMTP attempt lasts
+//!   15 s at most ([`crate::smtp::MAX_SEND_TIME`]), so one tenant's slow or silent server
+//!   cannot hold up everyone else's mail.
+//! - **Deactivated tenants**: nothing is sent on behalf of a deactivated tenant. Its emails
+//!   — also those queued before it was deactivated — are held (put back for
+//!   [`OutboxConfig::hold_delay`], no attempt counted, never failed) and go out once it is
+//!   active again. (A worker that dies after the server accepted the email
 //!   but before recording it may cause one duplicate after the lease expires: at-least-once.)
 //! - **Secrets**: bodies are sealed with the at-rest cipher (set-password links); listings
 //!   show metadata and a redacted text only.
@@ -34,12 +42,12 @@ use std::{
 
 use async_trait::async_trait;
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
-use futures::FutureExt;
+use futures::{stream::FuturesUnordered, FutureExt, StreamExt};
 use imix_core::{
     crypto::Cipher,
     id::TenantId,
-    model::{OutboxEmail, OutboxId, OutboxStatus},
-    store::{MailOutboxRepository, Page, PageRequest, Scope},
+    model::{OutboxEmail, OutboxId, OutboxStatus, TenantStatus},
+    store::{MailOutboxRepository, Page, PageRequest, Scope, TenantRepository},
     Error as CoreError, Language, Timestamp,
 };
 use rand::Rng;
@@ -114,6 +122,12 @@ pub struct OutboxConfig {
     pub lease: Duration,
     /// How often an idle worker looks for emails enqueued by other replicas (default 5 s).
     pub poll_interval: Duration,
+    /// How many emails one worker sends at the same time, each under its own claim
+    /// (default 4; at least 1), so one slow or silent mail server cannot hold up the rest.
+    pub concurrency: usize,
+    /// How long an email of a deactivated tenant is put back before it is looked at again
+    /// (default 30 s). Holding it counts no attempt; it goes out once the tenant is active.
+    pub hold_delay: Duration,
 }
 
 impl Default for OutboxConfig {
@@ -124,6 +138,8 @@ impl Default for OutboxConfig {
             max_delay: Duration::from_secs(3600),
             lease: Duration::from_secs(120),
             poll_interval: Duration::from_secs(5),
+            concurrency: 4,
+            hold_delay: Duration::from_secs(30),
         }
     }
 }
@@ -373,6 +389,7 @@ impl Outbox {
             wake: self.wake.clone(),
             events,
             monitor: self.monitor.clone(),
+            tenants: None,
         }
     }
 }
@@ -503,6 +520,7 @@ pub struct OutboxWorker {
     wake: Arc<Notify>,
     events: broadcast::Sender<OutboxEvent>,
     monitor: OutboxMonitor,
+    tenants: Option<Arc<dyn TenantRepository>>,
 }
 
 impl fmt::Debug for OutboxWorker {
@@ -523,7 +541,24 @@ pub fn should_retry(error: &MailError) -> bool {
     )
 }
 
+/// Whether an email's tenant lets it go out now.
+enum TenantCheck {
+    /// Platform email, an active tenant, or no tenant check configured.
+    Send,
+    /// The tenant is deactivated (or could not be read): put the email back for `delay`.
+    Hold { delay: Duration, reason: String },
+}
+
 impl OutboxWorker {
+    /// Checks the tenant of every email before it is sent: nothing goes out on behalf of a
+    /// deactivated tenant. Its emails are held — put back, no attempt counted — and go out
+    /// once the tenant is active again. (An email whose tenant no longer exists is sent as
+    /// before, through the settings the resolver finds.)
+    pub fn with_tenants(mut self, tenants: Arc<dyn TenantRepository>) -> Self {
+        self.tenants = Some(tenants);
+        self
+    }
+
     /// Events for every attempt from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<OutboxEvent> {
         self.events.subscribe()
@@ -645,23 +680,109 @@ impl OutboxWorker {
         }
     }
 
-    /// Sends every email due now, one claim at a time; returns how many were attempted.
+    /// Sends every email due now, up to [`OutboxConfig::concurrency`] at a time, each
+    /// under its own leased claim; returns how many were claimed. A store error stops the
+    /// claiming, lets the emails in flight finish and is then returned.
     pub async fn run_once(&self) -> Result<usize, NotifyError> {
+        let limit = self.config.concurrency.max(1);
         let mut attempted = 0;
+        let mut in_flight = FuturesUnordered::new();
+        let mut first_error: Option<NotifyError> = None;
+        let mut drained = false;
         loop {
-            let now = imix_core::now();
-            let lease_until = now + chrono_duration(self.config.lease);
-            let Some(email) = self.repo.claim_due(now, lease_until).await? else {
-                return Ok(attempted);
-            };
-            attempted += 1;
-            // A panic anywhere in the attempt (the mail library, a mailer) ends this email,
-            // not the worker.
-            let outcome = match AssertUnwindSafe(self.attempt(&email)).catch_unwind().await {
-                Ok(result) => result.map_err(Failure::Mail),
-                Err(panic) => Err(Failure::Panic(panic_message(&*panic))),
-            };
-            self.record(email, outcome).await?;
+            while !drained && first_error.is_none() && in_flight.len() < limit {
+                let now = imix_core::now();
+                let lease_until = now + chrono_duration(self.config.lease);
+                match self.repo.claim_due(now, lease_until).await {
+                    Ok(Some(email)) => {
+                        attempted += 1;
+                        in_flight.push(self.process(email));
+                    }
+                    Ok(None) => drained = true,
+                    Err(e) => first_error = Some(e.into()),
+                }
+            }
+            match in_flight.next().await {
+                Some(Ok(())) => {}
+                Some(Err(e)) => {
+                    first_error.get_or_insert(e);
+                }
+                None => break,
+            }
+            // A slot is free: look again for emails that became due meanwhile.
+            drained = false;
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(attempted),
+        }
+    }
+
+    /// One claimed email: held if its tenant is deactivated, else attempted and recorded.
+    async fn process(&self, email: OutboxEmail) -> Result<(), NotifyError> {
+        if let TenantCheck::Hold { delay, reason } = self.check_tenant(&email).await {
+            return self.hold(email, delay, reason).await;
+        }
+        // A panic anywhere in the attempt (the mail library, a mailer) ends this email, not
+        // the worker.
+        let outcome = match AssertUnwindSafe(self.attempt(&email)).catch_unwind().await {
+            Ok(result) => result.map_err(Failure::Mail),
+            Err(panic) => Err(Failure::Panic(panic_message(&*panic))),
+        };
+        self.record(email, outcome).await
+    }
+
+    async fn check_tenant(&self, email: &OutboxEmail) -> TenantCheck {
+        let (Some(tenants), Some(tenant)) = (&self.tenants, email.tenant_id) else {
+            return TenantCheck::Send;
+        };
+        match tenants.get(tenant).await {
+            Ok(t) if t.status == TenantStatus::Deactivated => TenantCheck::Hold {
+                delay: self.config.hold_delay,
+                reason: "held: the tenant is deactivated; it is sent once the tenant is \
+                         active again"
+                    .to_owned(),
+            },
+            Ok(_) | Err(CoreError::NotFound { .. }) => TenantCheck::Send,
+            Err(e) => {
+                tracing::warn!(id = %email.id, error = %e,
+                    "cannot read the email's tenant; trying again later");
+                TenantCheck::Hold {
+                    delay: self.config.poll_interval,
+                    reason: "held: the tenant's status could not be read".to_owned(),
+                }
+            }
+        }
+    }
+
+    /// Puts a claimed email back without counting the claim as an attempt.
+    async fn hold(
+        &self,
+        mut email: OutboxEmail,
+        delay: Duration,
+        reason: String,
+    ) -> Result<(), NotifyError> {
+        let now = imix_core::now();
+        email.attempts = email.attempts.saturating_sub(1);
+        email.status = OutboxStatus::Pending;
+        email.lease_until = None;
+        email.next_attempt_at = now + chrono_duration(delay);
+        email.updated_at = now;
+        email.last_error = Some(reason);
+        tracing::info!(id = %email.id, template = %email.template,
+            next_attempt_at = %email.next_attempt_at, "email held: its tenant is deactivated");
+        match self.repo.update(&email).await {
+            Ok(stored) => {
+                let _ = self.events.send(OutboxEvent {
+                    id: stored.id,
+                    status: stored.status,
+                    attempts: stored.attempts,
+                    error: None,
+                });
+                Ok(())
+            }
+            Err(CoreError::VersionConflict { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
         }
     }
 

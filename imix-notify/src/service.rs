@@ -268,6 +268,8 @@ impl Notifier {
 
     /// The background worker; run it with `tokio::spawn(worker.run(shutdown))`.
     pub fn worker(&self) -> OutboxWorker {
-        self.outbox.worker(self.resolver.clone())
+        self.outbox
+            .worker(self.resolver.clone())
+            .with_tenants(self.tenants.clone())
     }
 }

@@ -6,8 +6,10 @@
 //! - Certificates are checked against the Mozilla root store (`webpki-roots`) plus, if given,
 //!   an extra CA certificate (PEM) — for private relays with their own CA, and for tests.
 //! - Authentication (PLAIN or LOGIN) only when a username is configured.
-//! - Every network step is bounded by the configured timeout, and a whole send by three times
-//!   that.
+//! - Every network step is bounded by the configured timeout, and a whole send (connect,
+//!   greeting, TLS, login and every command) by [`MAX_SEND_TIME`] (15 s; or the step timeout
+//!   itself if that is longer), so a server that accepts the connection and then stays
+//!   silent costs an attempt 15 s at most.
 //! - Errors are classified into [`MailError`] from lettre's error kinds, the I/O and TLS
 //!   errors underneath, and the SMTP reply code with its enhanced status code (RFC 3463),
 //!   never from debug strings.
@@ -38,6 +40,15 @@ pub use crate::settings::SmtpSecurity;
 
 /// The default per-step network timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The longest a whole send (or ping) may take, all steps together, unless one step's own
+/// timeout is longer; shorter step timeouts give three steps' worth.
+pub const MAX_SEND_TIME: Duration = Duration::from_secs(15);
+
+/// How long a whole send may take with `step` as the per-step timeout.
+fn overall_timeout(step: Duration) -> Duration {
+    step.saturating_mul(3).min(MAX_SEND_TIME).max(step)
+}
 
 /// Everything the SMTP adapter needs. Build it from stored settings with
 /// [`crate::settings::SmtpSettings::to_config`], or by hand when embedding.
@@ -177,7 +188,7 @@ impl SmtpMailer {
         Ok(Self {
             transport: builder.build(),
             from,
-            overall_timeout: config.timeout.saturating_mul(3),
+            overall_timeout: overall_timeout(config.timeout),
             has_credentials,
         })
     }
@@ -338,6 +349,19 @@ fn classify_kind(error: &SmtpError, has_credentials: bool) -> MailError {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+
+    #[test]
+    fn a_whole_send_is_bounded_by_fifteen_seconds() {
+        assert_eq!(overall_timeout(DEFAULT_TIMEOUT), Duration::from_secs(15));
+        assert_eq!(
+            overall_timeout(Duration::from_secs(2)),
+            Duration::from_secs(6)
+        );
+        assert_eq!(
+            overall_timeout(Duration::from_secs(20)),
+            Duration::from_secs(20)
+        );
+    }
 
     #[test]
     fn names_with_line_breaks_cannot_add_headers() {

@@ -33,6 +33,8 @@ fn fast() -> OutboxConfig {
         max_delay: Duration::from_millis(400),
         lease: Duration::from_secs(30),
         poll_interval: Duration::from_millis(200),
+        concurrency: 4,
+        hold_delay: Duration::from_millis(300),
     }
 }
 
@@ -487,4 +489,103 @@ async fn transient_errors_are_retried_with_a_mocked_mailer() {
     assert_eq!(entry.server_reply.as_deref(), Some("250 accepted"));
     assert_eq!(entry.last_error, None);
     assert_eq!(calls.load(Ordering::SeqCst), 3);
+}
+
+/// Sets `tenant`'s status straight in the store (as the tenancy service does).
+async fn set_status(
+    store: &imix_core::store::Store,
+    tenant: TenantId,
+    status: imix_core::model::TenantStatus,
+) {
+    let mut t = store.tenants.get(tenant).await.unwrap();
+    t.status = status;
+    store.tenants.update(&t).await.unwrap();
+}
+
+#[tokio::test]
+async fn emails_of_a_deactivated_tenant_are_held_until_it_is_activated() {
+    use imix_core::model::TenantStatus;
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_in(dir.path()).await;
+    let templates = Arc::new(Templates::new("http://localhost:8000").unwrap());
+    let recording = RecordingMailer::default();
+    let notifier = Notifier::new(
+        &store,
+        cipher(),
+        templates.clone(),
+        Arc::new(FixedMailer::new(Arc::new(recording.clone()), "memory")),
+        fast(),
+    );
+    let tenant = crate::support::new_tenant(&store).await;
+    // Queued while the tenant was active; deactivated before the worker got to it.
+    let held = notifier
+        .send(
+            Some(tenant),
+            Mailbox::new("invitee@acme.example"),
+            Language::En,
+            &invitation(&templates, "tok-held"),
+        )
+        .await
+        .unwrap();
+    set_status(&store, tenant, TenantStatus::Deactivated).await;
+    let platform = notifier
+        .send(
+            None,
+            Mailbox::new("admin@imix.example"),
+            Language::En,
+            &EmailContent::SmtpTest { host: "x".into() },
+        )
+        .await
+        .unwrap();
+
+    let worker = notifier.worker();
+    assert_eq!(worker.run_once().await.unwrap(), 2);
+    let sent: Vec<String> = recording
+        .sent()
+        .iter()
+        .map(|e| e.to.email.clone())
+        .collect();
+    assert_eq!(
+        sent,
+        ["admin@imix.example"],
+        "only the platform email goes out"
+    );
+    let entry = notifier.outbox().get(Scope::Platform, held).await.unwrap();
+    assert_eq!(entry.status, OutboxStatus::Pending, "{entry:?}");
+    assert_eq!(entry.attempts, 0, "holding is not an attempt: {entry:?}");
+    assert!(entry
+        .last_error
+        .as_deref()
+        .unwrap_or("")
+        .contains("deactivated"));
+    assert_eq!(
+        notifier
+            .outbox()
+            .get(Scope::Platform, platform)
+            .await
+            .unwrap()
+            .status,
+        OutboxStatus::Sent
+    );
+
+    // Held again as long as the tenant stays deactivated, never failed.
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        worker.run_once().await.unwrap();
+    }
+    assert_eq!(recording.sent().len(), 1);
+    let entry = notifier.outbox().get(Scope::Platform, held).await.unwrap();
+    assert_eq!((entry.status, entry.attempts), (OutboxStatus::Pending, 0));
+
+    // Activated: it goes out with the next look at it.
+    set_status(&store, tenant, TenantStatus::Active).await;
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert_eq!(worker.run_once().await.unwrap(), 1);
+    let sent = recording.sent();
+    assert_eq!(sent.len(), 2);
+    assert_eq!(sent[1].to.email, "invitee@acme.example");
+    assert!(sent[1].text.contains("tok-held"));
+    let entry = notifier.outbox().get(Scope::Platform, held).await.unwrap();
+    assert_eq!((entry.status, entry.attempts), (OutboxStatus::Sent, 1));
+    assert_eq!(entry.last_error, None);
 }

@@ -35,6 +35,8 @@ fn fast() -> OutboxConfig {
         max_delay: Duration::from_millis(100),
         lease: Duration::from_secs(30),
         poll_interval: Duration::from_millis(50),
+        concurrency: 4,
+        hold_delay: Duration::from_millis(100),
     }
 }
 
@@ -105,6 +107,21 @@ async fn a_panic_while_sending_fails_that_email_and_the_worker_goes_on() {
         let _ = stopped.await;
     }));
     wait_for("the next email to be sent", || mailer.0.sent().len() == 1).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while notifier
+        .outbox()
+        .get(Scope::Platform, poison)
+        .await
+        .unwrap()
+        .status
+        != OutboxStatus::Failed
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the poisoned email never failed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let failed = notifier
         .outbox()
         .get(Scope::Platform, poison)
@@ -119,8 +136,17 @@ async fn a_panic_while_sending_fails_that_email_and_the_worker_goes_on() {
             .is_some_and(|e| e.contains("a bug deep inside the mail library")),
         "{failed:?}"
     );
-    let sent = notifier.outbox().get(Scope::Platform, next).await.unwrap();
-    assert_eq!(sent.status, OutboxStatus::Sent);
+    // The outcome is recorded right after the mailer returns (emails go out concurrently,
+    // so the poisoned one may be recorded after it).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let sent = notifier.outbox().get(Scope::Platform, next).await.unwrap();
+        if sent.status == OutboxStatus::Sent {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{sent:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let state = notifier.outbox().monitor().state();
     assert!(state.alive);
     assert_eq!(state.failures, 1);
@@ -372,4 +398,98 @@ async fn test_emails_are_throttled_per_tenant() {
         )
         .await
         .unwrap();
+}
+
+/// A mail server that accepts TCP connections and never says a word.
+async fn blackhole() -> (u16, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    (port, task)
+}
+
+#[tokio::test]
+async fn a_silent_tenant_smtp_server_does_not_hold_up_platform_email() {
+    const STEP: Duration = Duration::from_secs(2);
+    const SILENT_EMAILS: usize = 6;
+    let env = SmtpEnv::get();
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_in(dir.path()).await;
+    let notifier = Notifier::with_smtp(
+        &store,
+        cipher(),
+        "https://crm.example.com",
+        SmtpOptions {
+            timeout: STEP,
+            extra_root_pem: Some(env.ca_pem.clone()),
+            allow_private_hosts: true,
+        },
+        fast(),
+    )
+    .unwrap();
+    let admin = crate::support::platform_admin();
+    notifier
+        .put_smtp_settings(
+            &admin,
+            SettingsScope::Platform,
+            input(&env, SmtpSecurity::None, "noreply@imix.example"),
+        )
+        .await
+        .unwrap();
+    let (port, silent) = blackhole().await;
+    let tenant = crate::support::new_tenant(&store).await;
+    let mut settings = input(&env, SmtpSecurity::None, "support@acme.example");
+    settings.port = i64::from(port);
+    settings.username = None;
+    settings.password = None;
+    notifier
+        .put_smtp_settings(&admin, SettingsScope::Tenant(tenant), settings)
+        .await
+        .unwrap();
+    for _ in 0..SILENT_EMAILS {
+        notifier
+            .send(
+                Some(tenant),
+                Mailbox::new(unique_address()),
+                Language::En,
+                &test_content(),
+            )
+            .await
+            .unwrap();
+    }
+    let reset = unique_address();
+    notifier
+        .send(None, Mailbox::new(&reset), Language::En, &test_content())
+        .await
+        .unwrap();
+
+    let started = std::time::Instant::now();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(notifier.worker().run(async move {
+        let _ = stopped.await;
+    }));
+    let deadline = started + Duration::from_secs(60);
+    while crate::support::received_for(&env.maildir, &reset).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the platform email never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let waited = started.elapsed();
+    // The worker would go on retrying the silent server's emails: no need to wait for it.
+    drop(stop);
+    task.abort();
+    silent.abort();
+    // One silent server costs each of its emails a whole attempt (3 steps × 2 s); sent one
+    // at a time, the platform email would wait for all six of them (36 s).
+    assert!(
+        waited < STEP * 6,
+        "the platform email waited {waited:?} behind a silent tenant server"
+    );
 }
