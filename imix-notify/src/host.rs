@@ -21,16 +21,33 @@ pub const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Whether `ip` is an address on the public internet: not loopback, private (RFC 1918,
 /// unique local), link-local, shared (carrier-grade NAT), unspecified, broadcast,
-/// multicast, documentation or benchmarking space; IPv4 inside IPv6 is judged as IPv4.
+/// multicast, documentation or benchmarking space; IPv4 inside IPv6 (mapped, translated,
+/// 6to4) is judged as that IPv4 address, and Teredo tunnels are refused outright.
 pub fn is_public(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => is_public_v4(v4),
         IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
+            if let Some(v4) = v6.to_ipv4_mapped().or_else(|| embedded_v4(v6)) {
                 return is_public_v4(v4);
             }
             is_public_v6(v6)
         }
+    }
+}
+
+/// The IPv4 address an IPv6 address carries to reach it: IPv4-translated
+/// (`::ffff:0:a.b.c.d`, RFC 2765) or 6to4 (`2002:aabb:ccdd::/48`, RFC 3056).
+fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    let s = ip.segments();
+    let v4 = |hi: u16, lo: u16| {
+        let [a, b] = hi.to_be_bytes();
+        let [c, d] = lo.to_be_bytes();
+        Ipv4Addr::new(a, b, c, d)
+    };
+    match s {
+        [0, 0, 0, 0, 0xffff, 0, hi, lo] => Some(v4(hi, lo)),
+        [0x2002, hi, lo, ..] => Some(v4(hi, lo)),
+        _ => None,
     }
 }
 
@@ -60,6 +77,7 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
         || (first & 0xffc0) == 0xfec0 // site-local (deprecated), fec0::/10
         || (first == 0x2001 && ip.segments()[1] == 0x0db8) // documentation
         || (first == 0x0064 && ip.segments()[1] == 0xff9b) // NAT64, may reach IPv4 inside
+        || (first == 0x2001 && ip.segments()[1] == 0) // Teredo tunnel, 2001::/32
         || ip.segments()[..6] == [0, 0, 0, 0, 0, 0]) // IPv4-compatible (deprecated)
 }
 
@@ -126,11 +144,21 @@ mod tests {
             "::ffff:127.0.0.1",
             "::ffff:169.254.169.254",
             "64:ff9b::7f00:1",
+            "::ffff:0:127.0.0.1",
+            "::ffff:0:10.0.0.1",
+            "2002:7f00:1::1",
+            "2002:c0a8:101::1",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
         ] {
             let ip: IpAddr = private.parse().unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
             assert!(!is_public(ip), "{private}");
         }
-        for public in ["93.184.216.34", "8.8.8.8", "2606:4700:4700::1111"] {
+        for public in [
+            "93.184.216.34",
+            "8.8.8.8",
+            "2606:4700:4700::1111",
+            "2002:808:808::1",
+        ] {
             let ip: IpAddr = public.parse().unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
             assert!(is_public(ip), "{public}");
         }

@@ -411,15 +411,21 @@ impl SmtpSettingsService {
         }
         if self.requires_public_host(scope) && is_valid_host(&host) {
             // Checked again right before every connection: DNS can change. A name that does
-            // not resolve now is accepted (and refused then if it resolves privately).
+            // not resolve gets the same answer as a private one: otherwise the difference
+            // would tell a tenant which names exist inside our network.
             let port = port.unwrap_or(25);
-            match crate::host::resolve(&host, port).await {
-                Ok(addresses) if addresses.iter().any(|ip| !crate::host::is_public(*ip)) => bad(
+            let public = match crate::host::resolve(&host, port).await {
+                Ok(addresses) => {
+                    !addresses.is_empty() && addresses.iter().all(|ip| crate::host::is_public(*ip))
+                }
+                Err(_) => false,
+            };
+            if !public {
+                bad(
                     "host",
-                    "must have public addresses only: tenant SMTP servers cannot be on \
+                    "must resolve to public addresses only: tenant SMTP servers cannot be on \
                      loopback, private or link-local addresses",
-                ),
-                _ => {}
+                );
             }
         }
         let (Some(port), Some(security), true) = (port, security, errors.is_empty()) else {
