@@ -267,6 +267,53 @@ fn too_large(limit: usize) -> ApiError {
     .with_details(serde_json::json!({ "max_bytes": limit }))
 }
 
+/// 415 `unsupported_content_encoding` for a body with a `Content-Encoding` other than
+/// `identity`: bodies are never decompressed, and must not be read as if they were plain.
+fn unsupported_encoding(req: &Request) -> Option<ApiError> {
+    let values: Vec<&poem::http::HeaderValue> = req
+        .headers()
+        .get_all(poem::http::header::CONTENT_ENCODING)
+        .iter()
+        .collect();
+    let mut refused = Vec::new();
+    for value in values {
+        let Ok(text) = value.to_str() else {
+            refused.push("(not text)".to_owned());
+            continue;
+        };
+        refused.extend(
+            text.split(',')
+                .map(str::trim)
+                .filter(|c| !c.is_empty() && !c.eq_ignore_ascii_case("identity"))
+                .map(str::to_owned),
+        );
+    }
+    let first = refused.first()?;
+    Some(
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_content_encoding",
+            format!(
+                "request bodies with Content-Encoding `{first}` are not accepted; send them \
+                 uncompressed"
+            ),
+        )
+        .with_details(serde_json::json!({ "content_encoding": refused.join(", ") })),
+    )
+}
+
+/// The answer of `err` to a request whose body was not read to its end: with
+/// `Connection: close`, so that the client does not send its next request on a connection
+/// still holding (or about to reset over) the rest of this body.
+fn closing(err: ApiError) -> Response {
+    let mut resp = err.as_response();
+    resp.headers_mut().insert(
+        poem::http::header::CONNECTION,
+        poem::http::HeaderValue::from_static("close"),
+    );
+    resp
+}
+
 /// 408 for a body that stopped coming (the connection is closed after the answer).
 fn stalled() -> ApiError {
     ApiError::new(
@@ -297,6 +344,9 @@ impl<E: Endpoint> Endpoint for ErrorShapeEndpoint<E> {
     async fn call(&self, mut req: Request) -> Result<Self::Output> {
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
+        if let Some(refused) = unsupported_encoding(&req) {
+            return Ok(closing(refused));
+        }
         // Only a multipart body to an upload operation may be large; anything else (JSON
         // included, on any route) is held to the small limit before any handler or auth.
         let limit = self.rules.body_limit(&method, &path, req.content_type());
@@ -304,7 +354,7 @@ impl<E: Endpoint> Endpoint for ErrorShapeEndpoint<E> {
             .header(poem::http::header::CONTENT_LENGTH)
             .and_then(|v| v.trim().parse::<u64>().ok());
         if declared.is_some_and(|len| len > limit as u64) {
-            return Ok(too_large(limit).as_response());
+            return Ok(closing(too_large(limit)));
         }
         // JSON bodies are small: read them here (so that a failed parse can be diagnosed
         // field by field); every other body is counted as the handler reads it.
@@ -316,8 +366,8 @@ impl<E: Endpoint> Endpoint for ErrorShapeEndpoint<E> {
                     req.set_body(bytes.clone());
                     json = Some(bytes);
                 }
-                Err(ReadFailure::TooLarge) => return Ok(too_large(limit).as_response()),
-                Err(ReadFailure::Stalled) => return Ok(stalled().as_response()),
+                Err(ReadFailure::TooLarge) => return Ok(closing(too_large(limit))),
+                Err(ReadFailure::Stalled) => return Ok(closing(stalled())),
                 Err(ReadFailure::Io(e)) => {
                     return Ok(ApiError::new(
                         StatusCode::BAD_REQUEST,
@@ -343,9 +393,9 @@ impl<E: Endpoint> Endpoint for ErrorShapeEndpoint<E> {
                 Err(e) => e.data::<poem_openapi::OperationId>().copied(),
             };
             let mut resp = if exceeded {
-                too_large(limit).as_response()
+                closing(too_large(limit))
             } else {
-                stalled().as_response()
+                closing(stalled())
             };
             if let Some(op) = operation {
                 resp.set_data(op);
@@ -516,6 +566,42 @@ fn classify(
                 "malformed_multipart",
                 format!("the multipart body could not be read: {p}"),
             ),
+        };
+    }
+    if let Some(p) = err.downcast_ref::<poem::error::ParseQueryError>() {
+        let reason = p.0.to_string();
+        return match (backticked(&reason), reason.starts_with("duplicate field")) {
+            (Some(field), true) => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "duplicate_parameter",
+                format!("the query parameter `{field}` is given more than once"),
+            )
+            .with_details(serde_json::json!({ "field": field })),
+            (Some(field), false) => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_parameter",
+                format!("query parameter `{field}`: {reason}"),
+            )
+            .with_details(serde_json::json!({ "field": field, "reason": reason })),
+            (None, _) => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_parameter",
+                format!("the query string could not be read: {reason}"),
+            ),
+        };
+    }
+    if let Some(poem::error::ParseFormError::UrlDecode(e)) =
+        err.downcast_ref::<poem::error::ParseFormError>()
+    {
+        let reason = e.to_string();
+        let api = ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_body",
+            format!("the form body could not be read: {reason}"),
+        );
+        return match backticked(&reason) {
+            Some(field) => api.with_details(serde_json::json!({ "field": field })),
+            None => api,
         };
     }
     if err.downcast_ref::<ContentTypeError>().is_some() {

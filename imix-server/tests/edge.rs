@@ -551,3 +551,58 @@ async fn invented_methods_share_one_metrics_label() {
     assert!(text.contains("method=\"GET\""), "{text}");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encoded_bodies_missing_types_and_repeated_parameters_get_specific_codes() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    // A gzip body is never read as if it were plain JSON (or a form).
+    for (path, content_type) in [
+        ("/api/v1/auth/forgot-password", "application/json"),
+        ("/auth/token", "application/x-www-form-urlencoded"),
+    ] {
+        let resp = server
+            .client
+            .post(server.url(path))
+            .header("content-type", content_type)
+            .header("content-encoding", "gzip")
+            .body(vec![0x1f, 0x8b, 0x08, 0x00])
+            .send()
+            .await
+            .unwrap();
+        // The body was not read: the connection is not reused for another request.
+        assert_eq!(resp.headers()["connection"], "close");
+        let (code, body) = error_of(resp, 415).await;
+        assert_eq!(code, "unsupported_content_encoding", "{body}");
+        assert_eq!(body["error"]["details"]["content_encoding"], "gzip");
+    }
+    // `identity` is no encoding at all.
+    let resp = server
+        .client
+        .post(server.url("/api/v1/auth/forgot-password"))
+        .header("content-type", "application/json")
+        .header("content-encoding", "identity")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    let (code, _) = error_of(resp, 422).await;
+    assert_eq!(code, "invalid_field");
+
+    // The token endpoint without any Content-Type: 415, as for JSON.
+    let resp = server
+        .client
+        .post(server.url("/auth/token"))
+        .body("username=a%40b.c&password=x")
+        .send()
+        .await
+        .unwrap();
+    let (code, _) = error_of(resp, 415).await;
+    assert_eq!(code, "unsupported_media_type");
+
+    // A repeated query parameter is named.
+    let resp = server.get("/set-password?token=a&token=b").await;
+    let (code, body) = error_of(resp, 400).await;
+    assert_eq!(code, "duplicate_parameter", "{body}");
+    assert_eq!(body["error"]["details"]["field"], "token", "{body}");
+    server.stop().await;
+}
