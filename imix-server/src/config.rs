@@ -171,10 +171,15 @@ impl Config {
     /// `IMIX_ENV_FILE`) for variables the environment does not set.
     pub fn from_env() -> Result<Self, ConfigError> {
         let env: HashMap<String, String> = std::env::vars().collect();
-        let named = env
-            .get("IMIX_ENV_FILE")
-            .map(|p| p.trim())
-            .filter(|p| !p.is_empty());
+        let named = match env.get("IMIX_ENV_FILE").map(|p| p.trim()) {
+            Some("") => {
+                return Err(ConfigError::new(
+                    "IMIX_ENV_FILE",
+                    "is set but empty: name an env file, or unset it to read ./.env",
+                ))
+            }
+            other => other,
+        };
         let mut vars = match named {
             Some(path) => read_env_file(path, EnvFile::Named)?,
             None => read_env_file(".env", EnvFile::Default)?,
@@ -389,6 +394,32 @@ fn read_env_file(path: &str, which: EnvFile) -> Result<HashMap<String, String>, 
             format!("the default env file `{path}` (read because IMIX_ENV_FILE is unset)"),
         ),
     };
+    // Only a regular file (or a link to one) is read: a FIFO, a device or a directory could
+    // block start-up forever or read endless data. `/dev/null` stands for "no env file".
+    if std::fs::canonicalize(path).is_ok_and(|p| p == std::path::Path::new("/dev/null")) {
+        return Ok(HashMap::new());
+    }
+    match std::fs::metadata(path) {
+        Ok(meta) if !meta.is_file() => {
+            return Err(ConfigError::new(
+                variable,
+                format!("{what} is not a regular file"),
+            ))
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return match which {
+                EnvFile::Default => Ok(HashMap::new()),
+                EnvFile::Named => Err(ConfigError::new(variable, format!("{what} does not exist"))),
+            }
+        }
+        Err(e) => {
+            return Err(ConfigError::new(
+                variable,
+                format!("cannot read {what}: {e}"),
+            ))
+        }
+    }
     match dotenvy::from_path_iter(path) {
         Ok(iter) => iter
             .map(|item| {

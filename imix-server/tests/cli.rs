@@ -299,3 +299,56 @@ fn sigterm_shuts_down_gracefully() {
     let exit = server.0.wait().unwrap();
     assert!(exit.success(), "graceful shutdown exits 0: {exit:?}");
 }
+
+#[test]
+fn env_file_set_but_empty_fails_at_start_naming_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = imix(dir.path())
+        .env("IMIX_ENV_FILE", "")
+        .arg("init-db")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "an empty IMIX_ENV_FILE must fail");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+    assert!(
+        stderr.contains("IMIX_ENV_FILE") && stderr.contains("empty"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn env_file_that_is_not_a_regular_file_is_refused_without_blocking() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("env.fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    for path in [fifo.clone(), dir.path().to_path_buf()] {
+        let mut child = imix(dir.path())
+            .env("IMIX_ENV_FILE", &path)
+            .arg("init-db")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Reading a FIFO with no writer would block forever: the server must refuse it.
+        let started = std::time::Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if started.elapsed() > std::time::Duration::from_secs(20) {
+                child.kill().unwrap();
+                panic!("start-up blocked on IMIX_ENV_FILE {}", path.display());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        assert!(!status.success(), "{} must be refused", path.display());
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert!(
+            stderr.contains("IMIX_ENV_FILE") && stderr.contains("not a regular file"),
+            "{stderr}"
+        );
+    }
+}
