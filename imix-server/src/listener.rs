@@ -35,9 +35,14 @@ use tokio::{
 };
 
 /// How long an HTTP/1 connection may take to send a complete request head, counted from
-/// the accept and from the server's last write (so also the idle time allowed between
-/// keep-alive requests).
+/// the accept, and from the first byte of each later head on a kept-alive connection.
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a kept-alive HTTP/1 connection may sit idle after an answer before the next
+/// request starts. Longer than [`HEAD_TIMEOUT`]: a client's connection pool reuses idle
+/// connections, and closing them quickly would race with that reuse; a request that has
+/// started is still held to [`HEAD_TIMEOUT`].
+pub const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The start of the HTTP/2 connection preface (`PRI * HTTP/2.0`).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
@@ -62,6 +67,7 @@ impl<A: Acceptor> Acceptor for ShapedAcceptor<A> {
                 inner: io,
                 pending: None,
                 head_deadline: Some(Box::pin(tokio::time::sleep(HEAD_TIMEOUT))),
+                idle: false,
                 tail: [0; 3],
                 first_bytes: Vec::new(),
             },
@@ -80,6 +86,9 @@ pub struct ShapedIo<T> {
     pending: Option<(Vec<u8>, usize, usize)>,
     /// While a request head is awaited: when the connection is closed if it has not come.
     head_deadline: Option<Pin<Box<Sleep>>>,
+    /// Whether the connection is between requests (an answer was written and nothing of the
+    /// next request has arrived): the deadline is then [`KEEP_ALIVE_TIMEOUT`] away.
+    idle: bool,
     /// The last 3 bytes read, to find a head's end (`\r\n\r\n`) across reads.
     tail: [u8; 3],
     /// The first bytes of the connection, until it is known whether it is HTTP/2.
@@ -104,6 +113,15 @@ impl<T> ShapedIo<T> {
         } else if self.first_bytes == H2_PREFACE {
             return;
         }
+        if self.idle {
+            // The next request has started: its head must now arrive in time.
+            self.idle = false;
+            let at = Instant::now() + HEAD_TIMEOUT;
+            match self.head_deadline.as_mut() {
+                Some(sleep) => sleep.as_mut().reset(at),
+                None => self.head_deadline = Some(Box::pin(tokio::time::sleep_until(at))),
+            }
+        }
         let mut window = self.tail.to_vec();
         window.extend_from_slice(data);
         if window.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -113,13 +131,15 @@ impl<T> ShapedIo<T> {
         self.tail.copy_from_slice(&window[n - 3..]);
     }
 
-    /// The server wrote (an answer): the next request head is awaited, from now. An
-    /// interim `100 Continue` does not count (the client is sending a body).
+    /// The server wrote (an answer): the connection is idle until the next request starts,
+    /// for at most [`KEEP_ALIVE_TIMEOUT`]. An interim `100 Continue` does not count (the
+    /// client is sending a body).
     fn wrote(&mut self, data: &[u8]) {
         if self.first_bytes == H2_PREFACE || data.starts_with(b"HTTP/1.1 100 ") {
             return;
         }
-        let at = Instant::now() + HEAD_TIMEOUT;
+        self.idle = true;
+        let at = Instant::now() + KEEP_ALIVE_TIMEOUT;
         match self.head_deadline.as_mut() {
             Some(sleep) => sleep.as_mut().reset(at),
             None => self.head_deadline = Some(Box::pin(tokio::time::sleep_until(at))),
@@ -307,5 +327,36 @@ mod tests {
         assert!(replacement_for(not_empty).is_none());
         assert!(replacement_for(b"HTTP/1.1 404 X\r\ncontent-length: 0\r\n\r\n").is_none());
         assert!(replacement_for(b"\x00\xff").is_none());
+    }
+
+    fn deadline_in<T>(io: &ShapedIo<T>) -> Option<Duration> {
+        io.head_deadline
+            .as_ref()
+            .map(|d| d.deadline().saturating_duration_since(Instant::now()))
+    }
+
+    #[tokio::test]
+    async fn idle_keep_alive_connections_get_longer_than_a_started_head() {
+        let (io, _peer) = tokio::io::duplex(64);
+        let mut io = ShapedIo {
+            inner: io,
+            pending: None,
+            head_deadline: Some(Box::pin(tokio::time::sleep(HEAD_TIMEOUT))),
+            idle: false,
+            tail: [0; 3],
+            first_bytes: Vec::new(),
+        };
+        // A fresh connection has HEAD_TIMEOUT for its first head; its end disarms it.
+        assert!(deadline_in(&io).is_some_and(|d| d <= HEAD_TIMEOUT));
+        io.saw(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(deadline_in(&io).is_none());
+        // After the answer the connection may idle for KEEP_ALIVE_TIMEOUT ...
+        io.wrote(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+        assert!(deadline_in(&io).is_some_and(|d| d > HEAD_TIMEOUT && d <= KEEP_ALIVE_TIMEOUT));
+        // ... but once the next request starts, its head is due within HEAD_TIMEOUT.
+        io.saw(b"GET /hea");
+        assert!(deadline_in(&io).is_some_and(|d| d <= HEAD_TIMEOUT));
+        io.saw(b"lth HTTP/1.1\r\n\r\n");
+        assert!(deadline_in(&io).is_none());
     }
 }
