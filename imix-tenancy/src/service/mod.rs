@@ -7,6 +7,7 @@ mod auth;
 mod tenants;
 mod usage;
 mod users;
+mod write_turns;
 
 use std::sync::Arc;
 
@@ -100,7 +101,8 @@ pub struct TenancyService {
     public_url: url::Url,
     counts: CountLimits,
     quota: Arc<dyn QuotaStore>,
-    tenant_writes: tenants::TenantWriteLocks,
+    tenant_writes: write_turns::WriteTurns<imix_core::id::TenantId>,
+    user_writes: write_turns::WriteTurns<imix_core::id::UserId>,
 }
 
 impl std::fmt::Debug for TenancyService {
@@ -144,7 +146,8 @@ impl TenancyService {
             emails,
             throttle,
             public_url: config.public_url,
-            tenant_writes: tenants::TenantWriteLocks::default(),
+            tenant_writes: Default::default(),
+            user_writes: Default::default(),
         })
     }
 

@@ -1,10 +1,5 @@
 //! Tenants: create, read, edit, deactivate, activate; logo and documents.
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, PoisonError},
-};
-
 use bytes::Bytes;
 use imix_core::{
     id::{DocumentId, TenantId},
@@ -113,25 +108,6 @@ fn check_limits(limits: &UsageLimits) -> Result<(), TenancyError> {
         }
     }
     problems.finish()
-}
-
-/// One lock per tenant, taken around the read-modify-write of a tenant record, so that
-/// this replica's parallel writes to one tenant take turns instead of racing. Holds one
-/// small entry per tenant written to since the start.
-#[derive(Clone, Default)]
-pub(crate) struct TenantWriteLocks(
-    Arc<std::sync::Mutex<HashMap<TenantId, Arc<tokio::sync::Mutex<()>>>>>,
-);
-
-impl TenantWriteLocks {
-    /// Waits for the turn to write tenant `id`; the turn ends when the guard is dropped.
-    async fn lock(&self, id: TenantId) -> tokio::sync::OwnedMutexGuard<()> {
-        let lock = {
-            let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-            map.entry(id).or_default().clone()
-        };
-        lock.lock_owned().await
-    }
 }
 
 /// Copies onto `fresh` (the tenant as currently stored) the fields `patch` sets, with the
@@ -464,7 +440,7 @@ impl TenancyService {
 
     /// Replaces a tenant's record with `change` applied to its current state: for changes
     /// the client did not version. Writes to one tenant through this service take turns
-    /// ([`TenantWriteLocks`]), so they never conflict with each other; a concurrent edit by
+    /// ([`super::write_turns::WriteTurns`]), so they never conflict with each other; a concurrent edit by
     /// another replica is not an error either: the record is read again and `change` applied
     /// again ([`ConflictBackoff`]); only after [`ConflictBackoff::MAX_ATTEMPTS`] lost races
     /// is it a version conflict.
@@ -473,7 +449,7 @@ impl TenancyService {
         id: TenantId,
         change: impl Fn(&mut Tenant) -> Result<(), TenancyError>,
     ) -> Result<Tenant, TenancyError> {
-        let _turn = self.tenant_writes.lock(id).await;
+        let _turn = self.tenant_writes.take(id).await;
         let mut backoff = ConflictBackoff::new();
         while backoff.next_attempt().await {
             let mut t = self.repos.tenants.get(id).await?;

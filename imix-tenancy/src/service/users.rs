@@ -1,9 +1,6 @@
 //! Users: create (with invitation or initial password), read, edit, deactivate, activate.
 
-use std::{
-    collections::{BTreeSet, HashMap},
-    sync::{Arc, LazyLock, PoisonError, Weak},
-};
+use std::collections::BTreeSet;
 
 use imix_core::{
     id::{TenantId, UserId},
@@ -96,32 +93,6 @@ fn effective_permissions(
         None => platform_role_permissions(role),
         Some(_) => tenant_role_permissions(role, custom),
     }
-}
-
-/// One lock per user, taken around the read-modify-write of a user record, so that this
-/// replica's parallel writes to one user (edits, activation, a password change, sign-in
-/// stamps) take turns instead of racing. Entries of locks nobody holds or waits for are
-/// dropped as the map grows.
-static USER_WRITES: LazyLock<std::sync::Mutex<HashMap<UserId, Weak<tokio::sync::Mutex<()>>>>> =
-    LazyLock::new(Default::default);
-
-/// Waits for the turn to write user `id`; the turn ends when the guard is dropped.
-async fn user_write_turn(id: UserId) -> tokio::sync::OwnedMutexGuard<()> {
-    let lock = {
-        let mut map = USER_WRITES.lock().unwrap_or_else(PoisonError::into_inner);
-        if map.len() >= 1024 {
-            map.retain(|_, lock| lock.strong_count() > 0);
-        }
-        match map.get(&id).and_then(Weak::upgrade) {
-            Some(lock) => lock,
-            None => {
-                let lock = Arc::new(tokio::sync::Mutex::new(()));
-                map.insert(id, Arc::downgrade(&lock));
-                lock
-            }
-        }
-    };
-    lock.lock_owned().await
 }
 
 /// Effective permissions of a user as stored.
@@ -374,7 +345,7 @@ impl TenancyService {
         // be refused by the limit) before it is stored, at most once, and gives it back if
         // it is not stored or someone else activated the user meanwhile; a deactivation
         // gives its slot up once stored: the agent count stays exact.
-        let _turn = user_write_turn(id).await;
+        let _turn = self.user_writes.take(id).await;
         let mut backoff = ConflictBackoff::new();
         let mut reserved: Option<TenantId> = None;
         let outcome = loop {
@@ -448,7 +419,7 @@ impl TenancyService {
     /// Replaces user `id` (visible in `scope`) with `change` applied to its current state,
     /// for writes the client did not version. `change` answers whether there is anything to
     /// write (`false`: the user is answered as stored). Writes to one user take turns on this
-    /// replica ([`user_write_turn`]); a race with another replica is not an error either: the
+    /// replica ([`super::write_turns::WriteTurns`]); a race with another replica is not an error either: the
     /// user is read again and `change` applied again ([`ConflictBackoff`]); only after
     /// [`ConflictBackoff::MAX_ATTEMPTS`] lost races is it a version conflict.
     pub(crate) async fn modify_user(
@@ -457,7 +428,7 @@ impl TenancyService {
         id: UserId,
         mut change: impl FnMut(&mut User) -> Result<bool, TenancyError>,
     ) -> Result<User, TenancyError> {
-        let _turn = user_write_turn(id).await;
+        let _turn = self.user_writes.take(id).await;
         let mut backoff = ConflictBackoff::new();
         while backoff.next_attempt().await {
             let mut user = self.repos.users.get(scope, id).await?;
