@@ -28,6 +28,7 @@
 
 pub mod access;
 pub mod crypto;
+pub mod directory;
 mod error;
 pub mod id;
 mod language;

@@ -1,38 +1,10 @@
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    directory::{TenantStatus, UsageLimits},
     id::{DocumentId, TenantId},
     Language, Timestamp,
 };
-
-/// Whether a tenant may use the platform.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TenantStatus {
-    /// Its users can sign in and it can send messages.
-    #[default]
-    Active,
-    /// Its users cannot sign in and nothing is sent on its behalf; its data stays intact.
-    Deactivated,
-}
-
-/// A tenant's usage limits, from the admin guide's "Configure usage limits".
-/// `None` means unlimited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct UsageLimits {
-    /// Messages the tenant may send per UTC day.
-    pub max_messages_per_day: Option<u64>,
-    /// Media messages the tenant may send per UTC day.
-    pub max_media_per_day: Option<u64>,
-    /// Message templates the tenant may have.
-    pub max_templates: Option<u64>,
-    /// Users (agents) the tenant may have that are not deactivated.
-    pub max_agents: Option<u64>,
-    /// Contacts the tenant may have.
-    pub max_contacts: Option<u64>,
-    /// Contact groups the tenant may have.
-    pub max_contact_groups: Option<u64>,
-}
 
 /// A document uploaded for a tenant (contract, registration papers…); the bytes live in the
 /// blob store under `blob_key`.

@@ -575,9 +575,54 @@ pub fn validate_blob_key(key: &str) -> Result<()> {
     Ok(())
 }
 
-/// One of each port, backed by one backend. Cheap to clone.
+/// The database a store was opened on, opened once and shared: every capability opens its
+/// own repositories on it and applies its own migrations to it (see `docs/architecture.md`).
+/// Cheap to clone.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum Backend {
+    /// The embedded SQLite database.
+    #[cfg(feature = "sqlite")]
+    Sqlite(sqlite::SqliteDb),
+    /// A MongoDB database.
+    #[cfg(feature = "mongodb")]
+    Mongo(mongodb::Database),
+    /// Ports implemented by other means: an integrator's own adapters, or mocks. A
+    /// capability asked to open its repositories on it refuses with [`Error::Invalid`].
+    Custom,
+}
+
+impl Backend {
+    /// `"sqlite"`, `"mongodb"` or `"custom"`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Backend::Sqlite(_) => "sqlite",
+            #[cfg(feature = "mongodb")]
+            Backend::Mongo(_) => "mongodb",
+            Backend::Custom => "custom",
+        }
+    }
+
+    /// The error for a capability that has no adapter for this backend (its cargo feature
+    /// is off, or the backend is [`Backend::Custom`]).
+    pub fn unsupported(&self, capability: &'static str) -> Error {
+        Error::invalid(
+            "backend",
+            format!(
+                "{capability} has no adapter for the {} backend (enable its cargo feature)",
+                self.name()
+            ),
+        )
+    }
+}
+
+/// One of each shared port, backed by one backend, and the backend itself for capabilities
+/// to open theirs on. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
+    /// The database every capability's adapters share.
+    pub backend: Backend,
     /// Tenants.
     pub tenants: Arc<dyn TenantRepository>,
     /// Users.
@@ -611,8 +656,8 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Bundles one adapter that implements every port.
-    pub fn from_adapter<A>(adapter: Arc<A>) -> Self
+    /// Bundles one adapter that implements every port, opened on `backend`.
+    pub fn from_adapter<A>(adapter: Arc<A>, backend: Backend) -> Self
     where
         A: TenantRepository
             + UserRepository
@@ -628,6 +673,7 @@ impl Store {
             + 'static,
     {
         Self {
+            backend,
             tenants: adapter.clone(),
             users: adapter.clone(),
             settings: adapter.clone(),

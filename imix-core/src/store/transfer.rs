@@ -1,247 +1,380 @@
-//! Export and import of all data, as a stream of [`Record`]s.
+//! Export and import of all data, as a stream of [`Record`]s, through one registry.
 //!
 //! Built only on the storage ports, so it works between any two backends: a backup taken on
-//! SQLite restores into MongoDB and back. Records come out tenants first, then users,
-//! WhatsApp accounts, templates, settings, audit entries and blobs, so an import never sees
-//! a user or an account before its tenant, nor a template before its account.
+//! SQLite restores into MongoDB and back. Each capability registers its records with a
+//! [`Transfer`] as [`RecordSet`]s, in the order an import needs them (a tenant before its
+//! users, an account before its templates); the shared primitives (settings documents, the
+//! audit log, blobs) always come last.
 //!
 //! ```no_run
 //! # async fn demo(from: imix_core::store::Store, to: imix_core::store::Store) -> imix_core::Result<()> {
-//! use imix_core::store::transfer::{export, import};
-//! let copied = import(&to, export(&from)).await?;
+//! use imix_core::store::transfer::Transfer;
+//! // A capability adds its sets: `source.register(...)`, see `RecordSet` and `paged`.
+//! let source = Transfer::new(&from);
+//! let target = Transfer::new(&to);
+//! let copied = target.import(source.export()).await?;
 //! println!("copied {} records", copied.total());
 //! # Ok(()) }
 //! ```
 
+use std::{collections::BTreeMap, future::Future, sync::Arc};
+
+use async_trait::async_trait;
 use base64::{engine::general_purpose::STANDARD, Engine};
 use futures::{stream::BoxStream, Stream, StreamExt};
-use serde::{Deserialize, Serialize};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde_json::{Map, Value};
 
-use super::{BlobMeta, PageRequest, Scope, Store, TemplateFilter, MAX_PAGE_SIZE};
-use crate::{
-    model::{AuditEntry, MessageTemplate, SettingsDoc, Tenant, User, WhatsAppAccount},
-    Error, Result,
-};
+use super::{BlobMeta, BlobStore, Page, PageRequest, Scope, Store, MAX_PAGE_SIZE};
+use crate::{Error, Result};
 
-/// One exported record. Serializes as JSON with a `kind` tag, one record per line in
-/// backup files.
+/// One exported record: its kind (`tenant`, `user`, `blob`, …) and its fields. Serializes as
+/// one JSON object with a `kind` member, one record per line in backup files.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Record {
-    /// A tenant.
-    Tenant(Tenant),
-    /// A user, password hash included (a restore must let people sign in again).
-    User(User),
-    /// A WhatsApp account (its access token and app secret stay encrypted as stored).
-    WhatsappAccount(WhatsAppAccount),
-    /// A message template.
-    Template(MessageTemplate),
-    /// A settings document (its credentials stay encrypted as stored).
-    Settings(SettingsDoc),
-    /// An audit-log entry.
-    Audit(AuditEntry),
-    /// A blob with its bytes, base64-encoded in JSON.
-    Blob {
-        /// Metadata.
-        meta: BlobMeta,
-        /// Base64 of the bytes.
-        data_base64: String,
-    },
+pub struct Record {
+    /// Which [`RecordSet`] it belongs to.
+    pub kind: String,
+    /// The record's own fields.
+    #[serde(flatten)]
+    pub fields: Map<String, Value>,
 }
 
-/// How many records of each kind an import wrote.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ImportCounts {
-    /// Tenants.
-    pub tenants: u64,
-    /// Users.
-    pub users: u64,
-    /// Settings documents.
-    pub settings: u64,
-    /// Blobs.
-    pub blobs: u64,
-    /// Audit-log entries.
-    pub audit: u64,
-    /// WhatsApp accounts.
-    pub whatsapp_accounts: u64,
-    /// Message templates.
-    pub templates: u64,
+impl Record {
+    /// A record of `kind` from a serializable value (which must serialize as an object).
+    pub fn of<T: Serialize>(kind: &str, value: &T) -> Result<Self> {
+        match serde_json::to_value(value) {
+            Ok(Value::Object(fields)) => Ok(Self {
+                kind: kind.to_owned(),
+                fields,
+            }),
+            Ok(_) => Err(Error::invalid("record", "does not serialize as an object")),
+            Err(e) => Err(Error::Corrupt {
+                entity: "record",
+                source: e.into(),
+            }),
+        }
+    }
+
+    /// The record's fields as `T`.
+    pub fn parse<T: DeserializeOwned>(self) -> Result<T> {
+        serde_json::from_value(Value::Object(self.fields))
+            .map_err(|e| Error::invalid(self.kind, format!("is not a valid record: {e}")))
+    }
 }
+
+/// The records of one kind, as a capability registers them with a [`Transfer`].
+#[async_trait]
+pub trait RecordSet: Send + Sync {
+    /// The kind its records carry; unique within a registry.
+    fn kind(&self) -> &'static str;
+    /// A page of records after `cursor` (`None`: from the start) and the cursor of the
+    /// next page (`None` when this was the last).
+    async fn export_page(&self, cursor: Option<String>) -> Result<(Vec<Record>, Option<String>)>;
+    /// Stores one exported record as it was.
+    async fn import(&self, record: Record) -> Result<()>;
+}
+
+/// A [`RecordSet`] from a list function (paged by id, platform-wide) and an insert
+/// function, for the common case of a repository with `list` and `insert`.
+///
+/// ```ignore
+/// let repo = tenants.clone();
+/// let insert_repo = tenants.clone();
+/// transfer.register(paged(
+///     "tenant",
+///     move |page| { let r = repo.clone(); async move { r.list(Scope::Platform, page).await } },
+///     move |t: Tenant| { let r = insert_repo.clone(); async move { r.insert(&t).await } },
+/// ));
+/// ```
+pub fn paged<T, L, LF, I, IF>(kind: &'static str, list: L, insert: I) -> Arc<dyn RecordSet>
+where
+    T: Serialize + DeserializeOwned + Send + 'static,
+    L: Fn(PageRequest) -> LF + Send + Sync + 'static,
+    LF: Future<Output = Result<Page<T>>> + Send,
+    I: Fn(T) -> IF + Send + Sync + 'static,
+    IF: Future<Output = Result<()>> + Send,
+{
+    Arc::new(Paged {
+        kind,
+        list,
+        insert,
+        _record: std::marker::PhantomData::<fn() -> T>,
+    })
+}
+
+struct Paged<T, L, I> {
+    kind: &'static str,
+    list: L,
+    insert: I,
+    _record: std::marker::PhantomData<fn() -> T>,
+}
+
+#[async_trait]
+impl<T, L, LF, I, IF> RecordSet for Paged<T, L, I>
+where
+    T: Serialize + DeserializeOwned + Send + 'static,
+    L: Fn(PageRequest) -> LF + Send + Sync + 'static,
+    LF: Future<Output = Result<Page<T>>> + Send,
+    I: Fn(T) -> IF + Send + Sync + 'static,
+    IF: Future<Output = Result<()>> + Send,
+{
+    fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    async fn export_page(&self, cursor: Option<String>) -> Result<(Vec<Record>, Option<String>)> {
+        let page = (self.list)(PageRequest {
+            cursor,
+            limit: Some(MAX_PAGE_SIZE),
+        })
+        .await?;
+        let records = page
+            .items
+            .iter()
+            .map(|item| Record::of(self.kind, item))
+            .collect::<Result<Vec<_>>>()?;
+        Ok((records, page.next_cursor))
+    }
+
+    async fn import(&self, record: Record) -> Result<()> {
+        (self.insert)(record.parse()?).await
+    }
+}
+
+/// How many records an import stored, per kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImportCounts(BTreeMap<String, u64>);
 
 impl ImportCounts {
-    /// All records.
+    /// How many records of `kind`.
+    pub fn get(&self, kind: &str) -> u64 {
+        self.0.get(kind).copied().unwrap_or(0)
+    }
+
+    /// How many records in all.
     pub fn total(&self) -> u64 {
-        self.tenants
-            + self.users
-            + self.settings
-            + self.blobs
-            + self.audit
-            + self.whatsapp_accounts
-            + self.templates
+        self.0.values().sum()
+    }
+
+    /// Every kind with its count, by kind.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), *v))
     }
 }
 
-enum Stage {
-    Tenants(Option<String>),
-    Users(Option<String>),
-    WhatsappAccounts(Option<String>),
-    Templates(Option<String>),
-    Settings,
-    Audit(Option<String>),
-    Blobs(Option<String>),
-    Done,
+/// The registry of every capability's records: exports them all as one stream and imports
+/// such a stream into an empty store.
+#[derive(Clone)]
+pub struct Transfer {
+    sets: Vec<Arc<dyn RecordSet>>,
+    shared: Vec<Arc<dyn RecordSet>>,
 }
 
-/// Every record of `store`, page by page (memory use is bounded by one page plus one blob).
-pub fn export(store: &Store) -> BoxStream<'static, Result<Record>> {
-    let store = store.clone();
-    futures::stream::unfold((store, Stage::Tenants(None)), |(store, stage)| async move {
-        let (batch, next) = match next_batch(&store, stage).await {
-            Ok(pair) => pair,
-            Err(e) => return Some((vec![Err(e)], (store, Stage::Done))),
+impl std::fmt::Debug for Transfer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.kinds()).finish()
+    }
+}
+
+impl Transfer {
+    /// A registry holding the shared primitives of `store` (settings, audit log, blobs);
+    /// capabilities [`Transfer::register`] theirs.
+    pub fn new(store: &Store) -> Self {
+        let settings = store.settings.clone();
+        let settings_in = store.settings.clone();
+        let audit = store.audit.clone();
+        let audit_in = store.audit.clone();
+        let shared: Vec<Arc<dyn RecordSet>> = vec![
+            Arc::new(SettingsSet {
+                settings,
+                settings_in,
+            }),
+            paged(
+                "audit",
+                move |page| {
+                    let audit = audit.clone();
+                    async move { audit.list(Scope::Platform, page).await }
+                },
+                move |entry: crate::model::AuditEntry| {
+                    let audit = audit_in.clone();
+                    async move { audit.append(&entry).await }
+                },
+            ),
+            Arc::new(BlobSet {
+                blobs: store.blobs.clone(),
+            }),
+        ];
+        Self {
+            sets: Vec::new(),
+            shared,
+        }
+    }
+
+    /// Adds a capability's records; they are exported after those registered before.
+    /// Registering a kind twice is a programming error and panics.
+    pub fn register(&mut self, set: Arc<dyn RecordSet>) -> &mut Self {
+        assert!(
+            !self.kinds().any(|k| k == set.kind()),
+            "record kind {} registered twice",
+            set.kind()
+        );
+        self.sets.push(set);
+        self
+    }
+
+    /// The kinds, in export order.
+    pub fn kinds(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.all().map(|s| s.kind())
+    }
+
+    fn all(&self) -> impl Iterator<Item = &Arc<dyn RecordSet>> {
+        self.sets.iter().chain(self.shared.iter())
+    }
+
+    /// Every record, kind by kind in registration order, the shared primitives last.
+    pub fn export(&self) -> BoxStream<'static, Result<Record>> {
+        let sets: Vec<Arc<dyn RecordSet>> = self.all().cloned().collect();
+        let state = (sets, 0usize, None::<String>, false);
+        futures::stream::unfold(state, |(sets, index, cursor, failed)| async move {
+            if failed {
+                return None;
+            }
+            let mut index = index;
+            let mut cursor = cursor;
+            loop {
+                let set = sets.get(index)?;
+                match set.export_page(cursor.take()).await {
+                    Err(e) => return Some((vec![Err(e)], (sets, index, None, true))),
+                    Ok((records, next)) => {
+                        let (next_index, next_cursor) = match next {
+                            Some(c) => (index, Some(c)),
+                            None => (index + 1, None),
+                        };
+                        if records.is_empty() && next_cursor.is_none() {
+                            index = next_index;
+                            continue;
+                        }
+                        let batch = records.into_iter().map(Ok).collect::<Vec<_>>();
+                        return Some((batch, (sets, next_index, next_cursor, false)));
+                    }
+                }
+            }
+        })
+        .flat_map(futures::stream::iter)
+        .boxed()
+    }
+
+    /// Whether no registered set holds a record.
+    pub async fn is_empty(&self) -> Result<bool> {
+        for set in self.all() {
+            if !set.export_page(None).await?.0.is_empty() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Stores every record of `records` into this (empty) store. Refuses a store that
+    /// holds data, and a record of a kind nobody registered.
+    pub async fn import<S>(&self, records: S) -> Result<ImportCounts>
+    where
+        S: Stream<Item = Result<Record>> + Send,
+    {
+        if !self.is_empty().await? {
+            return Err(Error::invalid(
+                "store",
+                "import needs an empty store; this one already holds data",
+            ));
+        }
+        let by_kind: BTreeMap<&'static str, &Arc<dyn RecordSet>> =
+            self.all().map(|s| (s.kind(), s)).collect();
+        let mut counts = ImportCounts::default();
+        let mut records = std::pin::pin!(records);
+        while let Some(record) = records.next().await {
+            let record = record?;
+            let Some(set) = by_kind.get(record.kind.as_str()) else {
+                return Err(Error::invalid(
+                    "kind",
+                    format!("no capability stores records of kind {:?}", record.kind),
+                ));
+            };
+            *counts.0.entry(record.kind.clone()).or_default() += 1;
+            set.import(record).await?;
+        }
+        Ok(counts)
+    }
+}
+
+/// Settings documents: few, exported in one page.
+struct SettingsSet {
+    settings: Arc<dyn super::SettingsRepository>,
+    settings_in: Arc<dyn super::SettingsRepository>,
+}
+
+#[async_trait]
+impl RecordSet for SettingsSet {
+    fn kind(&self) -> &'static str {
+        "settings"
+    }
+
+    async fn export_page(&self, _cursor: Option<String>) -> Result<(Vec<Record>, Option<String>)> {
+        let docs = self.settings.list_all().await?;
+        let records = docs
+            .iter()
+            .map(|d| Record::of("settings", d))
+            .collect::<Result<Vec<_>>>()?;
+        Ok((records, None))
+    }
+
+    async fn import(&self, record: Record) -> Result<()> {
+        self.settings_in.insert(&record.parse()?).await
+    }
+}
+
+/// Blobs, with their bytes in base64, a few per page.
+struct BlobSet {
+    blobs: Arc<dyn BlobStore>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct BlobRecord {
+    meta: BlobMeta,
+    data_base64: String,
+}
+
+#[async_trait]
+impl RecordSet for BlobSet {
+    fn kind(&self) -> &'static str {
+        "blob"
+    }
+
+    async fn export_page(&self, cursor: Option<String>) -> Result<(Vec<Record>, Option<String>)> {
+        const BLOB_PAGE: u32 = 16;
+        let metas = self.blobs.list("", cursor, BLOB_PAGE).await?;
+        let next = if metas.len() == BLOB_PAGE as usize {
+            metas.last().map(|m| m.key.clone())
+        } else {
+            None
         };
-        match (batch.is_empty(), &next) {
-            (true, Stage::Done) => None,
-            _ => Some((batch.into_iter().map(Ok).collect::<Vec<_>>(), (store, next))),
-        }
-    })
-    .flat_map(futures::stream::iter)
-    .boxed()
-}
-
-async fn next_batch(store: &Store, stage: Stage) -> Result<(Vec<Record>, Stage)> {
-    let page = |cursor| PageRequest {
-        cursor,
-        limit: Some(MAX_PAGE_SIZE),
-    };
-    Ok(match stage {
-        Stage::Tenants(cursor) => {
-            let p = store.tenants.list(Scope::Platform, page(cursor)).await?;
-            let next = match p.next_cursor {
-                Some(c) => Stage::Tenants(Some(c)),
-                None => Stage::Users(None),
-            };
-            (p.items.into_iter().map(Record::Tenant).collect(), next)
-        }
-        Stage::Users(cursor) => {
-            let p = store.users.list(Scope::Platform, page(cursor)).await?;
-            let next = match p.next_cursor {
-                Some(c) => Stage::Users(Some(c)),
-                None => Stage::WhatsappAccounts(None),
-            };
-            (p.items.into_iter().map(Record::User).collect(), next)
-        }
-        Stage::WhatsappAccounts(cursor) => {
-            let p = store
-                .whatsapp_accounts
-                .list(Scope::Platform, page(cursor))
-                .await?;
-            let next = match p.next_cursor {
-                Some(c) => Stage::WhatsappAccounts(Some(c)),
-                None => Stage::Templates(None),
-            };
-            (
-                p.items.into_iter().map(Record::WhatsappAccount).collect(),
-                next,
-            )
-        }
-        Stage::Templates(cursor) => {
-            let p = store
-                .templates
-                .list(Scope::Platform, TemplateFilter::default(), page(cursor))
-                .await?;
-            let next = match p.next_cursor {
-                Some(c) => Stage::Templates(Some(c)),
-                None => Stage::Settings,
-            };
-            (p.items.into_iter().map(Record::Template).collect(), next)
-        }
-        Stage::Settings => {
-            let docs = store.settings.list_all().await?;
-            (
-                docs.into_iter().map(Record::Settings).collect(),
-                Stage::Audit(None),
-            )
-        }
-        Stage::Audit(cursor) => {
-            let p = store.audit.list(Scope::Platform, page(cursor)).await?;
-            let next = match p.next_cursor {
-                Some(c) => Stage::Audit(Some(c)),
-                None => Stage::Blobs(None),
-            };
-            (p.items.into_iter().map(Record::Audit).collect(), next)
-        }
-        Stage::Blobs(after) => {
-            // Blobs can be large: a small page keeps memory bounded.
-            const BLOB_PAGE: u32 = 16;
-            let metas = store.blobs.list("", after, BLOB_PAGE).await?;
-            let next = if metas.len() == BLOB_PAGE as usize {
-                Stage::Blobs(metas.last().map(|m| m.key.clone()))
-            } else {
-                Stage::Done
-            };
-            let mut records = Vec::with_capacity(metas.len());
-            for meta in metas {
-                let blob = store.blobs.get(&meta.key).await?;
-                records.push(Record::Blob {
+        let mut records = Vec::with_capacity(metas.len());
+        for meta in metas {
+            let blob = self.blobs.get(&meta.key).await?;
+            records.push(Record::of(
+                "blob",
+                &BlobRecord {
                     meta: blob.meta,
                     data_base64: STANDARD.encode(&blob.data),
-                });
-            }
-            (records, next)
+                },
+            )?);
         }
-        Stage::Done => (Vec::new(), Stage::Done),
-    })
-}
+        Ok((records, next))
+    }
 
-/// Writes every record of `records` into `store`, which must be empty (a restore never
-/// merges into live data). Records keep their ids and versions.
-pub async fn import<S>(store: &Store, records: S) -> Result<ImportCounts>
-where
-    S: Stream<Item = Result<Record>> + Send,
-{
-    if !store.admin.is_empty().await? {
-        return Err(Error::invalid(
-            "store",
-            "import needs an empty store; this one already holds data",
-        ));
+    async fn import(&self, record: Record) -> Result<()> {
+        let BlobRecord { meta, data_base64 } = record.parse()?;
+        let data = STANDARD
+            .decode(data_base64)
+            .map_err(|_| Error::invalid("data_base64", "is not valid base64"))?;
+        self.blobs.restore(&meta, data.into()).await
     }
-    let mut counts = ImportCounts::default();
-    let mut records = std::pin::pin!(records);
-    while let Some(record) = records.next().await {
-        match record? {
-            Record::Tenant(t) => {
-                store.tenants.insert(&t).await?;
-                counts.tenants += 1;
-            }
-            Record::User(u) => {
-                store.users.insert(&u).await?;
-                counts.users += 1;
-            }
-            Record::WhatsappAccount(a) => {
-                store.whatsapp_accounts.insert(&a).await?;
-                counts.whatsapp_accounts += 1;
-            }
-            Record::Template(t) => {
-                store.templates.insert(&t).await?;
-                counts.templates += 1;
-            }
-            Record::Settings(doc) => {
-                store.settings.insert(&doc).await?;
-                counts.settings += 1;
-            }
-            Record::Audit(entry) => {
-                store.audit.append(&entry).await?;
-                counts.audit += 1;
-            }
-            Record::Blob { meta, data_base64 } => {
-                let data = STANDARD
-                    .decode(data_base64)
-                    .map_err(|_| Error::invalid("data_base64", "is not valid base64"))?;
-                store.blobs.restore(&meta, data.into()).await?;
-                counts.blobs += 1;
-            }
-        }
-    }
-    Ok(counts)
 }

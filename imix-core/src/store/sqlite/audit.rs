@@ -16,7 +16,7 @@ impl AuditLogRepository for SqliteStore {
                 "INSERT INTO audit_log (id, tenant_id, doc) VALUES (?1, ?2, ?3)",
                 params![id, tenant, doc],
             )
-            .map_err(unique_err("audit entry", "append to the audit log"))?;
+            .map_err(unique_err(&[], "audit entry", "append to the audit log"))?;
             Ok(())
         })
         .await

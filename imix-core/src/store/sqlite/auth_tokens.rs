@@ -67,7 +67,7 @@ impl AuthTokenRepository for SqliteStore {
                     t.used_at.map(fixed),
                 ],
             )
-            .map_err(unique_err("auth token", "store a token"))?;
+            .map_err(unique_err(TOKENS_UNIQUE, "auth token", "store a token"))?;
             Ok(())
         })
         .await

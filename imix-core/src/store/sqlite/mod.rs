@@ -30,10 +30,12 @@ use std::{
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
-use serde::{de::DeserializeOwned, Serialize};
+use rusqlite::{params, Connection, OptionalExtension};
 
 pub use engine::SqliteDb;
+pub use support::{Migration, UniqueKey};
+#[allow(clippy::wildcard_imports)]
+use support::*;
 
 use super::{
     check_blob, sha256_hex, validate_blob_key, Blob, BlobMeta, BlobStore, Page, PageRequest, Scope,
@@ -47,11 +49,13 @@ use crate::{
 
 mod audit;
 mod auth_tokens;
+mod capability_tables;
 mod blobs;
 mod counters;
 pub mod engine;
 mod outbox;
 mod settings;
+pub mod support;
 mod templates;
 mod tenants;
 mod users;
@@ -60,102 +64,65 @@ mod whatsapp_accounts;
 /// The database file's name inside the data directory.
 pub const DATABASE_FILE: &str = "imix.sqlite3";
 
-/// Versioned schema migrations, applied in order, each exactly once.
-const MIGRATIONS: &[(u32, &str)] = &[
-    (
-        1,
-        "CREATE TABLE tenants (
-        id TEXT PRIMARY KEY,
-        version INTEGER NOT NULL,
-        doc TEXT NOT NULL
-     );
-     CREATE TABLE users (
-        id TEXT PRIMARY KEY,
-        tenant_id TEXT,
-        email_lower TEXT NOT NULL UNIQUE,
-        version INTEGER NOT NULL,
-        doc TEXT NOT NULL
-     );
-     CREATE INDEX users_by_tenant ON users (tenant_id, id);
-     CREATE TABLE settings (
-        scope TEXT NOT NULL,
-        key TEXT NOT NULL,
-        version INTEGER NOT NULL,
-        doc TEXT NOT NULL,
-        PRIMARY KEY (scope, key)
-     );
-     CREATE TABLE blobs (
-        key TEXT PRIMARY KEY,
-        content_type TEXT NOT NULL,
-        size INTEGER NOT NULL,
-        sha256 TEXT NOT NULL,
-        created_at TEXT NOT NULL
-     );",
-    ),
-    (
-        2,
-        "CREATE TABLE audit_log (
-        id TEXT PRIMARY KEY,
-        tenant_id TEXT,
-        doc TEXT NOT NULL
-     );
-     CREATE INDEX audit_log_by_tenant ON audit_log (tenant_id, id);
-     CREATE TABLE auth_tokens (
-        token_hash TEXT PRIMARY KEY,
-        user_id TEXT NOT NULL,
-        tenant_id TEXT,
-        purpose TEXT NOT NULL,
-        created_at TEXT NOT NULL,
-        expires_at TEXT NOT NULL,
-        used_at TEXT
-     );
-     CREATE INDEX auth_tokens_by_user ON auth_tokens (user_id, purpose);",
-    ),
-    (
-        3,
-        "CREATE TABLE mail_outbox (
-        id TEXT PRIMARY KEY,
-        tenant_id TEXT,
-        due_ms INTEGER,
-        version INTEGER NOT NULL,
-        doc TEXT NOT NULL
-     );
-     CREATE INDEX mail_outbox_due ON mail_outbox (due_ms) WHERE due_ms IS NOT NULL;
-     CREATE INDEX mail_outbox_by_tenant ON mail_outbox (tenant_id, id);",
-    ),
-    (
-        4,
-        "CREATE TABLE counters (
-        key TEXT PRIMARY KEY,
-        value INTEGER NOT NULL,
-        expires_at TEXT
-     );
-     CREATE INDEX counters_by_expiry ON counters (expires_at) WHERE expires_at IS NOT NULL;",
-    ),
-    (
-        5,
-        "CREATE TABLE whatsapp_accounts (
-        id TEXT PRIMARY KEY,
-        tenant_id TEXT NOT NULL,
-        phone_number_id TEXT NOT NULL UNIQUE,
-        version INTEGER NOT NULL,
-        doc TEXT NOT NULL
-     );
-     CREATE INDEX whatsapp_accounts_by_tenant ON whatsapp_accounts (tenant_id, id);
-     CREATE TABLE message_templates (
-        id TEXT PRIMARY KEY,
-        tenant_id TEXT NOT NULL,
-        account_id TEXT NOT NULL,
-        name TEXT NOT NULL,
-        language TEXT NOT NULL,
-        status TEXT NOT NULL,
-        version INTEGER NOT NULL,
-        doc TEXT NOT NULL,
-        UNIQUE (account_id, name, language)
-     );
-     CREATE INDEX message_templates_by_tenant ON message_templates (tenant_id, id);",
-    ),
+/// The shared primitives' tables (settings, blobs, audit log, counters), as capability
+/// `core`.
+const CORE_MIGRATIONS: &[Migration] = &[
+    Migration {
+        name: "0001_settings_blobs",
+        sql: "CREATE TABLE IF NOT EXISTS settings (
+            scope TEXT NOT NULL,
+            key TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            doc TEXT NOT NULL,
+            PRIMARY KEY (scope, key)
+         );
+         CREATE TABLE IF NOT EXISTS blobs (
+            key TEXT PRIMARY KEY,
+            content_type TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            sha256 TEXT NOT NULL,
+            created_at TEXT NOT NULL
+         );",
+        unique: &[
+            UniqueKey {
+                table: "settings",
+                columns: &["scope", "key"],
+                field: "key",
+            },
+            UniqueKey {
+                table: "blobs",
+                columns: &["key"],
+                field: "key",
+            },
+        ],
+    },
+    Migration {
+        name: "0002_audit_log",
+        sql: "CREATE TABLE IF NOT EXISTS audit_log (
+            id TEXT PRIMARY KEY,
+            tenant_id TEXT,
+            doc TEXT NOT NULL
+         );
+         CREATE INDEX IF NOT EXISTS audit_log_by_tenant ON audit_log (tenant_id, id);",
+        unique: &[],
+    },
+    Migration {
+        name: "0003_counters",
+        sql: "CREATE TABLE IF NOT EXISTS counters (
+            key TEXT PRIMARY KEY,
+            value INTEGER NOT NULL,
+            expires_at TEXT
+         );
+         CREATE INDEX IF NOT EXISTS counters_by_expiry ON counters (expires_at)
+            WHERE expires_at IS NOT NULL;",
+        unique: &[],
+    },
 ];
+
+use capability_tables::{TENANCY_UNIQUE, TOKENS_UNIQUE, WHATSAPP_UNIQUE};
+
+/// The unique constraints of the core tables.
+const CORE_UNIQUE: &[UniqueKey] = CORE_MIGRATIONS[0].unique;
 
 /// The SQLite adapter. Implements every storage port.
 pub struct SqliteStore {
@@ -166,9 +133,9 @@ pub struct SqliteStore {
 /// Opens (creating if needed) the store in `data_dir`: `imix.sqlite3` and `blobs/`.
 /// Call [`StoreAdmin::migrate`] before use.
 pub async fn open(data_dir: &Path) -> Result<Store> {
-    Ok(Store::from_adapter(Arc::new(
-        SqliteStore::open(data_dir).await?,
-    )))
+    let adapter = SqliteStore::open(data_dir).await?;
+    let backend = super::Backend::Sqlite(adapter.db.clone());
+    Ok(Store::from_adapter(Arc::new(adapter), backend))
 }
 
 impl SqliteStore {
@@ -225,89 +192,6 @@ impl SqliteStore {
     }
 }
 
-/// Runs one statement through the connection's statement cache: the same few statements
-/// run over and over, and preparing them is a large share of a small write's cost.
-fn exec(c: &Connection, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
-    c.prepare_cached(sql)?.execute(params)
-}
-
-fn db_err(action: &'static str) -> impl Fn(rusqlite::Error) -> Error {
-    move |e| Error::backend(action, e)
-}
-
-/// Maps a unique-constraint failure to [`Error::Duplicate`], naming the field by the column
-/// SQLite reports.
-fn unique_err(entity: &'static str, action: &'static str) -> impl Fn(rusqlite::Error) -> Error {
-    move |e| match &e {
-        rusqlite::Error::SqliteFailure(f, msg) if f.code == ErrorCode::ConstraintViolation => {
-            let msg = msg.as_deref().unwrap_or_default();
-            let field = if msg.contains("email_lower") {
-                "email"
-            } else if msg.contains("phone_number_id") {
-                "phone_number_id"
-            } else if msg.contains("message_templates.name") {
-                "name"
-            } else if msg.contains(".key") {
-                "key"
-            } else {
-                "id"
-            };
-            Error::Duplicate { entity, field }
-        }
-        _ => Error::backend(action, e),
-    }
-}
-
-fn to_json<T: Serialize>(value: &T, entity: &'static str) -> Result<String> {
-    serde_json::to_string(value).map_err(|e| Error::Corrupt {
-        entity,
-        source: e.into(),
-    })
-}
-
-fn from_json<T: DeserializeOwned>(text: &str, entity: &'static str) -> Result<T> {
-    serde_json::from_str(text).map_err(|e| Error::Corrupt {
-        entity,
-        source: e.into(),
-    })
-}
-
-fn scope_param(scope: Scope) -> Option<String> {
-    match scope {
-        Scope::Platform => None,
-        Scope::Tenant(t) => Some(t.to_string()),
-    }
-}
-
-/// After an optimistic update of a tenant-owned row changed nothing: tells a stale version
-/// ([`Error::VersionConflict`]) from a row that is missing or outside `scope`
-/// ([`Error::NotFound`]). `table` is one of this adapter's own table names.
-fn missing_or_stale(
-    c: &Connection,
-    table: &'static str,
-    entity: &'static str,
-    id: String,
-    scope: Option<String>,
-    expected: i64,
-) -> Error {
-    let sql = format!(
-        "SELECT EXISTS(SELECT 1 FROM {table} WHERE id = ?1 AND (?2 IS NULL OR tenant_id = ?2))"
-    );
-    match c.query_row(&sql, params![id, scope], |r| r.get::<_, bool>(0)) {
-        Ok(true) => Error::VersionConflict {
-            entity,
-            id,
-            expected: expected.max(0) as u64,
-        },
-        Ok(false) => Error::NotFound { entity, id },
-        Err(e) => Error::backend("update a record", e),
-    }
-}
-
-fn version_param(version: u64) -> Result<i64> {
-    i64::try_from(version).map_err(|_| Error::invalid("version", "is out of range"))
-}
-
 #[async_trait]
 impl StoreAdmin for SqliteStore {
     fn backend(&self) -> &'static str {
@@ -315,44 +199,20 @@ impl StoreAdmin for SqliteStore {
     }
 
     async fn migrate(&self) -> Result<u32> {
-        self.write("migrate the schema", |c| {
-            c.execute_batch(
-                "CREATE TABLE IF NOT EXISTS schema_migrations (
-                    version INTEGER PRIMARY KEY,
-                    applied_at TEXT NOT NULL
-                 )",
-            )
-            .map_err(db_err("migrate the schema"))?;
-            // Each version is recorded on its own, so migrations that land out of order
-            // (say 4 before 3) are still each applied exactly once.
-            let applied: std::collections::HashSet<u32> = {
-                let mut stmt = c
-                    .prepare("SELECT version FROM schema_migrations")
-                    .map_err(db_err("migrate the schema"))?;
-                let rows = stmt
-                    .query_map([], |r| r.get::<_, u32>(0))
-                    .map_err(db_err("migrate the schema"))?;
-                rows.collect::<rusqlite::Result<_>>()
-                    .map_err(db_err("migrate the schema"))?
-            };
-            let mut pending: Vec<&(u32, &str)> = MIGRATIONS
-                .iter()
-                .filter(|(v, _)| !applied.contains(v))
-                .collect();
-            pending.sort_by_key(|(v, _)| *v);
-            for (version, sql) in pending {
-                c.execute_batch(sql).map_err(db_err("migrate the schema"))?;
-                exec(
-                    c,
-                    "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
-                    params![version, crate::now().to_rfc3339()],
-                )
-                .map_err(db_err("migrate the schema"))?;
-            }
-            let newest = MIGRATIONS.iter().map(|(v, _)| *v).max().unwrap_or(0);
-            Ok(applied.into_iter().max().unwrap_or(0).max(newest))
-        })
-        .await
+        let mut applied = self.db.migrate("core", CORE_MIGRATIONS).await?;
+        applied += self
+            .db
+            .migrate("tenancy", capability_tables::TENANCY_MIGRATIONS)
+            .await?;
+        applied += self
+            .db
+            .migrate("notify", capability_tables::NOTIFY_MIGRATIONS)
+            .await?;
+        applied += self
+            .db
+            .migrate("whatsapp", capability_tables::WHATSAPP_MIGRATIONS)
+            .await?;
+        Ok(u32::try_from(applied).unwrap_or(u32::MAX))
     }
 
     async fn ping(&self) -> Result<Duration> {

@@ -41,7 +41,7 @@ impl MailOutboxRepository for SqliteStore {
                  VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![id, tenant, due, version, doc],
             )
-            .map_err(unique_err(ENTITY, "insert an outbox email"))?;
+            .map_err(unique_err(&[], ENTITY, "insert an outbox email"))?;
             Ok(())
         })
         .await

@@ -34,7 +34,7 @@ impl SettingsRepository for SqliteStore {
                 "INSERT INTO settings (scope, key, version, doc) VALUES (?1, ?2, ?3, ?4)",
                 params![scope, key, version, json],
             )
-            .map_err(unique_err("settings", "insert settings"))?;
+            .map_err(unique_err(CORE_UNIQUE, "settings", "insert settings"))?;
             Ok(())
         })
         .await

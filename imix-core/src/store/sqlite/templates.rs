@@ -40,7 +40,7 @@ impl TemplateRepository for SqliteStore {
                     doc
                 ],
             )
-            .map_err(unique_err(ENTITY, "insert a template"))?;
+            .map_err(unique_err(WHATSAPP_UNIQUE, ENTITY, "insert a template"))?;
             Ok(())
         })
         .await
@@ -99,7 +99,7 @@ impl TemplateRepository for SqliteStore {
                         only
                     ],
                 )
-                .map_err(unique_err(ENTITY, ACTION))?;
+                .map_err(unique_err(WHATSAPP_UNIQUE, ENTITY, ACTION))?;
             if changed == 1 {
                 return Ok(next);
             }

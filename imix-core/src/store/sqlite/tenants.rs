@@ -14,7 +14,7 @@ impl TenantRepository for SqliteStore {
                 "INSERT INTO tenants (id, version, doc) VALUES (?1, ?2, ?3)",
                 params![id, version, doc],
             )
-            .map_err(unique_err("tenant", "insert a tenant"))?;
+            .map_err(unique_err(&[], "tenant", "insert a tenant"))?;
             Ok(())
         })
         .await

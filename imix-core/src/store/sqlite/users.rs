@@ -18,7 +18,7 @@ impl UserRepository for SqliteStore {
                  VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![id, tenant, email, version, doc],
             )
-            .map_err(unique_err("user", "insert a user"))?;
+            .map_err(unique_err(TENANCY_UNIQUE, "user", "insert a user"))?;
             Ok(())
         })
         .await
@@ -79,7 +79,7 @@ impl UserRepository for SqliteStore {
                      WHERE id = ?5 AND version = ?6 AND (?7 IS NULL OR tenant_id = ?7)",
                     params![new_version, doc, tenant, email, id, expected, only],
                 )
-                .map_err(unique_err("user", "update a user"))?;
+                .map_err(unique_err(TENANCY_UNIQUE, "user", "update a user"))?;
             if changed == 1 {
                 return Ok(next);
             }

@@ -29,7 +29,7 @@ impl WhatsAppAccountRepository for SqliteStore {
                  VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![id, tenant, phone, version, doc],
             )
-            .map_err(unique_err(ENTITY, "insert a whatsapp account"))?;
+            .map_err(unique_err(WHATSAPP_UNIQUE, ENTITY, "insert a whatsapp account"))?;
             Ok(())
         })
         .await
@@ -96,7 +96,7 @@ impl WhatsAppAccountRepository for SqliteStore {
                      WHERE id = ?5 AND version = ?6 AND (?7 IS NULL OR tenant_id = ?7)",
                     params![new_version, doc, tenant, phone, id, expected, only],
                 )
-                .map_err(unique_err(ENTITY, ACTION))?;
+                .map_err(unique_err(WHATSAPP_UNIQUE, ENTITY, ACTION))?;
             if changed == 1 {
                 return Ok(next);
             }
