@@ -12,6 +12,10 @@
 //! - [`templates`]: invitation, password reset, SMTP test, usage warnings, in three
 //!   languages (Fluent strings, minijinja layout; see that module for why).
 //! - [`outbox`]: persisted emails, a leased claim per email, exponential backoff.
+//! - [`OutboxEmail`] (with [`OutboxId`], [`OutboxStatus`]): the outbox's record;
+//!   [`storage`]: its port [`storage::MailOutboxRepository`], the SQLite and MongoDB
+//!   adapters on the shared [`imix_core::store::Backend`] ([`storage::open`]) and the
+//!   capability's migrations ([`storage::migrate`]). The outbox is not part of backups.
 //! - [`Notifier`]: the service the HTTP layer calls.
 //!
 //! Other crates (invitations in `imix-tenancy`, for example) may depend only on the trait:
@@ -28,22 +32,27 @@
 //! # }
 //! ```
 //!
-//! Feature flags: `smtp` (the SMTP adapter and [`SettingsMailerResolver`]; off by default so
-//! crates that only need the trait stay lean), `mock` (mockall mocks of [`Mailer`] and
-//! [`outbox::MailerResolver`]).
+//! Feature flags: `sqlite` (default) and `mongodb` (the outbox adapters), `smtp` (the SMTP
+//! adapter and [`SettingsMailerResolver`]; off by default so crates that only need the
+//! trait stay lean), `mock` (mockall mocks of [`Mailer`], [`outbox::MailerResolver`] and
+//! [`storage::MailOutboxRepository`]), `testkit` (the outbox storage conformance suite).
 #![forbid(unsafe_code)]
 
 mod error;
 pub mod host;
 mod mailer;
 pub mod outbox;
+mod outbox_record;
 #[cfg(feature = "smtp")]
 mod resolver;
 mod service;
 pub mod settings;
 #[cfg(feature = "smtp")]
 pub mod smtp;
+pub mod storage;
 pub mod templates;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 pub mod text;
 pub mod throttle;
 
@@ -51,6 +60,7 @@ pub use error::{FieldError, NotifyError};
 #[cfg(feature = "mock")]
 pub use mailer::MockMailer;
 pub use mailer::{Email, MailCause, MailError, Mailbox, Mailer, RecordingMailer, SendReceipt};
+pub use outbox_record::{OutboxEmail, OutboxId, OutboxStatus};
 #[cfg(feature = "smtp")]
 pub use resolver::{SettingsMailerResolver, SmtpOptions};
 pub use service::{Notifier, TEST_EMAILS_PER_WINDOW, TEST_EMAIL_TIMEOUT, TEST_EMAIL_WINDOW};

@@ -6,7 +6,7 @@
 //!   a crash mid-send) leaves it pending, or sending with a lease that expires, and a worker
 //!   picks it up again.
 //! - **Several replicas**: each email is claimed with an atomic, leased claim
-//!   ([`imix_core::store::MailOutboxRepository::claim_due`]), so an email is never handed to
+//!   ([`crate::storage::MailOutboxRepository::claim_due`]), so an email is never handed to
 //!   two workers at once.
 //! - **No head-of-line blocking**: a worker sends up to [`OutboxConfig::concurrency`] emails
 //!   at the same time (4 by default), each under its own claim, and an SMTP attempt lasts
@@ -45,9 +45,9 @@ use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use futures::{stream::FuturesUnordered, FutureExt, StreamExt};
 use imix_core::{
     crypto::Cipher,
+    directory::TenantDirectory,
     id::TenantId,
-    model::{OutboxEmail, OutboxId, OutboxStatus, TenantStatus},
-    store::{MailOutboxRepository, Page, PageRequest, Scope, TenantRepository},
+    store::{Page, PageRequest, Scope},
     Error as CoreError, Language, Timestamp,
 };
 use rand::Rng;
@@ -55,8 +55,10 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch, Notify};
 
 use crate::{
+    storage::MailOutboxRepository,
     templates::{redact, EmailContent, RenderedEmail, Templates},
-    Email, MailError, Mailbox, Mailer, NotifyError, SendReceipt,
+    Email, MailError, Mailbox, Mailer, NotifyError, OutboxEmail, OutboxId, OutboxStatus,
+    SendReceipt,
 };
 
 /// A mailer chosen for one email, and a description of where it sends (for messages).
@@ -520,7 +522,7 @@ pub struct OutboxWorker {
     wake: Arc<Notify>,
     events: broadcast::Sender<OutboxEvent>,
     monitor: OutboxMonitor,
-    tenants: Option<Arc<dyn TenantRepository>>,
+    tenants: Option<Arc<dyn TenantDirectory>>,
 }
 
 impl fmt::Debug for OutboxWorker {
@@ -554,7 +556,7 @@ impl OutboxWorker {
     /// deactivated tenant. Its emails are held — put back, no attempt counted — and go out
     /// once the tenant is active again. (An email whose tenant no longer exists is sent as
     /// before, through the settings the resolver finds.)
-    pub fn with_tenants(mut self, tenants: Arc<dyn TenantRepository>) -> Self {
+    pub fn with_tenants(mut self, tenants: Arc<dyn TenantDirectory>) -> Self {
         self.tenants = Some(tenants);
         self
     }
@@ -736,8 +738,8 @@ impl OutboxWorker {
         let (Some(tenants), Some(tenant)) = (&self.tenants, email.tenant_id) else {
             return TenantCheck::Send;
         };
-        match tenants.get(tenant).await {
-            Ok(t) if t.status == TenantStatus::Deactivated => TenantCheck::Hold {
+        match tenants.profile(tenant).await {
+            Ok(t) if !t.is_active() => TenantCheck::Hold {
                 delay: self.config.hold_delay,
                 reason: "held: the tenant is deactivated; it is sent once the tenant is \
                          active again"

@@ -5,17 +5,19 @@ use std::{sync::Arc, time::Duration};
 use imix_core::{
     access::{AccessContext, AuditLog, AuditSink, Permission},
     crypto::Cipher,
+    directory::{TenantDirectory, TenantProfile},
     id::TenantId,
-    model::{OutboxId, SettingsScope, Tenant, TenantStatus},
-    store::{CounterRepository, Page, PageRequest, Store, TenantRepository},
+    model::SettingsScope,
+    store::{CounterRepository, Page, PageRequest, Store},
     Language,
 };
 
 use crate::{
     outbox::{MailerResolver, Outbox, OutboxConfig, OutboxEntryView, OutboxWorker},
     settings::{SmtpSettingsInput, SmtpSettingsService, SmtpSettingsView},
+    storage::MailOutboxRepository,
     templates::{EmailContent, Templates},
-    MailError, Mailbox, NotifyError, SendReceipt,
+    MailError, Mailbox, NotifyError, OutboxId, SendReceipt,
 };
 
 /// How long the SMTP test may take before it answers with a timeout.
@@ -34,7 +36,7 @@ pub struct Notifier {
     outbox: Outbox,
     resolver: Arc<dyn MailerResolver>,
     counters: Arc<dyn CounterRepository>,
-    tenants: Arc<dyn TenantRepository>,
+    tenants: Arc<dyn TenantDirectory>,
     audit: Arc<dyn AuditSink>,
 }
 
@@ -45,10 +47,15 @@ impl std::fmt::Debug for Notifier {
 }
 
 impl Notifier {
-    /// A notifier over `store`, sealing secrets with `cipher`, rendering with `templates`
-    /// and sending through whatever `resolver` picks per email.
+    /// A notifier keeping SMTP settings, test-email counters and the audit trail in
+    /// `store`'s shared ports and emails in `outbox` (open it with
+    /// [`crate::storage::open`]), reading tenants (to refuse or hold what a deactivated
+    /// tenant would send) from `tenants`, sealing secrets with `cipher`, rendering with
+    /// `templates` and sending through whatever `resolver` picks per email.
     pub fn new(
         store: &Store,
+        outbox: Arc<dyn MailOutboxRepository>,
+        tenants: Arc<dyn TenantDirectory>,
         cipher: Cipher,
         templates: Arc<Templates>,
         resolver: Arc<dyn MailerResolver>,
@@ -56,10 +63,10 @@ impl Notifier {
     ) -> Self {
         Self {
             settings: SmtpSettingsService::new(store.settings.clone(), cipher.clone()),
-            outbox: Outbox::new(store.outbox.clone(), cipher, templates, config),
+            outbox: Outbox::new(outbox, cipher, templates, config),
             resolver,
             counters: store.counters.clone(),
-            tenants: store.tenants.clone(),
+            tenants,
             audit: Arc::new(AuditLog::new(store.audit.clone())),
         }
     }
@@ -78,7 +85,7 @@ impl Notifier {
         &self,
         ctx: &AccessContext,
         scope: SettingsScope,
-    ) -> Result<Option<Tenant>, NotifyError> {
+    ) -> Result<Option<TenantProfile>, NotifyError> {
         match scope {
             SettingsScope::Platform => {
                 ctx.require(Permission::PlatformSettings)?;
@@ -86,16 +93,19 @@ impl Notifier {
             }
             SettingsScope::Tenant(t) => {
                 ctx.authorize(Permission::SettingsManage, t)?;
-                Ok(Some(self.tenants.get(t).await?))
+                Ok(Some(self.tenants.profile(t).await?))
             }
         }
     }
 
     /// The usual wiring: emails go through the stored SMTP settings (tenant, else
-    /// platform); links start at `public_url` (`IMIX_PUBLIC_URL`).
+    /// platform); links start at `public_url` (`IMIX_PUBLIC_URL`). The other arguments are
+    /// those of [`Notifier::new`].
     #[cfg(feature = "smtp")]
     pub fn with_smtp(
         store: &Store,
+        outbox: Arc<dyn MailOutboxRepository>,
+        tenants: Arc<dyn TenantDirectory>,
         cipher: Cipher,
         public_url: &str,
         smtp: crate::SmtpOptions,
@@ -105,7 +115,7 @@ impl Notifier {
         let allow_private_hosts = smtp.allow_private_hosts;
         let settings = SmtpSettingsService::new(store.settings.clone(), cipher.clone());
         let resolver = Arc::new(crate::SettingsMailerResolver::new(settings, smtp));
-        let mut notifier = Self::new(store, cipher, templates, resolver, config);
+        let mut notifier = Self::new(store, outbox, tenants, cipher, templates, resolver, config);
         notifier.settings = notifier.settings.allow_private_hosts(allow_private_hosts);
         Ok(notifier)
     }
@@ -183,7 +193,7 @@ impl Notifier {
         language: Language,
     ) -> Result<SendReceipt, NotifyError> {
         if let Some(tenant) = self.authorize_settings(ctx, scope).await? {
-            if tenant.status == TenantStatus::Deactivated {
+            if !tenant.is_active() {
                 return Err(NotifyError::TenantDeactivated);
             }
         }

@@ -8,11 +8,12 @@ use std::{collections::BTreeSet, sync::Arc};
 use imix_core::{
     access::{AccessContext, AccessDenied, Permission, Principal},
     crypto::{Cipher, EncryptionKey},
+    directory::{MockTenantDirectory, TenantProfile, TenantStatus, UsageLimits},
     id::{TenantId, UserId},
-    model::{SettingsScope, Tenant, TenantStatus},
+    model::SettingsScope,
     store::{
-        MockAuditLogRepository, MockAuthTokenRepository, MockBlobStore, MockCounterRepository,
-        MockMailOutboxRepository, MockSettingsRepository, MockStoreAdmin, MockTemplateRepository,
+        Backend, MockAuditLogRepository, MockAuthTokenRepository, MockBlobStore,
+        MockCounterRepository, MockSettingsRepository, MockStoreAdmin, MockTemplateRepository,
         MockTenantRepository, MockUserRepository, MockWhatsAppAccountRepository, Page, PageRequest,
         Scope, Store,
     },
@@ -21,14 +22,50 @@ use imix_core::{
 use imix_notify::{
     outbox::{MockMailerResolver, OutboxConfig},
     settings::SmtpSettingsInput,
+    storage::MockMailOutboxRepository,
     templates::Templates,
     Notifier, NotifyError,
 };
 
+/// Core's shared ports as the notifier uses them (settings, audit log, counters); every
+/// other port is a mock that fails the test if called. The one place that knows the
+/// shape of core's `Store`.
+fn store_of(
+    settings: MockSettingsRepository,
+    audit: MockAuditLogRepository,
+    counters: MockCounterRepository,
+) -> Store {
+    Store {
+        backend: Backend::Custom,
+        tenants: Arc::new(MockTenantRepository::new()),
+        users: Arc::new(MockUserRepository::new()),
+        settings: Arc::new(settings),
+        blobs: Arc::new(MockBlobStore::new()),
+        audit: Arc::new(audit),
+        auth_tokens: Arc::new(MockAuthTokenRepository::new()),
+        outbox: Arc::new(imix_core::store::MockMailOutboxRepository::new()),
+        counters: Arc::new(counters),
+        whatsapp_accounts: Arc::new(MockWhatsAppAccountRepository::new()),
+        templates: Arc::new(MockTemplateRepository::new()),
+        admin: Arc::new(MockStoreAdmin::new()),
+    }
+}
+
+/// An active tenant.
+fn profile(name: &str) -> TenantProfile {
+    TenantProfile {
+        id: TenantId::new(),
+        name: name.to_owned(),
+        status: TenantStatus::Active,
+        default_language: Language::En,
+        limits: UsageLimits::default(),
+    }
+}
+
 /// The ports a notifier reads; each mock fails the test on any call it was not told of.
 #[derive(Default)]
 struct Ports {
-    tenants: MockTenantRepository,
+    tenants: MockTenantDirectory,
     settings: MockSettingsRepository,
     audit: MockAuditLogRepository,
     counters: MockCounterRepository,
@@ -39,7 +76,7 @@ struct Ports {
 impl Ports {
     fn untouchable() -> Self {
         let mut p = Ports::default();
-        p.tenants.expect_get().times(0);
+        p.tenants.expect_profile().times(0);
         p.settings.expect_get().times(0);
         p.settings.expect_insert().times(0);
         p.settings.expect_update().times(0);
@@ -52,21 +89,11 @@ impl Ports {
     }
 
     fn notifier(self) -> Notifier {
-        let store = Store {
-            tenants: Arc::new(self.tenants),
-            users: Arc::new(MockUserRepository::new()),
-            settings: Arc::new(self.settings),
-            blobs: Arc::new(MockBlobStore::new()),
-            audit: Arc::new(self.audit),
-            auth_tokens: Arc::new(MockAuthTokenRepository::new()),
-            outbox: Arc::new(self.outbox),
-            counters: Arc::new(self.counters),
-            whatsapp_accounts: Arc::new(MockWhatsAppAccountRepository::new()),
-            templates: Arc::new(MockTemplateRepository::new()),
-            admin: Arc::new(MockStoreAdmin::new()),
-        };
+        let store = store_of(self.settings, self.audit, self.counters);
         Notifier::new(
             &store,
+            Arc::new(self.outbox),
+            Arc::new(self.tenants),
             Cipher::new(EncryptionKey::generate(), Vec::new()),
             Arc::new(Templates::new("http://localhost:8000").unwrap()),
             Arc::new(self.resolver),
@@ -170,12 +197,12 @@ async fn another_tenants_smtp_settings_are_not_found_and_untouched() {
 
 #[tokio::test]
 async fn a_permitted_read_reaches_the_settings_of_the_named_tenant() {
-    let tenant = Tenant::new("Acme");
+    let tenant = profile("Acme");
     let tid = tenant.id;
     let mut ports = Ports::default();
     ports
         .tenants
-        .expect_get()
+        .expect_profile()
         .withf(move |id| *id == tid)
         .times(2)
         .returning(move |_| Ok(tenant.clone()));
@@ -237,14 +264,14 @@ async fn a_permitted_platform_save_is_stored_and_audited() {
 
 #[tokio::test]
 async fn nothing_is_sent_for_a_deactivated_tenant() {
-    let mut tenant = Tenant::new("Acme");
+    let mut tenant = profile("Acme");
     tenant.status = TenantStatus::Deactivated;
     let tid = tenant.id;
     let mut ports = Ports::untouchable();
     ports.tenants.checkpoint();
     ports
         .tenants
-        .expect_get()
+        .expect_profile()
         .times(1)
         .returning(move |_| Ok(tenant.clone()));
     let notifier = ports.notifier();

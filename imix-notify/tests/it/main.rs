@@ -10,4 +10,5 @@ mod outbox;
 mod robustness;
 mod settings;
 mod smtp;
+mod storage;
 mod support;

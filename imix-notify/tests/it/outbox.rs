@@ -5,7 +5,7 @@ use std::{sync::Arc, time::Duration};
 
 use imix_core::{
     id::TenantId,
-    model::{OutboxStatus, SettingsScope},
+    model::SettingsScope,
     store::{PageRequest, Scope},
     Language,
 };
@@ -13,7 +13,7 @@ use imix_notify::{
     outbox::{FixedMailer, OutboxConfig, OutboxEvent},
     settings::SmtpSecurity,
     templates::{EmailContent, Templates, UsageThreshold},
-    MailError, Mailbox, Notifier, RecordingMailer, SmtpOptions,
+    MailError, Mailbox, Notifier, OutboxStatus, RecordingMailer, SmtpOptions,
 };
 use secrecy::SecretString;
 use tokio::sync::{broadcast, oneshot};
@@ -39,13 +39,15 @@ fn fast() -> OutboxConfig {
 }
 
 fn notifier_with(
-    store: &imix_core::store::Store,
+    store: &crate::support::Stores,
     cipher: imix_core::crypto::Cipher,
     env: &SmtpEnv,
     config: OutboxConfig,
 ) -> Notifier {
     Notifier::with_smtp(
-        store,
+        &store.core,
+        store.outbox.clone(),
+        store.directory(),
         cipher,
         "https://crm.example.com",
         SmtpOptions {
@@ -79,7 +81,7 @@ fn spawn_worker(
 /// The next event about `id` (bounded: 60 s).
 async fn next_event(
     events: &mut broadcast::Receiver<OutboxEvent>,
-    id: imix_core::model::OutboxId,
+    id: imix_notify::OutboxId,
 ) -> OutboxEvent {
     tokio::time::timeout(Duration::from_secs(60), async {
         loop {
@@ -366,7 +368,9 @@ async fn without_settings_emails_wait_and_any_mailer_can_be_plugged_in() {
     let templates = Arc::new(Templates::new("http://localhost:8000").unwrap());
     let recording = RecordingMailer::default();
     let notifier = Notifier::new(
-        &store,
+        &store.core,
+        store.outbox.clone(),
+        store.directory(),
         cipher(),
         templates.clone(),
         Arc::new(FixedMailer::new(Arc::new(recording.clone()), "memory")),
@@ -429,9 +433,11 @@ async fn without_settings_emails_wait_and_any_mailer_can_be_plugged_in() {
     );
 }
 
-fn notifier_without_smtp_env(store: &imix_core::store::Store) -> Notifier {
+fn notifier_without_smtp_env(store: &crate::support::Stores) -> Notifier {
     Notifier::with_smtp(
-        store,
+        &store.core,
+        store.outbox.clone(),
+        store.directory(),
         cipher(),
         "http://localhost:8000",
         SmtpOptions::default(),
@@ -463,7 +469,9 @@ async fn transient_errors_are_retried_with_a_mocked_mailer() {
     });
     let templates = Arc::new(Templates::new("http://localhost:8000").unwrap());
     let notifier = Notifier::new(
-        &store,
+        &store.core,
+        store.outbox.clone(),
+        store.directory(),
         cipher(),
         templates,
         Arc::new(FixedMailer::new(Arc::new(mock), "mock")),
@@ -491,26 +499,17 @@ async fn transient_errors_are_retried_with_a_mocked_mailer() {
     assert_eq!(calls.load(Ordering::SeqCst), 3);
 }
 
-/// Sets `tenant`'s status straight in the store (as the tenancy service does).
-async fn set_status(
-    store: &imix_core::store::Store,
-    tenant: TenantId,
-    status: imix_core::model::TenantStatus,
-) {
-    let mut t = store.tenants.get(tenant).await.unwrap();
-    t.status = status;
-    store.tenants.update(&t).await.unwrap();
-}
-
 #[tokio::test]
 async fn emails_of_a_deactivated_tenant_are_held_until_it_is_activated() {
-    use imix_core::model::TenantStatus;
+    use imix_core::directory::TenantStatus;
     let dir = tempfile::tempdir().unwrap();
     let store = store_in(dir.path()).await;
     let templates = Arc::new(Templates::new("http://localhost:8000").unwrap());
     let recording = RecordingMailer::default();
     let notifier = Notifier::new(
-        &store,
+        &store.core,
+        store.outbox.clone(),
+        store.directory(),
         cipher(),
         templates.clone(),
         Arc::new(FixedMailer::new(Arc::new(recording.clone()), "memory")),
@@ -527,7 +526,7 @@ async fn emails_of_a_deactivated_tenant_are_held_until_it_is_activated() {
         )
         .await
         .unwrap();
-    set_status(&store, tenant, TenantStatus::Deactivated).await;
+    store.tenants.set_status(tenant, TenantStatus::Deactivated);
     let platform = notifier
         .send(
             None,
@@ -578,7 +577,7 @@ async fn emails_of_a_deactivated_tenant_are_held_until_it_is_activated() {
     assert_eq!((entry.status, entry.attempts), (OutboxStatus::Pending, 0));
 
     // Activated: it goes out with the next look at it.
-    set_status(&store, tenant, TenantStatus::Active).await;
+    store.tenants.set_status(tenant, TenantStatus::Active);
     tokio::time::sleep(Duration::from_millis(350)).await;
     assert_eq!(worker.run_once().await.unwrap(), 1);
     let sent = recording.sent();

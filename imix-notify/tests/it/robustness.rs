@@ -11,16 +11,17 @@ use std::{
 
 use async_trait::async_trait;
 use imix_core::{
-    model::{OutboxEmail, OutboxId, OutboxStatus, SettingsScope},
-    store::{MailOutboxRepository, Page, PageRequest, Scope},
+    model::SettingsScope,
+    store::{Page, PageRequest, Scope},
     Language, Timestamp,
 };
 use imix_notify::{
     outbox::{FixedMailer, Outbox, OutboxConfig},
     settings::{SmtpSecurity, SmtpSettingsService},
+    storage::MailOutboxRepository,
     templates::{EmailContent, Templates},
-    Email, MailError, Mailbox, Mailer, Notifier, NotifyError, RecordingMailer, SendReceipt,
-    SmtpOptions, TEST_EMAILS_PER_WINDOW,
+    Email, MailError, Mailbox, Mailer, Notifier, NotifyError, OutboxEmail, OutboxId, OutboxStatus,
+    RecordingMailer, SendReceipt, SmtpOptions, TEST_EMAILS_PER_WINDOW,
 };
 
 use crate::{
@@ -77,7 +78,9 @@ async fn a_panic_while_sending_fails_that_email_and_the_worker_goes_on() {
     let templates = Arc::new(Templates::new("http://localhost:8000").unwrap());
     let mailer = PanickingMailer::default();
     let notifier = Notifier::new(
-        &store,
+        &store.core,
+        store.outbox.clone(),
+        store.directory(),
         cipher(),
         templates,
         Arc::new(FixedMailer::new(Arc::new(mailer.clone()), "memory")),
@@ -243,12 +246,14 @@ async fn a_worker_that_dies_is_restarted_and_sends_what_waited() {
 }
 
 fn strict_notifier(
-    store: &imix_core::store::Store,
+    store: &crate::support::Stores,
     env: &SmtpEnv,
     cipher: imix_core::crypto::Cipher,
 ) -> Notifier {
     Notifier::with_smtp(
-        store,
+        &store.core,
+        store.outbox.clone(),
+        store.directory(),
         cipher,
         "https://crm.example.com",
         SmtpOptions {
@@ -315,7 +320,8 @@ async fn tenant_hosts_must_be_public_unless_the_operator_allows_private_ones() {
 
     // Settings saved while allowed (or DNS changed since): refused at connect time, with
     // the same answer whether the port is open (the sink's) or closed.
-    let lenient = SmtpSettingsService::new(store.settings.clone(), key).allow_private_hosts(true);
+    let lenient =
+        SmtpSettingsService::new(store.core.settings.clone(), key).allow_private_hosts(true);
     let closed = crate::support::closed_port();
     let mut answers = Vec::new();
     for port in [env.port, closed] {
@@ -433,7 +439,9 @@ async fn a_silent_tenant_smtp_server_does_not_hold_up_platform_email() {
     let dir = tempfile::tempdir().unwrap();
     let store = store_in(dir.path()).await;
     let notifier = Notifier::with_smtp(
-        &store,
+        &store.core,
+        store.outbox.clone(),
+        store.directory(),
         cipher(),
         "https://crm.example.com",
         SmtpOptions {

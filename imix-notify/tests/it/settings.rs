@@ -28,9 +28,11 @@ pub fn input(env: &SmtpEnv, security: SmtpSecurity, from: &str) -> SmtpSettingsI
     }
 }
 
-pub fn notifier(store: &imix_core::store::Store, env: &SmtpEnv) -> Notifier {
+pub fn notifier(store: &crate::support::Stores, env: &SmtpEnv) -> Notifier {
     Notifier::with_smtp(
-        store,
+        &store.core,
+        store.outbox.clone(),
+        store.directory(),
         cipher(),
         "https://crm.example.com",
         SmtpOptions {
@@ -48,7 +50,7 @@ pub fn notifier(store: &imix_core::store::Store, env: &SmtpEnv) -> Notifier {
 async fn invalid_settings_name_every_bad_field() {
     let dir = tempfile::tempdir().unwrap();
     let store = store_in(dir.path()).await;
-    let service = SmtpSettingsService::new(store.settings.clone(), cipher());
+    let service = SmtpSettingsService::new(store.core.settings.clone(), cipher());
     let bad = SmtpSettingsInput {
         host: "bad host!".into(),
         port: 70_000,
@@ -93,7 +95,7 @@ async fn the_password_is_sealed_write_only_and_kept_when_omitted() {
     let env = SmtpEnv::get();
     let dir = tempfile::tempdir().unwrap();
     let store = store_in(dir.path()).await;
-    let service = SmtpSettingsService::new(store.settings.clone(), cipher());
+    let service = SmtpSettingsService::new(store.core.settings.clone(), cipher());
     let scope = SettingsScope::Platform;
     let view = service
         .put(scope, input(&env, SmtpSecurity::None, "ops@imix.example"))
@@ -107,7 +109,13 @@ async fn the_password_is_sealed_write_only_and_kept_when_omitted() {
     assert!(!shown.contains(&env.password), "{shown}");
 
     // At rest: sealed, not in clear.
-    let doc = store.settings.get(scope, "smtp").await.unwrap().unwrap();
+    let doc = store
+        .core
+        .settings
+        .get(scope, "smtp")
+        .await
+        .unwrap()
+        .unwrap();
     assert!(!doc.value.to_string().contains(&env.password));
 
     // Omitted password: kept. Empty password: removed (then the username needs one).
@@ -128,7 +136,7 @@ async fn the_password_is_sealed_write_only_and_kept_when_omitted() {
     let mut copied = doc.clone();
     copied.scope = tenant;
     copied.version = 1;
-    store.settings.insert(&copied).await.unwrap();
+    store.core.settings.insert(&copied).await.unwrap();
     assert!(service.load(tenant).await.is_err());
 }
 

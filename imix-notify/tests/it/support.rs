@@ -1,16 +1,22 @@
 //! Shared helpers: the test SMTP server's coordinates, received messages, stores.
 
 use std::{
+    collections::HashMap,
     path::{Path, PathBuf},
     process::Stdio,
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
+use async_trait::async_trait;
 use imix_core::{
     crypto::{Cipher, EncryptionKey},
+    directory::{TenantDirectory, TenantProfile, TenantStatus, UsageLimits},
+    id::TenantId,
     store::Store,
+    Error, Language,
 };
-use imix_notify::{smtp::SmtpSecurity, Mailbox, SmtpConfig};
+use imix_notify::{smtp::SmtpSecurity, storage::MailOutboxRepository, Mailbox, SmtpConfig};
 use secrecy::SecretString;
 use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -147,11 +153,76 @@ pub fn cipher() -> Cipher {
     Cipher::new(EncryptionKey::generate(), vec![])
 }
 
-/// A migrated SQLite store in `dir`.
-pub async fn store_in(dir: &Path) -> Store {
-    let store = imix_core::store::sqlite::open(dir).await.unwrap();
-    store.admin.migrate().await.unwrap();
-    store
+/// What a notifier is built from in these tests: core's shared ports, the outbox opened
+/// on the same database, and the tenants it may read.
+#[derive(Clone)]
+pub struct Stores {
+    /// Settings, counters, audit log (and the backend the outbox is opened on).
+    pub core: Store,
+    /// The mail outbox, notify's own storage.
+    pub outbox: Arc<dyn MailOutboxRepository>,
+    /// The tenants, as the notifier reads them.
+    pub tenants: Arc<FakeTenants>,
+}
+
+impl Stores {
+    /// The tenants as a directory, for `Notifier::new`.
+    pub fn directory(&self) -> Arc<dyn TenantDirectory> {
+        self.tenants.clone()
+    }
+}
+
+/// Migrated SQLite storage in `dir` (core's tables and notify's), and no tenants.
+pub async fn store_in(dir: &Path) -> Stores {
+    let core = imix_core::store::sqlite::open(dir).await.unwrap();
+    core.admin.migrate().await.unwrap();
+    imix_notify::storage::migrate(&core.backend).await.unwrap();
+    let outbox = imix_notify::storage::open(&core.backend).unwrap();
+    Stores {
+        core,
+        outbox,
+        tenants: Arc::default(),
+    }
+}
+
+/// Tenants in memory: what the tenancy capability would answer.
+#[derive(Default)]
+pub struct FakeTenants(Mutex<HashMap<TenantId, TenantProfile>>);
+
+impl FakeTenants {
+    /// Adds an active tenant; returns its id.
+    pub fn add(&self, name: &str) -> TenantId {
+        let profile = TenantProfile {
+            id: TenantId::new(),
+            name: name.to_owned(),
+            status: TenantStatus::Active,
+            default_language: Language::En,
+            limits: UsageLimits::default(),
+        };
+        let id = profile.id;
+        self.0.lock().unwrap().insert(id, profile);
+        id
+    }
+
+    /// Activates or deactivates `id` (as the tenancy service does).
+    pub fn set_status(&self, id: TenantId, status: TenantStatus) {
+        self.0.lock().unwrap().get_mut(&id).unwrap().status = status;
+    }
+}
+
+#[async_trait]
+impl TenantDirectory for FakeTenants {
+    async fn profile(&self, id: TenantId) -> imix_core::Result<TenantProfile> {
+        self.0
+            .lock()
+            .unwrap()
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| Error::NotFound {
+                entity: "tenant",
+                id: id.to_string(),
+            })
+    }
 }
 
 /// A loopback port nothing listens on (bound, then released).
@@ -216,9 +287,7 @@ pub fn platform_admin() -> imix_core::access::AccessContext {
     )
 }
 
-/// A new (active) tenant in `store`.
-pub async fn new_tenant(store: &Store) -> imix_core::id::TenantId {
-    let tenant = imix_core::model::Tenant::new("Acme");
-    store.tenants.insert(&tenant).await.unwrap();
-    tenant.id
+/// A new (active) tenant in `stores`.
+pub async fn new_tenant(stores: &Stores) -> TenantId {
+    stores.tenants.add("Acme")
 }
