@@ -16,13 +16,10 @@ use std::sync::Arc;
 use imix_core::{
     access::{AccessContext, AuditSink, Permission},
     crypto::Cipher,
+    directory::TenantDirectory,
     id::{TenantId, WhatsAppAccountId},
-    model::{Verification, VerificationStatus, WhatsAppAccount},
     secret::{hint, SecretString},
-    store::{
-        Page, PageRequest, Scope, Store, TemplateFilter, TemplateRepository, TenantRepository,
-        WhatsAppAccountRepository,
-    },
+    store::{Page, PageRequest, Scope, Store},
     Error as CoreError,
 };
 use rand::Rng;
@@ -31,6 +28,8 @@ use crate::{
     client::{AccessToken, WhatsAppClient},
     error::ServiceError,
     model::{CodeMethod, TemplateQuery},
+    records::{Verification, VerificationStatus, WhatsAppAccount},
+    storage::{TemplateFilter, TemplateRepository, WhatsAppAccountRepository, WhatsAppStorage},
     templates::TemplateCounter,
 };
 
@@ -88,11 +87,12 @@ pub struct AccountPatch {
     pub webhook_verify_token: Option<String>,
 }
 
-/// The storage ports the WhatsApp services use, and nothing else of the store.
+/// The ports the WhatsApp services use: the capability's own repositories, and the tenant
+/// directory (not tenancy's repositories) to read tenants through.
 #[derive(Clone)]
 pub struct WhatsAppRepos {
     /// Tenants: that a tenant exists, and its Max Templates.
-    pub tenants: Arc<dyn TenantRepository>,
+    pub tenants: Arc<dyn TenantDirectory>,
     /// WhatsApp Business accounts.
     pub accounts: Arc<dyn WhatsAppAccountRepository>,
     /// Message templates.
@@ -100,13 +100,20 @@ pub struct WhatsAppRepos {
 }
 
 impl WhatsAppRepos {
-    /// The three ports of `store`.
-    pub fn from_store(store: &Store) -> Self {
+    /// The repositories of `storage`, and `tenants`.
+    pub fn new(storage: WhatsAppStorage, tenants: Arc<dyn TenantDirectory>) -> Self {
         Self {
-            tenants: store.tenants.clone(),
-            accounts: store.whatsapp_accounts.clone(),
-            templates: store.templates.clone(),
+            tenants,
+            accounts: storage.accounts,
+            templates: storage.templates,
         }
+    }
+
+    /// The capability's repositories opened on `store`'s backend (see
+    /// [`WhatsAppStorage::open`]; migrate it first with [`crate::storage::migrate`]), and
+    /// `tenants`. A backend without an adapter here is [`CoreError::Invalid`].
+    pub fn open(store: &Store, tenants: Arc<dyn TenantDirectory>) -> imix_core::Result<Self> {
+        Ok(Self::new(WhatsAppStorage::open(&store.backend)?, tenants))
     }
 }
 
@@ -186,7 +193,7 @@ impl AccountService {
     ) -> ServiceResult<WhatsAppAccount> {
         ctx.authorize(Permission::WhatsAppAccountsManage, tenant)?;
         // The tenant must exist (a platform admin may name any tenant id).
-        self.repos.tenants.get(tenant).await?;
+        self.repos.tenants.profile(tenant).await?;
         let id = WhatsAppAccountId::new();
         let now = imix_core::now();
         let verify_token = match new.webhook_verify_token {

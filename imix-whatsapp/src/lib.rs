@@ -14,9 +14,21 @@
 //!   configured otherwise.
 //! - `simulator`: [`simulator::Simulator`], an in-memory Graph API server for tests and
 //!   demos that also sends signed webhooks.
-//! - `mock`: `MockWhatsAppClient`, a mockall mock of [`WhatsAppClient`].
+//! - `sqlite` (default): `storage::sqlite`, the repositories on the embedded SQLite
+//!   database of `imix_core::store::Backend::Sqlite`.
+//! - `mongodb`: `storage::mongo`, the repositories on MongoDB
+//!   (`imix_core::store::Backend::Mongo`).
+//! - `mock`: `MockWhatsAppClient`, a mockall mock of [`WhatsAppClient`], and
+//!   `storage::MockWhatsAppAccountRepository` / `storage::MockTemplateRepository`.
+//! - `testkit`: `testkit`, the storage conformance suite every adapter of the ports must
+//!   pass, for integrators' own adapters.
 //!
-//! No storage backend is pulled in by any of them.
+//! ## Storage
+//!
+//! The capability owns its records ([`records`]) and their ports ([`storage`]): its tables
+//! or collections live in the database the core store was opened on, migrated by
+//! [`storage::migrate`] and opened by [`storage::WhatsAppStorage::open`]; its records join
+//! backups through [`storage::record_sets`].
 #![forbid(unsafe_code)]
 
 pub mod accounts;
@@ -25,9 +37,13 @@ pub mod error;
 #[cfg(feature = "client")]
 pub mod http;
 pub mod model;
+pub mod records;
 #[cfg(feature = "simulator")]
 pub mod simulator;
+pub mod storage;
 pub mod templates;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 pub mod webhook;
 
 #[cfg(feature = "mock")]
@@ -42,3 +58,4 @@ pub use error::{
 };
 #[cfg(feature = "client")]
 pub use http::{GraphApiClient, GraphApiConfig};
+pub use records::{MessageTemplate, Verification, VerificationStatus, WhatsAppAccount};

@@ -15,8 +15,7 @@ use async_trait::async_trait;
 use imix_core::{
     access::{AccessContext, AuditSink, Permission},
     id::{TemplateId, TenantId, WhatsAppAccountId},
-    model::{MessageTemplate, WhatsAppAccount},
-    store::{Page, PageRequest, Scope, TemplateFilter},
+    store::{Page, PageRequest, Scope},
     Error as CoreError,
 };
 
@@ -27,6 +26,8 @@ use crate::{
     model::{
         NewTemplate, Template, TemplateDefinitionComponent, TEMPLATE_CATEGORIES, TEMPLATE_STATUSES,
     },
+    records::{MessageTemplate, WhatsAppAccount},
+    storage::TemplateFilter,
 };
 
 /// Counts each tenant's templates against its Max Templates, atomically (the server
@@ -212,7 +213,13 @@ impl TemplateService {
         {
             return Err(invalid("components", "must include a BODY component"));
         }
-        let limit = self.repos.tenants.get(tenant).await?.limits.max_templates;
+        let limit = self
+            .repos
+            .tenants
+            .profile(tenant)
+            .await?
+            .limits
+            .max_templates;
         let token = self.accounts.access_token(&account)?;
 
         self.counter.reserve(tenant, limit).await?;

@@ -9,26 +9,24 @@ use std::sync::{Arc, Mutex};
 use imix_core::{
     access::{AccessContext, AccessDenied, MockAuditSink, Permission, Principal},
     crypto::{Cipher, EncryptionKey},
+    directory::{MockTenantDirectory, TenantProfile, TenantStatus, UsageLimits},
     id::{TemplateId, TenantId, UserId, WhatsAppAccountId},
-    model::{MessageTemplate, Tenant, WhatsAppAccount},
     secret::SecretString,
-    store::{
-        MockTemplateRepository, MockTenantRepository, MockWhatsAppAccountRepository, Page,
-        PageRequest, Scope,
-    },
-    Error as CoreError,
+    store::{Page, PageRequest, Scope},
+    Error as CoreError, Language,
 };
 use imix_whatsapp::{
     accounts::{AccountPatch, AccountService, NewAccount, WhatsAppRepos},
     model::{CodeMethod, TemplateDefinitionComponent},
+    storage::{MockTemplateRepository, MockWhatsAppAccountRepository},
     templates::{MockTemplateCounter, NewTemplateRequest, TemplateService},
-    MockWhatsAppClient, ServiceError,
+    MessageTemplate, MockWhatsAppClient, ServiceError, WhatsAppAccount,
 };
 
 /// The mocks; each starts with no expectation, so any call it did not expect fails the test.
 #[derive(Default)]
 struct Ports {
-    tenants: MockTenantRepository,
+    tenants: MockTenantDirectory,
     accounts: MockWhatsAppAccountRepository,
     templates: MockTemplateRepository,
     client: MockWhatsAppClient,
@@ -40,7 +38,7 @@ impl Ports {
     /// Every storage, client and counter call forbidden (`times(0)`), audit too.
     fn untouchable() -> Self {
         let mut p = Ports::default();
-        p.tenants.expect_get().times(0);
+        p.tenants.expect_profile().times(0);
         p.accounts.expect_get().times(0);
         p.accounts.expect_insert().times(0);
         p.accounts.expect_update().times(0);
@@ -83,6 +81,17 @@ impl Ports {
         );
         let templates = TemplateService::new(repos, client, accounts.clone(), counter, audit);
         (accounts, templates)
+    }
+}
+
+/// An active tenant without limits, as the tenant directory describes it.
+fn profile(id: TenantId) -> TenantProfile {
+    TenantProfile {
+        id,
+        name: "Acme".into(),
+        status: TenantStatus::Active,
+        default_language: Language::En,
+        limits: UsageLimits::default(),
     }
 }
 
@@ -275,15 +284,14 @@ async fn another_tenants_account_id_is_looked_up_in_the_callers_tenant_only() {
 
 #[tokio::test]
 async fn a_permitted_add_reaches_the_store_in_the_named_tenant_and_is_audited() {
-    let tenant = Tenant::new("Acme");
-    let tid = tenant.id;
+    let tid = TenantId::new();
     let mut ports = Ports::default();
     ports
         .tenants
-        .expect_get()
+        .expect_profile()
         .withf(move |id| *id == tid)
         .times(1)
-        .returning(move |_| Ok(tenant.clone()));
+        .returning(|id| Ok(profile(id)));
     ports
         .accounts
         .expect_insert()
@@ -381,8 +389,8 @@ async fn a_permitted_template_delete_reaches_meta_the_store_and_the_audit_log() 
     let mut setup = Ports::default();
     setup
         .tenants
-        .expect_get()
-        .returning(move |_| Ok(Tenant::new("Acme")));
+        .expect_profile()
+        .returning(|id| Ok(profile(id)));
     let slot = account.clone();
     setup.accounts.expect_insert().returning(move |a| {
         *slot.lock().unwrap() = Some(a.clone());

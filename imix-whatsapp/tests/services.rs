@@ -1,25 +1,30 @@
-//! The account and template services on their own: a real embedded store, a mocked
-//! `WhatsAppClient` and an in-memory template counter.
+//! The account and template services on their own: the real SQLite repositories, a mocked
+//! `WhatsAppClient`, an in-memory tenant directory and an in-memory template counter.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
-use std::sync::{
-    atomic::{AtomicU64, Ordering},
-    Arc,
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
 };
 
 use async_trait::async_trait;
 use imix_core::{
     access::{AccessContext, AuditSink, Permission, Principal},
     crypto::{Cipher, EncryptionKey},
+    directory::{TenantDirectory, TenantProfile, TenantStatus, UsageLimits},
     id::TenantId,
     id::UserId,
-    model::Tenant,
     secret::{ExposeSecret, SecretString},
-    store::{Scope, Store},
+    store::{sqlite::SqliteDb, Backend, Scope},
+    Language,
 };
 use imix_whatsapp::{
     accounts::{AccountService, NewAccount, ServiceResult, WhatsAppRepos},
     model::{CreatedTemplate, Template, TemplateDefinitionComponent, TemplatePage},
+    storage::{self, WhatsAppStorage},
     templates::{NewTemplateRequest, TemplateCounter, TemplateService},
     Error, MockWhatsAppClient, ServiceError,
 };
@@ -50,6 +55,22 @@ impl TemplateCounter for Counter {
     async fn reconcile(&self, _tenant: TenantId, actual: u64) -> ServiceResult<()> {
         self.0.store(actual, Ordering::SeqCst);
         Ok(())
+    }
+}
+
+/// Tenants by id, in memory.
+struct Tenants(HashMap<TenantId, TenantProfile>);
+
+#[async_trait]
+impl TenantDirectory for Tenants {
+    async fn profile(&self, id: TenantId) -> imix_core::Result<TenantProfile> {
+        self.0
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| imix_core::Error::NotFound {
+                entity: "tenant",
+                id: id.to_string(),
+            })
     }
 }
 
@@ -102,22 +123,36 @@ async fn setup(
     client: MockWhatsAppClient,
 ) -> (
     tempfile::TempDir,
-    Store,
+    WhatsAppStorage,
     AccountService,
     TemplateService,
     Arc<Counter>,
     TenantId,
 ) {
     let dir = tempfile::tempdir().unwrap();
-    let store = imix_core::store::sqlite::open(dir.path()).await.unwrap();
-    store.admin.migrate().await.unwrap();
-    let mut tenant = Tenant::new("Acme");
-    tenant.limits.max_templates = Some(2);
-    store.tenants.insert(&tenant).await.unwrap();
+    let path = dir.path().join("imix.sqlite3");
+    let db = tokio::task::spawn_blocking(move || SqliteDb::open_blocking(&path, 2))
+        .await
+        .unwrap()
+        .unwrap();
+    let backend = Backend::Sqlite(db);
+    storage::migrate(&backend).await.unwrap();
+    let storage = WhatsAppStorage::open(&backend).unwrap();
+    let tenant = TenantProfile {
+        id: TenantId::new(),
+        name: "Acme".into(),
+        status: TenantStatus::Active,
+        default_language: Language::En,
+        limits: UsageLimits {
+            max_templates: Some(2),
+            ..UsageLimits::default()
+        },
+    };
+    let tenants = Arc::new(Tenants(HashMap::from([(tenant.id, tenant.clone())])));
     let cipher = Cipher::new(EncryptionKey::generate(), Vec::new());
     let counter = Arc::new(Counter::default());
     let client = Arc::new(client);
-    let repos = WhatsAppRepos::from_store(&store);
+    let repos = WhatsAppRepos::new(storage.clone(), tenants);
     let audit: Arc<dyn AuditSink> = Arc::new(NoAudit);
     let accounts = AccountService::new(
         repos.clone(),
@@ -128,7 +163,7 @@ async fn setup(
         audit.clone(),
     );
     let templates = TemplateService::new(repos, client, accounts.clone(), counter.clone(), audit);
-    (dir, store, accounts, templates, counter, tenant.id)
+    (dir, storage, accounts, templates, counter, tenant.id)
 }
 
 fn new_account() -> NewAccount {
@@ -158,7 +193,7 @@ async fn secrets_are_sealed_per_account_and_open_for_calls() {
         format!("https://crm.example.com/webhooks/whatsapp/{}", a.id)
     );
     let stored = store
-        .whatsapp_accounts
+        .accounts
         .get(Scope::Tenant(tenant), a.id)
         .await
         .unwrap();
