@@ -1,12 +1,17 @@
 //! First-start bootstrap: the admin guide's default administrator.
 
 use imix_core::{
-    model::{AuditEntry, Role, User, UserStatus},
+    model::AuditEntry,
     store::{PageRequest, Scope, Store},
 };
 use secrecy::SecretString;
 
-use crate::{password::PasswordHasher, TenancyError};
+use crate::{
+    password::PasswordHasher,
+    records::{Role, User, UserStatus},
+    storage::TenancyStorage,
+    TenancyError,
+};
 
 /// The admin guide's default administrator email.
 pub const DEFAULT_ADMIN_EMAIL: &str = "admin@example.com";
@@ -16,10 +21,11 @@ pub const DEFAULT_ADMIN_EMAIL: &str = "admin@example.com";
 /// was created. Safe to call from several replicas at once (the email is unique).
 pub async fn ensure_default_admin(
     store: &Store,
+    storage: &TenancyStorage,
     email: &str,
     password: &SecretString,
 ) -> Result<bool, TenancyError> {
-    let existing = store
+    let existing = storage
         .users
         .list(Scope::Platform, PageRequest::first(1))
         .await?;
@@ -39,7 +45,7 @@ pub async fn ensure_default_admin(
     admin.status = UserStatus::Active;
     admin.password_hash = Some(hasher.hash_async(password).await?);
     admin.must_change_password = true;
-    match store.users.insert(&admin).await {
+    match storage.users.insert(&admin).await {
         Ok(()) => {
             let mut e = AuditEntry::new("user.create_default_admin", "user");
             e.target_id = Some(admin.id.to_string());
@@ -64,14 +70,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = imix_core::store::sqlite::open(dir.path()).await.unwrap();
         store.admin.migrate().await.unwrap();
+        crate::storage::migrate(&store.backend).await.unwrap();
+        let storage = TenancyStorage::open(&store.backend).unwrap();
         let huge = SecretString::from("x".repeat(1025));
         assert!(matches!(
-            ensure_default_admin(&store, DEFAULT_ADMIN_EMAIL, &huge).await,
+            ensure_default_admin(&store, &storage, DEFAULT_ADMIN_EMAIL, &huge).await,
             Err(TenancyError::Invalid { field, .. }) if field == "IMIX_ADMIN_PASSWORD"
         ));
         let default = SecretString::from(crate::password::DEFAULT_ADMIN_PASSWORD);
-        assert!(ensure_default_admin(&store, DEFAULT_ADMIN_EMAIL, &default)
-            .await
-            .unwrap());
+        assert!(
+            ensure_default_admin(&store, &storage, DEFAULT_ADMIN_EMAIL, &default)
+                .await
+                .unwrap()
+        );
     }
 }

@@ -7,10 +7,10 @@
 
 use std::collections::BTreeSet;
 
+use crate::records::{Role, User};
 use imix_core::{
     access::{AccessContext, Principal},
     id::{TenantId, UserId},
-    model::{Role, User},
     store::Scope,
 };
 

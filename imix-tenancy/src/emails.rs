@@ -6,11 +6,9 @@
 
 use std::sync::Arc;
 
+use crate::records::{Tenant, User};
 use async_trait::async_trait;
-use imix_core::{
-    model::{Tenant, User},
-    Language,
-};
+use imix_core::Language;
 use imix_notify::{Email, MailError, Mailbox, Mailer};
 
 /// Sends the emails of the account life cycle.

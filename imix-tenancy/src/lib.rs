@@ -16,7 +16,9 @@ mod error;
 pub mod password;
 pub mod permission;
 pub mod quota;
+pub mod records;
 mod service;
+pub mod storage;
 pub mod throttle;
 pub mod token;
 pub mod validate;
@@ -25,8 +27,14 @@ pub use context::AuthContext;
 pub use error::{FieldProblem, TenancyError};
 pub use imix_core::access::{AccessContext, AccessDenied, AuditLog};
 pub use permission::Permission;
+pub use records::{
+    normalize_email, AuthToken, PasswordHash, Role, Tenant, TenantDocument, TenantStatus,
+    TokenPurpose, UsageLimits, User, UserStatus,
+};
 pub use service::{
     NewTenant, NewUser, SignIn, StoredFile, TenancyConfig, TenancyRepos, TenancyService,
     TenantPatch, Usage, UserPatch, INVITATION_VALID_HOURS, MAX_DOCUMENT_BYTES, MAX_LOGO_BYTES,
     RESET_VALID_HOURS,
 };
+#[cfg(feature = "testkit")]
+pub mod testkit;

@@ -1,10 +1,10 @@
 //! Password hashing (argon2id) and the password policy.
 
+use crate::records::{PasswordHash, User};
 use argon2::{
     password_hash::{Output, ParamsString, PasswordHash as PhcHash, SaltString},
     Algorithm, Argon2, Block, Params, Version,
 };
-use imix_core::model::{PasswordHash, User};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::TenancyError;
@@ -364,7 +364,7 @@ mod tests {
     fn user() -> User {
         let mut u = User::new(
             "Fatima.Zahra@Example.com",
-            imix_core::model::Role::Agent,
+            crate::records::Role::Agent,
             None,
         );
         u.first_name = "Fatima".into();

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use imix_core::model::Role;
+use crate::records::Role;
 
 /// The permissions themselves live in `imix-core` ([`imix_core::access`]) so every
 /// capability can check them; this module keeps which role holds which.

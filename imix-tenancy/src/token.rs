@@ -1,9 +1,9 @@
 //! Access tokens (JWT, HS256 pinned) and single-use tokens for emails.
 
+use crate::records::User;
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use imix_core::{
     id::{TenantId, UserId},
-    model::User,
     Timestamp,
 };
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -173,7 +173,7 @@ fn uuid_like() -> String {
 
 #[cfg(test)]
 mod tests {
-    use imix_core::model::Role;
+    use crate::records::Role;
 
     use super::*;
 

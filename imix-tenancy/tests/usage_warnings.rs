@@ -4,14 +4,12 @@
 
 use std::sync::Arc;
 
-use imix_core::{
-    model::{Role, Tenant, TenantStatus, User, UserStatus},
-    store::Store,
-};
+use imix_core::store::Store;
 use imix_notify::RecordingMailer;
 use imix_tenancy::{
-    emails::PlainAccountEmails, quota::StoreQuotaStore, throttle::MemoryThrottle, TenancyConfig,
-    TenancyError, TenancyService,
+    emails::PlainAccountEmails, quota::StoreQuotaStore, storage::TenancyStorage,
+    throttle::MemoryThrottle, Role, TenancyConfig, TenancyError, TenancyService, Tenant,
+    TenantStatus, User, UserStatus,
 };
 use secrecy::SecretString;
 
@@ -36,7 +34,7 @@ async fn tenant_with_admins(store: &Store, limit: u64) -> Tenant {
     let mut t = Tenant::new("Warned");
     t.limits.max_messages_per_day = Some(limit);
     t.limits.max_media_per_day = Some(1);
-    store.tenants.insert(&t).await.unwrap();
+    tenancy(store).tenants.insert(&t).await.unwrap();
     for (email, role, status) in [
         ("boss@warned.example", Role::Admin, UserStatus::Active),
         ("gone@warned.example", Role::Admin, UserStatus::Deactivated),
@@ -45,7 +43,7 @@ async fn tenant_with_admins(store: &Store, limit: u64) -> Tenant {
         let mut u = User::new(email, role, Some(t.id));
         u.status = status;
         u.default_language = imix_core::Language::Fr;
-        store.users.insert(&u).await.unwrap();
+        tenancy(store).users.insert(&u).await.unwrap();
     }
     t
 }
@@ -54,7 +52,14 @@ async fn sqlite() -> (Store, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store = imix_core::store::sqlite::open(dir.path()).await.unwrap();
     store.admin.migrate().await.unwrap();
+    imix_tenancy::storage::migrate(&store.backend)
+        .await
+        .unwrap();
     (store, dir)
+}
+
+fn tenancy(store: &Store) -> TenancyStorage {
+    TenancyStorage::open(&store.backend).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -142,7 +147,7 @@ async fn a_deactivated_tenant_sends_nothing() {
     let (svc, _) = service(&store).await;
     let mut t = tenant_with_admins(&store, 100).await;
     t.status = TenantStatus::Deactivated;
-    store.tenants.update(&t).await.unwrap();
+    tenancy(&store).tenants.update(&t).await.unwrap();
     assert!(matches!(
         svc.consume_for_send(t.id, 1, false).await,
         Err(TenancyError::TenantDeactivated)

@@ -12,11 +12,11 @@ mod tenant;
 mod user;
 mod whatsapp;
 
+pub use crate::directory::{TenantStatus, UsageLimits};
 pub use audit::AuditEntry;
 pub use auth_token::{AuthToken, TokenPurpose};
 pub use outbox::{OutboxEmail, OutboxId, OutboxStatus};
 pub use settings::{SettingsDoc, SettingsScope};
-pub use crate::directory::{TenantStatus, UsageLimits};
 pub use tenant::{Tenant, TenantDocument};
 pub use user::{normalize_email, PasswordHash, Role, User, UserStatus};
 pub use whatsapp::{MessageTemplate, Verification, VerificationStatus, WhatsAppAccount};

@@ -711,9 +711,9 @@ pub(crate) fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
-/// A tenant-scoped write may not move a record out of its tenant.
+/// A tenant-scoped write may not move a record out of its tenant: for adapters.
 #[cfg(any(feature = "sqlite", feature = "mongodb"))]
-pub(crate) fn check_owner_stays_in_scope(scope: Scope, owner: Option<TenantId>) -> Result<()> {
+pub fn check_owner_stays_in_scope(scope: Scope, owner: Option<TenantId>) -> Result<()> {
     if scope.allows(owner) {
         Ok(())
     } else {

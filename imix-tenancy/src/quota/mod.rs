@@ -40,7 +40,7 @@
 //! # Ok(()) }
 //! ```
 //!
-//! [`UsageLimits`]: imix_core::model::UsageLimits
+//! [`UsageLimits`]: crate::records::UsageLimits
 
 use async_trait::async_trait;
 use chrono::{Days, NaiveDate, NaiveTime};

@@ -8,12 +8,14 @@
 
 use std::{collections::BTreeSet, sync::Arc};
 
+use crate::{
+    records::{Role, Tenant, User},
+    storage::{MockAuthTokenRepository, MockTenantRepository, MockUserRepository},
+};
 use imix_core::{
     id::{TenantId, UserId},
-    model::{Role, Tenant, User},
     store::{
-        MockAuditLogRepository, MockAuthTokenRepository, MockBlobStore, MockCounterRepository,
-        MockTenantRepository, MockUserRepository, Page, PageRequest, Scope,
+        MockAuditLogRepository, MockBlobStore, MockCounterRepository, Page, PageRequest, Scope,
     },
 };
 use secrecy::SecretString;

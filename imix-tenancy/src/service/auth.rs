@@ -1,9 +1,7 @@
 //! Sign-in, token authentication, passwords, invitations and resets.
 
-use imix_core::{
-    model::{normalize_email, AuditEntry, AuthToken, TenantStatus, TokenPurpose, User, UserStatus},
-    store::Scope,
-};
+use crate::records::{normalize_email, AuthToken, TenantStatus, TokenPurpose, User, UserStatus};
+use imix_core::{model::AuditEntry, store::Scope};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::{now, TenancyService, INVITATION_VALID_HOURS, RESET_VALID_HOURS};

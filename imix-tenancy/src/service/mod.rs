@@ -13,13 +13,12 @@ use std::sync::Arc;
 
 use imix_core::{
     model::AuditEntry,
-    store::{
-        AuditLogRepository, AuthTokenRepository, BlobStore, CounterRepository, Page, PageRequest,
-        Store, TenantRepository, UserRepository,
-    },
+    store::{AuditLogRepository, BlobStore, CounterRepository, Page, PageRequest, Store},
     Timestamp,
 };
 use secrecy::SecretString;
+
+use crate::storage::{AuthTokenRepository, TenancyStorage, TenantRepository, UserRepository};
 
 pub use auth::SignIn;
 pub use tenants::{NewTenant, StoredFile, TenantPatch, MAX_DOCUMENT_BYTES, MAX_LOGO_BYTES};
@@ -72,11 +71,11 @@ pub struct TenancyRepos {
 
 impl TenancyRepos {
     /// The six ports of `store`.
-    pub fn from_store(store: &Store) -> Self {
+    pub fn new(store: &Store, storage: &TenancyStorage) -> Self {
         Self {
-            tenants: store.tenants.clone(),
-            users: store.users.clone(),
-            auth_tokens: store.auth_tokens.clone(),
+            tenants: storage.tenants.clone(),
+            users: storage.users.clone(),
+            auth_tokens: storage.auth_tokens.clone(),
             audit: store.audit.clone(),
             blobs: store.blobs.clone(),
             counters: store.counters.clone(),
@@ -112,7 +111,8 @@ impl std::fmt::Debug for TenancyService {
 }
 
 impl TenancyService {
-    /// Builds the service over the ports of `store` it uses ([`TenancyRepos::from_store`]).
+    /// Builds the service over the shared ports of `store` and tenancy's own repositories,
+    /// opened on `store.backend` ([`TenancyStorage::open`]).
     pub fn new(
         store: Store,
         config: TenancyConfig,
@@ -121,7 +121,7 @@ impl TenancyService {
         quota: Arc<dyn QuotaStore>,
     ) -> Result<Self, TenancyError> {
         Self::with_repos(
-            TenancyRepos::from_store(&store),
+            TenancyRepos::new(&store, &TenancyStorage::open(&store.backend)?),
             config,
             emails,
             throttle,

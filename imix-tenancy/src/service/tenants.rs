@@ -1,9 +1,9 @@
 //! Tenants: create, read, edit, deactivate, activate; logo and documents.
 
+use crate::records::{Tenant, TenantDocument, TenantStatus, UsageLimits, UserStatus};
 use bytes::Bytes;
 use imix_core::{
     id::{DocumentId, TenantId},
-    model::{Tenant, TenantDocument, TenantStatus, UsageLimits, UserStatus},
     store::{ConflictBackoff, Page, PageRequest, Scope},
     Language,
 };
@@ -661,16 +661,19 @@ mod tests {
     };
 
     use async_trait::async_trait;
-    use imix_core::{
-        model::{Role, User},
-        store::{orphaned_blobs, Scope, Store, TenantRepository},
-    };
+    use imix_core::store::{Scope, Store};
+
+    use crate::records::{Role, User};
     use secrecy::SecretString;
 
     use super::*;
     use crate::{
-        emails::PlainAccountEmails, permission::platform_role_permissions, quota::StoreQuotaStore,
-        throttle::MemoryThrottle, TenancyConfig,
+        emails::PlainAccountEmails,
+        permission::platform_role_permissions,
+        quota::StoreQuotaStore,
+        storage::{orphaned_blobs, TenancyStorage, TenantRepository},
+        throttle::MemoryThrottle,
+        TenancyConfig, TenancyRepos,
     };
 
     /// Tenants whose updates lose the race `conflicts` times (as if another writer got in
@@ -714,22 +717,24 @@ mod tests {
         conflicts: u32,
     ) -> (
         TenancyService,
-        Store,
+        (Store, TenancyStorage),
         AuthContext,
         Tenant,
         tempfile::TempDir,
     ) {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = imix_core::store::sqlite::open(dir.path()).await.unwrap();
+        let store = imix_core::store::sqlite::open(dir.path()).await.unwrap();
         store.admin.migrate().await.unwrap();
+        crate::storage::migrate(&store.backend).await.unwrap();
+        let mut storage = TenancyStorage::open(&store.backend).unwrap();
         let tenant = Tenant::new("Contended");
-        store.tenants.insert(&tenant).await.unwrap();
-        store.tenants = Arc::new(Contended {
-            inner: store.tenants.clone(),
+        storage.tenants.insert(&tenant).await.unwrap();
+        storage.tenants = Arc::new(Contended {
+            inner: storage.tenants.clone(),
             conflicts: AtomicU32::new(conflicts),
         });
-        let service = TenancyService::new(
-            store.clone(),
+        let service = TenancyService::with_repos(
+            TenancyRepos::new(&store, &storage),
             TenancyConfig {
                 secret_key: SecretString::from("k".repeat(40)),
                 access_token_minutes: 60,
@@ -744,12 +749,12 @@ mod tests {
         .unwrap();
         let admin = User::new("root@example.com", Role::Admin, None);
         let ctx = AuthContext::new(admin, platform_role_permissions(Role::Admin), None);
-        (service, store, ctx, tenant, dir)
+        (service, (store, storage), ctx, tenant, dir)
     }
 
-    async fn orphans(store: &Store) -> Vec<String> {
+    async fn orphans((store, storage): &(Store, TenancyStorage)) -> Vec<String> {
         let later = now() + chrono::Duration::seconds(1);
-        orphaned_blobs(store, later)
+        orphaned_blobs(storage.tenants.as_ref(), store.blobs.as_ref(), later)
             .await
             .unwrap()
             .into_iter()
@@ -807,6 +812,7 @@ mod tests {
         );
         assert!(orphans(&store).await.is_empty());
         assert!(store
+            .0
             .blobs
             .list("tenants/", None, 10)
             .await
@@ -827,6 +833,7 @@ mod tests {
             .unwrap();
         assert_ne!(first.logo_blob_key, second.logo_blob_key);
         let keys: Vec<String> = store
+            .0
             .blobs
             .list("tenants/", None, 10)
             .await

@@ -73,7 +73,7 @@ impl TenancyService {
     ) -> Result<crate::quota::Consumed, TenancyError> {
         use crate::quota::DailyQuota;
         let tenant = self.repos.tenants.get(tenant_id).await?;
-        if tenant.status == imix_core::model::TenantStatus::Deactivated {
+        if tenant.status == crate::records::TenantStatus::Deactivated {
             return Err(TenancyError::TenantDeactivated);
         }
         let now = now();
@@ -120,7 +120,7 @@ impl TenancyService {
 
     async fn warn_admins(
         &self,
-        tenant: &imix_core::model::Tenant,
+        tenant: &crate::records::Tenant,
         percent: u8,
         used: u64,
         limit: u64,
@@ -163,8 +163,8 @@ impl TenancyService {
                 }
             };
             for admin in page.items.iter().filter(|u| {
-                u.role == imix_core::model::Role::Admin
-                    && u.status != imix_core::model::UserStatus::Deactivated
+                u.role == crate::records::Role::Admin
+                    && u.status != crate::records::UserStatus::Deactivated
             }) {
                 if let Err(e) = self
                     .emails

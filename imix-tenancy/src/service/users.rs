@@ -2,9 +2,9 @@
 
 use std::collections::BTreeSet;
 
+use crate::records::{Role, TenantStatus, User, UserStatus};
 use imix_core::{
     id::{TenantId, UserId},
-    model::{Role, TenantStatus, User, UserStatus},
     store::{ConflictBackoff, Page, PageRequest, Scope},
     Language,
 };

@@ -20,8 +20,8 @@ use mongodb::{
 };
 use serde::{de::DeserializeOwned, Serialize};
 
-pub use support::{IndexSpec, MongoMigration};
 use support::{backend_err, is_duplicate_key, scope_filter, to_doc, version_bson};
+pub use support::{IndexSpec, MongoMigration};
 
 use super::{
     check_blob, check_owner_stays_in_scope, sha256_hex, validate_blob_key, Blob, BlobMeta,
@@ -37,11 +37,11 @@ use crate::{
 mod audit;
 mod auth_tokens;
 mod blobs;
+mod capability_indexes;
 mod counters;
 mod outbox;
 mod settings;
 pub mod support;
-mod capability_indexes;
 mod templates;
 mod tenants;
 mod users;
@@ -54,7 +54,6 @@ const BLOB_BUCKET: &str = "blobs";
 const BLOB_META: &str = "blob_meta";
 const AUDIT_LOG: &str = "audit_log";
 const AUTH_TOKENS: &str = "auth_tokens";
-/// The schema version this adapter brings a database to.
 
 /// The MongoDB adapter. Implements every storage port.
 #[derive(Clone)]
@@ -154,7 +153,10 @@ const ALL_UNIQUE: &[IndexSpec] = &[
     capability_indexes::WHATSAPP_MIGRATIONS[0].indexes[2],
 ];
 
-fn unique_err(entity: &'static str, action: &'static str) -> impl Fn(mongodb::error::Error) -> Error {
+fn unique_err(
+    entity: &'static str,
+    action: &'static str,
+) -> impl Fn(mongodb::error::Error) -> Error {
     support::unique_err(ALL_UNIQUE, entity, action)
 }
 
@@ -185,8 +187,17 @@ impl MongoStore {
         entity: &'static str,
         action: &'static str,
     ) -> Result<()> {
-        support::replace_scoped(coll, scope, id, expected, replacement, ALL_UNIQUE, entity, action)
-            .await
+        support::replace_scoped(
+            coll,
+            scope,
+            id,
+            expected,
+            replacement,
+            ALL_UNIQUE,
+            entity,
+            action,
+        )
+        .await
     }
 
     async fn missing_or_stale(
@@ -213,8 +224,12 @@ impl StoreAdmin for MongoStore {
             support::migrate(&self.db, "tenancy", capability_indexes::TENANCY_MIGRATIONS).await?;
         applied +=
             support::migrate(&self.db, "notify", capability_indexes::NOTIFY_MIGRATIONS).await?;
-        applied +=
-            support::migrate(&self.db, "whatsapp", capability_indexes::WHATSAPP_MIGRATIONS).await?;
+        applied += support::migrate(
+            &self.db,
+            "whatsapp",
+            capability_indexes::WHATSAPP_MIGRATIONS,
+        )
+        .await?;
         Ok(u32::try_from(applied).unwrap_or(u32::MAX))
     }
 

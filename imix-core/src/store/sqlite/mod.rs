@@ -33,9 +33,9 @@ use bytes::Bytes;
 use rusqlite::{params, Connection, OptionalExtension};
 
 pub use engine::SqliteDb;
-pub use support::{Migration, UniqueKey};
 #[allow(clippy::wildcard_imports)]
 use support::*;
+pub use support::{Migration, UniqueKey};
 
 use super::{
     check_blob, sha256_hex, validate_blob_key, Blob, BlobMeta, BlobStore, Page, PageRequest, Scope,
@@ -49,8 +49,8 @@ use crate::{
 
 mod audit;
 mod auth_tokens;
-mod capability_tables;
 mod blobs;
+mod capability_tables;
 mod counters;
 pub mod engine;
 mod outbox;

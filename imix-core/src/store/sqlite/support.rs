@@ -138,14 +138,19 @@ pub fn unique_err(
     action: &'static str,
 ) -> impl Fn(rusqlite::Error) -> Error {
     move |e| match &e {
-        rusqlite::Error::SqliteFailure(f, Some(msg)) if f.code == ErrorCode::ConstraintViolation => {
+        rusqlite::Error::SqliteFailure(f, Some(msg))
+            if f.code == ErrorCode::ConstraintViolation =>
+        {
             match violated_unique(msg) {
                 Some((table, columns)) => match keys.iter().find(|k| k.matches(&table, &columns)) {
                     Some(key) => Error::Duplicate {
                         entity,
                         field: key.field,
                     },
-                    None if columns == ["id"] => Error::Duplicate { entity, field: "id" },
+                    None if columns == ["id"] => Error::Duplicate {
+                        entity,
+                        field: "id",
+                    },
                     None => Error::backend(action, e),
                 },
                 None => Error::backend(action, e),

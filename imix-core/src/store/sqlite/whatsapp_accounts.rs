@@ -29,7 +29,11 @@ impl WhatsAppAccountRepository for SqliteStore {
                  VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![id, tenant, phone, version, doc],
             )
-            .map_err(unique_err(WHATSAPP_UNIQUE, ENTITY, "insert a whatsapp account"))?;
+            .map_err(unique_err(
+                WHATSAPP_UNIQUE,
+                ENTITY,
+                "insert a whatsapp account",
+            ))?;
             Ok(())
         })
         .await
