@@ -1,6 +1,6 @@
 //! An acknowledged write survives `kill -9`: a child process (this test binary, re-executed)
-//! inserts tenants into the SQLite store and reports each acknowledged insert on stdout; the
-//! parent kills it with SIGKILL mid-stream and checks that every acknowledged tenant is there.
+//! inserts settings documents into the SQLite store and reports each acknowledged insert on stdout; the
+//! parent kills it with SIGKILL mid-stream and checks that every acknowledged document is there.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
 use std::{
@@ -8,7 +8,10 @@ use std::{
     process::{Command, Stdio},
 };
 
-use imix_core::{id::TenantId, model::Tenant};
+use imix_core::{
+    id::TenantId,
+    model::{SettingsDoc, SettingsScope},
+};
 
 const CHILD_ENV: &str = "IMIX_DURABILITY_CHILD_DIR";
 
@@ -46,11 +49,12 @@ async fn acknowledged_writes_survive_kill_9() {
     let store = imix_core::store::sqlite::open(dir.path()).await.unwrap();
     store.admin.migrate().await.unwrap();
     for id in acked {
-        store
-            .tenants
-            .get(id)
+        let found = store
+            .settings
+            .get(SettingsScope::Tenant(id), "durable")
             .await
-            .unwrap_or_else(|e| panic!("acknowledged tenant {id} lost: {e}"));
+            .unwrap();
+        assert!(found.is_some(), "acknowledged document of {id} lost");
     }
 }
 
@@ -61,9 +65,14 @@ async fn child_writer(dir: String) {
     store.admin.migrate().await.unwrap();
     let mut stdout = std::io::stdout();
     for i in 0.. {
-        let t = Tenant::new(format!("durable {i}"));
-        store.tenants.insert(&t).await.unwrap();
-        writeln!(stdout, "ACK {}", t.id).unwrap();
+        let id = TenantId::new();
+        let doc = SettingsDoc::new(
+            SettingsScope::Tenant(id),
+            "durable",
+            serde_json::json!({ "n": i }),
+        );
+        store.settings.insert(&doc).await.unwrap();
+        writeln!(stdout, "ACK {id}").unwrap();
         stdout.flush().unwrap();
     }
 }

@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use bytes::Bytes;
-use imix_core::model::Tenant;
+use imix_core::model::{SettingsDoc, SettingsScope};
 
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path)
@@ -22,7 +22,15 @@ async fn a_fresh_sqlite_store_creates_only_private_files() {
     let data = root.path().join("data");
     let store = imix_core::store::sqlite::open(&data).await.unwrap();
     store.admin.migrate().await.unwrap();
-    store.tenants.insert(&Tenant::new("Private")).await.unwrap();
+    store
+        .settings
+        .insert(&SettingsDoc::new(
+            SettingsScope::Platform,
+            "private",
+            serde_json::json!({}),
+        ))
+        .await
+        .unwrap();
     store
         .blobs
         .put("tenants/x/logos/y", "image/png", Bytes::from_static(b"png"))
@@ -59,6 +67,14 @@ async fn an_old_world_readable_database_is_narrowed_when_opened() {
     let db = dir.path().join(imix_core::store::sqlite::DATABASE_FILE);
     std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
     let store = imix_core::store::sqlite::open(dir.path()).await.unwrap();
-    store.tenants.insert(&Tenant::new("Again")).await.unwrap();
+    store
+        .settings
+        .insert(&SettingsDoc::new(
+            SettingsScope::Platform,
+            "again",
+            serde_json::json!({}),
+        ))
+        .await
+        .unwrap();
     assert_eq!(mode(&db), 0o600);
 }

@@ -4,7 +4,7 @@
 //!
 //! Run every case against a backend with [`crate::tenancy_conformance!`]:
 //!
-//! ```ignore
+//! ```text
 //! imix_tenancy::tenancy_conformance!(async {
 //!     let storage = my_storage().await; // a TenancyStorage of your adapters
 //!     imix_tenancy::testkit::Fixture::new(storage, my_blobs())

@@ -7,7 +7,7 @@
 //! [`whatsapp_storage_conformance!`](crate::whatsapp_storage_conformance) macro turns them
 //! into one `#[tokio::test]` each, given a [`Harness`] that opens a fresh storage:
 //!
-//! ```ignore
+//! ```text
 //! struct MyHarness { storage: WhatsAppStorage /* , the database to drop */ }
 //!
 //! #[async_trait::async_trait]

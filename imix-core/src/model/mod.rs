@@ -1,22 +1,13 @@
-//! The entities the store persists.
+//! The records of the shared primitives: settings documents and audit entries. Each
+//! capability keeps its own records in its own crate (tenants and users in `imix-tenancy`,
+//! WhatsApp accounts in `imix-whatsapp`, the mail outbox in `imix-notify`).
 //!
-//! Every persisted entity carries a `version`, starting at 1 and raised by one on each
+//! Every versioned record carries a `version`, starting at 1 and raised by one on each
 //! update; the stores use it for optimistic concurrency (an update naming a stale version is
 //! rejected with [`crate::Error::VersionConflict`]).
 
 mod audit;
-mod auth_token;
-mod outbox;
 mod settings;
-mod tenant;
-mod user;
-mod whatsapp;
 
-pub use crate::directory::{TenantStatus, UsageLimits};
 pub use audit::AuditEntry;
-pub use auth_token::{AuthToken, TokenPurpose};
-pub use outbox::{OutboxEmail, OutboxId, OutboxStatus};
 pub use settings::{SettingsDoc, SettingsScope};
-pub use tenant::{Tenant, TenantDocument};
-pub use user::{normalize_email, PasswordHash, Role, User, UserStatus};
-pub use whatsapp::{MessageTemplate, Verification, VerificationStatus, WhatsAppAccount};

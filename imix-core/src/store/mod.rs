@@ -1,10 +1,17 @@
-//! Storage ports and their adapters.
+//! The shared storage every capability builds on.
 //!
-//! The ports are small async traits, one per aggregate:
-//! [`TenantRepository`], [`UserRepository`], [`SettingsRepository`] and [`BlobStore`],
-//! plus [`StoreAdmin`] for what concerns the backend as a whole (schema migrations, ping,
-//! emptiness). A [`Store`] bundles one implementation of each; services take the narrow
-//! port they need.
+//! - The [`Backend`] handle: one embedded SQLite database ([`sqlite::SqliteDb`]) or one
+//!   MongoDB database, opened once and shared. Each capability crate (`imix-tenancy`,
+//!   `imix-whatsapp`, `imix-notify`) keeps its own records, ports and adapters, opens its
+//!   repositories on the backend and applies its own named migrations to it
+//!   ([`sqlite::Migration`], [`mongo::MongoMigration`]).
+//! - The shared primitives' ports, used by every capability: [`SettingsRepository`]
+//!   (keyed, versioned settings documents), [`BlobStore`] (files), [`AuditLogRepository`]
+//!   and [`CounterRepository`] (usage counters), plus [`StoreAdmin`] (core migrations,
+//!   ping). A [`Store`] bundles one implementation of each with the backend.
+//! - [`Scope`] and paging ([`PageRequest`], [`Page`]): tenant isolation in the data layer.
+//! - [`transfer`]: the registry every capability registers its records with, for export
+//!   and import between any two backends.
 //!
 //! Adapters, each behind a cargo feature:
 //! - `sqlite` (default): [`sqlite::open`] — one SQLite file in WAL mode, blobs as files
@@ -12,10 +19,8 @@
 //! - `mongodb`: [`mongo::open`] — a MongoDB database, blobs in GridFS. Works on a
 //!   standalone `mongod`: only single-document atomic operations and unique indexes.
 //!
-//! Both pass the same conformance suite (`imix-core/tests/conformance.rs`).
-//!
-//! [`transfer`] exports every record of a store as a stream and imports such a stream into
-//! an empty store, whichever the backends.
+//! Both pass the same conformance suite (`imix-core/tests/conformance.rs`); each capability
+//! exports its own (its `testkit` feature).
 
 use std::{sync::Arc, time::Duration};
 
@@ -24,11 +29,8 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    id::{TemplateId, TenantId, UserId, WhatsAppAccountId},
-    model::{
-        AuditEntry, AuthToken, MessageTemplate, OutboxEmail, OutboxId, SettingsDoc, SettingsScope,
-        Tenant, TokenPurpose, User, WhatsAppAccount,
-    },
+    id::TenantId,
+    model::{AuditEntry, SettingsDoc, SettingsScope},
     Error, Result, Timestamp,
 };
 
@@ -130,40 +132,6 @@ impl<T> Page<T> {
     }
 }
 
-/// Tenants.
-#[cfg_attr(feature = "mock", mockall::automock)]
-#[async_trait]
-pub trait TenantRepository: Send + Sync {
-    /// Stores a new tenant as given (its `version` is kept, normally 1).
-    async fn insert(&self, tenant: &Tenant) -> Result<()>;
-    /// The tenant with `id`.
-    async fn get(&self, id: TenantId) -> Result<Tenant>;
-    /// Replaces the tenant if its stored version equals `tenant.version`; returns the
-    /// stored tenant, whose version is one higher. A stale version is
-    /// [`Error::VersionConflict`].
-    async fn update(&self, tenant: &Tenant) -> Result<Tenant>;
-    /// Tenants visible in `scope` (a tenant sees only itself), oldest first.
-    async fn list(&self, scope: Scope, page: PageRequest) -> Result<Page<Tenant>>;
-}
-
-/// Users.
-#[cfg_attr(feature = "mock", mockall::automock)]
-#[async_trait]
-pub trait UserRepository: Send + Sync {
-    /// Stores a new user. An email already used by another user, in any letter case, is
-    /// [`Error::Duplicate`] with field `email`.
-    async fn insert(&self, user: &User) -> Result<()>;
-    /// The user with `id`, if visible in `scope`.
-    async fn get(&self, scope: Scope, id: UserId) -> Result<User>;
-    /// The user with this email (case-insensitive), platform-wide: for sign-in.
-    async fn find_by_email(&self, email: &str) -> Result<Option<User>>;
-    /// Replaces the user if visible in `scope` and its stored version equals
-    /// `user.version`; returns the stored user with the version raised by one.
-    async fn update(&self, scope: Scope, user: &User) -> Result<User>;
-    /// Users visible in `scope`, oldest first.
-    async fn list(&self, scope: Scope, page: PageRequest) -> Result<Page<User>>;
-}
-
 /// Keyed, versioned settings documents.
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
@@ -188,126 +156,6 @@ pub trait AuditLogRepository: Send + Sync {
     async fn append(&self, entry: &AuditEntry) -> Result<()>;
     /// Entries visible in `scope` (a tenant sees entries about itself), **newest first**.
     async fn list(&self, scope: Scope, page: PageRequest) -> Result<Page<AuditEntry>>;
-}
-
-/// Single-use tokens (invitations, password resets), stored by hash.
-#[cfg_attr(feature = "mock", mockall::automock)]
-#[async_trait]
-pub trait AuthTokenRepository: Send + Sync {
-    /// Stores a new token.
-    async fn insert(&self, token: &AuthToken) -> Result<()>;
-    /// The token, if it exists, has `purpose`, is unused and has not expired at `now`,
-    /// without using it; otherwise [`Error::NotFound`].
-    async fn find(
-        &self,
-        token_hash: &str,
-        purpose: TokenPurpose,
-        now: Timestamp,
-    ) -> Result<AuthToken>;
-    /// Atomically marks the token used and returns it, if it exists, has `purpose`, is
-    /// unused and has not expired at `now`; otherwise [`Error::NotFound`] (whichever the
-    /// reason, so callers cannot probe). Two concurrent uses: exactly one succeeds.
-    async fn consume(
-        &self,
-        token_hash: &str,
-        purpose: TokenPurpose,
-        now: Timestamp,
-    ) -> Result<AuthToken>;
-    /// Marks every unused token of `user` for `purpose` as used (a new invitation or reset
-    /// supersedes older ones); returns how many.
-    async fn revoke_for_user(
-        &self,
-        user: UserId,
-        purpose: TokenPurpose,
-        now: Timestamp,
-    ) -> Result<u64>;
-}
-
-/// The mail outbox (see [`OutboxEmail`]). Not part of export/import: it is operational
-/// state, not business data.
-///
-/// Claims are safe with several server replicas: [`MailOutboxRepository::claim_due`] picks
-/// and leases one due email in a single atomic step, so two workers never hold the same
-/// email at once; a worker that dies leaves a lease that simply expires.
-#[cfg_attr(feature = "mock", mockall::automock)]
-#[async_trait]
-pub trait MailOutboxRepository: Send + Sync {
-    /// Stores a new email as given.
-    async fn insert(&self, email: &OutboxEmail) -> Result<()>;
-    /// The email with `id`, if visible in `scope`.
-    async fn get(&self, scope: Scope, id: OutboxId) -> Result<OutboxEmail>;
-    /// Atomically claims the email that has been due longest ([`OutboxEmail::due_at`] at or
-    /// before `now`): applies [`OutboxEmail::apply_claim`] with `lease_until` and returns the
-    /// claimed record; `None` when nothing is due.
-    async fn claim_due(
-        &self,
-        now: Timestamp,
-        lease_until: Timestamp,
-    ) -> Result<Option<OutboxEmail>>;
-    /// Replaces the email if its stored version equals `email.version`; returns the stored
-    /// email, whose version is one higher. A worker whose lease was taken over gets
-    /// [`Error::VersionConflict`].
-    async fn update(&self, email: &OutboxEmail) -> Result<OutboxEmail>;
-    /// The earliest instant at which some email becomes due, if any is pending or sending.
-    async fn next_due_at(&self) -> Result<Option<Timestamp>>;
-    /// Emails visible in `scope`, **newest first**; the cursor is the last id returned.
-    async fn list(&self, scope: Scope, page: PageRequest) -> Result<Page<OutboxEmail>>;
-}
-
-/// WhatsApp Business accounts. A phone number id belongs to at most one account on the
-/// whole platform.
-#[cfg_attr(feature = "mock", mockall::automock)]
-#[async_trait]
-pub trait WhatsAppAccountRepository: Send + Sync {
-    /// Stores a new account. A phone number id already used by any account is
-    /// [`Error::Duplicate`] with field `phone_number_id`.
-    async fn insert(&self, account: &WhatsAppAccount) -> Result<()>;
-    /// The account with `id`, if visible in `scope`.
-    async fn get(&self, scope: Scope, id: WhatsAppAccountId) -> Result<WhatsAppAccount>;
-    /// The account of this phone number id, platform-wide: for webhook deliveries.
-    async fn find_by_phone_number_id(
-        &self,
-        phone_number_id: &str,
-    ) -> Result<Option<WhatsAppAccount>>;
-    /// Replaces the account if visible in `scope` and its stored version equals
-    /// `account.version`; returns the stored account with the version raised by one.
-    async fn update(&self, scope: Scope, account: &WhatsAppAccount) -> Result<WhatsAppAccount>;
-    /// Deletes the account if visible in `scope`; otherwise [`Error::NotFound`].
-    async fn delete(&self, scope: Scope, id: WhatsAppAccountId) -> Result<()>;
-    /// Accounts visible in `scope`, oldest first.
-    async fn list(&self, scope: Scope, page: PageRequest) -> Result<Page<WhatsAppAccount>>;
-}
-
-/// Which templates [`TemplateRepository::list`] returns.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TemplateFilter {
-    /// Only this account's templates.
-    pub account_id: Option<WhatsAppAccountId>,
-    /// Only templates with this status (exact, e.g. `APPROVED`).
-    pub status: Option<String>,
-}
-
-/// Message templates. `(account_id, name, language)` is unique.
-#[cfg_attr(feature = "mock", mockall::automock)]
-#[async_trait]
-pub trait TemplateRepository: Send + Sync {
-    /// Stores a new template; a second one with the same account, name and language is
-    /// [`Error::Duplicate`] with field `name`.
-    async fn insert(&self, template: &MessageTemplate) -> Result<()>;
-    /// The template with `id`, if visible in `scope`.
-    async fn get(&self, scope: Scope, id: TemplateId) -> Result<MessageTemplate>;
-    /// Replaces the template if visible in `scope` and its stored version equals
-    /// `template.version`; returns the stored template with the version raised by one.
-    async fn update(&self, scope: Scope, template: &MessageTemplate) -> Result<MessageTemplate>;
-    /// Deletes the template if visible in `scope`; otherwise [`Error::NotFound`].
-    async fn delete(&self, scope: Scope, id: TemplateId) -> Result<()>;
-    /// Templates visible in `scope` that match `filter`, oldest first.
-    async fn list(
-        &self,
-        scope: Scope,
-        filter: TemplateFilter,
-        page: PageRequest,
-    ) -> Result<Page<MessageTemplate>>;
 }
 
 /// Metadata of a stored blob.
@@ -441,12 +289,15 @@ pub trait CounterRepository: Send + Sync {
 pub trait StoreAdmin: Send + Sync {
     /// `"sqlite"` or `"mongodb"`.
     fn backend(&self) -> &'static str;
-    /// Creates or upgrades the schema (tables, collections, indexes). Idempotent; each
-    /// applied migration is recorded with its version.
+    /// Creates or upgrades the shared primitives' schema (capability `core`: tables,
+    /// collections, indexes); returns how many migrations were applied now (0 when the
+    /// schema was current). Idempotent. Capabilities migrate their own records.
     async fn migrate(&self) -> Result<u32>;
     /// A round trip to the backend; returns how long it took.
     async fn ping(&self) -> Result<Duration>;
-    /// Whether the store holds no tenant, user, settings document, blob, audit entry,
+    /// Whether the shared primitives hold nothing: no settings document, blob or audit
+    /// entry (counters are operational state). A capability's records are checked by
+    /// [`transfer::Transfer::is_empty`].
     /// WhatsApp account or template.
     async fn is_empty(&self) -> Result<bool>;
 }
@@ -508,48 +359,6 @@ impl ConflictBackoff {
     pub fn attempts(&self) -> u32 {
         self.attempt
     }
-}
-
-/// The blob key prefix under which every blob belongs to a tenant record (its logo or a
-/// document); [`orphaned_blobs`] looks there.
-pub const TENANT_BLOB_PREFIX: &str = "tenants/";
-
-/// Blobs under [`TENANT_BLOB_PREFIX`] that no tenant references (as its logo or a
-/// document) and that were written before `created_before` — a margin that leaves alone
-/// uploads still in flight, whose bytes are stored just before their record. Ordered by key.
-pub async fn orphaned_blobs(store: &Store, created_before: Timestamp) -> Result<Vec<BlobMeta>> {
-    let mut referenced = std::collections::HashSet::new();
-    let mut page = PageRequest::first(MAX_PAGE_SIZE);
-    loop {
-        let tenants = store.tenants.list(Scope::Platform, page.clone()).await?;
-        for t in &tenants.items {
-            referenced.extend(t.blob_keys().map(str::to_owned));
-        }
-        match tenants.next_cursor {
-            Some(cursor) => page.cursor = Some(cursor),
-            None => break,
-        }
-    }
-    let mut orphans = Vec::new();
-    let mut after = None;
-    loop {
-        let metas = store
-            .blobs
-            .list(TENANT_BLOB_PREFIX, after.take(), MAX_PAGE_SIZE)
-            .await?;
-        let last = metas.last().map(|m| m.key.clone());
-        let full = metas.len() == MAX_PAGE_SIZE as usize;
-        orphans.extend(
-            metas
-                .into_iter()
-                .filter(|m| m.created_at < created_before && !referenced.contains(&m.key)),
-        );
-        match last {
-            Some(key) if full => after = Some(key),
-            _ => break,
-        }
-    }
-    Ok(orphans)
 }
 
 /// Validates a blob key (see [`BlobStore`]).
@@ -623,26 +432,14 @@ impl Backend {
 pub struct Store {
     /// The database every capability's adapters share.
     pub backend: Backend,
-    /// Tenants.
-    pub tenants: Arc<dyn TenantRepository>,
-    /// Users.
-    pub users: Arc<dyn UserRepository>,
     /// Settings documents.
     pub settings: Arc<dyn SettingsRepository>,
     /// Files.
     pub blobs: Arc<dyn BlobStore>,
     /// The audit log.
     pub audit: Arc<dyn AuditLogRepository>,
-    /// Invitation and password-reset tokens.
-    pub auth_tokens: Arc<dyn AuthTokenRepository>,
-    /// The mail outbox.
-    pub outbox: Arc<dyn MailOutboxRepository>,
     /// Usage counters (quotas and count limits).
     pub counters: Arc<dyn CounterRepository>,
-    /// WhatsApp Business accounts.
-    pub whatsapp_accounts: Arc<dyn WhatsAppAccountRepository>,
-    /// Message templates.
-    pub templates: Arc<dyn TemplateRepository>,
     /// Schema, ping, emptiness.
     pub admin: Arc<dyn StoreAdmin>,
 }
@@ -659,31 +456,19 @@ impl Store {
     /// Bundles one adapter that implements every port, opened on `backend`.
     pub fn from_adapter<A>(adapter: Arc<A>, backend: Backend) -> Self
     where
-        A: TenantRepository
-            + UserRepository
-            + SettingsRepository
+        A: SettingsRepository
             + BlobStore
             + AuditLogRepository
-            + AuthTokenRepository
-            + MailOutboxRepository
             + CounterRepository
-            + WhatsAppAccountRepository
-            + TemplateRepository
             + StoreAdmin
             + 'static,
     {
         Self {
             backend,
-            tenants: adapter.clone(),
-            users: adapter.clone(),
             settings: adapter.clone(),
             blobs: adapter.clone(),
             audit: adapter.clone(),
-            auth_tokens: adapter.clone(),
-            outbox: adapter.clone(),
             counters: adapter.clone(),
-            whatsapp_accounts: adapter.clone(),
-            templates: adapter.clone(),
             admin: adapter,
         }
     }

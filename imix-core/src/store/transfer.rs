@@ -77,7 +77,7 @@ pub trait RecordSet: Send + Sync {
 /// A [`RecordSet`] from a list function (paged by id, platform-wide) and an insert
 /// function, for the common case of a repository with `list` and `insert`.
 ///
-/// ```ignore
+/// ```text
 /// let repo = tenants.clone();
 /// let insert_repo = tenants.clone();
 /// transfer.register(paged(

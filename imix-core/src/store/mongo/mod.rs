@@ -18,42 +18,30 @@ use mongodb::{
     options::{ClientOptions, GridFsBucketOptions},
     Client, Collection, Database,
 };
-use serde::{de::DeserializeOwned, Serialize};
+use serde::de::DeserializeOwned;
 
 use support::{backend_err, is_duplicate_key, scope_filter, to_doc, version_bson};
 pub use support::{IndexSpec, MongoMigration};
 
 use super::{
-    check_blob, check_owner_stays_in_scope, sha256_hex, validate_blob_key, Blob, BlobMeta,
-    BlobStore, Page, PageRequest, Scope, SettingsRepository, Store, StoreAdmin, TenantRepository,
-    UserRepository,
+    check_blob, sha256_hex, validate_blob_key, Blob, BlobMeta, BlobStore, Page, PageRequest, Scope,
+    SettingsRepository, Store, StoreAdmin,
 };
 use crate::{
-    id::{TenantId, UserId},
-    model::{normalize_email, SettingsDoc, SettingsScope, Tenant, User},
+    model::{SettingsDoc, SettingsScope},
     Error, Result,
 };
 
 mod audit;
-mod auth_tokens;
 mod blobs;
-mod capability_indexes;
 mod counters;
-mod outbox;
 mod settings;
 pub mod support;
-mod templates;
-mod tenants;
-mod users;
-mod whatsapp_accounts;
 
-const TENANTS: &str = "tenants";
-const USERS: &str = "users";
 const SETTINGS: &str = "settings";
 const BLOB_BUCKET: &str = "blobs";
 const BLOB_META: &str = "blob_meta";
 const AUDIT_LOG: &str = "audit_log";
-const AUTH_TOKENS: &str = "auth_tokens";
 
 /// The MongoDB adapter. Implements every storage port.
 #[derive(Clone)]
@@ -94,14 +82,6 @@ impl MongoStore {
                 .build(),
         );
         Ok(Self { db, bucket })
-    }
-
-    fn tenants(&self) -> Collection<Document> {
-        self.db.collection(TENANTS)
-    }
-
-    fn users(&self) -> Collection<Document> {
-        self.db.collection(USERS)
     }
 
     fn settings(&self) -> Collection<Document> {
@@ -146,60 +126,18 @@ const CORE_MIGRATIONS: &[MongoMigration] = &[
     },
 ];
 
-/// Every unique index of the collections this adapter still serves.
-const ALL_UNIQUE: &[IndexSpec] = &[
-    capability_indexes::TENANCY_MIGRATIONS[0].indexes[0],
-    capability_indexes::WHATSAPP_MIGRATIONS[0].indexes[0],
-    capability_indexes::WHATSAPP_MIGRATIONS[0].indexes[2],
-];
-
 fn unique_err(
     entity: &'static str,
     action: &'static str,
 ) -> impl Fn(mongodb::error::Error) -> Error {
-    support::unique_err(ALL_UNIQUE, entity, action)
+    support::unique_err(&[], entity, action)
 }
 
 fn from_doc<T: DeserializeOwned>(doc: Document, entity: &'static str) -> Result<T> {
-    support::from_doc(doc, entity, &["email_lower"])
+    support::from_doc(doc, entity, &[])
 }
 
 impl MongoStore {
-    async fn list_docs<T: DeserializeOwned>(
-        &self,
-        coll: Collection<Document>,
-        filter: Document,
-        page: PageRequest,
-        entity: &'static str,
-        id_of: impl Fn(&T) -> String,
-    ) -> Result<Page<T>> {
-        support::list_docs(coll, filter, page, entity, id_of).await
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn replace_scoped(
-        &self,
-        coll: Collection<Document>,
-        scope: Scope,
-        id: String,
-        expected: u64,
-        replacement: Document,
-        entity: &'static str,
-        action: &'static str,
-    ) -> Result<()> {
-        support::replace_scoped(
-            coll,
-            scope,
-            id,
-            expected,
-            replacement,
-            ALL_UNIQUE,
-            entity,
-            action,
-        )
-        .await
-    }
-
     async fn missing_or_stale(
         &self,
         coll: Collection<Document>,
@@ -219,17 +157,7 @@ impl StoreAdmin for MongoStore {
     }
 
     async fn migrate(&self) -> Result<u32> {
-        let mut applied = support::migrate(&self.db, "core", CORE_MIGRATIONS).await?;
-        applied +=
-            support::migrate(&self.db, "tenancy", capability_indexes::TENANCY_MIGRATIONS).await?;
-        applied +=
-            support::migrate(&self.db, "notify", capability_indexes::NOTIFY_MIGRATIONS).await?;
-        applied += support::migrate(
-            &self.db,
-            "whatsapp",
-            capability_indexes::WHATSAPP_MIGRATIONS,
-        )
-        .await?;
+        let applied = support::migrate(&self.db, "core", CORE_MIGRATIONS).await?;
         Ok(u32::try_from(applied).unwrap_or(u32::MAX))
     }
 
@@ -243,15 +171,7 @@ impl StoreAdmin for MongoStore {
     }
 
     async fn is_empty(&self) -> Result<bool> {
-        for name in [
-            TENANTS,
-            USERS,
-            SETTINGS,
-            BLOB_META,
-            AUDIT_LOG,
-            whatsapp_accounts::WHATSAPP_ACCOUNTS,
-            templates::MESSAGE_TEMPLATES,
-        ] {
+        for name in [SETTINGS, BLOB_META, AUDIT_LOG] {
             let found = self
                 .db
                 .collection::<Document>(name)

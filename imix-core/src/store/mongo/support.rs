@@ -308,8 +308,8 @@ mod tests {
 
     #[test]
     fn the_violated_index_is_read_from_the_message() {
-        let m = "E11000 duplicate key error collection: imix.users index: email_unique dup key: { email_lower: \"a@b.c\" }";
-        assert_eq!(violated_index(m), Some(("users", "email_unique")));
+        let m = "E11000 duplicate key error collection: imix.notes index: title_unique dup key: { title: \"a\" }";
+        assert_eq!(violated_index(m), Some(("notes", "title_unique")));
         assert_eq!(violated_index("E11000 something else"), None);
     }
 }

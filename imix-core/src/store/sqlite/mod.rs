@@ -5,19 +5,22 @@
 //! written to a temporary file, fsynced and renamed into place, outside any database lock,
 //! before their metadata row is committed.
 //!
-//! Entities are stored as JSON documents beside the columns that are queried or constrained
-//! (id, version, tenant, normalized email), so adding a field to an entity needs no
-//! migration.
+//! Records are stored as JSON documents beside the columns that are queried or constrained
+//! (id, version, tenant), so adding a field to a record needs no migration. Capabilities
+//! keep their own tables in the same database through the [`Backend`](super::Backend)
+//! handle and [`support`].
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> imix_core::Result<()> {
+//! use imix_core::model::{SettingsDoc, SettingsScope};
 //! let dir = tempfile::tempdir().unwrap();
 //! let store = imix_core::store::sqlite::open(dir.path()).await?;
 //! store.admin.migrate().await?;
-//! let tenant = imix_core::model::Tenant::new("Acme");
-//! store.tenants.insert(&tenant).await?;
-//! assert_eq!(store.tenants.get(tenant.id).await?.name, "Acme");
+//! let doc = SettingsDoc::new(SettingsScope::Platform, "smtp", serde_json::json!({"host": "mx"}));
+//! store.settings.insert(&doc).await?;
+//! let read = store.settings.get(SettingsScope::Platform, "smtp").await?;
+//! assert_eq!(read.map(|d| d.value), Some(serde_json::json!({"host": "mx"})));
 //! # Ok(()) }
 //! ```
 
@@ -39,27 +42,19 @@ pub use support::{Migration, UniqueKey};
 
 use super::{
     check_blob, sha256_hex, validate_blob_key, Blob, BlobMeta, BlobStore, Page, PageRequest, Scope,
-    SettingsRepository, Store, StoreAdmin, TenantRepository, UserRepository,
+    SettingsRepository, Store, StoreAdmin,
 };
 use crate::{
-    id::{TenantId, UserId},
-    model::{normalize_email, SettingsDoc, SettingsScope, Tenant, User},
+    model::{SettingsDoc, SettingsScope},
     Error, Result,
 };
 
 mod audit;
-mod auth_tokens;
 mod blobs;
-mod capability_tables;
 mod counters;
 pub mod engine;
-mod outbox;
 mod settings;
 pub mod support;
-mod templates;
-mod tenants;
-mod users;
-mod whatsapp_accounts;
 
 /// The database file's name inside the data directory.
 pub const DATABASE_FILE: &str = "imix.sqlite3";
@@ -118,8 +113,6 @@ const CORE_MIGRATIONS: &[Migration] = &[
         unique: &[],
     },
 ];
-
-use capability_tables::{TENANCY_UNIQUE, TOKENS_UNIQUE, WHATSAPP_UNIQUE};
 
 /// The unique constraints of the core tables.
 const CORE_UNIQUE: &[UniqueKey] = CORE_MIGRATIONS[0].unique;
@@ -199,19 +192,7 @@ impl StoreAdmin for SqliteStore {
     }
 
     async fn migrate(&self) -> Result<u32> {
-        let mut applied = self.db.migrate("core", CORE_MIGRATIONS).await?;
-        applied += self
-            .db
-            .migrate("tenancy", capability_tables::TENANCY_MIGRATIONS)
-            .await?;
-        applied += self
-            .db
-            .migrate("notify", capability_tables::NOTIFY_MIGRATIONS)
-            .await?;
-        applied += self
-            .db
-            .migrate("whatsapp", capability_tables::WHATSAPP_MIGRATIONS)
-            .await?;
+        let applied = self.db.migrate("core", CORE_MIGRATIONS).await?;
         Ok(u32::try_from(applied).unwrap_or(u32::MAX))
     }
 
@@ -228,11 +209,8 @@ impl StoreAdmin for SqliteStore {
     async fn is_empty(&self) -> Result<bool> {
         self.read("check whether the store is empty", |c| {
             c.query_row(
-                "SELECT NOT EXISTS(SELECT 1 FROM tenants) AND NOT EXISTS(SELECT 1 FROM users)
-                    AND NOT EXISTS(SELECT 1 FROM settings) AND NOT EXISTS(SELECT 1 FROM blobs)
-                    AND NOT EXISTS(SELECT 1 FROM audit_log)
-                    AND NOT EXISTS(SELECT 1 FROM whatsapp_accounts)
-                    AND NOT EXISTS(SELECT 1 FROM message_templates)",
+                "SELECT NOT EXISTS(SELECT 1 FROM settings) AND NOT EXISTS(SELECT 1 FROM blobs)
+                    AND NOT EXISTS(SELECT 1 FROM audit_log)",
                 [],
                 |r| r.get(0),
             )

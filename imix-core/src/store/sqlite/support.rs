@@ -255,8 +255,8 @@ mod tests {
             Some(("t".into(), vec!["a".into(), "b".into()]))
         );
         assert_eq!(
-            violated_unique("UNIQUE constraint failed: users.email_lower"),
-            Some(("users".into(), vec!["email_lower".into()]))
+            violated_unique("UNIQUE constraint failed: notes.title_lower"),
+            Some(("notes".into(), vec!["title_lower".into()]))
         );
         assert_eq!(violated_unique("NOT NULL constraint failed: t.a"), None);
         assert_eq!(violated_unique("UNIQUE constraint failed: t.a, u.b"), None);
