@@ -1,15 +1,15 @@
-//! Use `imix-core`'s embedded store on its own: open a SQLite store in a directory, create a
-//! tenant and a user, and export everything as JSON lines (the backup format).
+//! Use the embedded store with one capability on its own: open a SQLite database in a
+//! directory, let `imix-tenancy` migrate and open its repositories on it, create a tenant
+//! and a user, and export everything as JSON lines (the backup format) through the transfer
+//! registry that tenancy registers its records with.
 //!
 //! ```sh
 //! cargo run -p imix-examples --example embedded-store -- /tmp/imix-demo
 //! ```
 
 use futures::TryStreamExt;
-use imix_core::{
-    model::{Role, Tenant, User},
-    store::{sqlite, transfer},
-};
+use imix_core::store::{sqlite, transfer::Transfer};
+use imix_tenancy::{storage::TenancyStorage, Role, Tenant, User};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -18,18 +18,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or_else(|| "./imix-demo".to_owned());
     let store = sqlite::open(std::path::Path::new(&dir)).await?;
     store.admin.migrate().await?;
+    imix_tenancy::storage::migrate(&store.backend).await?;
+    let tenancy = TenancyStorage::open(&store.backend)?;
 
     let mut tenant = Tenant::new("Acme Trading");
     tenant.limits.max_messages_per_day = Some(1_000);
-    store.tenants.insert(&tenant).await?;
+    tenancy.tenants.insert(&tenant).await?;
     let agent = User::new(
         format!("agent+{}@acme.example", tenant.id),
         Role::Agent,
         Some(tenant.id),
     );
-    store.users.insert(&agent).await?;
+    tenancy.users.insert(&agent).await?;
 
-    let records: Vec<_> = transfer::export(&store).try_collect().await?;
+    let mut transfer = Transfer::new(&store);
+    for set in tenancy.record_sets() {
+        transfer.register(set);
+    }
+    let records: Vec<_> = transfer.export().try_collect().await?;
     for record in &records {
         println!("{}", serde_json::to_string(record)?);
     }

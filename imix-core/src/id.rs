@@ -2,47 +2,64 @@
 //! user id is expected. UUIDv7 strings sort by creation time, which the stores use for
 //! stable pagination.
 
-use std::{fmt, str::FromStr};
+/// What [`define_id!`](crate::define_id) expands to refers to; not a public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use serde::{de::Error as DeError, Deserialize, Deserializer, Serialize, Serializer};
+    pub use uuid::Uuid;
+}
 
-use serde::{Deserialize, Serialize};
-use uuid::Uuid;
-
-use crate::Error;
-
+/// Defines an id newtype like the ones here, for a capability's own records: a UUIDv7,
+/// serialized as a hyphenated string, sorting by creation time, parsed with an
+/// [`crate::Error::Invalid`] naming `<entity>_id`.
+///
+/// ```
+/// imix_core::define_id!(
+///     /// Identifies a contact.
+///     ContactId,
+///     "contact"
+/// );
+/// let id = ContactId::new();
+/// assert_eq!(id.to_string().parse::<ContactId>().unwrap(), id);
+/// assert!("nope".parse::<ContactId>().is_err());
+/// ```
+#[macro_export]
 macro_rules! define_id {
     ($(#[$doc:meta])* $name:ident, $entity:literal) => {
         $(#[$doc])*
         #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub struct $name(Uuid);
+        pub struct $name($crate::id::__private::Uuid);
 
         // Always a hyphenated string, whatever the format (BSON included), so that ids
         // compare and sort the same in every backend.
-        impl Serialize for $name {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        impl $crate::id::__private::Serialize for $name {
+            fn serialize<S: $crate::id::__private::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 s.collect_str(&self.0.hyphenated())
             }
         }
 
-        impl<'de> Deserialize<'de> for $name {
-            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let text = std::borrow::Cow::<'de, str>::deserialize(d)?;
-                Uuid::parse_str(&text).map(Self).map_err(serde::de::Error::custom)
+        impl<'de> $crate::id::__private::Deserialize<'de> for $name {
+            fn deserialize<D: $crate::id::__private::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let text = <::std::borrow::Cow<'de, str> as $crate::id::__private::Deserialize>::deserialize(d)?;
+                $crate::id::__private::Uuid::parse_str(&text)
+                    .map(Self)
+                    .map_err(<D::Error as $crate::id::__private::DeError>::custom)
             }
         }
 
         impl $name {
             /// A fresh id (UUIDv7: time-ordered).
             pub fn new() -> Self {
-                Self(Uuid::now_v7())
+                Self($crate::id::__private::Uuid::now_v7())
             }
 
             /// Wraps an existing UUID.
-            pub fn from_uuid(uuid: Uuid) -> Self {
+            pub fn from_uuid(uuid: $crate::id::__private::Uuid) -> Self {
                 Self(uuid)
             }
 
             /// The underlying UUID.
-            pub fn as_uuid(&self) -> Uuid {
+            pub fn as_uuid(&self) -> $crate::id::__private::Uuid {
                 self.0
             }
 
@@ -56,25 +73,25 @@ macro_rules! define_id {
             }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                fmt::Display::fmt(&self.0.hyphenated(), f)
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                ::std::fmt::Display::fmt(&self.0.hyphenated(), f)
             }
         }
 
-        impl fmt::Debug for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl ::std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
                 write!(f, "{}({})", stringify!($name), self.0)
             }
         }
 
-        impl FromStr for $name {
-            type Err = Error;
+        impl ::std::str::FromStr for $name {
+            type Err = $crate::Error;
 
             fn from_str(s: &str) -> Result<Self, Self::Err> {
-                Uuid::parse_str(s)
+                $crate::id::__private::Uuid::parse_str(s)
                     .map(Self)
-                    .map_err(|_| Error::invalid(concat!($entity, "_id"), "not a valid UUID"))
+                    .map_err(|_| $crate::Error::invalid(concat!($entity, "_id"), "not a valid UUID"))
             }
         }
     };
@@ -114,6 +131,7 @@ define_id!(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Error;
 
     #[test]
     fn ids_sort_by_creation_time() {

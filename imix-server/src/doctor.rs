@@ -4,9 +4,9 @@
 
 use std::{io::Write, path::Path};
 
-use imix_core::store::Store;
+use crate::storage::Storage;
 
-use crate::{config::Config, probe, state};
+use crate::{config::Config, probe};
 
 /// The least free space, in bytes, on the data directory's file system before doctor fails.
 pub const MIN_FREE_BYTES: u64 = 512 * 1024 * 1024;
@@ -76,7 +76,8 @@ pub async fn run(config: &Config) -> Vec<Check> {
 
 /// The `blobs` check: every stored tenant file (logo, document) is listed by its tenant.
 /// Blobs written at or after `created_before` are left out (uploads in flight).
-pub async fn orphaned_blobs(store: &Store, created_before: imix_core::Timestamp) -> Check {
+pub async fn orphaned_blobs(storage: &Storage, created_before: imix_core::Timestamp) -> Check {
+    let store = &storage.store;
     const HINT: &str = "uploads that failed before their record was written left these \
         bytes; nothing lists or serves them, they only take space: after a backup, delete \
         them (the keys are listed above) or restore a consistent backup";
@@ -129,7 +130,13 @@ pub async fn orphaned_blobs(store: &Store, created_before: imix_core::Timestamp)
             )
         }
     }
-    match imix_core::store::orphaned_blobs(store, created_before).await {
+    match imix_tenancy::storage::orphaned_blobs(
+        storage.tenancy.tenants.as_ref(),
+        store.blobs.as_ref(),
+        created_before,
+    )
+    .await
+    {
         Ok(orphans) if orphans.is_empty() => Check::pass("blobs", "no orphaned blobs"),
         Ok(orphans) => {
             let bytes: u64 = orphans.iter().map(|m| m.size).sum();
@@ -222,7 +229,7 @@ fn disk_space(dir: &Path) -> Check {
 }
 
 /// The `store` check, and the opened store for the checks that read it.
-async fn store(config: &Config) -> (Check, Option<Store>) {
+async fn store(config: &Config) -> (Check, Option<Storage>) {
     let backend = config.store_backend();
     let hint = match backend {
         "mongodb" => {
@@ -230,8 +237,8 @@ async fn store(config: &Config) -> (Check, Option<Store>) {
         }
         _ => "check that IMIX_DATA_DIR is writable and not on a network file system",
     };
-    let store = match state::open_store(config).await {
-        Ok(store) => store,
+    let store = match Storage::open(config).await {
+        Ok(storage) => storage,
         Err(e) => {
             let check = Check::fail(
                 "store",
@@ -244,7 +251,7 @@ async fn store(config: &Config) -> (Check, Option<Store>) {
             return (check, None);
         }
     };
-    let result = probe::store(&store).await;
+    let result = probe::store(&store.store).await;
     match result.error {
         None => (
             Check::pass(
@@ -302,28 +309,29 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
     use bytes::Bytes;
-    use imix_core::model::Tenant;
+    use imix_tenancy::Tenant;
 
     use super::*;
 
-    async fn orphan_check_reports_strays_only(store: &Store) {
+    async fn orphan_check_reports_strays_only(store: &Storage) {
         let later = imix_core::now() + chrono::Duration::seconds(1);
         let empty = orphaned_blobs(store, later).await;
         assert!(empty.ok, "{}", empty.line());
 
         let mut t = Tenant::new("Doctor");
-        store.tenants.insert(&t).await.unwrap();
+        store.tenancy.tenants.insert(&t).await.unwrap();
         let logo = format!("tenants/{}/logos/current", t.id);
         let stray = format!("tenants/{}/documents/stray", t.id);
         for key in [&logo, &stray] {
             store
+                .store
                 .blobs
                 .put(key, "image/png", Bytes::from_static(b"bytes"))
                 .await
                 .unwrap();
         }
         t.logo_blob_key = Some(logo);
-        store.tenants.update(&t).await.unwrap();
+        store.tenancy.tenants.update(&t).await.unwrap();
 
         let later = imix_core::now() + chrono::Duration::seconds(1);
         let check = orphaned_blobs(store, later).await;
@@ -341,17 +349,17 @@ mod tests {
         let earlier = imix_core::now() - chrono::Duration::seconds(60);
         assert!(orphaned_blobs(store, earlier).await.ok);
 
-        store.blobs.delete(&stray).await.unwrap();
+        store.store.blobs.delete(&stray).await.unwrap();
         assert!(orphaned_blobs(store, later).await.ok);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn orphaned_blobs_fail_the_check_on_sqlite() {
         let dir = tempfile::tempdir().unwrap();
-        let store = imix_core::store::sqlite::open(dir.path()).await.unwrap();
+        let store = Storage::on(imix_core::store::sqlite::open(dir.path()).await.unwrap()).unwrap();
         // Before the schema exists (a fresh data directory) there is nothing to report.
         assert!(orphaned_blobs(&store, imix_core::now()).await.ok);
-        store.admin.migrate().await.unwrap();
+        store.migrate().await.unwrap();
         orphan_check_reports_strays_only(&store).await;
 
         // Bytes a crashed write left in the blob directory, with no row pointing at them.
@@ -374,8 +382,8 @@ mod tests {
         let uri = std::env::var("IMIX_TEST_MONGODB_URI")
             .expect("IMIX_TEST_MONGODB_URI is not set: run scripts/test.sh");
         let db = format!("imix_doctor_{}", uuid::Uuid::now_v7().simple());
-        let store = imix_core::store::mongo::open(&uri, &db).await.unwrap();
-        store.admin.migrate().await.unwrap();
+        let store = Storage::on(imix_core::store::mongo::open(&uri, &db).await.unwrap()).unwrap();
+        store.migrate().await.unwrap();
         orphan_check_reports_strays_only(&store).await;
     }
 }

@@ -34,6 +34,7 @@ pub mod pages;
 pub mod probe;
 pub mod quota_backend;
 pub mod state;
+pub mod storage;
 pub mod telemetry;
 pub mod whatsapp;
 

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use imix_server::{config::Config, doctor, state, telemetry};
+use imix_server::{config::Config, doctor, telemetry};
 
 /// imix: multi-tenant WhatsApp Business CRM server.
 ///
@@ -64,15 +64,15 @@ fn main() -> ExitCode {
                 }
             }
             Command::InitDb => {
-                let store = match state::open_store(&config).await {
-                    Ok(store) => store,
+                let storage = match imix_server::storage::Storage::open(&config).await {
+                    Ok(storage) => storage,
                     Err(e) => return fail(&e),
                 };
-                match store.admin.migrate().await {
-                    Ok(version) => println!("{} schema is at version {version}", store.admin.backend()),
+                match storage.migrate().await {
+                    Ok(()) => println!("{} schema is up to date", storage.store.admin.backend()),
                     Err(e) => return fail(&e),
                 }
-                match imix_tenancy::bootstrap::ensure_default_admin(&store, &config.admin_email, &config.admin_password).await {
+                match imix_tenancy::bootstrap::ensure_default_admin(&storage.store, &storage.tenancy, &config.admin_email, &config.admin_password).await {
                     Ok(true) => {
                         println!("created the default administrator {} (change its password at first sign-in)", config.admin_email);
                         ExitCode::SUCCESS

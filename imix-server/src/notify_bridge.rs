@@ -7,9 +7,9 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use imix_core::{model::User, store::TenantRepository, Language};
+use imix_core::{directory::TenantDirectory, Language};
 use imix_notify::{templates::EmailContent, MailError, Mailbox, Notifier, NotifyError};
-use imix_tenancy::emails::AccountEmails;
+use imix_tenancy::{emails::AccountEmails, User};
 use secrecy::SecretString;
 
 /// What invitations say the user is invited to when they belong to no tenant.
@@ -20,7 +20,7 @@ const PLATFORM_NAME: &str = "iMix";
 #[derive(Clone)]
 pub struct NotifierAccountEmails {
     notifier: Notifier,
-    tenants: Arc<dyn TenantRepository>,
+    tenants: Arc<dyn TenantDirectory>,
 }
 
 impl std::fmt::Debug for NotifierAccountEmails {
@@ -32,14 +32,14 @@ impl std::fmt::Debug for NotifierAccountEmails {
 
 impl NotifierAccountEmails {
     /// Emails through `notifier`; tenant names (for invitations) read from `tenants`.
-    pub fn new(notifier: Notifier, tenants: Arc<dyn TenantRepository>) -> Self {
+    pub fn new(notifier: Notifier, tenants: Arc<dyn TenantDirectory>) -> Self {
         Self { notifier, tenants }
     }
 
     /// The organization an invitation names: the user's tenant, else the platform.
     async fn organization(&self, user: &User) -> String {
         match user.tenant_id {
-            Some(id) => match self.tenants.get(id).await {
+            Some(id) => match self.tenants.profile(id).await {
                 Ok(tenant) => tenant.name,
                 Err(e) => {
                     tracing::warn!(error = %e, tenant = %id, "cannot read the tenant's name for an invitation");
@@ -138,7 +138,7 @@ impl AccountEmails for NotifierAccountEmails {
     async fn usage_warning(
         &self,
         admin: &User,
-        tenant: &imix_core::model::Tenant,
+        tenant: &imix_tenancy::Tenant,
         percent: u8,
         used: u64,
         limit: u64,

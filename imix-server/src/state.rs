@@ -14,7 +14,7 @@ use imix_tenancy::{
 };
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::{config::Config, metrics::Metrics, ServerError};
+use crate::{config::Config, metrics::Metrics, storage::Storage, ServerError};
 
 /// Shared state: configuration, store, services. Cheap to clone.
 #[derive(Clone)]
@@ -23,6 +23,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// The store (SQLite or MongoDB).
     pub store: Store,
+    /// Every capability's repositories on the store's backend.
+    pub storage: Storage,
     /// Redis, when configured.
     pub redis: Option<redis::Client>,
     /// The at-rest cipher for credentials.
@@ -59,10 +61,12 @@ impl AppState {
 
     /// [`AppState::start`] with plugged-in parts.
     pub async fn start_with(config: Config, options: ServerOptions) -> Result<Self, ServerError> {
-        let store = open_store(&config).await?;
-        store.admin.migrate().await?;
+        let storage = Storage::open(&config).await?;
+        storage.migrate().await?;
+        let store = storage.store.clone();
         imix_tenancy::bootstrap::ensure_default_admin(
             &store,
+            &storage.tenancy,
             &config.admin_email,
             &config.admin_password,
         )
@@ -80,6 +84,8 @@ impl AppState {
         };
         let notifier = Notifier::with_smtp(
             &store,
+            storage.outbox.clone(),
+            storage.tenants(),
             cipher.clone(),
             config.public_url.as_str(),
             SmtpOptions {
@@ -93,7 +99,7 @@ impl AppState {
             Some(mailer) => Arc::new(PlainAccountEmails::new(mailer)),
             None => Arc::new(crate::notify_bridge::NotifierAccountEmails::new(
                 notifier.clone(),
-                store.tenants.clone(),
+                storage.tenants(),
             )),
         };
         let tenancy = TenancyService::new(
@@ -108,12 +114,13 @@ impl AppState {
             crate::quota_backend::quota_store(&store, config.redis_url.as_ref()),
         )?;
         let (whatsapp_accounts, templates) =
-            crate::whatsapp::services(&config, &store, &cipher, tenancy.count_limits())?;
+            crate::whatsapp::services(&config, &storage, &cipher, tenancy.count_limits())?;
         let metrics = Metrics::new()?;
         metrics.watch_outbox(notifier.outbox().monitor().clone())?;
         Ok(Self {
             config: Arc::new(config),
             store,
+            storage,
             redis,
             cipher,
             secret_key,

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use imix_core::{access::AuditSink, crypto::Cipher, id::TenantId, store::Store};
+use imix_core::{access::AuditSink, crypto::Cipher, id::TenantId};
 use imix_tenancy::{
     quota::{CountKind, CountLimits, QuotaError},
     AuditLog,
@@ -14,7 +14,7 @@ use imix_whatsapp::{
     GraphApiClient, GraphApiConfig, ServiceError, WhatsAppClient,
 };
 
-use crate::{config::Config, ServerError};
+use crate::{config::Config, storage::Storage, ServerError};
 
 /// [`TemplateCounter`] over the tenancy count limits ([`CountKind::Templates`]).
 #[derive(Debug, Clone)]
@@ -68,15 +68,15 @@ pub fn graph_client(config: &Config) -> Result<Arc<dyn WhatsAppClient>, ServerEr
 /// The account and template services.
 pub fn services(
     config: &Config,
-    store: &Store,
+    storage: &Storage,
     cipher: &Cipher,
     count_limits: &CountLimits,
 ) -> Result<(AccountService, TemplateService), ServerError> {
     let client = graph_client(config)?;
     let counter: Arc<dyn TemplateCounter> =
         Arc::new(CountLimitsTemplateCounter(count_limits.clone()));
-    let repos = WhatsAppRepos::from_store(store);
-    let audit: Arc<dyn AuditSink> = Arc::new(AuditLog::new(store.audit.clone()));
+    let repos = WhatsAppRepos::new(storage.whatsapp.clone(), storage.tenants());
+    let audit: Arc<dyn AuditSink> = Arc::new(AuditLog::new(storage.store.audit.clone()));
     let accounts = AccountService::new(
         repos.clone(),
         client.clone(),

@@ -759,10 +759,10 @@ async fn enqueue_offline(
     vars: &std::collections::HashMap<String, String>,
     poisoned: &[&str],
     healthy: &str,
-) -> Vec<imix_core::model::OutboxId> {
+) -> Vec<imix_notify::OutboxId> {
     use imix_notify::{outbox::Outbox, templates::EmailContent, Mailbox};
     let config = imix_server::config::Config::from_vars(vars.clone()).unwrap();
-    let store = imix_server::state::open_store(&config).await.unwrap();
+    let store = imix_server::storage::Storage::open(&config).await.unwrap();
     let key = imix_server::state::load_or_generate_secret_key(&config).unwrap();
     let cipher = imix_server::state::build_cipher(&config, &key).unwrap();
     let templates = std::sync::Arc::new(

@@ -1405,11 +1405,11 @@ async fn parallel_writes_to_one_tenant_all_succeed_and_leave_no_orphans(backend:
 
     let _dir = s.stop().await;
     let config = imix_server::config::Config::from_vars(vars).unwrap();
-    let store = imix_server::state::open_store(&config).await.unwrap();
+    let store = imix_server::storage::Storage::open(&config).await.unwrap();
     let later = imix_core::now() + chrono::Duration::seconds(1);
     let check = imix_server::doctor::orphaned_blobs(&store, later).await;
     assert!(check.ok, "{}", check.line());
-    let stored = store.blobs.list("tenants/", None, 100).await.unwrap();
+    let stored = store.store.blobs.list("tenants/", None, 100).await.unwrap();
     assert_eq!(stored.len(), 21, "20 documents and the current logo");
 }
 

@@ -298,7 +298,6 @@ pub trait StoreAdmin: Send + Sync {
     /// Whether the shared primitives hold nothing: no settings document, blob or audit
     /// entry (counters are operational state). A capability's records are checked by
     /// [`transfer::Transfer::is_empty`].
-    /// WhatsApp account or template.
     async fn is_empty(&self) -> Result<bool>;
 }
 

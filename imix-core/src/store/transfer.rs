@@ -72,6 +72,11 @@ pub trait RecordSet: Send + Sync {
     async fn export_page(&self, cursor: Option<String>) -> Result<(Vec<Record>, Option<String>)>;
     /// Stores one exported record as it was.
     async fn import(&self, record: Record) -> Result<()>;
+    /// Whether the set holds no record. The default reads a first page; override it when
+    /// that is costly.
+    async fn is_empty(&self) -> Result<bool> {
+        Ok(self.export_page(None).await?.0.is_empty())
+    }
 }
 
 /// A [`RecordSet`] from a list function (paged by id, platform-wide) and an insert
@@ -138,6 +143,11 @@ where
 
     async fn import(&self, record: Record) -> Result<()> {
         (self.insert)(record.parse()?).await
+    }
+
+    async fn is_empty(&self) -> Result<bool> {
+        let page = (self.list)(PageRequest::first(1)).await?;
+        Ok(page.items.is_empty())
     }
 }
 
@@ -267,7 +277,7 @@ impl Transfer {
     /// Whether no registered set holds a record.
     pub async fn is_empty(&self) -> Result<bool> {
         for set in self.all() {
-            if !set.export_page(None).await?.0.is_empty() {
+            if !set.is_empty().await? {
                 return Ok(false);
             }
         }
@@ -376,5 +386,9 @@ impl RecordSet for BlobSet {
             .decode(data_base64)
             .map_err(|_| Error::invalid("data_base64", "is not valid base64"))?;
         self.blobs.restore(&meta, data.into()).await
+    }
+
+    async fn is_empty(&self) -> Result<bool> {
+        Ok(self.blobs.list("", None, 1).await?.is_empty())
     }
 }

@@ -12,10 +12,8 @@ use imix_core::{
     id::{TenantId, UserId},
     model::SettingsScope,
     store::{
-        Backend, MockAuditLogRepository, MockAuthTokenRepository, MockBlobStore,
-        MockCounterRepository, MockSettingsRepository, MockStoreAdmin, MockTemplateRepository,
-        MockTenantRepository, MockUserRepository, MockWhatsAppAccountRepository, Page, PageRequest,
-        Scope, Store,
+        Backend, MockAuditLogRepository, MockBlobStore, MockCounterRepository,
+        MockSettingsRepository, MockStoreAdmin, Page, PageRequest, Scope, Store,
     },
     Language,
 };
@@ -37,16 +35,10 @@ fn store_of(
 ) -> Store {
     Store {
         backend: Backend::Custom,
-        tenants: Arc::new(MockTenantRepository::new()),
-        users: Arc::new(MockUserRepository::new()),
         settings: Arc::new(settings),
         blobs: Arc::new(MockBlobStore::new()),
         audit: Arc::new(audit),
-        auth_tokens: Arc::new(MockAuthTokenRepository::new()),
-        outbox: Arc::new(imix_core::store::MockMailOutboxRepository::new()),
         counters: Arc::new(counters),
-        whatsapp_accounts: Arc::new(MockWhatsAppAccountRepository::new()),
-        templates: Arc::new(MockTemplateRepository::new()),
         admin: Arc::new(MockStoreAdmin::new()),
     }
 }

@@ -1,9 +1,7 @@
 //! Wire types shared by several resources, and their conversions to and from the domain.
 
-use imix_core::{
-    model::{Role, TenantStatus, UserStatus},
-    Language,
-};
+use imix_core::Language;
+use imix_tenancy::{Role, TenantStatus, UserStatus};
 use poem_openapi::{Enum, Object};
 
 /// A language: `en`, `fr` or `ar`.

@@ -3,8 +3,8 @@
 //! never returned.
 
 use chrono::{DateTime, Utc};
-use imix_core::model::OutboxStatus;
 use imix_notify::outbox::OutboxEntryView;
+use imix_notify::OutboxStatus;
 use poem_openapi::{param::Query, payload::Json, Enum, Object, OpenApi};
 
 use super::{

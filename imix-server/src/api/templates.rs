@@ -2,11 +2,9 @@
 //! `PENDING`), delete, and sync with Meta's list. Max Templates is enforced atomically.
 
 use chrono::{DateTime, Utc};
-use imix_core::{
-    id::{TemplateId, TenantId, WhatsAppAccountId},
-    model::MessageTemplate,
-};
+use imix_core::id::{TemplateId, TenantId, WhatsAppAccountId};
 use imix_whatsapp::templates::NewTemplateRequest;
+use imix_whatsapp::MessageTemplate;
 use poem_openapi::{
     param::{Path, Query},
     payload::Json,

@@ -1,7 +1,8 @@
 //! Response bodies of users, tenants and the audit log.
 
 use chrono::{DateTime, Utc};
-use imix_core::model::{AuditEntry, Tenant, TenantDocument, UsageLimits, User};
+use imix_core::model::AuditEntry;
+use imix_tenancy::{Tenant, TenantDocument, UsageLimits, User};
 use poem_openapi::Object;
 
 use super::dto::{LanguageDto, RoleDto, TenantStatusDto, UserStatusDto};

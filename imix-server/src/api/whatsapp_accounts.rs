@@ -3,13 +3,11 @@
 //! write-only: responses carry `access_token_set` / `access_token_hint` (`"****1234"`) only.
 
 use chrono::{DateTime, Utc};
-use imix_core::{
-    id::{TenantId, WhatsAppAccountId},
-    model::{VerificationStatus, WhatsAppAccount},
-};
+use imix_core::id::{TenantId, WhatsAppAccountId};
 use imix_whatsapp::{
     accounts::{AccountPatch, NewAccount},
     model::CodeMethod,
+    VerificationStatus, WhatsAppAccount,
 };
 use poem_openapi::{
     param::{Path, Query},

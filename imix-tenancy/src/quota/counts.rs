@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use imix_core::{
+    directory::UsageLimits,
     id::TenantId,
-    model::UsageLimits,
     store::{CounterOutcome, CounterRepository},
 };
 

@@ -44,7 +44,7 @@
 
 use async_trait::async_trait;
 use chrono::{Days, NaiveDate, NaiveTime};
-use imix_core::{id::TenantId, model::UsageLimits, Timestamp};
+use imix_core::{directory::UsageLimits, id::TenantId, Timestamp};
 
 mod counts;
 mod error;

@@ -1,6 +1,6 @@
 //! Usage: today's counters, the counts and the limits of a tenant.
 
-use imix_core::{id::TenantId, model::UsageLimits, Timestamp};
+use imix_core::{directory::UsageLimits, id::TenantId, Timestamp};
 
 use super::{now, TenancyService};
 use crate::{

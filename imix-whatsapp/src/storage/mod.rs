@@ -215,16 +215,8 @@ pub fn record_sets(
     ]
 }
 
-/// A tenant-scoped write may not move a record out of its tenant (imix-core keeps its own
-/// check crate-private).
+/// A tenant-scoped write may not move a record out of its tenant.
 #[cfg(any(feature = "sqlite", feature = "mongodb"))]
 fn check_owner_stays_in_scope(scope: Scope, owner: imix_core::id::TenantId) -> Result<()> {
-    if scope.allows(Some(owner)) {
-        Ok(())
-    } else {
-        Err(imix_core::Error::invalid(
-            "tenant_id",
-            "cannot be changed to another tenant from a tenant-scoped request",
-        ))
-    }
+    imix_core::store::check_owner_stays_in_scope(scope, Some(owner))
 }

@@ -1,0 +1,193 @@
+//! Backups are complete across capabilities: a store populated through every capability's
+//! repositories exports through the server's one transfer registry, and a round trip
+//! SQLite → MongoDB → SQLite gives back exactly the same records. Needs
+//! `IMIX_TEST_MONGODB_URI` (the test command starts a server); fails loudly without it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use imix_core::{
+    model::{AuditEntry, SettingsDoc, SettingsScope},
+    store::transfer::Record,
+    Error,
+};
+use imix_server::storage::Storage;
+use imix_tenancy::{PasswordHash, Role, TenantStatus, User};
+use imix_whatsapp::testkit::{message_template, whatsapp_account};
+
+async fn sqlite(dir: &std::path::Path) -> Storage {
+    let storage = Storage::on(imix_core::store::sqlite::open(dir).await.unwrap()).unwrap();
+    storage.migrate().await.unwrap();
+    storage
+}
+
+async fn mongodb(name: &str) -> Storage {
+    let store = imix_core::store::mongo::open(&common::mongodb_uri(), name)
+        .await
+        .unwrap();
+    let storage = Storage::on(store).unwrap();
+    storage.migrate().await.unwrap();
+    storage
+}
+
+async fn drop_mongodb(name: &str) {
+    let client = mongodb::Client::with_uri_str(&common::mongodb_uri())
+        .await
+        .unwrap();
+    client.database(name).drop().await.unwrap();
+}
+
+/// A little of every capability's records.
+async fn populate(s: &Storage) {
+    let t = imix_tenancy::testkit::tenant("Export");
+    s.tenancy.tenants.insert(&t).await.unwrap();
+    let mut t2 = imix_tenancy::testkit::tenant("Export Two");
+    t2.status = TenantStatus::Deactivated;
+    s.tenancy.tenants.insert(&t2).await.unwrap();
+    let t2 = s.tenancy.tenants.update(&t2).await.unwrap();
+    let mut u = imix_tenancy::testkit::user("export@example.com", Some(&t));
+    u.password_hash = Some(PasswordHash::new(
+        "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA",
+    ));
+    u.last_login_at = Some(imix_core::now());
+    s.tenancy.users.insert(&u).await.unwrap();
+    s.tenancy
+        .users
+        .insert(&User::new("root@agency.example", Role::Admin, None))
+        .await
+        .unwrap();
+    s.tenancy
+        .users
+        .insert(&imix_tenancy::testkit::user("two@example.com", Some(&t2)))
+        .await
+        .unwrap();
+    let account = whatsapp_account(t.id, "9100");
+    s.whatsapp.accounts.insert(&account).await.unwrap();
+    s.whatsapp
+        .templates
+        .insert(&message_template(&account, "welcome", "en_US", "APPROVED"))
+        .await
+        .unwrap();
+    let doc = SettingsDoc::new(
+        SettingsScope::Platform,
+        "smtp",
+        serde_json::json!({"host": "h", "password_enc": "AQID"}),
+    );
+    s.store.settings.insert(&doc).await.unwrap();
+    s.store.settings.update(&doc).await.unwrap();
+    let logo: Vec<u8> = (0..70_000u32).map(|i| (i * 31 % 251) as u8).collect();
+    s.store
+        .blobs
+        .put(
+            &format!("tenants/{}/logo", t.id),
+            "image/png",
+            Bytes::from(logo),
+        )
+        .await
+        .unwrap();
+    let mut entry = AuditEntry::new("tenant.create", "tenant");
+    entry.tenant_id = Some(t.id);
+    entry.target_id = Some(t.id.to_string());
+    s.store.audit.append(&entry).await.unwrap();
+}
+
+async fn export(s: &Storage) -> Vec<Record> {
+    s.transfer().export().try_collect().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_populated_store_round_trips_sqlite_to_mongodb_to_sqlite_identically() {
+    let first_dir = tempfile::tempdir().unwrap();
+    let first = sqlite(first_dir.path()).await;
+    populate(&first).await;
+    let exported = export(&first).await;
+    let kinds: Vec<&str> = exported.iter().map(|r| r.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "tenant",
+            "tenant",
+            "user",
+            "user",
+            "user",
+            "whatsapp_account",
+            "template",
+            "settings",
+            "audit",
+            "blob"
+        ],
+        "every capability's records, tenants before what refers to them"
+    );
+
+    // Through JSON lines, as a backup file holds them.
+    let lines: Vec<String> = exported
+        .iter()
+        .map(|r| serde_json::to_string(r).unwrap())
+        .collect();
+    let parsed = lines
+        .iter()
+        .map(|l| Ok(serde_json::from_str::<Record>(l).unwrap()));
+
+    let name = format!("imix_transfer_{}", uuid::Uuid::now_v7().simple());
+    let middle = mongodb(&name).await;
+    let counts = middle
+        .transfer()
+        .import(futures::stream::iter(parsed))
+        .await
+        .unwrap();
+    assert_eq!(counts.total(), exported.len() as u64);
+    assert_eq!((counts.get("tenant"), counts.get("template")), (2, 1));
+    assert_eq!(export(&middle).await, exported);
+
+    let last_dir = tempfile::tempdir().unwrap();
+    let last = sqlite(last_dir.path()).await;
+    last.transfer()
+        .import(middle.transfer().export())
+        .await
+        .unwrap();
+    assert_eq!(export(&last).await, exported, "SQLite → MongoDB → SQLite");
+
+    // The imported records work as records, not just as rows: lookups by their indexes.
+    let user = last
+        .tenancy
+        .users
+        .find_by_email("EXPORT@example.com")
+        .await
+        .unwrap();
+    assert!(user.is_some());
+    assert!(last
+        .whatsapp
+        .accounts
+        .find_by_phone_number_id("9100")
+        .await
+        .unwrap()
+        .is_some());
+
+    // A store holding data refuses an import and keeps what it had.
+    let err = last
+        .transfer()
+        .import(first.transfer().export())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Invalid { ref field, .. } if field == "store"));
+    assert_eq!(export(&last).await.len(), exported.len());
+    drop_mongodb(&name).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_of_an_unknown_kind_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = sqlite(dir.path()).await;
+    let record: Record = serde_json::from_str(r#"{"kind":"spaceship","name":"x"}"#).unwrap();
+    let err = target
+        .transfer()
+        .import(futures::stream::iter([Ok(record)]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Invalid { ref field, ref message } if field == "kind" && message.contains("spaceship")),
+        "{err:?}"
+    );
+}
