@@ -23,6 +23,8 @@ use serde_json::Value;
 
 /// The largest body of a JSON or form request (every operation that is not an upload).
 pub const SMALL_BODY_LIMIT: usize = 64 * 1024;
+/// The largest webhook delivery accepted (413 beyond).
+pub const WEBHOOK_BODY_LIMIT: usize = 1024 * 1024;
 /// The largest body of an upload (a 20 MiB document plus multipart overhead).
 pub const UPLOAD_BODY_LIMIT: usize = 21 * 1024 * 1024;
 
@@ -103,6 +105,10 @@ impl RequestRules {
     /// The body limit of a request to `method` `path` whose `Content-Type` is
     /// `content_type`: only a multipart body to an upload operation gets the upload limit.
     pub fn body_limit(&self, method: &Method, path: &str, content_type: Option<&str>) -> usize {
+        // Meta's deliveries batch many messages; their documented ceiling is far below this.
+        if path == "/webhooks/whatsapp" || path.starts_with("/webhooks/whatsapp/") {
+            return WEBHOOK_BODY_LIMIT;
+        }
         let multipart = content_type.is_some_and(|ct| {
             ct.split(';')
                 .next()

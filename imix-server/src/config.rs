@@ -64,6 +64,10 @@ pub struct Config {
     /// `IMIX_PREVIOUS_ENCRYPTION_KEYS` (or `_FILE`): comma-separated base64 keys that still
     /// decrypt, for key rotation.
     pub previous_encryption_keys: Option<SecretString>,
+    /// `IMIX_WEBHOOK_VERIFY_TOKEN` (or `_FILE`): the verify token of the app-level callback
+    /// URL `/webhooks/whatsapp` (one Meta app serving many accounts); unset = that URL
+    /// refuses Meta's verification request. Each account's own URL uses its own token.
+    pub webhook_verify_token: Option<SecretString>,
     /// `IMIX_SMTP_CA_FILE`: a PEM CA certificate trusted for SMTP TLS besides the public
     /// roots (a private relay's CA).
     pub smtp_extra_ca_pem: Option<Vec<u8>>,
@@ -95,6 +99,7 @@ impl std::fmt::Debug for Config {
                 &self.update_server_url.as_ref().map(Url::as_str),
             )
             .field("redis_url", &set(&self.redis_url))
+            .field("webhook_verify_token", &set(&self.webhook_verify_token))
             .field("data_dir", &self.data_dir)
             .field("bind", &self.bind)
             .field("public_url", &self.public_url.as_str())
@@ -278,6 +283,9 @@ impl Config {
                 ConfigError::new("IMIX_ENCRYPTION_KEY", "must be base64 of exactly 32 bytes")
             })?;
         }
+        let webhook_verify_token = src
+            .secret("IMIX_WEBHOOK_VERIFY_TOKEN")?
+            .filter(|t| !t.expose_secret().trim().is_empty());
         let previous_encryption_keys = src.secret("IMIX_PREVIOUS_ENCRYPTION_KEYS")?;
         if let Some(keys) = &previous_encryption_keys {
             for key in keys
@@ -363,6 +371,7 @@ impl Config {
             graph_api_url,
             encryption_key,
             previous_encryption_keys,
+            webhook_verify_token,
         })
     }
 

@@ -928,3 +928,26 @@ impl From<imix_whatsapp::ServiceError> for ApiError {
         }
     }
 }
+
+impl From<imix_messaging::MessagingError> for ApiError {
+    fn from(err: imix_messaging::MessagingError) -> Self {
+        use imix_messaging::MessagingError as M;
+        match err {
+            M::Denied(e) => e.into(),
+            M::Store(e) => e.into(),
+            M::Unverified => Self::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_signature",
+                "no entry of the delivery is signed by its account's app secret",
+            ),
+            other => {
+                tracing::error!(error = %other, "messaging failure");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_error",
+                    "an internal error occurred; it has been logged",
+                )
+            }
+        }
+    }
+}

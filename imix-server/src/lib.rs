@@ -28,6 +28,7 @@ pub mod config;
 pub mod doctor;
 pub mod error;
 pub mod listener;
+pub mod messaging;
 pub mod metrics;
 pub mod notify_bridge;
 pub mod pages;
@@ -36,6 +37,7 @@ pub mod quota_backend;
 pub mod state;
 pub mod storage;
 pub mod telemetry;
+pub mod webhooks;
 pub mod whatsapp;
 
 use std::{future::Future, time::Duration};
@@ -133,6 +135,20 @@ pub fn app(state: &AppState) -> impl poem::Endpoint + 'static {
             ),
         )
         .at(
+            "/webhooks/whatsapp",
+            labelled(
+                "whatsapp_webhook",
+                get(webhooks::verify_app).post(webhooks::deliver_app),
+            ),
+        )
+        .at(
+            "/webhooks/whatsapp/:account_id",
+            labelled(
+                "whatsapp_account_webhook",
+                get(webhooks::verify_account).post(webhooks::deliver_account),
+            ),
+        )
+        .at(
             "/metrics",
             labelled(
                 "get_metrics",
@@ -220,10 +236,26 @@ pub async fn serve_with_options(
         let mut stopped = outbox_stopped;
         let _ = stopped.wait_for(|stop| *stop).await;
     }));
+    // The webhook worker processes stored deliveries (those a crash left first) until the
+    // server stops; it is restarted by its own loop on errors.
+    let (stop_ingest, ingest_stopped) = tokio::sync::watch::channel(false);
+    let ingest_worker = state.ingest.clone();
+    let ingest = tokio::spawn(async move {
+        let mut stopped = ingest_stopped;
+        ingest_worker
+            .run(async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            })
+            .await;
+    });
     let served = Server::new_with_acceptor(acceptor)
         .run_with_graceful_shutdown(app(&state), shutdown, Some(SHUTDOWN_GRACE))
         .await;
     let _ = stop_outbox.send(true);
+    let _ = stop_ingest.send(true);
+    if tokio::time::timeout(SHUTDOWN_GRACE, ingest).await.is_err() {
+        tracing::warn!("the webhook worker did not stop in time; its delivery is taken again at the next start");
+    }
     if tokio::time::timeout(SHUTDOWN_GRACE, outbox).await.is_err() {
         tracing::warn!(
             "the mail outbox worker did not stop in time; its email stays in the outbox"

@@ -41,6 +41,12 @@ pub struct AppState {
     pub whatsapp_accounts: imix_whatsapp::accounts::AccountService,
     /// Message templates.
     pub templates: imix_whatsapp::templates::TemplateService,
+    /// Reads of the shared inbox.
+    pub inbox: imix_messaging::InboxService,
+    /// Takes webhook deliveries in (verified, stored before the answer).
+    pub webhooks: imix_messaging::ingest::Receiver,
+    /// Processes stored webhook deliveries.
+    pub ingest: imix_messaging::ingest::IngestWorker,
 }
 
 /// What an embedder (or a test) can plug in instead of the defaults.
@@ -115,6 +121,8 @@ impl AppState {
         )?;
         let (whatsapp_accounts, templates) =
             crate::whatsapp::services(&config, &storage, &cipher, tenancy.count_limits())?;
+        let (webhooks, ingest) = crate::messaging::ingest(&storage, &whatsapp_accounts);
+        let inbox = imix_messaging::InboxService::new(storage.messaging.clone());
         let metrics = Metrics::new()?;
         metrics.watch_outbox(notifier.outbox().monitor().clone())?;
         Ok(Self {
@@ -129,6 +137,9 @@ impl AppState {
             notifier,
             whatsapp_accounts,
             templates,
+            inbox,
+            webhooks,
+            ingest,
         })
     }
 }

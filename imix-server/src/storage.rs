@@ -9,6 +9,7 @@ use imix_core::{
     directory::TenantDirectory,
     store::{transfer::Transfer, Store},
 };
+use imix_messaging::storage::MessagingStorage;
 use imix_notify::storage::MailOutboxRepository;
 use imix_tenancy::storage::TenancyStorage;
 use imix_whatsapp::storage::WhatsAppStorage;
@@ -26,6 +27,8 @@ pub struct Storage {
     pub whatsapp: WhatsAppStorage,
     /// The mail outbox.
     pub outbox: Arc<dyn MailOutboxRepository>,
+    /// Webhook deliveries, contacts, conversations, messages.
+    pub messaging: MessagingStorage,
 }
 
 impl std::fmt::Debug for Storage {
@@ -50,17 +53,19 @@ impl Storage {
             tenancy: TenancyStorage::open(&store.backend)?,
             whatsapp: WhatsAppStorage::open(&store.backend)?,
             outbox: imix_notify::storage::open(&store.backend)?,
+            messaging: MessagingStorage::open(&store.backend)?,
             store,
         })
     }
 
     /// Applies every capability's pending migrations: the shared primitives first, then
-    /// tenancy, notify and WhatsApp. Idempotent; safe with several replicas starting at once.
+    /// tenancy, notify, WhatsApp and messaging. Idempotent; safe with several replicas starting at once.
     pub async fn migrate(&self) -> Result<(), ServerError> {
         self.store.admin.migrate().await?;
         imix_tenancy::storage::migrate(&self.store.backend).await?;
         imix_notify::storage::migrate(&self.store.backend).await?;
         imix_whatsapp::storage::migrate(&self.store.backend).await?;
+        imix_messaging::storage::migrate(&self.store.backend).await?;
         Ok(())
     }
 
@@ -70,8 +75,9 @@ impl Storage {
     }
 
     /// The registry of every record a backup holds, in import order: tenants and users,
-    /// WhatsApp accounts and templates, then the shared settings, audit log and blobs.
-    /// Operational state (auth tokens, the mail outbox, counters) is not exported.
+    /// WhatsApp accounts and templates, contacts, conversations and messages, then the
+    /// shared settings, audit log and blobs. Operational state (auth tokens, the mail
+    /// outbox, counters, webhook deliveries, held statuses) is not exported.
     pub fn transfer(&self) -> Transfer {
         let mut transfer = Transfer::new(&self.store);
         for set in self
@@ -79,6 +85,7 @@ impl Storage {
             .record_sets()
             .into_iter()
             .chain(self.whatsapp.record_sets())
+            .chain(self.messaging.record_sets())
         {
             transfer.register(set);
         }

@@ -142,6 +142,44 @@ async fn walk(backend: Backend) {
         .await;
     assert_eq!(status, 201, "{template}");
     let template_id = template["id"].as_str().unwrap().to_owned();
+    // A customer writes to A's number: a contact, a conversation, a message.
+    let delivery = json!({"object": "whatsapp_business_account", "entry": [{"id": "7001", "changes": [{"field": "messages", "value": {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "15550100001", "phone_number_id": "7002"},
+        "contacts": [{"profile": {"name": "Alpha Secret Customer"}, "wa_id": "22245000077"}],
+        "messages": [{"from": "22245000077", "id": "wamid.alpha-secret", "timestamp": "1760000000", "type": "text", "text": {"body": "alpha-secret-message"}}]
+    }}]}]})
+    .to_string();
+    let signature = imix_whatsapp::webhook::sign(
+        &secrecy::SecretString::from("alpha-app-secret-0123456789"),
+        delivery.as_bytes(),
+    );
+    let resp = s
+        .client
+        .post(s.url("/webhooks/whatsapp"))
+        .header("Content-Type", "application/json")
+        .header("X-Hub-Signature-256", signature)
+        .body(delivery)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut conversation = Value::Null;
+    for _ in 0..250 {
+        let (_, list) = s
+            .get_json(&admin, &format!("/api/v1/tenants/{a_id}/conversations"))
+            .await;
+        if let Some(first) = list["items"].as_array().and_then(|l| l.first()) {
+            conversation = first.clone();
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let conversation_id = conversation["id"]
+        .as_str()
+        .expect("the conversation")
+        .to_owned();
+    let contact_id = conversation["contact_id"].as_str().unwrap().to_owned();
 
     // Tenant B, with an admin (every tenant permission) and an agent.
     let b = s.create_tenant(&admin, json!({"name": "Beta"})).await;
@@ -159,6 +197,8 @@ async fn walk(backend: Backend) {
             ("document_id", doc_id.clone()),
             ("account_id", account_id.clone()),
             ("template_id", template_id.clone()),
+            ("conversation_id", conversation_id.clone()),
+            ("contact_id", contact_id.clone()),
         ]),
         secrets: vec![
             a_id.clone(),
@@ -173,6 +213,10 @@ async fn walk(backend: Backend) {
             "alpha-meta-token".into(),
             "alpha-app-secret".into(),
             "alpha_secret_offer".into(),
+            conversation_id.clone(),
+            contact_id.clone(),
+            "alpha-secret-message".into(),
+            "22245000077".into(),
         ],
     };
 

@@ -70,6 +70,32 @@ async fn populate(s: &Storage) {
         .insert(&message_template(&account, "welcome", "en_US", "APPROVED"))
         .await
         .unwrap();
+    let contact = imix_messaging::Contact::new(t.id, "22245000001");
+    s.messaging.contacts.insert(&contact).await.unwrap();
+    let conversation = imix_messaging::Conversation::new(t.id, account.id, contact.id);
+    s.messaging
+        .conversations
+        .insert(&conversation)
+        .await
+        .unwrap();
+    let message = imix_messaging::Message {
+        id: imix_messaging::MessageId::new(),
+        tenant_id: t.id,
+        account_id: account.id,
+        phone_number_id: account.phone_number_id.clone(),
+        conversation_id: conversation.id,
+        contact_id: contact.id,
+        wamid: "wamid.export".into(),
+        direction: imix_messaging::Direction::Inbound,
+        kind: "text".into(),
+        content: serde_json::json!({"type": "text", "kind": "a field named kind", "text": {"body": "hi"}}),
+        timestamp: imix_core::now(),
+        state: imix_messaging::DeliveryState::Received,
+        statuses: Vec::new(),
+        version: 1,
+        created_at: imix_core::now(),
+    };
+    s.messaging.messages.insert(&message).await.unwrap();
     let doc = SettingsDoc::new(
         SettingsScope::Platform,
         "smtp",
@@ -114,6 +140,9 @@ async fn a_populated_store_round_trips_sqlite_to_mongodb_to_sqlite_identically()
             "user",
             "whatsapp_account",
             "template",
+            "contact",
+            "conversation",
+            "message",
             "settings",
             "audit",
             "blob"
@@ -180,7 +209,8 @@ async fn a_populated_store_round_trips_sqlite_to_mongodb_to_sqlite_identically()
 async fn a_record_of_an_unknown_kind_is_refused_by_name() {
     let dir = tempfile::tempdir().unwrap();
     let target = sqlite(dir.path()).await;
-    let record: Record = serde_json::from_str(r#"{"kind":"spaceship","name":"x"}"#).unwrap();
+    let record: Record =
+        serde_json::from_str(r#"{"kind":"spaceship","record":{"name":"x"}}"#).unwrap();
     let err = target
         .transfer()
         .import(futures::stream::iter([Ok(record)]))

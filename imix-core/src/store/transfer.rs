@@ -29,13 +29,14 @@ use super::{BlobMeta, BlobStore, Page, PageRequest, Scope, Store, MAX_PAGE_SIZE}
 use crate::{Error, Result};
 
 /// One exported record: its kind (`tenant`, `user`, `blob`, …) and its fields. Serializes as
-/// one JSON object with a `kind` member, one record per line in backup files.
+/// `{"kind": …, "record": {…}}`, one record per line in backup files; the record's fields
+/// are kept apart from `kind`, so a record may have a field of any name.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {
     /// Which [`RecordSet`] it belongs to.
     pub kind: String,
     /// The record's own fields.
-    #[serde(flatten)]
+    #[serde(rename = "record")]
     pub fields: Map<String, Value>,
 }
 

@@ -5,6 +5,7 @@ mod audit;
 pub mod dto;
 mod files;
 mod health;
+mod inbox;
 mod outbox;
 mod smtp;
 mod templates;
@@ -21,6 +22,7 @@ use crate::{error::ApiError, state::AppState};
 pub use account::AccountApi;
 pub use audit::AuditApi;
 pub use health::HealthApi;
+pub use inbox::InboxApi;
 pub use outbox::OutboxApi;
 pub use smtp::SmtpApi;
 pub use templates::TemplatesApi;
@@ -45,6 +47,8 @@ pub enum ApiTags {
     Settings,
     /// WhatsApp accounts and message templates.
     WhatsApp,
+    /// The shared inbox: conversations, messages, contacts.
+    Inbox,
 }
 
 /// The combined API.
@@ -58,6 +62,7 @@ pub type ImixApi = (
     OutboxApi,
     WhatsAppAccountsApi,
     TemplatesApi,
+    InboxApi,
 );
 
 /// Builds the OpenAPI service for `state`.
@@ -73,6 +78,7 @@ pub fn service(state: &AppState) -> OpenApiService<ImixApi, ()> {
             OutboxApi::new(state.clone()),
             WhatsAppAccountsApi::new(state.clone()),
             TemplatesApi::new(state.clone()),
+            InboxApi::new(state.clone()),
         ),
         "imix",
         env!("CARGO_PKG_VERSION"),

@@ -107,6 +107,20 @@ impl TestServer {
         let dir = tempfile::tempdir().unwrap();
         let mut vars = base_vars(dir.path(), backend);
         tweak(&mut vars);
+        Self::start_in_with(dir, vars, options).await
+    }
+
+    /// A server on `vars` whose files are in `dir` (say, the directory a stopped server
+    /// handed back): a restart.
+    pub async fn start_in(dir: tempfile::TempDir, vars: HashMap<String, String>) -> Self {
+        Self::start_in_with(dir, vars, imix_server::state::ServerOptions::default()).await
+    }
+
+    async fn start_in_with(
+        dir: tempfile::TempDir,
+        vars: HashMap<String, String>,
+        options: imix_server::state::ServerOptions,
+    ) -> Self {
         let config = Config::from_vars(vars).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());

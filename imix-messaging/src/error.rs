@@ -1,0 +1,37 @@
+//! The errors of messaging.
+
+/// What can go wrong in messaging.
+#[derive(Debug, thiserror::Error)]
+pub enum MessagingError {
+    /// No entry of a webhook delivery verified with its account's app secret: nothing was
+    /// stored.
+    #[error("no entry of the delivery is signed by the app secret of its number's account")]
+    Unverified,
+    /// The caller lacks the permission, or named another tenant.
+    #[error(transparent)]
+    Denied(#[from] imix_core::access::AccessDenied),
+    /// Storage failed, or a record was not found.
+    #[error(transparent)]
+    Store(#[from] imix_core::Error),
+    /// An account's secret could not be opened.
+    #[error("cannot open the app secret of account {account}")]
+    Secret {
+        /// The account.
+        account: imix_core::id::WhatsAppAccountId,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A stored delivery is not the JSON Meta sends.
+    #[error("delivery {delivery} is not a webhook payload: {source}")]
+    Malformed {
+        /// The delivery.
+        delivery: crate::DeliveryId,
+        /// The parse error.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// Messaging's result type.
+pub type Result<T, E = MessagingError> = std::result::Result<T, E>;

@@ -1,0 +1,13 @@
+//! Webhook ingest: [`Receiver`] verifies and stores a delivery before Meta is answered;
+//! [`IngestWorker`] processes stored deliveries with [`Processor`], from the store, so an
+//! acknowledged delivery survives a crash and is processed once it is back.
+
+mod process;
+mod receive;
+mod worker;
+
+pub use process::{advance, opt_out_intent, ProcessReport, Processor};
+#[cfg(feature = "mock")]
+pub use receive::MockAccountDirectory;
+pub use receive::{named_phone_number_ids, AccountDirectory, AccountKey, Receipt, Receiver};
+pub use worker::{IngestWorker, WorkerConfig};

@@ -1,0 +1,497 @@
+//! Processing a stored delivery: every entry × every change × every message and status,
+//! each filed under the account that owns its number — only if that account's secret
+//! verified the delivery. Safe to run twice on one delivery (a worker that died after
+//! storing half of it, a lease taken over): a message is stored once per
+//! `(phone_number_id, wamid)`, and a conversation changes only when its message was new.
+
+use std::sync::Arc;
+
+use imix_core::{
+    store::{ConflictBackoff, Scope},
+    Error as CoreError, Timestamp,
+};
+use serde_json::Value;
+
+use crate::{
+    error::{MessagingError, Result},
+    ingest::receive::{AccountDirectory, AccountKey},
+    records::{
+        Contact, Conversation, ConversationStatus, Delivery, DeliveryState, Direction, HeldStatus,
+        HeldStatusId, Message, MessageId, OptOut, StatusEvent,
+    },
+    storage::MessagingStorage,
+};
+
+/// What processing one delivery did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProcessReport {
+    /// Messages stored now.
+    pub messages_stored: u32,
+    /// Messages already stored (redeliveries).
+    pub messages_duplicate: u32,
+    /// Statuses applied to their message.
+    pub statuses_applied: u32,
+    /// Statuses held until their message appears.
+    pub statuses_held: u32,
+    /// Changes of numbers not verified for this delivery (logged, not filed).
+    pub unattributed: u32,
+}
+
+/// Turns stored deliveries into contacts, conversations, messages and statuses.
+#[derive(Clone)]
+pub struct Processor {
+    storage: MessagingStorage,
+    accounts: Arc<dyn AccountDirectory>,
+}
+
+impl std::fmt::Debug for Processor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Processor").finish_non_exhaustive()
+    }
+}
+
+/// Meta's `timestamp` (Unix seconds as a string, sometimes a number).
+fn meta_time(value: Option<&Value>) -> Option<Timestamp> {
+    let secs = match value? {
+        Value::String(s) => s.trim().parse::<i64>().ok()?,
+        Value::Number(n) => n.as_i64()?,
+        _ => return None,
+    };
+    chrono::DateTime::from_timestamp(secs, 0)
+}
+
+fn text<'a>(value: &'a Value, pointer: &str) -> Option<&'a str> {
+    value.pointer(pointer).and_then(Value::as_str)
+}
+
+/// The state a status string reports; `None` for one we don't know (kept out).
+fn state_of(status: &str) -> Option<DeliveryState> {
+    match status {
+        "accepted" => Some(DeliveryState::Accepted),
+        "sent" => Some(DeliveryState::Sent),
+        "delivered" => Some(DeliveryState::Delivered),
+        "read" | "played" => Some(DeliveryState::Read),
+        "failed" => Some(DeliveryState::Failed),
+        _ => None,
+    }
+}
+
+/// The state after `event` arrives at a message in `current`: only forward, `failed` from
+/// anywhere and final.
+pub fn advance(current: DeliveryState, event: DeliveryState) -> DeliveryState {
+    match (current, event) {
+        (DeliveryState::Failed, _) => DeliveryState::Failed,
+        (_, DeliveryState::Failed) => DeliveryState::Failed,
+        (DeliveryState::Received, _) => DeliveryState::Received,
+        (c, e) if e > c => e,
+        (c, _) => c,
+    }
+}
+
+/// Keywords that opt a contact out of marketing, compared trimmed and case-folded.
+const OPT_OUT_WORDS: &[&str] = &["stop", "arret", "arrêt", "unsubscribe", "توقف"];
+/// Keywords that opt a contact back in.
+const OPT_IN_WORDS: &[&str] = &["start", "demarrer", "démarrer", "ابدأ"];
+
+/// Whether an inbound text opts out (`Some(true)`), back in (`Some(false)`), or neither.
+pub fn opt_out_intent(body: &str) -> Option<bool> {
+    let word = body.trim().to_lowercase();
+    if OPT_OUT_WORDS.contains(&word.as_str()) {
+        Some(true)
+    } else if OPT_IN_WORDS.contains(&word.as_str()) {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// A short preview of a message for the inbox list.
+fn preview(kind: &str, message: &Value) -> String {
+    let body = match kind {
+        "text" => text(message, "/text/body"),
+        "button" => text(message, "/button/text"),
+        "interactive" => text(message, "/interactive/button_reply/title")
+            .or_else(|| text(message, "/interactive/list_reply/title")),
+        "reaction" => text(message, "/reaction/emoji"),
+        "image" | "video" | "document" => text(message, &format!("/{kind}/caption")),
+        _ => None,
+    };
+    let shown = body.map_or_else(|| format!("[{kind}]"), str::to_owned);
+    shown.chars().take(120).collect()
+}
+
+impl Processor {
+    /// A processor over `storage`, finding accounts in `accounts`.
+    pub fn new(storage: MessagingStorage, accounts: Arc<dyn AccountDirectory>) -> Self {
+        Self { storage, accounts }
+    }
+
+    /// Processes every entry of `delivery`.
+    pub async fn process(&self, delivery: &Delivery) -> Result<ProcessReport> {
+        let payload: Value =
+            serde_json::from_str(&delivery.body).map_err(|source| MessagingError::Malformed {
+                delivery: delivery.id,
+                source,
+            })?;
+        let mut report = ProcessReport::default();
+        let entries = payload.get("entry").and_then(Value::as_array);
+        for entry in entries.into_iter().flatten() {
+            let changes = entry.get("changes").and_then(Value::as_array);
+            for change in changes.into_iter().flatten() {
+                self.change(delivery, change, &mut report).await?;
+            }
+        }
+        Ok(report)
+    }
+
+    async fn change(
+        &self,
+        delivery: &Delivery,
+        change: &Value,
+        report: &mut ProcessReport,
+    ) -> Result<()> {
+        let Some(value) = change.get("value") else {
+            return Ok(());
+        };
+        let Some(phone_number_id) = text(value, "/metadata/phone_number_id") else {
+            return Ok(());
+        };
+        let account = match self.accounts.by_phone_number_id(phone_number_id).await? {
+            Some(key) if delivery.verified_accounts.contains(&key.account_id) => key,
+            _ => {
+                report.unattributed += 1;
+                tracing::warn!(
+                    target: "imix_whatsapp",
+                    delivery = %delivery.id,
+                    %phone_number_id,
+                    "webhook change of a number not verified for this delivery: not filed"
+                );
+                return Ok(());
+            }
+        };
+        let field = change.get("field").and_then(Value::as_str).unwrap_or("");
+        if field != "messages" {
+            tracing::info!(
+                target: "imix_whatsapp",
+                delivery = %delivery.id,
+                account = %account.account_id,
+                %field,
+                "webhook change recorded in the delivery only"
+            );
+            return Ok(());
+        }
+        let messages = value.get("messages").and_then(Value::as_array);
+        for message in messages.into_iter().flatten() {
+            self.inbound(&account, value, message, report).await?;
+        }
+        let statuses = value.get("statuses").and_then(Value::as_array);
+        for status in statuses.into_iter().flatten() {
+            self.status(&account, status, report).await?;
+        }
+        Ok(())
+    }
+
+    /// The tenant's contact for `wa_id`, created if new (a concurrent creation wins and is
+    /// used). Contacts from inbound messages are never refused for a limit.
+    async fn contact(
+        &self,
+        account: &AccountKey,
+        wa_id: &str,
+        profile: Option<&str>,
+    ) -> Result<Contact> {
+        let contacts = &self.storage.contacts;
+        if let Some(found) = contacts.find_by_wa_id(account.tenant_id, wa_id).await? {
+            return Ok(found);
+        }
+        let mut contact = Contact::new(account.tenant_id, wa_id);
+        contact.profile_name = profile.map(str::to_owned);
+        contact.phone = Some(format!("+{wa_id}"));
+        match contacts.insert(&contact).await {
+            Ok(()) => Ok(contact),
+            Err(CoreError::Duplicate { .. }) => contacts
+                .find_by_wa_id(account.tenant_id, wa_id)
+                .await?
+                .ok_or_else(|| {
+                    MessagingError::Store(CoreError::NotFound {
+                        entity: "contact",
+                        id: wa_id.to_owned(),
+                    })
+                }),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn conversation(&self, account: &AccountKey, contact: &Contact) -> Result<Conversation> {
+        let conversations = &self.storage.conversations;
+        if let Some(found) = conversations.find(account.account_id, contact.id).await? {
+            return Ok(found);
+        }
+        let conversation = Conversation::new(account.tenant_id, account.account_id, contact.id);
+        match conversations.insert(&conversation).await {
+            Ok(()) => Ok(conversation),
+            Err(CoreError::Duplicate { .. }) => conversations
+                .find(account.account_id, contact.id)
+                .await?
+                .ok_or_else(|| {
+                    MessagingError::Store(CoreError::NotFound {
+                        entity: "conversation",
+                        id: contact.id.to_string(),
+                    })
+                }),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn inbound(
+        &self,
+        account: &AccountKey,
+        value: &Value,
+        message: &Value,
+        report: &mut ProcessReport,
+    ) -> Result<()> {
+        let (Some(wamid), Some(from)) = (text(message, "/id"), text(message, "/from")) else {
+            tracing::warn!(target: "imix_whatsapp", account = %account.account_id, "inbound message without id or sender: skipped");
+            return Ok(());
+        };
+        if self
+            .storage
+            .messages
+            .find_by_wamid(&account.phone_number_id, wamid)
+            .await?
+            .is_some()
+        {
+            report.messages_duplicate += 1;
+            return Ok(());
+        }
+        let profile = value
+            .get("contacts")
+            .and_then(Value::as_array)
+            .and_then(|cs| {
+                cs.iter()
+                    .find(|c| text(c, "/wa_id") == Some(from))
+                    .or_else(|| cs.first())
+            })
+            .and_then(|c| text(c, "/profile/name"));
+        let contact = self.contact(account, from, profile).await?;
+        let conversation = self.conversation(account, &contact).await?;
+        let kind = text(message, "/type").unwrap_or("unknown").to_owned();
+        let timestamp = meta_time(message.get("timestamp")).unwrap_or_else(imix_core::now);
+        let stored = Message {
+            id: MessageId::new(),
+            tenant_id: account.tenant_id,
+            account_id: account.account_id,
+            phone_number_id: account.phone_number_id.clone(),
+            conversation_id: conversation.id,
+            contact_id: contact.id,
+            wamid: wamid.to_owned(),
+            direction: Direction::Inbound,
+            kind: kind.clone(),
+            content: message.clone(),
+            timestamp,
+            state: DeliveryState::Received,
+            statuses: Vec::new(),
+            version: 1,
+            created_at: imix_core::now(),
+        };
+        match self.storage.messages.insert(&stored).await {
+            Ok(()) => report.messages_stored += 1,
+            // Another worker stored it first: it also updates the conversation.
+            Err(CoreError::Duplicate { .. }) => {
+                report.messages_duplicate += 1;
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let scope = Scope::Tenant(account.tenant_id);
+        let shown = preview(&kind, message);
+        let mut backoff = ConflictBackoff::new();
+        while backoff.next_attempt().await {
+            let mut c = self
+                .storage
+                .conversations
+                .get(scope, conversation.id)
+                .await?;
+            if c.last_message_at.is_none_or(|t| t <= timestamp) {
+                c.last_message_at = Some(timestamp);
+                c.preview = Some(shown.clone());
+            }
+            if c.last_inbound_at.is_none_or(|t| t < timestamp) {
+                c.last_inbound_at = Some(timestamp);
+            }
+            c.unread = c.unread.saturating_add(1);
+            if c.status == ConversationStatus::Resolved {
+                c.status = ConversationStatus::Open;
+            }
+            c.updated_at = imix_core::now();
+            match self.storage.conversations.update(scope, &c).await {
+                Ok(_) => break,
+                Err(CoreError::VersionConflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if kind == "text" {
+            if let Some(intent) = text(message, "/text/body").and_then(opt_out_intent) {
+                self.record_opt_out(account, &contact, intent, stored.id, timestamp)
+                    .await?;
+            }
+        }
+        // Statuses that raced their message.
+        for held in self
+            .storage
+            .held_statuses
+            .take(&account.phone_number_id, wamid)
+            .await?
+        {
+            self.apply(account, &stored, held.event).await?;
+            report.statuses_applied += 1;
+        }
+        Ok(())
+    }
+
+    async fn record_opt_out(
+        &self,
+        account: &AccountKey,
+        contact: &Contact,
+        opted_out: bool,
+        message: MessageId,
+        at: Timestamp,
+    ) -> Result<()> {
+        let scope = Scope::Tenant(account.tenant_id);
+        let mut backoff = ConflictBackoff::new();
+        while backoff.next_attempt().await {
+            let mut c = self.storage.contacts.get(scope, contact.id).await?;
+            // An older keyword arriving late does not undo a newer one.
+            if c.opt_out.as_ref().is_some_and(|o| o.at > at) {
+                return Ok(());
+            }
+            c.opt_out = Some(OptOut {
+                opted_out,
+                at,
+                source: "message".into(),
+                message_id: Some(message),
+            });
+            c.updated_at = imix_core::now();
+            match self.storage.contacts.update(scope, &c).await {
+                Ok(_) => return Ok(()),
+                Err(CoreError::VersionConflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    async fn status(
+        &self,
+        account: &AccountKey,
+        status: &Value,
+        report: &mut ProcessReport,
+    ) -> Result<()> {
+        let (Some(wamid), Some(kind)) = (text(status, "/id"), text(status, "/status")) else {
+            return Ok(());
+        };
+        let Some(state) = state_of(kind) else {
+            tracing::info!(target: "imix_whatsapp", %wamid, status = %kind, "status of an unknown kind: skipped");
+            return Ok(());
+        };
+        let event = StatusEvent {
+            state,
+            at: meta_time(status.get("timestamp")).unwrap_or_else(imix_core::now),
+            errors: status.get("errors").cloned(),
+            pricing: status.get("pricing").cloned(),
+            conversation: status.get("conversation").cloned(),
+        };
+        match self
+            .storage
+            .messages
+            .find_by_wamid(&account.phone_number_id, wamid)
+            .await?
+        {
+            Some(message) => {
+                self.apply(account, &message, event).await?;
+                report.statuses_applied += 1;
+            }
+            None => {
+                self.storage
+                    .held_statuses
+                    .insert(&HeldStatus {
+                        id: HeldStatusId::new(),
+                        phone_number_id: account.phone_number_id.clone(),
+                        wamid: wamid.to_owned(),
+                        event,
+                        received_at: imix_core::now(),
+                    })
+                    .await?;
+                report.statuses_held += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Records `event` on the message and moves its state forward (never back).
+    async fn apply(
+        &self,
+        account: &AccountKey,
+        message: &Message,
+        event: StatusEvent,
+    ) -> Result<()> {
+        let scope = Scope::Tenant(account.tenant_id);
+        let mut backoff = ConflictBackoff::new();
+        while backoff.next_attempt().await {
+            let mut m = self.storage.messages.get(scope, message.id).await?;
+            if m.statuses.contains(&event) {
+                return Ok(()); // a redelivered status
+            }
+            m.state = advance(m.state, event.state);
+            m.statuses.push(event.clone());
+            match self.storage.messages.update(scope, &m).await {
+                Ok(_) => return Ok(()),
+                Err(CoreError::VersionConflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(MessagingError::Store(CoreError::VersionConflict {
+            entity: "message",
+            id: message.id.to_string(),
+            expected: message.version,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_only_move_forward_and_failed_is_final() {
+        use DeliveryState::*;
+        assert_eq!(advance(Sent, Delivered), Delivered);
+        assert_eq!(
+            advance(Read, Sent),
+            Read,
+            "a late 'sent' does not undo 'read'"
+        );
+        assert_eq!(advance(Delivered, Delivered), Delivered);
+        assert_eq!(advance(Read, Failed), Failed);
+        assert_eq!(advance(Failed, Read), Failed);
+        assert_eq!(advance(Received, Read), Received);
+    }
+
+    #[test]
+    fn opt_out_keywords_in_three_languages_any_case_trimmed() {
+        for word in ["STOP", " stop ", "Arrêt", "ARRET", "توقف"] {
+            assert_eq!(opt_out_intent(word), Some(true), "{word}");
+        }
+        for word in ["START", "démarrer", "ابدأ"] {
+            assert_eq!(opt_out_intent(word), Some(false), "{word}");
+        }
+        assert_eq!(opt_out_intent("please stop calling"), None);
+    }
+
+    #[test]
+    fn meta_timestamps_are_seconds_as_strings_or_numbers() {
+        let t = meta_time(Some(&Value::from("1700000000"))).unwrap();
+        assert_eq!(t.timestamp(), 1_700_000_000);
+        assert_eq!(meta_time(Some(&Value::from(1_700_000_000))), Some(t));
+        assert_eq!(meta_time(Some(&Value::from("soon"))), None);
+    }
+}

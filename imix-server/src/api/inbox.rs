@@ -1,0 +1,419 @@
+//! The shared inbox, read side: conversations (one contact on one of the tenant's numbers),
+//! their messages as received from Meta, and contacts.
+
+use chrono::{DateTime, Utc};
+use imix_core::id::{TenantId, WhatsAppAccountId};
+use imix_messaging::{
+    storage::ConversationFilter, Contact, ContactId, Conversation, ConversationId,
+    ConversationStatus, DeliveryState, Direction, Message,
+};
+use poem_openapi::{
+    param::{Path, Query},
+    payload::Json,
+    Enum, Object, OpenApi,
+};
+
+use super::{dto::page, parse_id, ApiTags};
+use crate::{auth::Auth, error::ApiError, state::AppState};
+
+/// Inbox operations.
+pub struct InboxApi {
+    state: AppState,
+}
+
+impl InboxApi {
+    /// The inbox API over `state`.
+    pub fn new(state: AppState) -> Self {
+        Self { state }
+    }
+}
+
+/// Where a conversation stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum ConversationStatusDto {
+    /// Needs an answer.
+    Open,
+    /// Waiting for something.
+    Pending,
+    /// Done; a new inbound message reopens it.
+    Resolved,
+}
+
+impl From<ConversationStatus> for ConversationStatusDto {
+    fn from(s: ConversationStatus) -> Self {
+        match s {
+            ConversationStatus::Open => Self::Open,
+            ConversationStatus::Pending => Self::Pending,
+            ConversationStatus::Resolved => Self::Resolved,
+        }
+    }
+}
+
+impl From<ConversationStatusDto> for ConversationStatus {
+    fn from(s: ConversationStatusDto) -> Self {
+        match s {
+            ConversationStatusDto::Open => Self::Open,
+            ConversationStatusDto::Pending => Self::Pending,
+            ConversationStatusDto::Resolved => Self::Resolved,
+        }
+    }
+}
+
+/// A conversation.
+#[derive(Debug, Clone, Object)]
+pub struct ConversationView {
+    /// Id.
+    pub id: String,
+    /// Owning tenant.
+    pub tenant_id: String,
+    /// The tenant's WhatsApp account (number).
+    pub account_id: String,
+    /// The customer.
+    pub contact_id: String,
+    /// Open, pending or resolved.
+    pub status: ConversationStatusDto,
+    /// The assigned agent, if any.
+    pub assignee: Option<String>,
+    /// Inbound messages not read yet.
+    pub unread: u32,
+    /// Meta's time of the newest message.
+    pub last_message_at: Option<DateTime<Utc>>,
+    /// Meta's time of the customer's newest message.
+    pub last_inbound_at: Option<DateTime<Utc>>,
+    /// When the 24-hour customer-service window closes (free-form replies allowed until
+    /// then; templates only after).
+    pub window_expires_at: Option<DateTime<Utc>>,
+    /// Preview of the newest message.
+    pub preview: Option<String>,
+    /// Version.
+    pub version: u64,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<Conversation> for ConversationView {
+    fn from(c: Conversation) -> Self {
+        Self {
+            window_expires_at: c.window_expires_at(),
+            id: c.id.to_string(),
+            tenant_id: c.tenant_id.to_string(),
+            account_id: c.account_id.to_string(),
+            contact_id: c.contact_id.to_string(),
+            status: c.status.into(),
+            assignee: c.assignee.map(|u| u.to_string()),
+            unread: c.unread,
+            last_message_at: c.last_message_at,
+            last_inbound_at: c.last_inbound_at,
+            preview: c.preview,
+            version: c.version,
+            created_at: c.created_at,
+            updated_at: c.updated_at,
+        }
+    }
+}
+
+/// One page of conversations.
+#[derive(Debug, Clone, Object)]
+pub struct ConversationList {
+    /// The conversations, oldest first.
+    pub items: Vec<ConversationView>,
+    /// Cursor of the next page, `null` on the last.
+    pub next_cursor: Option<String>,
+}
+
+/// A message's delivery state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum DeliveryStateDto {
+    /// Stored, not yet handed to Meta.
+    Queued,
+    /// Accepted by Meta.
+    Accepted,
+    /// Sent to the device.
+    Sent,
+    /// Delivered to the device.
+    Delivered,
+    /// Read.
+    Read,
+    /// Received from the customer.
+    Received,
+    /// Failed; Meta's errors are in `statuses`.
+    Failed,
+}
+
+impl From<DeliveryState> for DeliveryStateDto {
+    fn from(s: DeliveryState) -> Self {
+        match s {
+            DeliveryState::Queued => Self::Queued,
+            DeliveryState::Accepted => Self::Accepted,
+            DeliveryState::Sent => Self::Sent,
+            DeliveryState::Delivered => Self::Delivered,
+            DeliveryState::Read => Self::Read,
+            DeliveryState::Received => Self::Received,
+            DeliveryState::Failed => Self::Failed,
+        }
+    }
+}
+
+/// A status Meta reported.
+#[derive(Debug, Clone, Object)]
+pub struct StatusView {
+    /// The state it reports.
+    pub state: DeliveryStateDto,
+    /// Meta's time of it.
+    pub at: DateTime<Utc>,
+    /// Meta's errors, for `failed`.
+    pub errors: Option<serde_json::Value>,
+}
+
+/// A message.
+#[derive(Debug, Clone, Object)]
+pub struct MessageView {
+    /// Id.
+    pub id: String,
+    /// The conversation.
+    pub conversation_id: String,
+    /// Meta's message id.
+    pub wamid: String,
+    /// `inbound` or `outbound`.
+    pub direction: String,
+    /// Meta's type: `text`, `image`, `location`, `reaction`, …
+    pub kind: String,
+    /// The message as Meta sent it.
+    pub content: serde_json::Value,
+    /// Meta's timestamp.
+    pub timestamp: DateTime<Utc>,
+    /// The furthest state reached.
+    pub state: DeliveryStateDto,
+    /// Every status received.
+    pub statuses: Vec<StatusView>,
+}
+
+impl From<Message> for MessageView {
+    fn from(m: Message) -> Self {
+        Self {
+            id: m.id.to_string(),
+            conversation_id: m.conversation_id.to_string(),
+            wamid: m.wamid,
+            direction: match m.direction {
+                Direction::Inbound => "inbound".into(),
+                Direction::Outbound => "outbound".into(),
+            },
+            kind: m.kind,
+            content: m.content,
+            timestamp: m.timestamp,
+            state: m.state.into(),
+            statuses: m
+                .statuses
+                .into_iter()
+                .map(|s| StatusView {
+                    state: s.state.into(),
+                    at: s.at,
+                    errors: s.errors,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// One page of messages.
+#[derive(Debug, Clone, Object)]
+pub struct MessageList {
+    /// The messages, in arrival order.
+    pub items: Vec<MessageView>,
+    /// Cursor of the next page, `null` on the last.
+    pub next_cursor: Option<String>,
+}
+
+/// A contact.
+#[derive(Debug, Clone, Object)]
+pub struct ContactView {
+    /// Id.
+    pub id: String,
+    /// Owning tenant.
+    pub tenant_id: String,
+    /// WhatsApp id as Meta reports it.
+    pub wa_id: String,
+    /// Phone number (E.164), when known.
+    pub phone: Option<String>,
+    /// Name given by the tenant.
+    pub name: Option<String>,
+    /// WhatsApp profile name.
+    pub profile_name: Option<String>,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Whether the contact opted out of marketing.
+    pub opted_out: bool,
+    /// When the opt-out (or back in) was recorded.
+    pub opt_out_at: Option<DateTime<Utc>>,
+    /// Version.
+    pub version: u64,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<Contact> for ContactView {
+    fn from(c: Contact) -> Self {
+        Self {
+            id: c.id.to_string(),
+            tenant_id: c.tenant_id.to_string(),
+            wa_id: c.wa_id,
+            phone: c.phone,
+            name: c.name,
+            profile_name: c.profile_name,
+            tags: c.tags,
+            opted_out: c.opt_out.as_ref().is_some_and(|o| o.opted_out),
+            opt_out_at: c.opt_out.map(|o| o.at),
+            version: c.version,
+            created_at: c.created_at,
+        }
+    }
+}
+
+/// One page of contacts.
+#[derive(Debug, Clone, Object)]
+pub struct ContactList {
+    /// The contacts, oldest first.
+    pub items: Vec<ContactView>,
+    /// Cursor of the next page, `null` on the last.
+    pub next_cursor: Option<String>,
+}
+
+#[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Inbox")]
+impl InboxApi {
+    /// The tenant's conversations, oldest first; `status` and `account_id` narrow the list.
+    #[oai(
+        path = "/tenants/:tenant_id/conversations",
+        method = "get",
+        operation_id = "list_conversations"
+    )]
+    async fn conversations(
+        &self,
+        auth: Auth,
+        tenant_id: Path<String>,
+        status: Query<Option<ConversationStatusDto>>,
+        account_id: Query<Option<String>>,
+        cursor: Query<Option<String>>,
+        limit: Query<Option<u32>>,
+    ) -> Result<Json<ConversationList>, ApiError> {
+        let tenant = parse_id::<TenantId>(&tenant_id.0, "tenant")?;
+        let account_id = match account_id.0 {
+            Some(raw) => Some(raw.parse::<WhatsAppAccountId>().map_err(|_| {
+                ApiError::invalid_field("account_id", "is not a WhatsApp account id")
+            })?),
+            None => None,
+        };
+        let filter = ConversationFilter {
+            status: status.0.map(Into::into),
+            account_id,
+        };
+        let p = self
+            .state
+            .inbox
+            .conversations(auth.0.access(), tenant, filter, page(cursor.0, limit.0))
+            .await?;
+        Ok(Json(ConversationList {
+            items: p.items.into_iter().map(Into::into).collect(),
+            next_cursor: p.next_cursor,
+        }))
+    }
+
+    /// One conversation.
+    #[oai(
+        path = "/tenants/:tenant_id/conversations/:conversation_id",
+        method = "get",
+        operation_id = "get_conversation"
+    )]
+    async fn conversation(
+        &self,
+        auth: Auth,
+        tenant_id: Path<String>,
+        conversation_id: Path<String>,
+    ) -> Result<Json<ConversationView>, ApiError> {
+        let tenant = parse_id::<TenantId>(&tenant_id.0, "tenant")?;
+        let id = parse_id::<ConversationId>(&conversation_id.0, "conversation")?;
+        let c = self
+            .state
+            .inbox
+            .conversation(auth.0.access(), tenant, id)
+            .await?;
+        Ok(Json(c.into()))
+    }
+
+    /// The messages of a conversation, in arrival order.
+    #[oai(
+        path = "/tenants/:tenant_id/conversations/:conversation_id/messages",
+        method = "get",
+        operation_id = "list_conversation_messages"
+    )]
+    async fn messages(
+        &self,
+        auth: Auth,
+        tenant_id: Path<String>,
+        conversation_id: Path<String>,
+        cursor: Query<Option<String>>,
+        limit: Query<Option<u32>>,
+    ) -> Result<Json<MessageList>, ApiError> {
+        let tenant = parse_id::<TenantId>(&tenant_id.0, "tenant")?;
+        let id = parse_id::<ConversationId>(&conversation_id.0, "conversation")?;
+        let p = self
+            .state
+            .inbox
+            .messages(auth.0.access(), tenant, id, page(cursor.0, limit.0))
+            .await?;
+        Ok(Json(MessageList {
+            items: p.items.into_iter().map(Into::into).collect(),
+            next_cursor: p.next_cursor,
+        }))
+    }
+
+    /// The tenant's contacts, oldest first.
+    #[oai(
+        path = "/tenants/:tenant_id/contacts",
+        method = "get",
+        operation_id = "list_contacts"
+    )]
+    async fn contacts(
+        &self,
+        auth: Auth,
+        tenant_id: Path<String>,
+        cursor: Query<Option<String>>,
+        limit: Query<Option<u32>>,
+    ) -> Result<Json<ContactList>, ApiError> {
+        let tenant = parse_id::<TenantId>(&tenant_id.0, "tenant")?;
+        let p = self
+            .state
+            .inbox
+            .contacts(auth.0.access(), tenant, page(cursor.0, limit.0))
+            .await?;
+        Ok(Json(ContactList {
+            items: p.items.into_iter().map(Into::into).collect(),
+            next_cursor: p.next_cursor,
+        }))
+    }
+
+    /// One contact.
+    #[oai(
+        path = "/tenants/:tenant_id/contacts/:contact_id",
+        method = "get",
+        operation_id = "get_contact"
+    )]
+    async fn contact(
+        &self,
+        auth: Auth,
+        tenant_id: Path<String>,
+        contact_id: Path<String>,
+    ) -> Result<Json<ContactView>, ApiError> {
+        let tenant = parse_id::<TenantId>(&tenant_id.0, "tenant")?;
+        let id = parse_id::<ContactId>(&contact_id.0, "contact")?;
+        let c = self
+            .state
+            .inbox
+            .contact(auth.0.access(), tenant, id)
+            .await?;
+        Ok(Json(c.into()))
+    }
+}
