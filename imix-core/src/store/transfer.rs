@@ -286,7 +286,9 @@ impl Transfer {
     }
 
     /// Stores every record of `records` into this (empty) store. Refuses a store that
-    /// holds data, and a record of a kind nobody registered.
+    /// holds data, and a record of a kind nobody registered. Not atomic: when a record is
+    /// refused, those before it stay stored (the error says how many) and the store must be
+    /// emptied (a fresh data directory or database) before the import is retried.
     pub async fn import<S>(&self, records: S) -> Result<ImportCounts>
     where
         S: Stream<Item = Result<Record>> + Send,
@@ -301,16 +303,40 @@ impl Transfer {
             self.all().map(|s| (s.kind(), s)).collect();
         let mut counts = ImportCounts::default();
         let mut records = std::pin::pin!(records);
+        let mut position = 0u64;
         while let Some(record) = records.next().await {
-            let record = record?;
+            position += 1;
+            let stored = counts.total();
+            // The records stored so far stay: say where it stopped and what to do.
+            let stopped = |e: Error| {
+                tracing::error!(
+                    record = position,
+                    stored,
+                    error = %e,
+                    "import stopped; the store holds the records stored before it and must be \
+                     emptied before the import is retried"
+                );
+                match e {
+                    Error::Invalid { field, message } => Error::Invalid {
+                        field,
+                        message: format!(
+                            "{message} (record {position}; {stored} records were stored before \
+                             it: empty the store before retrying)"
+                        ),
+                    },
+                    other => other,
+                }
+            };
+            let record = record.map_err(stopped)?;
             let Some(set) = by_kind.get(record.kind.as_str()) else {
-                return Err(Error::invalid(
+                return Err(stopped(Error::invalid(
                     "kind",
                     format!("no capability stores records of kind {:?}", record.kind),
-                ));
+                )));
             };
-            *counts.0.entry(record.kind.clone()).or_default() += 1;
-            set.import(record).await?;
+            let kind = record.kind.clone();
+            set.import(record).await.map_err(stopped)?;
+            *counts.0.entry(kind).or_default() += 1;
         }
         Ok(counts)
     }

@@ -34,9 +34,7 @@ pub mod mongo;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
-/// The capability name its migrations are recorded under. The same name (and migration
-/// names) the tables had while imix-core created them, so an existing database is not
-/// migrated twice.
+/// The capability name its migrations are recorded under.
 pub const CAPABILITY: &str = "whatsapp";
 
 /// The record kind of accounts in backups.

@@ -35,8 +35,9 @@ pub const WHATSAPP_ACCOUNTS: &str = "whatsapp_accounts";
 /// The templates' collection.
 pub const MESSAGE_TEMPLATES: &str = "message_templates";
 
-/// The capability's schema steps. Name and indexes as imix-core applied them before the
-/// collections moved here, so a database migrated then is not migrated again.
+/// The capability's schema steps. A database made by a release that recorded numbered
+/// schema versions runs this step once more on upgrade: creating an existing index is a
+/// no-op.
 pub const MIGRATIONS: &[MongoMigration] = &[MongoMigration {
     name: "0001_accounts_templates",
     indexes: INDEXES,

@@ -26,8 +26,9 @@ use super::{
 };
 use crate::records::{MessageTemplate, WhatsAppAccount};
 
-/// The capability's schema steps. Name and SQL as imix-core applied them before the tables
-/// moved here, so a database migrated then is not migrated again.
+/// The capability's schema steps. A database made by a release that recorded numbered
+/// schema versions runs this step once more on upgrade: `IF NOT EXISTS` makes that a no-op
+/// that keeps its tables and rows.
 pub const MIGRATIONS: &[Migration] = &[Migration {
     name: "0001_accounts_templates",
     sql: "CREATE TABLE IF NOT EXISTS whatsapp_accounts (

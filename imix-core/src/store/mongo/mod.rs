@@ -89,7 +89,6 @@ impl MongoStore {
     }
 }
 
-/// Index creation shorthand for migrations.
 /// Indexes of the shared primitives' collections, as capability `core`.
 const CORE_MIGRATIONS: &[MongoMigration] = &[
     MongoMigration {

@@ -15,7 +15,7 @@
 //!         expire_at_field: false,
 //!     }],
 //! }];
-//! // imix_core::store::mongo::migrate(&database, "notes", MIGRATIONS).await?;
+//! // imix_core::store::mongo::support::migrate(&database, "notes", MIGRATIONS).await?;
 //! ```
 
 use std::time::Duration;
@@ -86,7 +86,15 @@ pub async fn migrate(
     let mut count = 0;
     for m in migrations.iter().filter(|m| !applied.contains(m.name)) {
         for index in m.indexes {
-            create_index(db, index).await?;
+            create_index(db, index).await.map_err(|e| {
+                Error::backend(
+                    ACTION,
+                    format!(
+                        "migration {capability}/{} failed creating index {} on {}: {e}",
+                        m.name, index.name, index.collection
+                    ),
+                )
+            })?;
         }
         let record = doc! {
             "_id": format!("{capability}/{}", m.name),

@@ -51,8 +51,12 @@ pub struct Migration {
     pub unique: &'static [UniqueKey],
 }
 
-/// A unique constraint (a `UNIQUE` column or clause, a unique index, or a text primary key)
-/// and the API field a violation is reported under.
+/// A unique constraint (a `UNIQUE` column or clause, a unique index on plain columns, or a
+/// text primary key) and the API field a violation is reported under. SQLite names the
+/// violated constraint by `table.column`, so table and column names must be plain
+/// identifiers (no `.` or `, `); a unique index on an expression (`lower(x)`) is reported by
+/// index name and is not recognised — store the normalized value in a column instead, as
+/// the users' `email_lower` does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UniqueKey {
     /// The table.
@@ -171,9 +175,8 @@ impl UniqueKey {
 /// Parses SQLite's `UNIQUE constraint failed: t.a, t.b` (also reported for a text primary
 /// key) into the table and its columns.
 fn violated_unique(message: &str) -> Option<(String, Vec<String>)> {
-    let list = message
-        .strip_prefix("UNIQUE constraint failed: ")
-        .or_else(|| message.strip_prefix("PRIMARY KEY constraint failed: "))?;
+    // SQLite reports primary keys this way too.
+    let list = message.strip_prefix("UNIQUE constraint failed: ")?;
     let mut table = None;
     let mut columns = Vec::new();
     for qualified in list.split(", ") {
