@@ -82,6 +82,9 @@ pub enum Permission {
     ContactsManage,
     /// See conversations and messages.
     ConversationsRead,
+    /// Read every conversation of the tenant, not only those assigned to the caller and
+    /// unassigned ones.
+    ConversationsReadAll,
     /// Send messages and replies.
     ConversationsReply,
     /// Assign conversations and change their status.
@@ -102,7 +105,7 @@ pub enum Permission {
 
 impl Permission {
     /// Every permission, in display order.
-    pub const ALL: [Permission; 19] = [
+    pub const ALL: [Permission; 20] = [
         Permission::TenantRead,
         Permission::TenantManage,
         Permission::UsersRead,
@@ -114,6 +117,7 @@ impl Permission {
         Permission::ContactsRead,
         Permission::ContactsManage,
         Permission::ConversationsRead,
+        Permission::ConversationsReadAll,
         Permission::ConversationsReply,
         Permission::ConversationsAssign,
         Permission::UsageRead,
@@ -138,6 +142,7 @@ impl Permission {
             Permission::ContactsRead => "contacts.read",
             Permission::ContactsManage => "contacts.manage",
             Permission::ConversationsRead => "conversations.read",
+            Permission::ConversationsReadAll => "conversations.read_all",
             Permission::ConversationsReply => "conversations.reply",
             Permission::ConversationsAssign => "conversations.assign",
             Permission::UsageRead => "usage.read",

@@ -2,28 +2,86 @@
 //! operation takes the caller's [`AccessContext`] and checks the permission and the tenant
 //! itself; another tenant's records are "not found".
 
+use std::sync::Arc;
+
+use async_trait::async_trait;
 use imix_core::{
     access::{AccessContext, Permission},
-    id::TenantId,
-    store::{Page, PageRequest},
+    id::{TenantId, UserId},
+    store::{ConflictBackoff, Page, PageRequest, Scope},
+    Error as CoreError,
 };
 
 use crate::{
-    error::Result,
-    records::{Contact, ContactId, Conversation, ConversationId, Message},
-    storage::{ConversationFilter, MessagingStorage},
+    error::{MessagingError, Result},
+    records::{Contact, ContactId, Conversation, ConversationId, ConversationStatus, Message},
+    storage::{AssigneeFilter, ConversationFilter, MessagingStorage},
 };
 
-/// Reads of the shared inbox.
-#[derive(Debug, Clone)]
+/// Who may be assigned conversations: the tenant's active users, as tenancy knows them.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait Assignees: Send + Sync {
+    /// Whether `user` is an active user of `tenant` who may answer conversations.
+    async fn can_be_assigned(&self, tenant: TenantId, user: UserId) -> Result<bool>;
+}
+
+/// A change to a conversation; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConversationPatch {
+    /// The new status (needs `conversations.reply`).
+    pub status: Option<ConversationStatus>,
+    /// The new assignee, `Some(None)` to unassign (needs `conversations.assign`).
+    pub assignee: Option<Option<UserId>>,
+    /// Mark every message read by the team (unread count to 0; needs
+    /// `conversations.reply`).
+    pub mark_read: bool,
+    /// The version the caller read (`If-Match`); `None` to apply to the latest.
+    pub expected_version: Option<u64>,
+}
+
+/// Whether the caller sees `c`: with `conversations.read_all` every conversation of the
+/// tenant, otherwise those assigned to them and unassigned ones.
+fn visible(ctx: &AccessContext, c: &Conversation) -> bool {
+    ctx.has(Permission::ConversationsReadAll) || c.assignee.is_none_or(|a| a == ctx.user_id())
+}
+
+/// The shared inbox.
+#[derive(Clone)]
 pub struct InboxService {
     storage: MessagingStorage,
+    assignees: Arc<dyn Assignees>,
+}
+
+impl std::fmt::Debug for InboxService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InboxService").finish_non_exhaustive()
+    }
 }
 
 impl InboxService {
-    /// The inbox over `storage`.
-    pub fn new(storage: MessagingStorage) -> Self {
-        Self { storage }
+    /// The inbox over `storage`; assignees are checked with `assignees`.
+    pub fn new(storage: MessagingStorage, assignees: Arc<dyn Assignees>) -> Self {
+        Self { storage, assignees }
+    }
+
+    /// The conversation `id` if the caller may see it; "not found" otherwise.
+    async fn visible_conversation(
+        &self,
+        ctx: &AccessContext,
+        scope: Scope,
+        id: ConversationId,
+    ) -> Result<Conversation> {
+        let c = self.storage.conversations.get(scope, id).await?;
+        if visible(ctx, &c) {
+            Ok(c)
+        } else {
+            Err(CoreError::NotFound {
+                entity: "conversation",
+                id: id.to_string(),
+            }
+            .into())
+        }
     }
 
     /// The tenant's conversations matching `filter`, oldest first.
@@ -35,6 +93,25 @@ impl InboxService {
         page: PageRequest,
     ) -> Result<Page<Conversation>> {
         let scope = ctx.authorize(Permission::ConversationsRead, tenant)?;
+        let mut filter = filter;
+        if !ctx.has(Permission::ConversationsReadAll) {
+            // An agent's own view, narrowed further by what they asked for.
+            let me = ctx.user_id();
+            filter.assignee = match filter.assignee {
+                None | Some(AssigneeFilter::UserOrUnassigned(_)) => {
+                    Some(AssigneeFilter::UserOrUnassigned(me))
+                }
+                Some(AssigneeFilter::Unassigned) => Some(AssigneeFilter::Unassigned),
+                Some(AssigneeFilter::User(u)) if u == me => Some(AssigneeFilter::User(me)),
+                // Someone else's: nothing an agent may see.
+                Some(AssigneeFilter::User(_)) => {
+                    return Ok(Page {
+                        items: Vec::new(),
+                        next_cursor: None,
+                    })
+                }
+            };
+        }
         Ok(self.storage.conversations.list(scope, filter, page).await?)
     }
 
@@ -46,7 +123,73 @@ impl InboxService {
         id: ConversationId,
     ) -> Result<Conversation> {
         let scope = ctx.authorize(Permission::ConversationsRead, tenant)?;
-        Ok(self.storage.conversations.get(scope, id).await?)
+        self.visible_conversation(ctx, scope, id).await
+    }
+
+    /// Changes a conversation's status, assignee or unread count. The assignee must be an
+    /// active user of the tenant (422 naming `assignee` otherwise). A stale
+    /// `expected_version` is a version conflict.
+    pub async fn update_conversation(
+        &self,
+        ctx: &AccessContext,
+        tenant: TenantId,
+        id: ConversationId,
+        patch: ConversationPatch,
+    ) -> Result<Conversation> {
+        let scope = ctx.authorize(Permission::ConversationsRead, tenant)?;
+        if patch.status.is_some() || patch.mark_read {
+            ctx.authorize(Permission::ConversationsReply, tenant)?;
+        }
+        if let Some(assignee) = patch.assignee {
+            ctx.authorize(Permission::ConversationsAssign, tenant)?;
+            if let Some(user) = assignee {
+                if !self.assignees.can_be_assigned(tenant, user).await? {
+                    return Err(CoreError::invalid(
+                        "assignee",
+                        "is not an active user of this tenant",
+                    )
+                    .into());
+                }
+            }
+        }
+        let mut backoff = ConflictBackoff::new();
+        while backoff.next_attempt().await {
+            let mut c = self.visible_conversation(ctx, scope, id).await?;
+            if let Some(expected) = patch.expected_version {
+                if expected != c.version {
+                    return Err(CoreError::VersionConflict {
+                        entity: "conversation",
+                        id: id.to_string(),
+                        expected,
+                    }
+                    .into());
+                }
+            }
+            if let Some(status) = patch.status {
+                c.status = status;
+            }
+            if let Some(assignee) = patch.assignee {
+                c.assignee = assignee;
+            }
+            if patch.mark_read {
+                c.unread = 0;
+            }
+            c.updated_at = imix_core::now();
+            match self.storage.conversations.update(scope, &c).await {
+                Ok(stored) => return Ok(stored),
+                // Ingest changed it meanwhile: apply the patch to the new version, unless
+                // the caller pinned the version they saw.
+                Err(CoreError::VersionConflict { .. }) if patch.expected_version.is_none() => {
+                    continue
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(MessagingError::Store(CoreError::VersionConflict {
+            entity: "conversation",
+            id: id.to_string(),
+            expected: 0,
+        }))
     }
 
     /// The messages of one of the tenant's conversations, in arrival order.
@@ -58,8 +201,9 @@ impl InboxService {
         page: PageRequest,
     ) -> Result<Page<Message>> {
         let scope = ctx.authorize(Permission::ConversationsRead, tenant)?;
-        // Not found for another tenant's conversation, rather than an empty page.
-        self.storage.conversations.get(scope, conversation).await?;
+        // Not found for another tenant's (or another agent's) conversation, rather than an
+        // empty page.
+        self.visible_conversation(ctx, scope, conversation).await?;
         Ok(self
             .storage
             .messages

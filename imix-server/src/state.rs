@@ -43,10 +43,14 @@ pub struct AppState {
     pub templates: imix_whatsapp::templates::TemplateService,
     /// Reads of the shared inbox.
     pub inbox: imix_messaging::InboxService,
+    /// Contact management: contacts, groups, CSV import and export.
+    pub contacts: imix_messaging::ContactService,
     /// Takes webhook deliveries in (verified, stored before the answer).
     pub webhooks: imix_messaging::ingest::Receiver,
     /// Processes stored webhook deliveries.
     pub ingest: imix_messaging::ingest::IngestWorker,
+    /// Live events: the log ingest publishes to and the streams users open.
+    pub events: crate::events::LiveEvents,
 }
 
 /// What an embedder (or a test) can plug in instead of the defaults.
@@ -121,8 +125,26 @@ impl AppState {
         )?;
         let (whatsapp_accounts, templates) =
             crate::whatsapp::services(&config, &storage, &cipher, tenancy.count_limits())?;
-        let (webhooks, ingest) = crate::messaging::ingest(&storage, &whatsapp_accounts);
-        let inbox = imix_messaging::InboxService::new(storage.messaging.clone());
+        let contact_counter = crate::contacts::counter(tenancy.count_limits());
+        let contacts = crate::contacts::service(&storage, contact_counter.clone());
+        // Contacts created from inbound messages are counted, never refused.
+        let ingest_storage = crate::contacts::inbound_storage(&storage, contact_counter);
+        let events = crate::events::LiveEvents::new(
+            &storage,
+            redis.as_ref(),
+            config.events_heartbeat,
+        )?;
+        let (webhooks, ingest) = crate::messaging::ingest(
+            &ingest_storage,
+            &whatsapp_accounts,
+            std::sync::Arc::new(events.bus.clone()),
+        );
+        let inbox = imix_messaging::InboxService::new(
+            storage.messaging.clone(),
+            Arc::new(crate::messaging::TenancyAssignees::new(
+                storage.tenancy.users.clone(),
+            )),
+        );
         let metrics = Metrics::new()?;
         metrics.watch_outbox(notifier.outbox().monitor().clone())?;
         Ok(Self {
@@ -138,8 +160,10 @@ impl AppState {
             whatsapp_accounts,
             templates,
             inbox,
+            contacts,
             webhooks,
             ingest,
+            events,
         })
     }
 }

@@ -17,6 +17,7 @@ on_both_backends!(
     a_signed_batch_becomes_contacts_conversations_and_messages,
     forged_and_foreign_deliveries_are_refused_and_store_nothing,
     statuses_in_any_order_end_at_the_furthest_state,
+    agents_see_their_own_and_unassigned_conversations_and_assignment_is_checked,
 );
 
 const WABA: &str = "1001";
@@ -502,4 +503,173 @@ async fn a_delivery_stored_but_not_processed_is_processed_at_the_next_start() {
     })
     .await;
     s.stop().await;
+}
+
+async fn patch(w: &World, token: &str, conversation: &str, body: Value) -> (u16, Value) {
+    w.s.send_json(
+        token,
+        reqwest::Method::PATCH,
+        &format!("/api/v1/tenants/{}/conversations/{conversation}", w.tenant),
+        body,
+    )
+    .await
+}
+
+async fn agents_see_their_own_and_unassigned_conversations_and_assignment_is_checked(
+    backend: Backend,
+) {
+    let w = world(backend).await;
+    let ts = 1_760_000_000;
+    let body = payload(vec![change(
+        PHONE,
+        json!({"messages": [
+            text_message("wamid.C1", "22245000011", ts, "first customer"),
+            text_message("wamid.C2", "22245000012", ts + 1, "second customer"),
+        ]}),
+    )])
+    .to_string();
+    assert_eq!(
+        post(&w.s, "/webhooks/whatsapp", body.as_bytes(), SECRET).await,
+        200
+    );
+    let list = until("two conversations", || async {
+        let list = conversations(&w).await;
+        (list.len() == 2).then_some(list)
+    })
+    .await;
+    let (c1, c2) = (
+        list[0]["id"].as_str().unwrap().to_owned(),
+        list[1]["id"].as_str().unwrap().to_owned(),
+    );
+    let agent = |email: &str| json!({"email": email, "first_name": "Ag", "last_name": "Ent", "role": "agent", "tenant_id": w.tenant});
+    let (agent1, agent1_token) =
+        w.s.user_with_token(&w.platform, agent("one@alpha.example"))
+            .await;
+    let (_, agent2_token) =
+        w.s.user_with_token(&w.platform, agent("two@alpha.example"))
+            .await;
+    let agent1_id = agent1["id"].as_str().unwrap();
+
+    // Only a user who may assign assigns, and only to an active user of the tenant.
+    let (status, _) = patch(&w, &agent1_token, &c1, json!({"assignee": agent1_id})).await;
+    assert_eq!(status, 403, "agents do not assign");
+    let (status, err) = patch(
+        &w,
+        &w.admin,
+        &c1,
+        json!({"assignee": imix_core::id::UserId::new().to_string()}),
+    )
+    .await;
+    assert_eq!(
+        (status, err["error"]["details"]["field"].as_str()),
+        (422, Some("assignee")),
+        "{err}"
+    );
+    let (status, c) = patch(&w, &w.admin, &c1, json!({"assignee": agent1_id})).await;
+    assert_eq!(status, 200, "{c}");
+    assert_eq!(c["assignee"], agent1_id);
+
+    // Agent two sees only the unassigned conversation; agent one sees both.
+    let ids = |token: String| {
+        let w = &w;
+        async move {
+            let (status, list) =
+                w.s.get_json(
+                    &token,
+                    &format!("/api/v1/tenants/{}/conversations", w.tenant),
+                )
+                .await;
+            assert_eq!(status, 200, "{list}");
+            list["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["id"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(ids(agent2_token.clone()).await, vec![c2.clone()]);
+    assert_eq!(
+        ids(agent1_token.clone()).await,
+        vec![c1.clone(), c2.clone()]
+    );
+    for path in [
+        format!("/api/v1/tenants/{}/conversations/{c1}", w.tenant),
+        format!("/api/v1/tenants/{}/conversations/{c1}/messages", w.tenant),
+    ] {
+        let (status, _) = w.s.get_json(&agent2_token, &path).await;
+        assert_eq!(status, 404, "{path}: another agent's conversation");
+    }
+    let (status, _) = patch(&w, &agent2_token, &c1, json!({"status": "resolved"})).await;
+    assert_eq!(status, 404);
+    // The filters: mine, unassigned, unread.
+    let (_, mine) =
+        w.s.get_json(
+            &w.admin,
+            &format!(
+                "/api/v1/tenants/{}/conversations?assignee={agent1_id}",
+                w.tenant
+            ),
+        )
+        .await;
+    assert_eq!(mine["items"].as_array().unwrap().len(), 1);
+    let (_, none) =
+        w.s.get_json(
+            &w.admin,
+            &format!("/api/v1/tenants/{}/conversations?assignee=none", w.tenant),
+        )
+        .await;
+    assert_eq!(none["items"][0]["id"], c2.as_str());
+
+    // The assignee resolves it and reads it; a new message reopens it.
+    let (status, c) = patch(
+        &w,
+        &agent1_token,
+        &c1,
+        json!({"status": "resolved", "mark_read": true}),
+    )
+    .await;
+    assert_eq!(status, 200, "{c}");
+    assert_eq!(
+        (c["status"].as_str(), c["unread"].as_u64()),
+        (Some("resolved"), Some(0))
+    );
+    let (status, _) = patch(
+        &w,
+        &agent1_token,
+        &c1,
+        json!({"status": "open", "version": 1}),
+    )
+    .await;
+    assert_eq!(status, 409, "a stale version");
+    let (_, unread) =
+        w.s.get_json(
+            &w.admin,
+            &format!("/api/v1/tenants/{}/conversations?unread=true", w.tenant),
+        )
+        .await;
+    assert_eq!(
+        unread["items"].as_array().unwrap().len(),
+        1,
+        "only c2 is unread"
+    );
+    let again = payload(vec![change(
+        PHONE,
+        json!({"messages": [text_message("wamid.C3", "22245000011", ts + 99, "me again")]}),
+    )])
+    .to_string();
+    assert_eq!(
+        post(&w.s, "/webhooks/whatsapp", again.as_bytes(), SECRET).await,
+        200
+    );
+    until("the conversation reopened", || async {
+        let (_, c) =
+            w.s.get_json(
+                &w.admin,
+                &format!("/api/v1/tenants/{}/conversations/{c1}", w.tenant),
+            )
+            .await;
+        (c["status"] == "open" && c["unread"] == 1).then_some(())
+    })
+    .await;
 }

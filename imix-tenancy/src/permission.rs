@@ -20,6 +20,7 @@ const READ_ALL: &[Permission] = &[
     P::TemplatesRead,
     P::ContactsRead,
     P::ConversationsRead,
+    P::ConversationsReadAll,
     P::UsageRead,
 ];
 
@@ -39,6 +40,7 @@ pub fn tenant_role_permissions(role: Role, custom: &[Permission]) -> BTreeSet<Pe
             P::ContactsRead,
             P::ContactsManage,
             P::ConversationsRead,
+            P::ConversationsReadAll,
             P::ConversationsReply,
             P::ConversationsAssign,
             P::UsageRead,
@@ -49,6 +51,7 @@ pub fn tenant_role_permissions(role: Role, custom: &[Permission]) -> BTreeSet<Pe
             P::TemplatesRead,
             P::ContactsRead,
             P::ConversationsRead,
+            P::ConversationsReadAll,
             P::ConversationsReply,
             P::ConversationsAssign,
             P::UsageRead,

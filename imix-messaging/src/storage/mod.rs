@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use imix_core::{
-    id::WhatsAppAccountId,
+    id::{UserId, WhatsAppAccountId},
     store::{
         transfer::{paged, RecordSet},
         Backend, Page, PageRequest, Scope,
@@ -22,6 +22,9 @@ use crate::records::{
     HeldStatus, Message, MessageId,
 };
 
+pub mod events;
+pub mod groups;
+pub mod media;
 #[cfg(feature = "mongodb")]
 pub mod mongo;
 #[cfg(feature = "sqlite")]
@@ -72,6 +75,17 @@ pub trait ContactRepository: Send + Sync {
     async fn list(&self, scope: Scope, page: PageRequest) -> Result<Page<Contact>>;
 }
 
+/// Whose conversations [`ConversationFilter::assignee`] selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AssigneeFilter {
+    /// Only unassigned ones.
+    Unassigned,
+    /// Only those assigned to this user.
+    User(UserId),
+    /// Those assigned to this user and unassigned ones (what an agent may see).
+    UserOrUnassigned(UserId),
+}
+
 /// Which conversations [`ConversationRepository::list`] returns.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ConversationFilter {
@@ -79,6 +93,10 @@ pub struct ConversationFilter {
     pub status: Option<ConversationStatus>,
     /// Only this number's.
     pub account_id: Option<WhatsAppAccountId>,
+    /// Only these assignees'.
+    pub assignee: Option<AssigneeFilter>,
+    /// Only those with unread messages.
+    pub unread_only: bool,
 }
 
 /// Conversations. `(account_id, contact_id)` is unique.
@@ -156,6 +174,10 @@ pub struct MessagingStorage {
     pub messages: Arc<dyn MessageRepository>,
     /// Statuses waiting for their message.
     pub held_statuses: Arc<dyn HeldStatusRepository>,
+    /// Contact deletes and look-ups by phone ([`groups`]).
+    pub contact_book: Arc<dyn groups::ContactBookRepository>,
+    /// Contact groups and memberships ([`groups`]).
+    pub groups: Arc<dyn groups::GroupRepository>,
 }
 
 impl std::fmt::Debug for MessagingStorage {
@@ -172,7 +194,10 @@ impl MessagingStorage {
             #[cfg(feature = "sqlite")]
             Backend::Sqlite(db) => {
                 let a = Arc::new(sqlite::SqliteMessaging::new(db.clone()));
+                let (contact_book, groups) = groups::open(backend)?;
                 Ok(Self {
+                    contact_book,
+                    groups,
                     deliveries: a.clone(),
                     contacts: a.clone(),
                     conversations: a.clone(),
@@ -183,7 +208,10 @@ impl MessagingStorage {
             #[cfg(feature = "mongodb")]
             Backend::Mongo(db) => {
                 let a = Arc::new(mongo::MongoMessaging::new(db.clone()));
+                let (contact_book, groups) = groups::open(backend)?;
                 Ok(Self {
+                    contact_book,
+                    groups,
                     deliveries: a.clone(),
                     contacts: a.clone(),
                     conversations: a.clone(),
@@ -202,7 +230,7 @@ impl MessagingStorage {
         let (conversations, conversations_in) =
             (self.conversations.clone(), self.conversations.clone());
         let (messages, messages_in) = (self.messages.clone(), self.messages.clone());
-        vec![
+        let mut sets = vec![
             paged(
                 "contact",
                 move |page| {
@@ -239,12 +267,23 @@ impl MessagingStorage {
                     async move { repo.insert(&message).await }
                 },
             ),
-        ]
+        ];
+        // Contact groups and memberships, after the contacts they refer to.
+        sets.extend(groups::record_sets(&self.groups));
+        sets
     }
 }
 
 /// Creates or upgrades messaging's tables or indexes on `backend`. Idempotent.
 pub async fn migrate(backend: &Backend) -> Result<()> {
+    migrate_inbox(backend).await?;
+    events::migrate(backend).await?;
+    media::migrate(backend).await?;
+    groups::migrate(backend).await
+}
+
+/// The inbox's own steps (`0001_inbox`).
+async fn migrate_inbox(backend: &Backend) -> Result<()> {
     match backend {
         #[cfg(feature = "sqlite")]
         Backend::Sqlite(db) => db.migrate(CAPABILITY, sqlite::MIGRATIONS).await.map(drop),

@@ -35,8 +35,8 @@ use mongodb::{
 use serde::Serialize;
 
 use super::{
-    ContactRepository, ConversationFilter, ConversationRepository, DeliveryRepository,
-    HeldStatusRepository, MessageRepository,
+    AssigneeFilter, ContactRepository, ConversationFilter, ConversationRepository,
+    DeliveryRepository, HeldStatusRepository, MessageRepository,
 };
 use crate::records::{
     Contact, ContactId, Conversation, ConversationId, Delivery, DeliveryId, HeldStatus, Message,
@@ -426,6 +426,27 @@ impl ConversationRepository for MongoMessaging {
         }
         if let Some(account) = filter.account_id {
             query.insert("account_id", account.to_string());
+        }
+        match filter.assignee {
+            None => {}
+            Some(AssigneeFilter::Unassigned) => {
+                query.insert("assignee", mongodb::bson::Bson::Null);
+            }
+            Some(AssigneeFilter::User(u)) => {
+                query.insert("assignee", u.to_string());
+            }
+            Some(AssigneeFilter::UserOrUnassigned(u)) => {
+                query.insert(
+                    "$or",
+                    vec![
+                        mongodb::bson::doc! { "assignee": mongodb::bson::Bson::Null },
+                        mongodb::bson::doc! { "assignee": u.to_string() },
+                    ],
+                );
+            }
+        }
+        if filter.unread_only {
+            query.insert("unread", mongodb::bson::doc! { "$gt": 0 });
         }
         list_docs(
             self.conversations(),

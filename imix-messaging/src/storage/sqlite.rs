@@ -31,8 +31,8 @@ use rusqlite::{params, Connection, OptionalExtension, Params};
 use serde::de::DeserializeOwned;
 
 use super::{
-    ContactRepository, ConversationFilter, ConversationRepository, DeliveryRepository,
-    HeldStatusRepository, MessageRepository,
+    AssigneeFilter, ContactRepository, ConversationFilter, ConversationRepository,
+    DeliveryRepository, HeldStatusRepository, MessageRepository,
 };
 use crate::records::{
     Contact, ContactId, Conversation, ConversationId, ConversationStatus, Delivery, DeliveryId,
@@ -585,6 +585,14 @@ impl ConversationRepository for SqliteMessaging {
         let only = scope_param(scope);
         let status = filter.status.map(status_text);
         let account = filter.account_id.map(|a| a.to_string());
+        // (mode, user): mode 1 = unassigned, 2 = this user's, 3 = this user's or unassigned.
+        let (assignee_mode, assignee) = match filter.assignee {
+            None => (0i64, None),
+            Some(AssigneeFilter::Unassigned) => (1, None),
+            Some(AssigneeFilter::User(u)) => (2, Some(u.to_string())),
+            Some(AssigneeFilter::UserOrUnassigned(u)) => (3, Some(u.to_string())),
+        };
+        let unread_only = filter.unread_only;
         self.db
             .read(ACTION, move |c| {
                 let items: Vec<Conversation> = query_docs(
@@ -592,8 +600,23 @@ impl ConversationRepository for SqliteMessaging {
                     "SELECT doc FROM conversations
                      WHERE (?1 IS NULL OR id > ?1) AND (?2 IS NULL OR tenant_id = ?2)
                        AND (?3 IS NULL OR status = ?3) AND (?4 IS NULL OR account_id = ?4)
+                       AND (?6 = 0
+                            OR (?6 = 1 AND json_extract(doc, '$.assignee') IS NULL)
+                            OR (?6 = 2 AND json_extract(doc, '$.assignee') = ?7)
+                            OR (?6 = 3 AND (json_extract(doc, '$.assignee') IS NULL
+                                            OR json_extract(doc, '$.assignee') = ?7)))
+                       AND (?8 = 0 OR json_extract(doc, '$.unread') > 0)
                      ORDER BY id LIMIT ?5",
-                    params![cursor, only, status, account, limit + 1],
+                    params![
+                        cursor,
+                        only,
+                        status,
+                        account,
+                        limit + 1,
+                        assignee_mode,
+                        assignee,
+                        unread_only
+                    ],
                     CONVERSATION,
                     ACTION,
                 )?;

@@ -2,14 +2,16 @@
 //! their messages as received from Meta, and contacts.
 
 use chrono::{DateTime, Utc};
-use imix_core::id::{TenantId, WhatsAppAccountId};
+use imix_core::id::{TenantId, UserId, WhatsAppAccountId};
 use imix_messaging::{
-    storage::ConversationFilter, Contact, ContactId, Conversation, ConversationId,
-    ConversationStatus, DeliveryState, Direction, Message,
+    storage::{AssigneeFilter, ConversationFilter},
+    Contact, ContactId, Conversation, ConversationId, ConversationPatch, ConversationStatus,
+    DeliveryState, Direction, Message,
 };
 use poem_openapi::{
     param::{Path, Query},
     payload::Json,
+    types::MaybeUndefined,
     Enum, Object, OpenApi,
 };
 
@@ -113,6 +115,21 @@ impl From<Conversation> for ConversationView {
             updated_at: c.updated_at,
         }
     }
+}
+
+/// `PATCH /api/v1/tenants/{tenant_id}/conversations/{conversation_id}`: absent fields stay.
+#[derive(Debug, Object)]
+pub struct UpdateConversation {
+    /// The new status (needs `conversations.reply`).
+    pub status: Option<ConversationStatusDto>,
+    /// The user to assign, or `null` to unassign (needs `conversations.assign`); an
+    /// active user of the tenant who may reply.
+    pub assignee: MaybeUndefined<String>,
+    /// `true`: the team has read every message (unread count to 0).
+    pub mark_read: Option<bool>,
+    /// The version you read; a stale one is 409 `version_conflict`. Absent: apply to the
+    /// latest.
+    pub version: Option<u64>,
 }
 
 /// One page of conversations.
@@ -249,10 +266,20 @@ pub struct ContactView {
     pub opted_out: bool,
     /// When the opt-out (or back in) was recorded.
     pub opt_out_at: Option<DateTime<Utc>>,
+    /// What recorded it: `message`, `api` or `import`.
+    pub opt_out_source: Option<String>,
+    /// Language code.
+    pub language: Option<String>,
+    /// Custom attributes by key, each typed.
+    pub attributes: std::collections::BTreeMap<String, super::contacts::AttributeDto>,
+    /// Notes.
+    pub notes: Option<String>,
     /// Version.
     pub version: u64,
     /// Created.
     pub created_at: DateTime<Utc>,
+    /// Last changed.
+    pub updated_at: DateTime<Utc>,
 }
 
 impl From<Contact> for ContactView {
@@ -266,9 +293,18 @@ impl From<Contact> for ContactView {
             profile_name: c.profile_name,
             tags: c.tags,
             opted_out: c.opt_out.as_ref().is_some_and(|o| o.opted_out),
-            opt_out_at: c.opt_out.map(|o| o.at),
+            opt_out_at: c.opt_out.as_ref().map(|o| o.at),
+            opt_out_source: c.opt_out.map(|o| o.source),
+            language: c.language,
+            attributes: c
+                .attributes
+                .into_iter()
+                .map(|(k, v)| (k, v.into()))
+                .collect(),
+            notes: c.notes,
             version: c.version,
             created_at: c.created_at,
+            updated_at: c.updated_at,
         }
     }
 }
@@ -296,6 +332,10 @@ impl InboxApi {
         tenant_id: Path<String>,
         status: Query<Option<ConversationStatusDto>>,
         account_id: Query<Option<String>>,
+        /// `me`, `none` (unassigned) or a user id.
+        assignee: Query<Option<String>>,
+        /// `true`: only conversations with unread messages.
+        unread: Query<Option<bool>>,
         cursor: Query<Option<String>>,
         limit: Query<Option<u32>>,
     ) -> Result<Json<ConversationList>, ApiError> {
@@ -306,9 +346,19 @@ impl InboxApi {
             })?),
             None => None,
         };
+        let assignee = match assignee.0.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some("none") => Some(AssigneeFilter::Unassigned),
+            Some("me") => Some(AssigneeFilter::User(auth.0.access().user_id())),
+            Some(raw) => Some(AssigneeFilter::User(raw.parse::<UserId>().map_err(
+                |_| ApiError::invalid_field("assignee", "must be `me`, `none` or a user id"),
+            )?)),
+        };
         let filter = ConversationFilter {
             status: status.0.map(Into::into),
             account_id,
+            assignee,
+            unread_only: unread.0.unwrap_or(false),
         };
         let p = self
             .state
@@ -339,6 +389,46 @@ impl InboxApi {
             .state
             .inbox
             .conversation(auth.0.access(), tenant, id)
+            .await?;
+        Ok(Json(c.into()))
+    }
+
+    /// Changes a conversation: status, assignee (`null` unassigns), unread count. An agent
+    /// changes only conversations they see (their own and unassigned ones).
+    #[oai(
+        path = "/tenants/:tenant_id/conversations/:conversation_id",
+        method = "patch",
+        operation_id = "update_conversation"
+    )]
+    async fn update_conversation(
+        &self,
+        auth: Auth,
+        tenant_id: Path<String>,
+        conversation_id: Path<String>,
+        body: Json<UpdateConversation>,
+    ) -> Result<Json<ConversationView>, ApiError> {
+        let tenant = parse_id::<TenantId>(&tenant_id.0, "tenant")?;
+        let id = parse_id::<ConversationId>(&conversation_id.0, "conversation")?;
+        let b = body.0;
+        let assignee = match b.assignee {
+            MaybeUndefined::Undefined => None,
+            MaybeUndefined::Null => Some(None),
+            MaybeUndefined::Value(raw) => {
+                Some(Some(raw.trim().parse::<UserId>().map_err(|_| {
+                    ApiError::invalid_field("assignee", "is not a user id")
+                })?))
+            }
+        };
+        let patch = ConversationPatch {
+            status: b.status.map(Into::into),
+            assignee,
+            mark_read: b.mark_read.unwrap_or(false),
+            expected_version: b.version,
+        };
+        let c = self
+            .state
+            .inbox
+            .update_conversation(auth.0.access(), tenant, id, patch)
             .await?;
         Ok(Json(c.into()))
     }
