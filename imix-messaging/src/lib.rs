@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 mod error;
+pub mod events;
 pub mod inbox;
 pub mod ingest;
 pub mod records;

@@ -74,6 +74,9 @@ pub struct Config {
     /// `IMIX_ALLOW_PRIVATE_SMTP_HOSTS` (default `false`): whether tenant SMTP settings may
     /// name hosts with loopback, private or link-local addresses.
     pub allow_private_smtp_hosts: bool,
+    /// `IMIX_EVENTS_HEARTBEAT_MS` (default 15000): how often a live-events stream sends a
+    /// heartbeat comment (and re-reads the event log), so proxies keep idle streams open.
+    pub events_heartbeat: std::time::Duration,
     /// `IMIX_ADMIN_EMAIL`: the default administrator created when no user exists.
     pub admin_email: String,
     /// `IMIX_ADMIN_PASSWORD` (or `_FILE`): its first password (must be changed at first
@@ -112,6 +115,7 @@ impl std::fmt::Debug for Config {
                 &set(&self.previous_encryption_keys),
             )
             .field("allow_private_smtp_hosts", &self.allow_private_smtp_hosts)
+            .field("events_heartbeat", &self.events_heartbeat)
             .finish()
     }
 }
@@ -347,7 +351,21 @@ impl Config {
         let allow_private_smtp_hosts =
             src.parse("IMIX_ALLOW_PRIVATE_SMTP_HOSTS", false, "`true` or `false`")?;
 
+        let heartbeat_ms: u64 = src.parse(
+            "IMIX_EVENTS_HEARTBEAT_MS",
+            15_000,
+            "a whole number of milliseconds",
+        )?;
+        if !(50..=300_000).contains(&heartbeat_ms) {
+            return Err(ConfigError::new(
+                "IMIX_EVENTS_HEARTBEAT_MS",
+                "must be between 50 and 300000 (five minutes)",
+            ));
+        }
+        let events_heartbeat = std::time::Duration::from_millis(heartbeat_ms);
+
         Ok(Self {
+            events_heartbeat,
             smtp_extra_ca_pem,
             allow_private_smtp_hosts,
             admin_email,

@@ -27,6 +27,7 @@ pub mod body;
 pub mod config;
 pub mod doctor;
 pub mod error;
+pub mod events;
 pub mod listener;
 pub mod messaging;
 pub mod metrics;
@@ -248,9 +249,18 @@ pub async fn serve_with_options(
             })
             .await;
     });
+    // Live-event streams never end by themselves: end them when shutdown begins, so that
+    // draining does not wait out the grace period for clients to hang up.
+    let streams = state.events.service.clone();
+    let shutdown = async move {
+        shutdown.await;
+        streams.close_all();
+    };
+    let pruning = state.events.spawn_pruning();
     let served = Server::new_with_acceptor(acceptor)
         .run_with_graceful_shutdown(app(&state), shutdown, Some(SHUTDOWN_GRACE))
         .await;
+    pruning.abort();
     let _ = stop_outbox.send(true);
     let _ = stop_ingest.send(true);
     if tokio::time::timeout(SHUTDOWN_GRACE, ingest).await.is_err() {

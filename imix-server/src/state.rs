@@ -129,11 +129,8 @@ impl AppState {
         let contacts = crate::contacts::service(&storage, contact_counter.clone());
         // Contacts created from inbound messages are counted, never refused.
         let ingest_storage = crate::contacts::inbound_storage(&storage, contact_counter);
-        let events = crate::events::LiveEvents::new(
-            &storage,
-            redis.as_ref(),
-            config.events_heartbeat,
-        )?;
+        let events =
+            crate::events::LiveEvents::new(&storage, redis.as_ref(), config.events_heartbeat)?;
         let (webhooks, ingest) = crate::messaging::ingest(
             &ingest_storage,
             &whatsapp_accounts,

@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use crate::{
     error::{MessagingError, Result},
+    events::{EventSink, NewEvent, NoEvents},
     ingest::receive::{AccountDirectory, AccountKey},
     records::{
         Contact, Conversation, ConversationStatus, Delivery, DeliveryState, Direction, HeldStatus,
@@ -42,6 +43,7 @@ pub struct ProcessReport {
 pub struct Processor {
     storage: MessagingStorage,
     accounts: Arc<dyn AccountDirectory>,
+    events: Arc<dyn EventSink>,
 }
 
 impl std::fmt::Debug for Processor {
@@ -123,7 +125,17 @@ fn preview(kind: &str, message: &Value) -> String {
 impl Processor {
     /// A processor over `storage`, finding accounts in `accounts`.
     pub fn new(storage: MessagingStorage, accounts: Arc<dyn AccountDirectory>) -> Self {
-        Self { storage, accounts }
+        Self {
+            storage,
+            accounts,
+            events: Arc::new(NoEvents),
+        }
+    }
+
+    /// The same processor, reporting what it changes to `events` (live events).
+    pub fn with_events(mut self, events: Arc<dyn EventSink>) -> Self {
+        self.events = events;
+        self
     }
 
     /// Processes every entry of `delivery`.
@@ -207,7 +219,10 @@ impl Processor {
         contact.profile_name = profile.map(str::to_owned);
         contact.phone = Some(format!("+{wa_id}"));
         match contacts.insert(&contact).await {
-            Ok(()) => Ok(contact),
+            Ok(()) => {
+                self.events.publish(NewEvent::contact(&contact, true)).await;
+                Ok(contact)
+            }
             Err(CoreError::Duplicate { .. }) => contacts
                 .find_by_wa_id(account.tenant_id, wa_id)
                 .await?
@@ -228,7 +243,12 @@ impl Processor {
         }
         let conversation = Conversation::new(account.tenant_id, account.account_id, contact.id);
         match conversations.insert(&conversation).await {
-            Ok(()) => Ok(conversation),
+            Ok(()) => {
+                self.events
+                    .publish(NewEvent::conversation(&conversation, true))
+                    .await;
+                Ok(conversation)
+            }
             Err(CoreError::Duplicate { .. }) => conversations
                 .find(account.account_id, contact.id)
                 .await?
@@ -294,7 +314,12 @@ impl Processor {
             created_at: imix_core::now(),
         };
         match self.storage.messages.insert(&stored).await {
-            Ok(()) => report.messages_stored += 1,
+            Ok(()) => {
+                report.messages_stored += 1;
+                self.events
+                    .publish(NewEvent::message_received(&stored))
+                    .await;
+            }
             // Another worker stored it first: it also updates the conversation.
             Err(CoreError::Duplicate { .. }) => {
                 report.messages_duplicate += 1;
@@ -324,7 +349,12 @@ impl Processor {
             }
             c.updated_at = imix_core::now();
             match self.storage.conversations.update(scope, &c).await {
-                Ok(_) => break,
+                Ok(updated) => {
+                    self.events
+                        .publish(NewEvent::conversation(&updated, false))
+                        .await;
+                    break;
+                }
                 Err(CoreError::VersionConflict { .. }) => continue,
                 Err(e) => return Err(e.into()),
             }
@@ -372,7 +402,12 @@ impl Processor {
             });
             c.updated_at = imix_core::now();
             match self.storage.contacts.update(scope, &c).await {
-                Ok(_) => return Ok(()),
+                Ok(updated) => {
+                    self.events
+                        .publish(NewEvent::contact(&updated, false))
+                        .await;
+                    return Ok(());
+                }
                 Err(CoreError::VersionConflict { .. }) => continue,
                 Err(e) => return Err(e.into()),
             }
@@ -444,7 +479,12 @@ impl Processor {
             m.state = advance(m.state, event.state);
             m.statuses.push(event.clone());
             match self.storage.messages.update(scope, &m).await {
-                Ok(_) => return Ok(()),
+                Ok(updated) => {
+                    self.events
+                        .publish(NewEvent::message_status_changed(&updated))
+                        .await;
+                    return Ok(());
+                }
                 Err(CoreError::VersionConflict { .. }) => continue,
                 Err(e) => return Err(e.into()),
             }

@@ -3,6 +3,7 @@
 mod account;
 mod audit;
 pub mod dto;
+mod events;
 mod files;
 mod health;
 mod inbox;
@@ -21,6 +22,7 @@ use crate::{error::ApiError, state::AppState};
 
 pub use account::AccountApi;
 pub use audit::AuditApi;
+pub use events::EventsApi;
 pub use health::HealthApi;
 pub use inbox::InboxApi;
 pub use outbox::OutboxApi;
@@ -63,6 +65,7 @@ pub type ImixApi = (
     WhatsAppAccountsApi,
     TemplatesApi,
     InboxApi,
+    EventsApi,
 );
 
 /// Builds the OpenAPI service for `state`.
@@ -79,6 +82,7 @@ pub fn service(state: &AppState) -> OpenApiService<ImixApi, ()> {
             WhatsAppAccountsApi::new(state.clone()),
             TemplatesApi::new(state.clone()),
             InboxApi::new(state.clone()),
+            EventsApi::new(state.clone()),
         ),
         "imix",
         env!("CARGO_PKG_VERSION"),
