@@ -31,6 +31,20 @@ pub enum MessagingError {
         #[source]
         source: serde_json::Error,
     },
+    /// The tenant has as many records of a counted kind as its limit allows (Max Contacts,
+    /// Max Contact Groups): nothing was created.
+    #[error("the tenant's limit of {limit} {limit_name} is reached ({current} in use)")]
+    LimitReached {
+        /// The limit's name: `contacts` or `contact_groups`.
+        limit_name: &'static str,
+        /// The tenant's limit.
+        limit: u64,
+        /// How many it has.
+        current: u64,
+    },
+    /// The usage counters failed.
+    #[error("usage counters failed: {0}")]
+    Counter(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// Messaging's result type.

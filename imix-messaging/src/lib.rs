@@ -7,6 +7,7 @@
 //! their own transport.
 #![forbid(unsafe_code)]
 
+pub mod contacts;
 mod error;
 pub mod events;
 pub mod inbox;
@@ -16,9 +17,11 @@ pub mod storage;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
+pub use contacts::ContactService;
 pub use error::{MessagingError, Result};
 pub use inbox::InboxService;
 pub use records::{
-    Contact, ContactId, Conversation, ConversationId, ConversationStatus, Delivery, DeliveryId,
-    DeliveryState, Direction, HeldStatus, HeldStatusId, Message, MessageId, OptOut, StatusEvent,
+    AttributeValue, Contact, ContactId, Conversation, ConversationId, ConversationStatus, Delivery,
+    DeliveryId, DeliveryState, Direction, HeldStatus, HeldStatusId, Message, MessageId, OptOut,
+    StatusEvent,
 };

@@ -111,12 +111,36 @@ pub struct Contact {
     pub tags: Vec<String>,
     /// Marketing opt-out, when ever set.
     pub opt_out: Option<OptOut>,
+    /// The contact's language (a code such as `fr` or `en_US`), when known.
+    #[serde(default)]
+    pub language: Option<String>,
+    /// Custom attributes the tenant keeps, by key, each typed.
+    #[serde(default)]
+    pub attributes: std::collections::BTreeMap<String, AttributeValue>,
+    /// Free-form notes of the tenant's users.
+    #[serde(default)]
+    pub notes: Option<String>,
     /// Optimistic-concurrency version.
     pub version: u64,
     /// Created.
     pub created_at: Timestamp,
     /// Last changed.
     pub updated_at: Timestamp,
+}
+
+/// The value of a contact's custom attribute, with its type, so that a number stays a
+/// number and a date a date through edits, exports and imports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "value", rename_all = "snake_case")]
+pub enum AttributeValue {
+    /// Text.
+    Text(String),
+    /// A number (integer or decimal, finite).
+    Number(serde_json::Number),
+    /// True or false.
+    Boolean(bool),
+    /// A calendar date.
+    Date(chrono::NaiveDate),
 }
 
 impl Contact {
@@ -132,6 +156,9 @@ impl Contact {
             profile_name: None,
             tags: Vec::new(),
             opt_out: None,
+            language: None,
+            attributes: Default::default(),
+            notes: None,
             version: 1,
             created_at: now,
             updated_at: now,

@@ -25,6 +25,7 @@ pub mod api;
 pub mod auth;
 pub mod body;
 pub mod config;
+pub mod contacts;
 pub mod doctor;
 pub mod error;
 pub mod events;

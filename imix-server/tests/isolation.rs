@@ -180,6 +180,38 @@ async fn walk(backend: Backend) {
         .expect("the conversation")
         .to_owned();
     let contact_id = conversation["contact_id"].as_str().unwrap().to_owned();
+    // Its message (for the media routes).
+    let (_, messages) = s
+        .get_json(
+            &admin,
+            &format!("/api/v1/tenants/{a_id}/conversations/{conversation_id}/messages"),
+        )
+        .await;
+    let message_id = messages["items"][0]["id"]
+        .as_str()
+        .expect("the message")
+        .to_owned();
+    // A contact group holding that contact.
+    let (status, group) = s
+        .send_json(
+            &admin,
+            Method::POST,
+            &format!("/api/v1/tenants/{a_id}/contact-groups"),
+            json!({"name": "Alpha Secret Group"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{group}");
+    let group_id = group["id"].as_str().unwrap().to_owned();
+    let resp = s
+        .call(
+            &admin,
+            Method::PUT,
+            &format!("/api/v1/tenants/{a_id}/contact-groups/{group_id}/members/{contact_id}"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
 
     // Tenant B, with an admin (every tenant permission) and an agent.
     let b = s.create_tenant(&admin, json!({"name": "Beta"})).await;
@@ -199,6 +231,8 @@ async fn walk(backend: Backend) {
             ("template_id", template_id.clone()),
             ("conversation_id", conversation_id.clone()),
             ("contact_id", contact_id.clone()),
+            ("group_id", group_id.clone()),
+            ("message_id", message_id.clone()),
         ]),
         secrets: vec![
             a_id.clone(),
@@ -215,6 +249,8 @@ async fn walk(backend: Backend) {
             "alpha_secret_offer".into(),
             conversation_id.clone(),
             contact_id.clone(),
+            group_id.clone(),
+            message_id.clone(),
             "alpha-secret-message".into(),
             "22245000077".into(),
         ],
@@ -325,6 +361,14 @@ async fn walk(backend: Backend) {
         .get_json(&admin, &format!("/api/v1/tenants/{a_id}/documents"))
         .await;
     assert_eq!(docs["items"].as_array().unwrap().len(), 1);
+    let (status, members) = s
+        .get_json(
+            &admin,
+            &format!("/api/v1/tenants/{a_id}/contact-groups/{group_id}/members"),
+        )
+        .await;
+    assert_eq!(status, 200, "tenant A's group is still there");
+    assert_eq!(members["items"].as_array().unwrap().len(), 1, "{members}");
 
     eprintln!("isolation ({backend:?}): {operations} operations x 2 users = {checked} calls, all 403/404, nothing of tenant A in any body");
     assert!(

@@ -2,6 +2,7 @@
 
 mod account;
 mod audit;
+mod contacts;
 pub mod dto;
 mod events;
 mod files;
@@ -22,6 +23,7 @@ use crate::{error::ApiError, state::AppState};
 
 pub use account::AccountApi;
 pub use audit::AuditApi;
+pub use contacts::ContactsApi;
 pub use events::EventsApi;
 pub use health::HealthApi;
 pub use inbox::InboxApi;
@@ -65,6 +67,7 @@ pub type ImixApi = (
     WhatsAppAccountsApi,
     TemplatesApi,
     InboxApi,
+    ContactsApi,
     EventsApi,
 );
 
@@ -82,6 +85,7 @@ pub fn service(state: &AppState) -> OpenApiService<ImixApi, ()> {
             WhatsAppAccountsApi::new(state.clone()),
             TemplatesApi::new(state.clone()),
             InboxApi::new(state.clone()),
+            ContactsApi::new(state.clone()),
             EventsApi::new(state.clone()),
         ),
         "imix",

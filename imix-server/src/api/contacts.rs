@@ -1,0 +1,690 @@
+//! Contact management: create, edit and delete contacts (reads are in the inbox API),
+//! import and export them as CSV, and contact groups with their members.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use imix_core::id::TenantId;
+use imix_messaging::{
+    contacts::{
+        csv_file::{ImportReport, RowOutcome},
+        groups::{ContactGroup, ContactGroupId, GroupMember},
+        ContactPatch, GroupPatch, NewContact,
+    },
+    AttributeValue, ContactId,
+};
+use poem_openapi::{
+    param::{Path, Query},
+    payload::{Binary, Json},
+    types::{multipart::Upload, MaybeUndefined},
+    ApiResponse, Enum, Multipart, Object, OpenApi,
+};
+
+use super::{
+    dto::{page, Done},
+    inbox::ContactView,
+    parse_id, ApiTags,
+};
+use crate::{auth::Auth, error::ApiError, state::AppState};
+
+/// Contact management operations.
+pub struct ContactsApi {
+    state: AppState,
+}
+
+impl ContactsApi {
+    /// The contacts API over `state`.
+    pub fn new(state: AppState) -> Self {
+        Self { state }
+    }
+}
+
+/// The type of a custom attribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum AttributeType {
+    /// Text.
+    Text,
+    /// A number.
+    Number,
+    /// `true` or `false`.
+    Boolean,
+    /// A date, `YYYY-MM-DD`.
+    Date,
+}
+
+/// A custom attribute's typed value, e.g. `{"type": "number", "value": 42}`.
+#[derive(Debug, Clone, Object)]
+pub struct AttributeDto {
+    /// The type.
+    #[oai(rename = "type")]
+    pub kind: AttributeType,
+    /// The value: a string for `text` and `date` (`YYYY-MM-DD`), a number, or a boolean.
+    pub value: serde_json::Value,
+}
+
+impl From<AttributeValue> for AttributeDto {
+    fn from(v: AttributeValue) -> Self {
+        match v {
+            AttributeValue::Text(t) => Self {
+                kind: AttributeType::Text,
+                value: t.into(),
+            },
+            AttributeValue::Number(n) => Self {
+                kind: AttributeType::Number,
+                value: serde_json::Value::Number(n),
+            },
+            AttributeValue::Boolean(b) => Self {
+                kind: AttributeType::Boolean,
+                value: b.into(),
+            },
+            AttributeValue::Date(d) => Self {
+                kind: AttributeType::Date,
+                value: d.format("%Y-%m-%d").to_string().into(),
+            },
+        }
+    }
+}
+
+/// The typed values of `attributes`; 422 naming `attributes.<key>` for a value that is not
+/// of its type.
+fn typed(
+    attributes: BTreeMap<String, AttributeDto>,
+) -> Result<BTreeMap<String, AttributeValue>, ApiError> {
+    attributes
+        .into_iter()
+        .map(|(key, a)| {
+            let value = match (a.kind, a.value) {
+                (AttributeType::Text, serde_json::Value::String(s)) => Some(AttributeValue::Text(s)),
+                (AttributeType::Number, serde_json::Value::Number(n)) => {
+                    Some(AttributeValue::Number(n))
+                }
+                (AttributeType::Boolean, serde_json::Value::Bool(b)) => {
+                    Some(AttributeValue::Boolean(b))
+                }
+                (AttributeType::Date, serde_json::Value::String(s)) => {
+                    NaiveDate::parse_from_str(&s, "%Y-%m-%d")
+                        .ok()
+                        .map(AttributeValue::Date)
+                }
+                _ => None,
+            };
+            match value {
+                Some(v) => Ok((key, v)),
+                None => Err(ApiError::invalid_field(
+                    &format!("attributes.{key}"),
+                    "the value is not of its type (text and date: a string, date as YYYY-MM-DD; number; boolean)",
+                )),
+            }
+        })
+        .collect()
+}
+
+/// A contact to create.
+#[derive(Debug, Clone, Object)]
+pub struct NewContactBody {
+    /// The phone number in international form (`+33 6 12 34 56 78`); stored in E.164.
+    pub phone: String,
+    /// Meta's WhatsApp id when it differs from the number's digits (derived otherwise).
+    pub wa_id: Option<String>,
+    /// The name.
+    pub name: Option<String>,
+    /// Language code (`fr`, `en_US`).
+    pub language: Option<String>,
+    /// Tags.
+    #[oai(default)]
+    pub tags: Vec<String>,
+    /// Custom attributes by key, each typed.
+    #[oai(default)]
+    pub attributes: BTreeMap<String, AttributeDto>,
+    /// Notes.
+    pub notes: Option<String>,
+    /// Opted out of marketing.
+    pub opted_out: Option<bool>,
+}
+
+/// Changes to a contact: an absent field is left as it is, `null` clears it.
+#[derive(Debug, Clone, Object)]
+pub struct ContactPatchBody {
+    /// The name.
+    pub name: MaybeUndefined<String>,
+    /// Replaces every tag.
+    pub tags: Option<Vec<String>>,
+    /// Replaces every custom attribute.
+    pub attributes: Option<BTreeMap<String, AttributeDto>>,
+    /// The notes.
+    pub notes: MaybeUndefined<String>,
+    /// The language.
+    pub language: MaybeUndefined<String>,
+    /// Opts out of marketing (`true`) or back in (`false`), recorded with the time and
+    /// source `api`.
+    pub opted_out: Option<bool>,
+}
+
+fn maybe(value: MaybeUndefined<String>) -> Option<Option<String>> {
+    match value {
+        MaybeUndefined::Undefined => None,
+        MaybeUndefined::Null => Some(None),
+        MaybeUndefined::Value(v) => Some(Some(v)),
+    }
+}
+
+/// What became of a row of an import.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum RowOutcomeDto {
+    /// A contact was created.
+    Created,
+    /// An existing contact (same phone or WhatsApp id) was updated.
+    Updated,
+    /// Nothing was stored; `code` and `reason` say why.
+    Rejected,
+}
+
+/// One row of an import's report.
+#[derive(Debug, Clone, Object)]
+pub struct ImportRowView {
+    /// The row's line in the file (the header is line 1).
+    pub row: u64,
+    /// What became of it.
+    pub outcome: RowOutcomeDto,
+    /// The contact created or updated.
+    pub contact_id: Option<String>,
+    /// Why it was rejected: `invalid_field`, `limit_reached`, `phone_taken`, `wa_id_taken`.
+    pub code: Option<String>,
+    /// The field at fault.
+    pub field: Option<String>,
+    /// Why, for people.
+    pub reason: Option<String>,
+}
+
+/// The report of an import.
+#[derive(Debug, Clone, Object)]
+pub struct ImportReportView {
+    /// Contacts created.
+    pub created: u64,
+    /// Contacts updated.
+    pub updated: u64,
+    /// Rows rejected.
+    pub rejected: u64,
+    /// Every data row, in file order.
+    pub rows: Vec<ImportRowView>,
+}
+
+impl From<ImportReport> for ImportReportView {
+    fn from(r: ImportReport) -> Self {
+        Self {
+            created: r.created,
+            updated: r.updated,
+            rejected: r.rejected,
+            rows: r
+                .rows
+                .into_iter()
+                .map(|row| ImportRowView {
+                    row: row.row,
+                    outcome: match row.outcome {
+                        RowOutcome::Created => RowOutcomeDto::Created,
+                        RowOutcome::Updated => RowOutcomeDto::Updated,
+                        RowOutcome::Rejected => RowOutcomeDto::Rejected,
+                    },
+                    contact_id: row.contact_id.map(|c| c.to_string()),
+                    code: row.code,
+                    field: row.field,
+                    reason: row.reason,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A CSV file of contacts.
+#[derive(Debug, Multipart)]
+pub struct ContactsUpload {
+    /// The CSV file.
+    pub file: Upload,
+}
+
+/// A contact group.
+#[derive(Debug, Clone, Object)]
+pub struct GroupView {
+    /// Id.
+    pub id: String,
+    /// Owning tenant.
+    pub tenant_id: String,
+    /// Name, unique within the tenant.
+    pub name: String,
+    /// Description.
+    pub description: Option<String>,
+    /// Version.
+    pub version: u64,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<ContactGroup> for GroupView {
+    fn from(g: ContactGroup) -> Self {
+        Self {
+            id: g.id.to_string(),
+            tenant_id: g.tenant_id.to_string(),
+            name: g.name,
+            description: g.description,
+            version: g.version,
+            created_at: g.created_at,
+            updated_at: g.updated_at,
+        }
+    }
+}
+
+/// One page of groups.
+#[derive(Debug, Clone, Object)]
+pub struct GroupList {
+    /// The groups, oldest first.
+    pub items: Vec<GroupView>,
+    /// Cursor of the next page, `null` on the last.
+    pub next_cursor: Option<String>,
+}
+
+/// A group to create.
+#[derive(Debug, Clone, Object)]
+pub struct NewGroupBody {
+    /// Name, unique within the tenant.
+    pub name: String,
+    /// Description.
+    pub description: Option<String>,
+}
+
+/// Changes to a group.
+#[derive(Debug, Clone, Object)]
+pub struct GroupPatchBody {
+    /// The name.
+    pub name: Option<String>,
+    /// The description (`null` clears it).
+    pub description: MaybeUndefined<String>,
+}
+
+/// A member of a group.
+#[derive(Debug, Clone, Object)]
+pub struct MemberView {
+    /// The contact.
+    pub contact_id: String,
+    /// When it was added.
+    pub added_at: DateTime<Utc>,
+}
+
+impl From<GroupMember> for MemberView {
+    fn from(m: GroupMember) -> Self {
+        Self {
+            contact_id: m.contact_id.to_string(),
+            added_at: m.added_at,
+        }
+    }
+}
+
+/// One page of members.
+#[derive(Debug, Clone, Object)]
+pub struct MemberList {
+    /// The members, in the order added.
+    pub items: Vec<MemberView>,
+    /// Cursor of the next page, `null` on the last.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(ApiResponse)]
+enum ContactCreated {
+    /// Created.
+    #[oai(status = 201)]
+    Contact(Json<ContactView>),
+}
+
+#[derive(ApiResponse)]
+enum GroupCreated {
+    /// Created.
+    #[oai(status = 201)]
+    Group(Json<GroupView>),
+}
+
+#[derive(ApiResponse)]
+enum CsvExport {
+    /// The tenant's contacts as CSV.
+    #[oai(status = 200, content_type = "text/csv; charset=utf-8")]
+    Csv(
+        Binary<Vec<u8>>,
+        #[oai(header = "Content-Disposition")] String,
+    ),
+}
+
+#[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Inbox")]
+impl ContactsApi {
+    /// Creates a contact (`contacts.manage`): 422 naming `phone` for a number that is not
+    /// valid, 409 `phone_taken` / `wa_id_taken` for one the tenant has, 429
+    /// `limit_reached` past Max Contacts.
+    #[oai(
+        path = "/tenants/:tenant_id/contacts",
+        method = "post",
+        operation_id = "create_contact"
+    )]
+    async fn create(
+        &self,
+        auth: Auth,
+        tenant_id: Path<String>,
+        body: Json<NewContactBody>,
+    ) -> Result<ContactCreated, ApiError> {
+        let tenant = parse_id::<TenantId>(&tenant_id.0, "tenant")?;
+        let b = body.0;
+        let req = NewContact {
+            phone: b.phone,
+            wa_id: b.wa_id,
+            name: b.name,
+            language: b.language,
+            tags: b.tags,
+            attributes: typed(b.attributes)?,
+            notes: b.notes,
+            opted_out: b.opted_out,
+        };
+        let c = self
+            .state
+            .contacts
+            .create(auth.0.access(), tenant, req)
+            .await?;
+        Ok(ContactCreated::Contact(Json(c.into())))
+    }
+
+    /// Changes a contact (`contacts.manage`).
+    #[oai(
+        path = "/tenants/:tenant_id/contacts/:contact_id",
+        method = "patch",
+        operation_id = "update_contact"
+    )]
+    async fn update(
+        &self,
+        auth: Auth,
+        tenant_id: Path<String>,
+        contact_id: Path<String>,
+        body: Json<ContactPatchBody>,
+    ) -> Result<Json<ContactView>, ApiError> {
+        let tenant = parse_id::<TenantId>(&tenant_id.0, "tenant")?;
+        let id = parse_id::<ContactId>(&contact_id.0, "contact")?;
+        let b = body.0;
+        let patch = ContactPatch {
+            name: maybe(b.name),
+            tags: b.tags,
+            attributes: b.attributes.map(typed).transpose()?,
+            notes: maybe(b.notes),
+            language: maybe(b.language),
+            opted_out: b.opted_out,
+        };
+        let c = self
+            .state
+            .contacts
+            .update(auth.0.access(), tenant, id, patch)
+            .await?;
+        Ok(Json(c.into()))
+    }
+
+    /// Deletes a contact and its group memberships (`contacts.manage`); its conversations
+    /// and messages stay. Gives its Max Contacts slot back.
+    #[oai(
+        path = "/tenants/:tenant_id/contacts/:contact_id",
+        method = "delete",
+        operation_id = "delete_contact"
+    )]
+    async fn delete(
+        &self,
+        auth: Auth,
+        tenant_id: Path<String>,
+        contact_id: Path<String>,
+    ) -> Result<Json<Done>, ApiError> {
+        let tenant = parse_id::<TenantId>(&tenant_id.0, "tenant")?;
+        let id = parse_id::<ContactId>(&contact_id.0, "contact")?;
+        self.state
+            .contacts
+            .delete(auth.0.access(), tenant, id)
+            .await?;
+        Ok(Json(Done::ok()))
+    }
+
+    /// Imports contacts from a CSV file (multipart field `file`; `contacts.manage`), row by
+    /// row, with a report of every row: created, updated (same phone or WhatsApp id) or
+    /// rejected with the reason (rows past Max Contacts: `limit_reached`). At most 10,000
+    /// rows and 8 MiB per file. Columns: see the contacts documentation.
+    #[oai(
+        path = "/tenants/:tenant_id/contacts/import",
+        method = "post",
+        operation_id = "import_contacts"
+    )]
+    async fn import(
+        &self,
+        auth: Auth,
+        tenant_id: Path<String>,
+        form: ContactsUpload,
+    ) -> Result<Json<ImportReportView>, ApiError> {
+        let tenant = parse_id::<TenantId>(&tenant_id.0, "tenant")?;
+        let data = form.file.into_vec().await.map_err(|e| {
+            ApiError::new(
+                poem::http::StatusCode::BAD_REQUEST,
+                "malformed_multipart",
+                format!("cannot read the upload: {e}"),
+            )
+            .with_details(serde_json::json!({ "field": "file" }))
+        })?;
+        let report = self
+            .state
+            .contacts
+            .import_csv(auth.0.access(), tenant, &data)
+            .await?;
+        Ok(Json(report.into()))
+    }
+
+    /// The tenant's contacts as CSV (`contacts.read`), in the columns the import reads.
+    #[oai(
+        path = "/tenants/:tenant_id/contacts/export",
+        method = "get",
+        operation_id = "export_contacts"
+    )]
+    async fn export(&self, auth: Auth, tenant_id: Path<String>) -> Result<CsvExport, ApiError> {
+        let tenant = parse_id::<TenantId>(&tenant_id.0, "tenant")?;
+        let data = self
+            .state
+            .contacts
+            .export_csv(auth.0.access(), tenant)
+            .await?;
+        Ok(CsvExport::Csv(
+            Binary(data),
+            "attachment; filename=\"contacts.csv\"".to_owned(),
+        ))
+    }
+
+    /// The tenant's contact groups, oldest first (`contacts.read`).
+    #[oai(
+        path = "/tenants/:tenant_id/contact-groups",
+        method = "get",
+        operation_id = "list_contact_groups"
+    )]
+    async fn groups(
+        &self,
+        auth: Auth,
+        tenant_id: Path<String>,
+        cursor: Query<Option<String>>,
+        limit: Query<Option<u32>>,
+    ) -> Result<Json<GroupList>, ApiError> {
+        let tenant = parse_id::<TenantId>(&tenant_id.0, "tenant")?;
+        let p = self
+            .state
+            .contacts
+            .groups(auth.0.access(), tenant, page(cursor.0, limit.0))
+            .await?;
+        Ok(Json(GroupList {
+            items: p.items.into_iter().map(Into::into).collect(),
+            next_cursor: p.next_cursor,
+        }))
+    }
+
+    /// Creates a contact group (`contacts.manage`): 409 `name_taken`, 429 `limit_reached`
+    /// past Max Contact Groups.
+    #[oai(
+        path = "/tenants/:tenant_id/contact-groups",
+        method = "post",
+        operation_id = "create_contact_group"
+    )]
+    async fn create_group(
+        &self,
+        auth: Auth,
+        tenant_id: Path<String>,
+        body: Json<NewGroupBody>,
+    ) -> Result<GroupCreated, ApiError> {
+        let tenant = parse_id::<TenantId>(&tenant_id.0, "tenant")?;
+        let g = self
+            .state
+            .contacts
+            .create_group(auth.0.access(), tenant, &body.0.name, body.0.description)
+            .await?;
+        Ok(GroupCreated::Group(Json(g.into())))
+    }
+
+    /// One contact group (`contacts.read`).
+    #[oai(
+        path = "/tenants/:tenant_id/contact-groups/:group_id",
+        method = "get",
+        operation_id = "get_contact_group"
+    )]
+    async fn group(
+        &self,
+        auth: Auth,
+        tenant_id: Path<String>,
+        group_id: Path<String>,
+    ) -> Result<Json<GroupView>, ApiError> {
+        let tenant = parse_id::<TenantId>(&tenant_id.0, "tenant")?;
+        let id = parse_id::<ContactGroupId>(&group_id.0, "contact group")?;
+        let g = self
+            .state
+            .contacts
+            .group(auth.0.access(), tenant, id)
+            .await?;
+        Ok(Json(g.into()))
+    }
+
+    /// Renames or redescribes a contact group (`contacts.manage`).
+    #[oai(
+        path = "/tenants/:tenant_id/contact-groups/:group_id",
+        method = "patch",
+        operation_id = "update_contact_group"
+    )]
+    async fn update_group(
+        &self,
+        auth: Auth,
+        tenant_id: Path<String>,
+        group_id: Path<String>,
+        body: Json<GroupPatchBody>,
+    ) -> Result<Json<GroupView>, ApiError> {
+        let tenant = parse_id::<TenantId>(&tenant_id.0, "tenant")?;
+        let id = parse_id::<ContactGroupId>(&group_id.0, "contact group")?;
+        let patch = GroupPatch {
+            name: body.0.name,
+            description: maybe(body.0.description),
+        };
+        let g = self
+            .state
+            .contacts
+            .update_group(auth.0.access(), tenant, id, patch)
+            .await?;
+        Ok(Json(g.into()))
+    }
+
+    /// Deletes a contact group and its memberships, not its contacts (`contacts.manage`);
+    /// gives its Max Contact Groups slot back.
+    #[oai(
+        path = "/tenants/:tenant_id/contact-groups/:group_id",
+        method = "delete",
+        operation_id = "delete_contact_group"
+    )]
+    async fn delete_group(
+        &self,
+        auth: Auth,
+        tenant_id: Path<String>,
+        group_id: Path<String>,
+    ) -> Result<Json<Done>, ApiError> {
+        let tenant = parse_id::<TenantId>(&tenant_id.0, "tenant")?;
+        let id = parse_id::<ContactGroupId>(&group_id.0, "contact group")?;
+        self.state
+            .contacts
+            .delete_group(auth.0.access(), tenant, id)
+            .await?;
+        Ok(Json(Done::ok()))
+    }
+
+    /// The members of a contact group, in the order added (`contacts.read`).
+    #[oai(
+        path = "/tenants/:tenant_id/contact-groups/:group_id/members",
+        method = "get",
+        operation_id = "list_contact_group_members"
+    )]
+    async fn members(
+        &self,
+        auth: Auth,
+        tenant_id: Path<String>,
+        group_id: Path<String>,
+        cursor: Query<Option<String>>,
+        limit: Query<Option<u32>>,
+    ) -> Result<Json<MemberList>, ApiError> {
+        let tenant = parse_id::<TenantId>(&tenant_id.0, "tenant")?;
+        let id = parse_id::<ContactGroupId>(&group_id.0, "contact group")?;
+        let p = self
+            .state
+            .contacts
+            .members(auth.0.access(), tenant, id, page(cursor.0, limit.0))
+            .await?;
+        Ok(Json(MemberList {
+            items: p.items.into_iter().map(Into::into).collect(),
+            next_cursor: p.next_cursor,
+        }))
+    }
+
+    /// Adds a contact to a group (`contacts.manage`); adding a member again changes
+    /// nothing.
+    #[oai(
+        path = "/tenants/:tenant_id/contact-groups/:group_id/members/:contact_id",
+        method = "put",
+        operation_id = "add_contact_group_member"
+    )]
+    async fn add_member(
+        &self,
+        auth: Auth,
+        tenant_id: Path<String>,
+        group_id: Path<String>,
+        contact_id: Path<String>,
+    ) -> Result<Json<Done>, ApiError> {
+        let tenant = parse_id::<TenantId>(&tenant_id.0, "tenant")?;
+        let group = parse_id::<ContactGroupId>(&group_id.0, "contact group")?;
+        let contact = parse_id::<ContactId>(&contact_id.0, "contact")?;
+        self.state
+            .contacts
+            .add_member(auth.0.access(), tenant, group, contact)
+            .await?;
+        Ok(Json(Done::ok()))
+    }
+
+    /// Removes a contact from a group (`contacts.manage`); 404 when it is not a member.
+    #[oai(
+        path = "/tenants/:tenant_id/contact-groups/:group_id/members/:contact_id",
+        method = "delete",
+        operation_id = "remove_contact_group_member"
+    )]
+    async fn remove_member(
+        &self,
+        auth: Auth,
+        tenant_id: Path<String>,
+        group_id: Path<String>,
+        contact_id: Path<String>,
+    ) -> Result<Json<Done>, ApiError> {
+        let tenant = parse_id::<TenantId>(&tenant_id.0, "tenant")?;
+        let group = parse_id::<ContactGroupId>(&group_id.0, "contact group")?;
+        let contact = parse_id::<ContactId>(&contact_id.0, "contact")?;
+        self.state
+            .contacts
+            .remove_member(auth.0.access(), tenant, group, contact)
+            .await?;
+        Ok(Json(Done::ok()))
+    }
+}
