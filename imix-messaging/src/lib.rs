@@ -12,6 +12,7 @@ mod error;
 pub mod events;
 pub mod inbox;
 pub mod ingest;
+pub mod media;
 pub mod records;
 pub mod storage;
 #[cfg(feature = "testkit")]
@@ -19,7 +20,7 @@ pub mod testkit;
 
 pub use contacts::ContactService;
 pub use error::{MessagingError, Result};
-pub use inbox::InboxService;
+pub use inbox::{Assignees, ConversationPatch, InboxService};
 pub use records::{
     AttributeValue, Contact, ContactId, Conversation, ConversationId, ConversationStatus, Delivery,
     DeliveryId, DeliveryState, Direction, HeldStatus, HeldStatusId, Message, MessageId, OptOut,

@@ -30,6 +30,7 @@ pub mod doctor;
 pub mod error;
 pub mod events;
 pub mod listener;
+pub mod media;
 pub mod messaging;
 pub mod metrics;
 pub mod notify_bridge;
@@ -250,6 +251,18 @@ pub async fn serve_with_options(
             })
             .await;
     });
+    // The media worker fetches inbound media jobs (retries and jobs a crash left leased
+    // included) until the server stops, beside the webhook worker.
+    let (stop_media, media_stopped) = tokio::sync::watch::channel(false);
+    let media_worker = state.media_worker.clone();
+    let media = tokio::spawn(async move {
+        let mut stopped = media_stopped;
+        media_worker
+            .run(async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            })
+            .await;
+    });
     // Live-event streams never end by themselves: end them when shutdown begins, so that
     // draining does not wait out the grace period for clients to hang up.
     let streams = state.events.service.clone();
@@ -264,6 +277,10 @@ pub async fn serve_with_options(
     pruning.abort();
     let _ = stop_outbox.send(true);
     let _ = stop_ingest.send(true);
+    let _ = stop_media.send(true);
+    if tokio::time::timeout(SHUTDOWN_GRACE, media).await.is_err() {
+        tracing::warn!("the media worker did not stop in time; its job is taken again once its lease runs out");
+    }
     if tokio::time::timeout(SHUTDOWN_GRACE, ingest).await.is_err() {
         tracing::warn!("the webhook worker did not stop in time; its delivery is taken again at the next start");
     }

@@ -13,11 +13,13 @@ use tokio::sync::Notify;
 use crate::{storage::Storage, webhooks::AccountKeys};
 
 /// The webhook receiver and the worker that processes what it stored, sharing a wake-up;
-/// the worker reports what it changes to `events` (live events).
+/// the worker reports what it changes to `events` (live events) and queues inbound media
+/// in `media`.
 pub fn ingest(
     storage: &Storage,
     accounts: &AccountService,
     events: Arc<dyn EventSink>,
+    media: imix_messaging::media::MediaQueue,
 ) -> (Receiver, IngestWorker) {
     let keys = Arc::new(AccountKeys::new(
         storage.whatsapp.accounts.clone(),
@@ -31,7 +33,9 @@ pub fn ingest(
     );
     let worker = IngestWorker::new(
         storage.messaging.deliveries.clone(),
-        Processor::new(storage.messaging.clone(), keys).with_events(events),
+        Processor::new(storage.messaging.clone(), keys)
+            .with_events(events)
+            .with_media(media),
         wake,
         WorkerConfig::default(),
     );

@@ -49,6 +49,10 @@ pub struct AppState {
     pub webhooks: imix_messaging::ingest::Receiver,
     /// Processes stored webhook deliveries.
     pub ingest: imix_messaging::ingest::IngestWorker,
+    /// Inbound media: serves stored media and retries jobs.
+    pub media: imix_messaging::media::MediaService,
+    /// Fetches inbound media jobs.
+    pub media_worker: imix_messaging::media::MediaWorker,
     /// Live events: the log ingest publishes to and the streams users open.
     pub events: crate::events::LiveEvents,
 }
@@ -131,10 +135,12 @@ impl AppState {
         let ingest_storage = crate::contacts::inbound_storage(&storage, contact_counter);
         let events =
             crate::events::LiveEvents::new(&storage, redis.as_ref(), config.events_heartbeat)?;
+        let media = crate::media::media(&config, &storage, &whatsapp_accounts)?;
         let (webhooks, ingest) = crate::messaging::ingest(
             &ingest_storage,
             &whatsapp_accounts,
             std::sync::Arc::new(events.bus.clone()),
+            media.queue.clone(),
         );
         let inbox = imix_messaging::InboxService::new(
             storage.messaging.clone(),
@@ -160,6 +166,8 @@ impl AppState {
             contacts,
             webhooks,
             ingest,
+            media: media.service,
+            media_worker: media.worker,
             events,
         })
     }

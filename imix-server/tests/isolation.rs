@@ -180,17 +180,22 @@ async fn walk(backend: Backend) {
         .expect("the conversation")
         .to_owned();
     let contact_id = conversation["contact_id"].as_str().unwrap().to_owned();
-    // Its message (for the media routes).
-    let (_, messages) = s
-        .get_json(
-            &admin,
-            &format!("/api/v1/tenants/{a_id}/conversations/{conversation_id}/messages"),
-        )
-        .await;
-    let message_id = messages["items"][0]["id"]
-        .as_str()
-        .expect("the message")
-        .to_owned();
+    // Its message (for the media routes): stored just after the conversation appears.
+    let mut message_id = None;
+    for _ in 0..250 {
+        let (_, messages) = s
+            .get_json(
+                &admin,
+                &format!("/api/v1/tenants/{a_id}/conversations/{conversation_id}/messages"),
+            )
+            .await;
+        message_id = messages["items"][0]["id"].as_str().map(str::to_owned);
+        if message_id.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let message_id = message_id.expect("the message");
     // A contact group holding that contact.
     let (status, group) = s
         .send_json(

@@ -44,6 +44,8 @@ pub struct Processor {
     storage: MessagingStorage,
     accounts: Arc<dyn AccountDirectory>,
     events: Arc<dyn EventSink>,
+    /// Creates the media jobs of inbound media messages ([`crate::media`]).
+    media: Option<crate::media::MediaQueue>,
 }
 
 impl std::fmt::Debug for Processor {
@@ -129,6 +131,22 @@ impl Processor {
             storage,
             accounts,
             events: Arc::new(NoEvents),
+            media: None,
+        }
+    }
+
+    /// The same processor, creating a media job in `media` for each inbound message with
+    /// media (image, audio, video, document, sticker).
+    pub fn with_media(mut self, media: crate::media::MediaQueue) -> Self {
+        self.media = Some(media);
+        self
+    }
+
+    /// Makes sure `message` has its media job, if it has media.
+    async fn enqueue_media(&self, message: &Message) -> Result<()> {
+        match &self.media {
+            Some(queue) => queue.enqueue(message).await,
+            None => Ok(()),
         }
     }
 
@@ -273,14 +291,15 @@ impl Processor {
             tracing::warn!(target: "imix_whatsapp", account = %account.account_id, "inbound message without id or sender: skipped");
             return Ok(());
         };
-        if self
+        if let Some(known) = self
             .storage
             .messages
             .find_by_wamid(&account.phone_number_id, wamid)
             .await?
-            .is_some()
         {
             report.messages_duplicate += 1;
+            // A worker that died after storing the message may not have made its job.
+            self.enqueue_media(&known).await?;
             return Ok(());
         }
         let profile = value
@@ -316,6 +335,7 @@ impl Processor {
         match self.storage.messages.insert(&stored).await {
             Ok(()) => {
                 report.messages_stored += 1;
+                self.enqueue_media(&stored).await?;
                 self.events
                     .publish(NewEvent::message_received(&stored))
                     .await;

@@ -8,6 +8,7 @@ mod events;
 mod files;
 mod health;
 mod inbox;
+mod media;
 mod outbox;
 mod smtp;
 mod templates;
@@ -27,6 +28,7 @@ pub use contacts::ContactsApi;
 pub use events::EventsApi;
 pub use health::HealthApi;
 pub use inbox::InboxApi;
+pub use media::MediaApi;
 pub use outbox::OutboxApi;
 pub use smtp::SmtpApi;
 pub use templates::TemplatesApi;
@@ -67,6 +69,7 @@ pub type ImixApi = (
     WhatsAppAccountsApi,
     TemplatesApi,
     InboxApi,
+    MediaApi,
     ContactsApi,
     EventsApi,
 );
@@ -85,6 +88,7 @@ pub fn service(state: &AppState) -> OpenApiService<ImixApi, ()> {
             WhatsAppAccountsApi::new(state.clone()),
             TemplatesApi::new(state.clone()),
             InboxApi::new(state.clone()),
+            MediaApi::new(state.clone()),
             ContactsApi::new(state.clone()),
             EventsApi::new(state.clone()),
         ),

@@ -1,0 +1,162 @@
+//! Media jobs on MongoDB: collection `media_jobs`, `_id` the message id (one job per
+//! message), the job's own serde shape plus `due_ms` and `lease_ms` (Unix milliseconds,
+//! absent when `None`). A claim is one `findOneAndUpdate` that sets the lease and raises
+//! `attempts` and `version` in the same single-document atomic step, so two replicas
+//! never claim one job.
+
+use async_trait::async_trait;
+use imix_core::{
+    store::{
+        mongo::{
+            support::{
+                backend_err, from_doc, missing_or_stale, scope_filter, to_doc, unique_err,
+                version_bson,
+            },
+            IndexSpec, MongoMigration,
+        },
+        Scope,
+    },
+    Error, Result, Timestamp,
+};
+use mongodb::{
+    bson::{self, doc, Bson, Document},
+    options::ReturnDocument,
+    Collection, Database,
+};
+
+use super::MediaJobRepository;
+use crate::{media::MediaJob, records::MessageId};
+
+/// The media jobs' collection.
+pub const MEDIA_JOBS: &str = "media_jobs";
+
+const DUE_MS: &str = "due_ms";
+const LEASE_MS: &str = "lease_ms";
+const JOB: &str = "media job";
+
+/// The media jobs' schema step, recorded under capability [`crate::storage::CAPABILITY`].
+pub const MIGRATIONS: &[MongoMigration] = &[MongoMigration {
+    name: "0002_media",
+    indexes: INDEXES,
+}];
+
+/// `_id` is the message id, unique by itself; claims look up by due time.
+const INDEXES: &[IndexSpec] = &[IndexSpec {
+    collection: MEDIA_JOBS,
+    name: "by_due",
+    keys: &[(DUE_MS, 1), ("_id", 1)],
+    unique_field: None,
+    expire_at_field: false,
+}];
+
+/// Media jobs on one MongoDB [`Database`]. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct MongoMediaJobs {
+    db: Database,
+}
+
+impl MongoMediaJobs {
+    /// The jobs on `db` (migrated with [`MIGRATIONS`], see [`super::migrate`]).
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+
+    fn jobs(&self) -> Collection<Document> {
+        self.db.collection(MEDIA_JOBS)
+    }
+}
+
+fn job_doc(job: &MediaJob) -> Result<Document> {
+    let mut d = to_doc(job, &job.message_id.to_string(), JOB)?;
+    if let Some(due) = job.due_at {
+        d.insert(DUE_MS, due.timestamp_millis());
+    }
+    if let Some(lease) = job.lease_until {
+        d.insert(LEASE_MS, lease.timestamp_millis());
+    }
+    Ok(d)
+}
+
+fn decode(d: Document) -> Result<MediaJob> {
+    from_doc(d, JOB, &[DUE_MS, LEASE_MS])
+}
+
+#[async_trait]
+impl MediaJobRepository for MongoMediaJobs {
+    async fn insert(&self, job: &MediaJob) -> Result<()> {
+        match self.jobs().insert_one(job_doc(job)?).await {
+            Ok(_) => Ok(()),
+            // `_id` has no declared index: its violation is the message's second job.
+            Err(e) if imix_core::store::mongo::support::is_duplicate_key(&e) => {
+                Err(Error::Duplicate {
+                    entity: JOB,
+                    field: "message_id",
+                })
+            }
+            Err(e) => Err(unique_err(INDEXES, JOB, "store a media job")(e)),
+        }
+    }
+
+    async fn get(&self, scope: Scope, id: MessageId) -> Result<MediaJob> {
+        let mut filter = doc! { "_id": id.to_string() };
+        scope_filter(&mut filter, scope);
+        match self
+            .jobs()
+            .find_one(filter)
+            .await
+            .map_err(backend_err("read a media job"))?
+        {
+            Some(d) => decode(d),
+            None => Err(Error::NotFound {
+                entity: JOB,
+                id: id.to_string(),
+            }),
+        }
+    }
+
+    async fn claim_due(&self, now: Timestamp, lease_until: Timestamp) -> Result<Option<MediaJob>> {
+        let now_ms = now.timestamp_millis();
+        let filter = doc! {
+            DUE_MS: { "$lte": now_ms },
+            "$or": [
+                { LEASE_MS: Bson::Null },
+                { LEASE_MS: { "$lte": now_ms } },
+            ],
+        };
+        let lease = bson::to_bson(&lease_until).map_err(|e| Error::Corrupt {
+            entity: JOB,
+            source: e.into(),
+        })?;
+        // Mirrors SqliteMediaJobs's claim field by field.
+        let update = doc! {
+            "$set": { "lease_until": lease, LEASE_MS: lease_until.timestamp_millis() },
+            "$inc": { "attempts": 1_i64, "version": 1_i64 },
+        };
+        self.jobs()
+            .find_one_and_update(filter, update)
+            .sort(doc! { DUE_MS: 1, "_id": 1 })
+            .return_document(ReturnDocument::After)
+            .await
+            .map_err(backend_err("claim a media job"))?
+            .map(decode)
+            .transpose()
+    }
+
+    async fn update(&self, job: &MediaJob) -> Result<MediaJob> {
+        let mut next = job.clone();
+        next.version += 1;
+        let id = job.message_id.to_string();
+        let result = self
+            .jobs()
+            .replace_one(
+                doc! { "_id": &id, "version": version_bson(job.version)? },
+                job_doc(&next)?,
+            )
+            .await
+            .map_err(backend_err("update a media job"))?;
+        if result.matched_count == 1 {
+            return Ok(next);
+        }
+        Err(missing_or_stale(self.jobs(), Document::new(), JOB, id, job.version).await)
+    }
+}
