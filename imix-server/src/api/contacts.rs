@@ -22,7 +22,7 @@ use poem_openapi::{
 
 use super::{
     dto::{page, Done},
-    inbox::ContactView,
+    inbox::{ContactList, ContactView},
     parse_id, ApiTags,
 };
 use crate::{auth::Auth, error::ApiError, state::AppState};
@@ -357,6 +357,55 @@ enum CsvExport {
 
 #[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Inbox")]
 impl ContactsApi {
+    /// The tenant's contacts, oldest first (`contacts.read`). Declared beside the writes:
+    /// one path's operations must come from one API for the OpenAPI document to list them
+    /// all.
+    #[oai(
+        path = "/tenants/:tenant_id/contacts",
+        method = "get",
+        operation_id = "list_contacts"
+    )]
+    async fn contacts(
+        &self,
+        auth: Auth,
+        tenant_id: Path<String>,
+        cursor: Query<Option<String>>,
+        limit: Query<Option<u32>>,
+    ) -> Result<Json<ContactList>, ApiError> {
+        let tenant = parse_id::<TenantId>(&tenant_id.0, "tenant")?;
+        let p = self
+            .state
+            .inbox
+            .contacts(auth.0.access(), tenant, page(cursor.0, limit.0))
+            .await?;
+        Ok(Json(ContactList {
+            items: p.items.into_iter().map(Into::into).collect(),
+            next_cursor: p.next_cursor,
+        }))
+    }
+
+    /// One contact (`contacts.read`).
+    #[oai(
+        path = "/tenants/:tenant_id/contacts/:contact_id",
+        method = "get",
+        operation_id = "get_contact"
+    )]
+    async fn contact(
+        &self,
+        auth: Auth,
+        tenant_id: Path<String>,
+        contact_id: Path<String>,
+    ) -> Result<Json<ContactView>, ApiError> {
+        let tenant = parse_id::<TenantId>(&tenant_id.0, "tenant")?;
+        let id = parse_id::<ContactId>(&contact_id.0, "contact")?;
+        let c = self
+            .state
+            .inbox
+            .contact(auth.0.access(), tenant, id)
+            .await?;
+        Ok(Json(c.into()))
+    }
+
     /// Creates a contact (`contacts.manage`): 422 naming `phone` for a number that is not
     /// valid, 409 `phone_taken` / `wa_id_taken` for one the tenant has, 429
     /// `limit_reached` past Max Contacts.

@@ -1,12 +1,13 @@
 //! The shared inbox, read side: conversations (one contact on one of the tenant's numbers),
-//! their messages as received from Meta, and contacts.
+//! their messages as received from Meta, and the contact views (contact operations are in
+//! [`super::contacts`]).
 
 use chrono::{DateTime, Utc};
 use imix_core::id::{TenantId, UserId, WhatsAppAccountId};
 use imix_messaging::{
     storage::{AssigneeFilter, ConversationFilter},
-    Contact, ContactId, Conversation, ConversationId, ConversationPatch, ConversationStatus,
-    DeliveryState, Direction, Message,
+    Contact, Conversation, ConversationId, ConversationPatch, ConversationStatus, DeliveryState,
+    Direction, Message,
 };
 use poem_openapi::{
     param::{Path, Query},
@@ -326,6 +327,7 @@ impl InboxApi {
         method = "get",
         operation_id = "list_conversations"
     )]
+    #[allow(clippy::too_many_arguments)] // one parameter per documented query filter
     async fn conversations(
         &self,
         auth: Auth,
@@ -458,52 +460,5 @@ impl InboxApi {
             items: p.items.into_iter().map(Into::into).collect(),
             next_cursor: p.next_cursor,
         }))
-    }
-
-    /// The tenant's contacts, oldest first.
-    #[oai(
-        path = "/tenants/:tenant_id/contacts",
-        method = "get",
-        operation_id = "list_contacts"
-    )]
-    async fn contacts(
-        &self,
-        auth: Auth,
-        tenant_id: Path<String>,
-        cursor: Query<Option<String>>,
-        limit: Query<Option<u32>>,
-    ) -> Result<Json<ContactList>, ApiError> {
-        let tenant = parse_id::<TenantId>(&tenant_id.0, "tenant")?;
-        let p = self
-            .state
-            .inbox
-            .contacts(auth.0.access(), tenant, page(cursor.0, limit.0))
-            .await?;
-        Ok(Json(ContactList {
-            items: p.items.into_iter().map(Into::into).collect(),
-            next_cursor: p.next_cursor,
-        }))
-    }
-
-    /// One contact.
-    #[oai(
-        path = "/tenants/:tenant_id/contacts/:contact_id",
-        method = "get",
-        operation_id = "get_contact"
-    )]
-    async fn contact(
-        &self,
-        auth: Auth,
-        tenant_id: Path<String>,
-        contact_id: Path<String>,
-    ) -> Result<Json<ContactView>, ApiError> {
-        let tenant = parse_id::<TenantId>(&tenant_id.0, "tenant")?;
-        let id = parse_id::<ContactId>(&contact_id.0, "contact")?;
-        let c = self
-            .state
-            .inbox
-            .contact(auth.0.access(), tenant, id)
-            .await?;
-        Ok(Json(c.into()))
     }
 }
