@@ -780,6 +780,7 @@ pub async fn conversations_are_tenant_scoped_and_filtered(storage: &MessagingSto
             let filter = ConversationFilter {
                 status,
                 account_id: account,
+                ..ConversationFilter::default()
             };
             let (items, _) = all_pages(2, |p| repo.list(Scope::Tenant(a), filter.clone(), p)).await;
             assert_eq!(items, expect(status, account), "{filter:?}");
@@ -788,6 +789,7 @@ pub async fn conversations_are_tenant_scoped_and_filtered(storage: &MessagingSto
     let open_everywhere = ConversationFilter {
         status: Some(ConversationStatus::Open),
         account_id: None,
+        ..ConversationFilter::default()
     };
     let (items, _) = all_pages(50, |p| {
         repo.list(Scope::Platform, open_everywhere.clone(), p)
@@ -801,6 +803,7 @@ pub async fn conversations_are_tenant_scoped_and_filtered(storage: &MessagingSto
             ConversationFilter {
                 status: None,
                 account_id: Some(b1),
+                ..ConversationFilter::default()
             },
             p,
         )

@@ -940,15 +940,25 @@ impl From<imix_messaging::MessagingError> for ApiError {
                 "invalid_signature",
                 "no entry of the delivery is signed by its account's app secret",
             ),
-            M::LimitReached { limit_name, limit, current } => Self::new(
+            M::LimitReached {
+                limit_name,
+                limit,
+                current,
+            } => Self::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "limit_reached",
                 format!("the tenant's limit of {limit} {limit_name} is reached"),
             )
-            .with_details(serde_json::json!({ "limit_name": limit_name, "limit": limit, "current": current })),
+            .with_details(
+                serde_json::json!({ "limit_name": limit_name, "limit": limit, "current": current }),
+            ),
             M::Counter(e) => {
                 tracing::error!(error = %e, "quota backend failure");
-                Self::new(StatusCode::SERVICE_UNAVAILABLE, "quota_unavailable", "usage counters are unavailable; try again shortly")
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "quota_unavailable",
+                    "usage counters are unavailable; try again shortly",
+                )
             }
             other => {
                 tracing::error!(error = %other, "messaging failure");

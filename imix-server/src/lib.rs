@@ -279,7 +279,9 @@ pub async fn serve_with_options(
     let _ = stop_ingest.send(true);
     let _ = stop_media.send(true);
     if tokio::time::timeout(SHUTDOWN_GRACE, media).await.is_err() {
-        tracing::warn!("the media worker did not stop in time; its job is taken again once its lease runs out");
+        tracing::warn!(
+            "the media worker did not stop in time; its job is taken again once its lease runs out"
+        );
     }
     if tokio::time::timeout(SHUTDOWN_GRACE, ingest).await.is_err() {
         tracing::warn!("the webhook worker did not stop in time; its delivery is taken again at the next start");

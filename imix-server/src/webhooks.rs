@@ -39,8 +39,47 @@ impl AccountKeys {
     }
 }
 
+impl AccountKeys {
+    fn key_of(
+        &self,
+        account: imix_whatsapp::WhatsAppAccount,
+    ) -> imix_messaging::Result<AccountKey> {
+        let app_secret = self
+            .service
+            .app_secret(&account)
+            .map_err(|e| MessagingError::Secret {
+                account: account.id,
+                source: Box::new(e),
+            })?;
+        Ok(AccountKey {
+            account_id: account.id,
+            tenant_id: account.tenant_id,
+            phone_number_id: account.phone_number_id,
+            app_secret,
+        })
+    }
+}
+
 #[async_trait]
 impl AccountDirectory for AccountKeys {
+    async fn by_waba_id(&self, waba_id: &str) -> imix_messaging::Result<Vec<AccountKey>> {
+        // Rare (template statuses, account updates): a walk over the accounts is enough.
+        let mut keys = Vec::new();
+        let mut page = imix_core::store::PageRequest::first(imix_core::store::MAX_PAGE_SIZE);
+        loop {
+            let accounts = self.accounts.list(Scope::Platform, page.clone()).await?;
+            for account in accounts.items {
+                if account.waba_id == waba_id {
+                    keys.push(self.key_of(account)?);
+                }
+            }
+            match accounts.next_cursor {
+                Some(cursor) => page.cursor = Some(cursor),
+                None => return Ok(keys),
+            }
+        }
+    }
+
     async fn by_phone_number_id(
         &self,
         phone_number_id: &str,
@@ -52,19 +91,7 @@ impl AccountDirectory for AccountKeys {
         else {
             return Ok(None);
         };
-        let app_secret = self
-            .service
-            .app_secret(&account)
-            .map_err(|e| MessagingError::Secret {
-                account: account.id,
-                source: Box::new(e),
-            })?;
-        Ok(Some(AccountKey {
-            account_id: account.id,
-            tenant_id: account.tenant_id,
-            phone_number_id: account.phone_number_id,
-            app_secret,
-        }))
+        Ok(Some(self.key_of(account)?))
     }
 }
 

@@ -18,6 +18,7 @@ on_both_backends!(
     forged_and_foreign_deliveries_are_refused_and_store_nothing,
     statuses_in_any_order_end_at_the_furthest_state,
     agents_see_their_own_and_unassigned_conversations_and_assignment_is_checked,
+    template_statuses_and_account_updates_are_recorded,
 );
 
 const WABA: &str = "1001";
@@ -231,11 +232,18 @@ async fn a_signed_batch_becomes_contacts_conversations_and_messages(backend: Bac
         "24 h after the customer's last message"
     );
 
-    // Contacts were created with their profile names; "STOP" opted Omar out.
-    let (_, contacts) =
-        w.s.get_json(&w.admin, &format!("/api/v1/tenants/{}/contacts", w.tenant))
-            .await;
-    let contacts = contacts["items"].as_array().unwrap();
+    // Contacts were created with their profile names; "STOP" opted Omar out (recorded
+    // just after his message, so wait for it).
+    let contacts = until("Omar's opt-out", || async {
+        let (_, contacts) =
+            w.s.get_json(&w.admin, &format!("/api/v1/tenants/{}/contacts", w.tenant))
+                .await;
+        let list = contacts["items"].as_array()?.clone();
+        list.iter()
+            .any(|c| c["wa_id"] == "22245000002" && c["opted_out"] == true)
+            .then_some(list)
+    })
+    .await;
     assert_eq!(contacts.len(), 2);
     let omar = contacts
         .iter()
@@ -280,11 +288,20 @@ async fn a_signed_batch_becomes_contacts_conversations_and_messages(backend: Bac
         post(&w.s, "/webhooks/whatsapp", marker.as_bytes(), SECRET).await,
         200
     );
-    until("the marker message", || async {
-        (messages(&w, conversation).await.len() == 4).then_some(())
+    // The marker's conversation update follows its message: wait for both.
+    let list = until("the marker counted", || async {
+        let list = conversations(&w).await;
+        let unread: u64 = list.iter().map(|c| c["unread"].as_u64().unwrap()).sum();
+        (messages(&w, conversation).await.len() == 4 && unread >= 5).then_some(list)
     })
     .await;
-    let list = conversations(&w).await;
+    // Give any wrongly re-processed redelivery time to show up.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let list = {
+        let again = conversations(&w).await;
+        assert_eq!(again.len(), list.len());
+        again
+    };
     assert_eq!(list.len(), 2);
     let unread: u64 = list.iter().map(|c| c["unread"].as_u64().unwrap()).sum();
     assert_eq!(
@@ -672,4 +689,61 @@ async fn agents_see_their_own_and_unassigned_conversations_and_assignment_is_che
         (c["status"] == "open" && c["unread"] == 1).then_some(())
     })
     .await;
+}
+
+async fn template_statuses_and_account_updates_are_recorded(backend: Backend) {
+    let w = world(backend).await;
+    let account_id = w.account["id"].as_str().unwrap().to_owned();
+    let (status, template) = w
+        .s
+        .send_json(
+            &w.admin,
+            reqwest::Method::POST,
+            &format!("/api/v1/tenants/{}/templates", w.tenant),
+            json!({"account_id": account_id, "name": "order_update", "language": "en_US", "category": "UTILITY",
+                   "components": [{"type": "BODY", "text": "Hello {{1}}", "example": {"body_text": [["Ada"]]}}]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{template}");
+    assert_eq!(template["status"], "PENDING");
+    let meta_id: i64 = template["meta_id"].as_str().unwrap().parse().unwrap();
+    // Changes about the WABA name no phone number: filed by the entry's WABA id.
+    let body = json!({"object": "whatsapp_business_account", "entry": [{"id": WABA, "changes": [
+        {"field": "message_template_status_update", "value": {"event": "REJECTED", "message_template_id": meta_id,
+            "message_template_name": "order_update", "message_template_language": "en_US", "reason": "INVALID_FORMAT"}},
+        {"field": "phone_number_quality_update", "value": {"display_phone_number": "15550100001", "event": "FLAGGED", "current_limit": "TIER_1K"}},
+        {"field": "account_update", "value": {"phone_number": "15550100001", "event": "VERIFIED_ACCOUNT"}}
+    ]}]})
+    .to_string();
+    assert_eq!(
+        post(&w.s, "/webhooks/whatsapp", body.as_bytes(), SECRET).await,
+        200
+    );
+    // The same changes signed by another app: refused.
+    assert_eq!(
+        post(&w.s, "/webhooks/whatsapp", body.as_bytes(), "other-secret").await,
+        401
+    );
+    let template_id = template["id"].as_str().unwrap().to_owned();
+    until("the template's new status", || async {
+        let (_, list) =
+            w.s.get_json(&w.admin, &format!("/api/v1/tenants/{}/templates", w.tenant))
+                .await;
+        let t = list["items"]
+            .as_array()?
+            .iter()
+            .find(|t| t["id"] == template_id.as_str())?
+            .clone();
+        (t["status"] == "REJECTED").then_some(t)
+    })
+    .await;
+    let account = until("the account's health", || async {
+        let (_, a) =
+            w.s.get_json(&w.admin, &format!("/api/v1/whatsapp-accounts/{account_id}"))
+                .await;
+        (a["quality_rating"] == "FLAGGED" && a["last_account_update"].is_object()).then_some(a)
+    })
+    .await;
+    assert_eq!(account["messaging_limit"], "TIER_1K");
+    assert_eq!(account["last_account_update"]["event"], "VERIFIED_ACCOUNT");
 }

@@ -201,6 +201,7 @@ impl AccountService {
             _ => generate_verify_token(),
         };
         let account = WhatsAppAccount {
+            health: crate::records::AccountHealth::default(),
             id,
             tenant_id: tenant,
             waba_id: meta_id("waba_id", new.waba_id)?,

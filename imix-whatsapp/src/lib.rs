@@ -58,4 +58,6 @@ pub use error::{
 };
 #[cfg(feature = "client")]
 pub use http::{GraphApiClient, GraphApiConfig};
-pub use records::{MessageTemplate, Verification, VerificationStatus, WhatsAppAccount};
+pub use records::{
+    AccountHealth, MessageTemplate, Verification, VerificationStatus, WhatsAppAccount,
+};

@@ -87,12 +87,31 @@ pub struct WhatsAppAccount {
     /// The last verification with Meta.
     #[serde(default)]
     pub verification: Verification,
+    /// What Meta last reported about the number and its WABA by webhook.
+    #[serde(default)]
+    pub health: AccountHealth,
     /// Optimistic-concurrency version, 1 on creation.
     pub version: u64,
     /// When it was added.
     pub created_at: Timestamp,
     /// When it was last changed.
     pub updated_at: Timestamp,
+}
+
+/// What Meta reported about an account by webhook (`phone_number_quality_update`,
+/// `account_update`, …), newest first kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountHealth {
+    /// The number's quality rating (`GREEN`, `YELLOW`, `RED`, …) from
+    /// `phone_number_quality_update`.
+    pub quality_rating: Option<String>,
+    /// The messaging limit tier (`TIER_1K`, …) from `phone_number_quality_update`.
+    pub messaging_limit: Option<String>,
+    /// The last `account_update` event (`event`, and ban or restriction details), as Meta
+    /// sent it.
+    pub last_account_update: Option<serde_json::Value>,
+    /// When the last of these arrived.
+    pub updated_at: Option<Timestamp>,
 }
 
 impl WhatsAppAccount {

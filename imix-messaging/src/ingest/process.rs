@@ -43,6 +43,7 @@ pub struct ProcessReport {
 pub struct Processor {
     storage: MessagingStorage,
     accounts: Arc<dyn AccountDirectory>,
+    account_events: Arc<dyn crate::ingest::AccountEvents>,
     events: Arc<dyn EventSink>,
     /// Creates the media jobs of inbound media messages ([`crate::media`]).
     media: Option<crate::media::MediaQueue>,
@@ -130,6 +131,7 @@ impl Processor {
         Self {
             storage,
             accounts,
+            account_events: Arc::new(crate::ingest::IgnoreAccountEvents),
             events: Arc::new(NoEvents),
             media: None,
         }
@@ -156,6 +158,47 @@ impl Processor {
         self
     }
 
+    /// The same processor, recording account changes (template statuses, quality ratings,
+    /// account updates) with `account_events`.
+    pub fn with_account_events(
+        mut self,
+        account_events: Arc<dyn crate::ingest::AccountEvents>,
+    ) -> Self {
+        self.account_events = account_events;
+        self
+    }
+
+    /// A change about a WABA (no phone number): applied to each of its accounts this
+    /// delivery was verified for.
+    async fn waba_change(
+        &self,
+        delivery: &Delivery,
+        waba_id: &str,
+        change: &Value,
+        report: &mut ProcessReport,
+    ) -> Result<()> {
+        let field = change.get("field").and_then(Value::as_str).unwrap_or("");
+        let Some(value) = change.get("value") else {
+            return Ok(());
+        };
+        let keys = self.accounts.by_waba_id(waba_id).await?;
+        let verified: Vec<_> = keys
+            .iter()
+            .filter(|k| delivery.verified_accounts.contains(&k.account_id))
+            .collect();
+        if verified.is_empty() {
+            report.unattributed += 1;
+            tracing::warn!(target: "imix_whatsapp", delivery = %delivery.id, %waba_id, %field, "webhook change of a WABA not verified for this delivery: not filed");
+            return Ok(());
+        }
+        for key in verified {
+            self.account_events
+                .apply(key.account_id, field, value)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Processes every entry of `delivery`.
     pub async fn process(&self, delivery: &Delivery) -> Result<ProcessReport> {
         let payload: Value =
@@ -168,6 +211,12 @@ impl Processor {
         for entry in entries.into_iter().flatten() {
             let changes = entry.get("changes").and_then(Value::as_array);
             for change in changes.into_iter().flatten() {
+                if change.pointer("/value/metadata/phone_number_id").is_none() {
+                    let waba = entry.get("id").and_then(Value::as_str).unwrap_or("");
+                    self.waba_change(delivery, waba, change, &mut report)
+                        .await?;
+                    continue;
+                }
                 self.change(delivery, change, &mut report).await?;
             }
         }
@@ -201,14 +250,10 @@ impl Processor {
         };
         let field = change.get("field").and_then(Value::as_str).unwrap_or("");
         if field != "messages" {
-            tracing::info!(
-                target: "imix_whatsapp",
-                delivery = %delivery.id,
-                account = %account.account_id,
-                %field,
-                "webhook change recorded in the delivery only"
-            );
-            return Ok(());
+            return self
+                .account_events
+                .apply(account.account_id, field, value)
+                .await;
         }
         let messages = value.get("messages").and_then(Value::as_array);
         for message in messages.into_iter().flatten() {

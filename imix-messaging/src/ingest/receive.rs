@@ -33,6 +33,37 @@ pub struct AccountKey {
 pub trait AccountDirectory: Send + Sync {
     /// The account of `phone_number_id` with its app secret, if any account has it.
     async fn by_phone_number_id(&self, phone_number_id: &str) -> Result<Option<AccountKey>>;
+    /// The accounts (numbers) of WhatsApp Business Account `waba_id`, with their app
+    /// secrets: for changes about the WABA itself, which name no phone number.
+    async fn by_waba_id(&self, waba_id: &str) -> Result<Vec<AccountKey>> {
+        let _ = waba_id;
+        Ok(Vec::new())
+    }
+}
+
+/// The WABA ids of entries with a change that names no phone number (template status,
+/// account updates), each once.
+pub fn named_waba_ids(body: &[u8]) -> Vec<String> {
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return Vec::new();
+    };
+    let mut ids: Vec<String> = Vec::new();
+    let entries = value.get("entry").and_then(|e| e.as_array());
+    for entry in entries.into_iter().flatten() {
+        let changes = entry.get("changes").and_then(|c| c.as_array());
+        let waba_level = changes.into_iter().flatten().any(|change| {
+            change
+                .pointer("/value/metadata/phone_number_id")
+                .and_then(|v| v.as_str())
+                .is_none()
+        });
+        if let Some(id) = entry.get("id").and_then(|v| v.as_str()) {
+            if waba_level && !ids.iter().any(|known| known == id) {
+                ids.push(id.to_owned());
+            }
+        }
+    }
+    ids
 }
 
 /// The phone number ids an (untrusted) delivery names in `entry[].changes[].value.metadata`,
@@ -128,6 +159,16 @@ impl Receiver {
                             "webhook entry whose signature does not verify with its account's app secret: not filed"
                         ),
                     }
+                }
+            }
+        }
+        for waba_id in named_waba_ids(body) {
+            for key in self.accounts.by_waba_id(&waba_id).await? {
+                let verifies =
+                    imix_whatsapp::webhook::verify_signature(&key.app_secret, body, signature)
+                        .is_ok();
+                if verifies && !verified.contains(&key.account_id) {
+                    verified.push(key.account_id);
                 }
             }
         }

@@ -100,6 +100,13 @@ pub struct WhatsAppAccountView {
     pub webhook_verify_token: String,
     /// The last verification with Meta.
     pub verification: VerificationView,
+    /// The number's quality event as Meta last reported it by webhook (`FLAGGED`,
+    /// `UNFLAGGED`, `DOWNGRADE`, `UPGRADE`, …).
+    pub quality_rating: Option<String>,
+    /// The messaging limit tier Meta last reported (`TIER_1K`, …).
+    pub messaging_limit: Option<String>,
+    /// The last `account_update` event, as Meta sent it.
+    pub last_account_update: Option<serde_json::Value>,
     /// Version (optimistic concurrency).
     pub version: u64,
     /// Created.
@@ -111,7 +118,11 @@ pub struct WhatsAppAccountView {
 impl WhatsAppAccountView {
     fn of(state: &AppState, a: WhatsAppAccount) -> Self {
         let v = a.verification;
+        let health = a.health;
         Self {
+            quality_rating: health.quality_rating,
+            messaging_limit: health.messaging_limit,
+            last_account_update: health.last_account_update,
             webhook_uri: state.whatsapp_accounts.webhook_uri(a.id),
             id: a.id.to_string(),
             tenant_id: a.tenant_id.to_string(),
