@@ -1115,7 +1115,10 @@ pub async fn record_sets_export_and_import_every_record(
 
     let sets = source.record_sets();
     let kinds: Vec<_> = sets.iter().map(|s| s.kind()).collect();
-    assert_eq!(kinds, ["contact", "conversation", "message"]);
+    assert_eq!(
+        kinds,
+        ["contact", "conversation", "message", "contact_group", "contact_group_member"]
+    );
     let mut lines = Vec::new();
     for set in &sets {
         let mut cursor = None;
