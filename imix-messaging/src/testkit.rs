@@ -1117,7 +1117,13 @@ pub async fn record_sets_export_and_import_every_record(
     let kinds: Vec<_> = sets.iter().map(|s| s.kind()).collect();
     assert_eq!(
         kinds,
-        ["contact", "conversation", "message", "contact_group", "contact_group_member"]
+        [
+            "contact",
+            "conversation",
+            "message",
+            "contact_group",
+            "contact_group_member"
+        ]
     );
     let mut lines = Vec::new();
     for set in &sets {
