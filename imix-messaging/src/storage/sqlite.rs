@@ -280,8 +280,11 @@ impl DeliveryRepository for SqliteMessaging {
             .write(ACTION, move |c| {
                 let found: Option<Delivery> = query_doc(
                     c,
-                    "SELECT doc FROM deliveries
-                     WHERE due_ms IS NOT NULL AND due_ms <= ?1
+                    // Oldest first along the partial index of unprocessed rows: the
+                    // planner otherwise picks `deliveries_due` and sorts the whole backlog
+                    // for each claim (82 ms at 54k unprocessed, inside the writer).
+                    "SELECT doc FROM deliveries INDEXED BY deliveries_unprocessed
+                     WHERE processed = 0 AND due_ms IS NOT NULL AND due_ms <= ?1
                        AND (lease_ms IS NULL OR lease_ms <= ?1)
                      ORDER BY id LIMIT 1",
                     [now.timestamp_millis()],
