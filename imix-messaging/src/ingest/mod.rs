@@ -11,5 +11,7 @@ pub use account_events::{AccountEvents, IgnoreAccountEvents};
 pub use process::{advance, opt_out_intent, ProcessReport, Processor};
 #[cfg(feature = "mock")]
 pub use receive::MockAccountDirectory;
-pub use receive::{named_phone_number_ids, AccountDirectory, AccountKey, Receipt, Receiver};
+pub use receive::{
+    named_phone_number_ids, AccountDirectory, AccountKey, NamedIds, Receipt, Receiver,
+};
 pub use worker::{IngestWorker, WorkerConfig};

@@ -41,54 +41,56 @@ pub trait AccountDirectory: Send + Sync {
     }
 }
 
-/// The WABA ids of entries with a change that names no phone number (template status,
-/// account updates), each once.
-pub fn named_waba_ids(body: &[u8]) -> Vec<String> {
-    let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
-        return Vec::new();
-    };
-    let mut ids: Vec<String> = Vec::new();
-    let entries = value.get("entry").and_then(|e| e.as_array());
-    for entry in entries.into_iter().flatten() {
-        let changes = entry.get("changes").and_then(|c| c.as_array());
-        let waba_level = changes.into_iter().flatten().any(|change| {
-            change
-                .pointer("/value/metadata/phone_number_id")
-                .and_then(|v| v.as_str())
-                .is_none()
-        });
-        if let Some(id) = entry.get("id").and_then(|v| v.as_str()) {
-            if waba_level && !ids.iter().any(|known| known == id) {
-                ids.push(id.to_owned());
-            }
-        }
-    }
-    ids
+/// What an (untrusted) delivery names, for attributing its entries to accounts: the
+/// phone number ids of `entry[].changes[].value.metadata` and the WABA ids (`entry[].id`)
+/// of entries with a change that names no phone number (template status, account updates),
+/// each once, in order of appearance. A body that is not such JSON names nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NamedIds {
+    /// Phone number ids.
+    pub phone_number_ids: Vec<String>,
+    /// WABA ids of WABA-level changes.
+    pub waba_ids: Vec<String>,
 }
 
-/// The phone number ids an (untrusted) delivery names in `entry[].changes[].value.metadata`,
-/// each once, in order of appearance. A body that is not such JSON names none.
-pub fn named_phone_number_ids(body: &[u8]) -> Vec<String> {
-    let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
-        return Vec::new();
-    };
-    let mut seen = BTreeSet::new();
-    let mut ids = Vec::new();
-    let entries = value.get("entry").and_then(|e| e.as_array());
-    for entry in entries.into_iter().flatten() {
-        let changes = entry.get("changes").and_then(|c| c.as_array());
-        for change in changes.into_iter().flatten() {
-            let id = change
-                .pointer("/value/metadata/phone_number_id")
-                .and_then(|v| v.as_str());
-            if let Some(id) = id {
-                if seen.insert(id.to_owned()) {
-                    ids.push(id.to_owned());
+impl NamedIds {
+    /// Reads them from `body` (parsed once).
+    pub fn of(body: &[u8]) -> Self {
+        let mut named = Self::default();
+        let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
+            return named;
+        };
+        let mut seen = BTreeSet::new();
+        let entries = value.get("entry").and_then(|e| e.as_array());
+        for entry in entries.into_iter().flatten() {
+            let mut waba_level = false;
+            let changes = entry.get("changes").and_then(|c| c.as_array());
+            for change in changes.into_iter().flatten() {
+                match change
+                    .pointer("/value/metadata/phone_number_id")
+                    .and_then(|v| v.as_str())
+                {
+                    Some(id) => {
+                        if seen.insert(id.to_owned()) {
+                            named.phone_number_ids.push(id.to_owned());
+                        }
+                    }
+                    None => waba_level = true,
+                }
+            }
+            if let Some(id) = entry.get("id").and_then(|v| v.as_str()) {
+                if waba_level && !named.waba_ids.iter().any(|known| known == id) {
+                    named.waba_ids.push(id.to_owned());
                 }
             }
         }
+        named
     }
-    ids
+}
+
+/// The phone number ids a delivery names (see [`NamedIds`]).
+pub fn named_phone_number_ids(body: &[u8]) -> Vec<String> {
+    NamedIds::of(body).phone_number_ids
 }
 
 /// A stored delivery.
@@ -141,7 +143,8 @@ impl Receiver {
             return Err(MessagingError::Unverified);
         };
         let mut verified = Vec::new();
-        for phone_number_id in named_phone_number_ids(body) {
+        let named = NamedIds::of(body);
+        for phone_number_id in named.phone_number_ids {
             match self.accounts.by_phone_number_id(&phone_number_id).await? {
                 None => tracing::warn!(
                     target: "imix_whatsapp",
@@ -162,7 +165,7 @@ impl Receiver {
                 }
             }
         }
-        for waba_id in named_waba_ids(body) {
+        for waba_id in named.waba_ids {
             for key in self.accounts.by_waba_id(&waba_id).await? {
                 let verifies =
                     imix_whatsapp::webhook::verify_signature(&key.app_secret, body, signature)
@@ -208,6 +211,13 @@ mod tests {
         let ids = named_phone_number_ids(body.to_string().as_bytes());
         assert_eq!(ids, ["A", "B"]);
         assert!(named_phone_number_ids(b"not json").is_empty());
+        let waba = serde_json::json!({"entry": [
+            {"id": "W1", "changes": [{"field": "message_template_status_update", "value": {"event": "APPROVED"}}]},
+            {"id": "W2", "changes": [{"field": "messages", "value": {"metadata": {"phone_number_id": "C"}}}]}
+        ]});
+        let named = NamedIds::of(waba.to_string().as_bytes());
+        assert_eq!(named.waba_ids, ["W1"]);
+        assert_eq!(named.phone_number_ids, ["C"]);
         assert!(named_phone_number_ids(b"{\"entry\": 3}").is_empty());
     }
 }
