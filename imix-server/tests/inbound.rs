@@ -384,6 +384,19 @@ async fn forged_and_foreign_deliveries_are_refused_and_store_nothing(backend: Ba
     );
     let huge = vec![b' '; 1024 * 1024 + 1];
     assert_eq!(post(&w.s, "/webhooks/whatsapp", &huge, SECRET).await, 413);
+    // Nested far deeper than anything Meta sends (a document the store could not hold):
+    // refused before it is stored.
+    let mut deep = json!(1);
+    for _ in 0..110 {
+        deep = json!({ "a": deep });
+    }
+    let mut nested = text_message("wamid.D1", "22245000009", 1_760_000_000, "deep");
+    nested["x"] = deep;
+    let nested = payload(vec![change(PHONE, json!({"messages": [nested]}))]).to_string();
+    assert_eq!(
+        post(&w.s, "/webhooks/whatsapp", nested.as_bytes(), SECRET).await,
+        401
+    );
     // To an unknown account's URL.
     let unknown = format!(
         "/webhooks/whatsapp/{}",

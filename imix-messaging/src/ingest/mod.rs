@@ -12,6 +12,7 @@ pub use process::{advance, opt_out_intent, ProcessReport, Processor};
 #[cfg(feature = "mock")]
 pub use receive::MockAccountDirectory;
 pub use receive::{
-    named_phone_number_ids, AccountDirectory, AccountKey, NamedIds, Receipt, Receiver,
+    named_phone_number_ids, nesting_depth, AccountDirectory, AccountKey, NamedIds, Receipt,
+    Receiver, MAX_DELIVERY_DEPTH,
 };
 pub use worker::{IngestWorker, WorkerConfig};

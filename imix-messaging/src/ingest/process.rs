@@ -62,7 +62,27 @@ fn meta_time(value: Option<&Value>) -> Option<Timestamp> {
         Value::Number(n) => n.as_i64()?,
         _ => return None,
     };
-    chrono::DateTime::from_timestamp(secs, 0)
+    let at = chrono::DateTime::from_timestamp(secs, 0)?;
+    // WhatsApp did not exist before 2009, and Meta's clock is not days ahead of ours: a
+    // time outside that is not believed (the caller uses the receive time).
+    let earliest = chrono::DateTime::from_timestamp(1_230_768_000, 0)?;
+    let latest = imix_core::now() + chrono::Duration::days(1);
+    (earliest..=latest).contains(&at).then_some(at)
+}
+
+/// Text shown to users (profile names, previews) without control characters (NUL, escape
+/// sequences, bidirectional overrides).
+fn printable(text: &str) -> String {
+    text.chars()
+        .filter(|c| {
+            !c.is_control() && !matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        })
+        .collect()
+}
+
+/// A WhatsApp id as Meta reports it: digits only, at most 20.
+fn valid_wa_id(wa_id: &str) -> bool {
+    !wa_id.is_empty() && wa_id.len() <= 20 && wa_id.bytes().all(|b| b.is_ascii_digit())
 }
 
 fn text<'a>(value: &'a Value, pointer: &str) -> Option<&'a str> {
@@ -121,7 +141,7 @@ fn preview(kind: &str, message: &Value) -> String {
         "image" | "video" | "document" => text(message, &format!("/{kind}/caption")),
         _ => None,
     };
-    let shown = body.map_or_else(|| format!("[{kind}]"), str::to_owned);
+    let shown = body.map_or_else(|| format!("[{kind}]"), printable);
     shown.chars().take(120).collect()
 }
 
@@ -207,6 +227,12 @@ impl Processor {
                 source,
             })?;
         let mut report = ProcessReport::default();
+        // Stored by an older receiver without the depth check: skipped, never processed
+        // into a document the store cannot hold.
+        if crate::ingest::nesting_depth(&payload) > crate::ingest::MAX_DELIVERY_DEPTH {
+            tracing::warn!(target: "imix_whatsapp", delivery = %delivery.id, "webhook delivery nested too deeply: skipped");
+            return Ok(report);
+        }
         let entries = payload.get("entry").and_then(Value::as_array);
         for entry in entries.into_iter().flatten() {
             let changes = entry.get("changes").and_then(Value::as_array);
@@ -279,7 +305,7 @@ impl Processor {
             return Ok(found);
         }
         let mut contact = Contact::new(account.tenant_id, wa_id);
-        contact.profile_name = profile.map(str::to_owned);
+        contact.profile_name = profile.map(printable);
         contact.phone = Some(format!("+{wa_id}"));
         match contacts.insert(&contact).await {
             Ok(()) => {
@@ -336,6 +362,10 @@ impl Processor {
             tracing::warn!(target: "imix_whatsapp", account = %account.account_id, "inbound message without id or sender: skipped");
             return Ok(());
         };
+        if !valid_wa_id(from) || wamid.is_empty() || wamid.len() > 256 {
+            tracing::warn!(target: "imix_whatsapp", account = %account.account_id, "inbound message with a malformed sender or id: skipped");
+            return Ok(());
+        }
         if let Some(known) = self
             .storage
             .messages
@@ -598,5 +628,21 @@ mod tests {
         assert_eq!(t.timestamp(), 1_700_000_000);
         assert_eq!(meta_time(Some(&Value::from(1_700_000_000))), Some(t));
         assert_eq!(meta_time(Some(&Value::from("soon"))), None);
+        assert_eq!(
+            meta_time(Some(&Value::from("8000000000000"))),
+            None,
+            "far future"
+        );
+        assert_eq!(meta_time(Some(&Value::from("-5"))), None, "before WhatsApp");
+    }
+
+    #[test]
+    fn shown_text_loses_control_characters_and_senders_must_be_digits() {
+        assert_eq!(printable("N\0\u{202e}x\u{1b}[31m"), "Nx[31m");
+        assert_eq!(printable("Aïcha عائشة"), "Aïcha عائشة");
+        assert!(valid_wa_id("22245000001"));
+        assert!(!valid_wa_id(""));
+        assert!(!valid_wa_id("+22245000001"));
+        assert!(!valid_wa_id(&"9".repeat(21)));
     }
 }

@@ -60,6 +60,10 @@ impl NamedIds {
         let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
             return named;
         };
+        // Nothing Meta sends nests this deep: name nothing, so it is refused unstored.
+        if nesting_depth(&value) > MAX_DELIVERY_DEPTH {
+            return named;
+        }
         let mut seen = BTreeSet::new();
         let entries = value.get("entry").and_then(|e| e.as_array());
         for entry in entries.into_iter().flatten() {
@@ -86,6 +90,31 @@ impl NamedIds {
         }
         named
     }
+}
+
+/// The deepest nesting a delivery may have. Meta's payloads nest about ten levels; stores
+/// refuse (MongoDB) or recurse on (BSON conversion) much deeper documents, so a deeper
+/// delivery is refused before it is stored, rather than crashing its processing.
+pub const MAX_DELIVERY_DEPTH: usize = 32;
+
+/// How deeply `value` nests (a scalar is 0), counted without recursion so that no input
+/// can exhaust the stack.
+pub fn nesting_depth(value: &serde_json::Value) -> usize {
+    let mut deepest = 0;
+    let mut pending = vec![(value, 0usize)];
+    while let Some((v, depth)) = pending.pop() {
+        deepest = deepest.max(depth);
+        match v {
+            serde_json::Value::Array(items) => {
+                pending.extend(items.iter().map(|i| (i, depth + 1)));
+            }
+            serde_json::Value::Object(fields) => {
+                pending.extend(fields.values().map(|f| (f, depth + 1)));
+            }
+            _ => {}
+        }
+    }
+    deepest
 }
 
 /// The phone number ids a delivery names (see [`NamedIds`]).
@@ -218,6 +247,18 @@ mod tests {
         let named = NamedIds::of(waba.to_string().as_bytes());
         assert_eq!(named.waba_ids, ["W1"]);
         assert_eq!(named.phone_number_ids, ["C"]);
+        let mut deep = serde_json::json!(1);
+        for _ in 0..MAX_DELIVERY_DEPTH {
+            deep = serde_json::json!({ "a": deep });
+        }
+        let body = serde_json::json!({"entry": [{"id": "W", "changes": [
+            {"field": "messages", "value": {"metadata": {"phone_number_id": "C"}, "x": deep}}
+        ]}]});
+        assert!(nesting_depth(&body) > MAX_DELIVERY_DEPTH);
+        assert_eq!(
+            NamedIds::of(body.to_string().as_bytes()),
+            NamedIds::default()
+        );
         assert!(named_phone_number_ids(b"{\"entry\": 3}").is_empty());
     }
 }
