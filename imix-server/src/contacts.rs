@@ -86,3 +86,17 @@ pub fn inbound_storage(storage: &Storage, counter: Arc<dyn ContactCounter>) -> S
     counted.messaging = counting_inbound(&storage.messaging, counter);
     counted
 }
+
+/// Contact imports as background jobs over `contacts`: jobs in the store, uploaded files
+/// in the blob store.
+pub fn imports(
+    storage: &Storage,
+    contacts: ContactService,
+) -> Result<imix_messaging::contacts::imports::ContactImports, crate::ServerError> {
+    Ok(imix_messaging::contacts::imports::ContactImports::new(
+        contacts,
+        imix_messaging::storage::imports::open(&storage.store.backend)?,
+        storage.store.blobs.clone(),
+        imix_messaging::contacts::imports::ImportWorkerConfig::default(),
+    ))
+}

@@ -263,6 +263,18 @@ pub async fn serve_with_options(
             })
             .await;
     });
+    // The contact import worker imports uploaded files (jobs a crash left leased once their
+    // lease runs out); at shutdown it saves where it is and gives its job back.
+    let (stop_imports, imports_stopped) = tokio::sync::watch::channel(false);
+    let import_worker = state.contact_imports.clone();
+    let imports = tokio::spawn(async move {
+        let mut stopped = imports_stopped;
+        import_worker
+            .run(async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            })
+            .await;
+    });
     // Live-event streams never end by themselves: end them when shutdown begins, so that
     // draining does not wait out the grace period for clients to hang up.
     let streams = state.events.service.clone();
@@ -278,6 +290,12 @@ pub async fn serve_with_options(
     let _ = stop_outbox.send(true);
     let _ = stop_ingest.send(true);
     let _ = stop_media.send(true);
+    let _ = stop_imports.send(true);
+    if tokio::time::timeout(SHUTDOWN_GRACE, imports).await.is_err() {
+        tracing::warn!(
+            "the contact import worker did not stop in time; its job resumes once its lease runs out"
+        );
+    }
     if tokio::time::timeout(SHUTDOWN_GRACE, media).await.is_err() {
         tracing::warn!(
             "the media worker did not stop in time; its job is taken again once its lease runs out"

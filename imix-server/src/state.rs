@@ -45,6 +45,8 @@ pub struct AppState {
     pub inbox: imix_messaging::InboxService,
     /// Contact management: contacts, groups, CSV import and export.
     pub contacts: imix_messaging::ContactService,
+    /// Contact imports: background jobs with progress (also their worker).
+    pub contact_imports: imix_messaging::contacts::imports::ContactImports,
     /// Takes webhook deliveries in (verified, stored before the answer).
     pub webhooks: imix_messaging::ingest::Receiver,
     /// Processes stored webhook deliveries.
@@ -55,6 +57,8 @@ pub struct AppState {
     pub media_worker: imix_messaging::media::MediaWorker,
     /// Live events: the log ingest publishes to and the streams users open.
     pub events: crate::events::LiveEvents,
+    /// Private notes, labels and canned responses.
+    pub annotations: imix_messaging::AnnotationService,
 }
 
 /// What an embedder (or a test) can plug in instead of the defaults.
@@ -131,6 +135,7 @@ impl AppState {
             crate::whatsapp::services(&config, &storage, &cipher, tenancy.count_limits())?;
         let contact_counter = crate::contacts::counter(tenancy.count_limits());
         let contacts = crate::contacts::service(&storage, contact_counter.clone());
+        let contact_imports = crate::contacts::imports(&storage, contacts.clone())?;
         // Contacts created from inbound messages are counted, never refused.
         let ingest_storage = crate::contacts::inbound_storage(&storage, contact_counter);
         let events =
@@ -147,6 +152,13 @@ impl AppState {
             Arc::new(crate::messaging::TenancyAssignees::new(
                 storage.tenancy.users.clone(),
             )),
+        )
+        .with_events(Arc::new(events.bus.clone()))
+        .with_round_robin(crate::messaging::round_robin(&storage));
+        let annotations = imix_messaging::AnnotationService::new(
+            storage.messaging.clone(),
+            inbox.clone(),
+            Arc::new(events.bus.clone()),
         );
         let metrics = Metrics::new()?;
         metrics.watch_outbox(notifier.outbox().monitor().clone())?;
@@ -164,11 +176,13 @@ impl AppState {
             templates,
             inbox,
             contacts,
+            contact_imports,
             webhooks,
             ingest,
             media: media.service,
             media_worker: media.worker,
             events,
+            annotations,
         })
     }
 }

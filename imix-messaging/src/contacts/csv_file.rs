@@ -8,9 +8,10 @@
 //!
 //! A row whose phone number (or WhatsApp id) is one of the tenant's contacts updates it;
 //! another creates a contact, counted against Max Contacts row by row, so the rows past
-//! the limit are rejected with `limit_reached` and the rows before it are kept. The import
-//! runs while the request waits, bounded to [`MAX_IMPORT_ROWS`] rows and
-//! [`MAX_IMPORT_BYTES`] bytes (larger files are refused before any row is imported).
+//! the limit are rejected with `limit_reached` and the rows before it are kept. A file is
+//! checked whole first ([`check_file`]: at most [`MAX_IMPORT_ROWS`] rows and
+//! [`MAX_IMPORT_BYTES`] bytes, CSV throughout, a `phone` column), then imported row by row
+//! by a background job ([`super::imports`]).
 //!
 //! Text cells are written so that spreadsheets do not run them as formulas: one starting
 //! with `=`, `+`, `-`, `@`, a tab or a carriage return gets a leading `'`, which the import
@@ -25,16 +26,16 @@ use imix_core::{
     Error as CoreError,
 };
 
-use super::{apply, build, invalid, ContactPatch, ContactService, Counted, NewContact};
+use super::{apply, build, invalid, ContactPatch, ContactService, NewContact};
 use crate::{
     error::{MessagingError, Result},
     records::{AttributeValue, Contact, ContactId},
 };
 
 /// The most data rows one import takes.
-pub const MAX_IMPORT_ROWS: usize = 10_000;
+pub const MAX_IMPORT_ROWS: usize = 100_000;
 /// The largest file one import takes.
-pub const MAX_IMPORT_BYTES: usize = 8 * 1024 * 1024;
+pub const MAX_IMPORT_BYTES: usize = 16 * 1024 * 1024;
 
 /// What became of one row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,33 +66,9 @@ pub struct ImportRow {
     pub reason: Option<String>,
 }
 
-/// The report of an import: counts and every row.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ImportReport {
-    /// Contacts created.
-    pub created: u64,
-    /// Contacts updated.
-    pub updated: u64,
-    /// Rows rejected.
-    pub rejected: u64,
-    /// Every data row, in file order.
-    pub rows: Vec<ImportRow>,
-}
-
-impl ImportReport {
-    fn push(&mut self, row: ImportRow) {
-        match row.outcome {
-            RowOutcome::Created => self.created += 1,
-            RowOutcome::Updated => self.updated += 1,
-            RowOutcome::Rejected => self.rejected += 1,
-        }
-        self.rows.push(row);
-    }
-}
-
 /// A column of the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Column {
+pub(crate) enum Column {
     Phone,
     WaId,
     Name,
@@ -104,7 +81,7 @@ enum Column {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum AttributeType {
+pub(crate) enum AttributeType {
     Text,
     Number,
     Boolean,
@@ -303,68 +280,69 @@ fn csv_err(e: csv::Error) -> MessagingError {
     invalid("file", format!("is not CSV: {e}"))
 }
 
-impl ContactService {
-    /// Imports contacts from a CSV file into `tenant` (`contacts.manage`), row by row; see
-    /// the [module](self) for the columns. Refuses a file that is not CSV, has no `phone`
-    /// column, or is larger than [`MAX_IMPORT_ROWS`] / [`MAX_IMPORT_BYTES`] (field `file`)
-    /// before importing anything.
-    pub async fn import_csv(
-        &self,
-        ctx: &AccessContext,
-        tenant: TenantId,
-        data: &[u8],
-    ) -> Result<ImportReport> {
-        let scope = ctx.authorize(Permission::ContactsManage, tenant)?;
-        if data.len() > MAX_IMPORT_BYTES {
+/// A file the import can take: its columns and how many data rows it has.
+#[derive(Debug)]
+pub(crate) struct CheckedFile {
+    /// The columns, in file order.
+    pub(crate) columns: Vec<Column>,
+    /// Data rows (the header excluded).
+    pub(crate) rows: u64,
+}
+
+/// A reader of `data` as the import reads it: a header row, rows of any length.
+pub(crate) fn reader(data: &[u8]) -> csv::Reader<&[u8]> {
+    csv::ReaderBuilder::new()
+        .flexible(true)
+        .has_headers(true)
+        .from_reader(data)
+}
+
+/// Checks a whole file before anything of it is imported: refuses one that is larger than
+/// [`MAX_IMPORT_BYTES`], is not CSV, has more than [`MAX_IMPORT_ROWS`] rows, has a column
+/// the import cannot read or no `phone` column (field `file`).
+pub(crate) fn check_file(data: &[u8]) -> Result<CheckedFile> {
+    if data.len() > MAX_IMPORT_BYTES {
+        return Err(invalid(
+            "file",
+            format!("is larger than {MAX_IMPORT_BYTES} bytes; split it"),
+        ));
+    }
+    // Every row is parsed once here, so a file that stops being CSV halfway is refused
+    // before its first row is imported.
+    let mut rows = 0usize;
+    let mut counting = reader(data);
+    let mut record = csv::StringRecord::new();
+    while counting.read_record(&mut record).map_err(csv_err)? {
+        rows += 1;
+        if rows > MAX_IMPORT_ROWS {
             return Err(invalid(
                 "file",
-                format!("is larger than {MAX_IMPORT_BYTES} bytes; split it"),
+                format!("has more than {MAX_IMPORT_ROWS} rows; split it"),
             ));
         }
-        let reader = || {
-            csv::ReaderBuilder::new()
-                .flexible(true)
-                .has_headers(true)
-                .from_reader(data)
-        };
-        // A first pass counts the rows, so an oversized file changes nothing.
-        let mut rows = 0usize;
-        let mut counting = reader();
-        let mut record = csv::StringRecord::new();
-        while counting.read_record(&mut record).map_err(csv_err)? {
-            rows += 1;
-            if rows > MAX_IMPORT_ROWS {
-                return Err(invalid(
-                    "file",
-                    format!("has more than {MAX_IMPORT_ROWS} rows; split it"),
-                ));
-            }
-        }
-        let mut input = reader();
-        let columns = input
-            .headers()
-            .map_err(csv_err)?
-            .iter()
-            .map(column)
-            .collect::<std::result::Result<Vec<Column>, String>>()
-            .map_err(|m| invalid("file", m))?;
-        if !columns.contains(&Column::Phone) {
-            return Err(invalid("file", "has no `phone` column"));
-        }
-        let limit = self.limit(tenant, Counted::Contacts).await?;
-        let mut report = ImportReport::default();
-        while input.read_record(&mut record).map_err(csv_err)? {
-            let line = record.position().map_or(0, |p| p.line());
-            let outcome = self
-                .import_row(scope, tenant, limit, &columns, &record, line)
-                .await?;
-            report.push(outcome);
-        }
-        tracing::info!(target: "imix_messaging", %tenant, created = report.created, updated = report.updated, rejected = report.rejected, "contacts imported");
-        Ok(report)
     }
+    let columns = reader(data)
+        .headers()
+        .map_err(csv_err)?
+        .iter()
+        .map(column)
+        .collect::<std::result::Result<Vec<Column>, String>>()
+        .map_err(|m| invalid("file", m))?;
+    if !columns.contains(&Column::Phone) {
+        return Err(invalid("file", "has no `phone` column"));
+    }
+    Ok(CheckedFile {
+        columns,
+        rows: rows as u64,
+    })
+}
 
-    async fn import_row(
+impl ContactService {
+    /// Imports one data row (line `line` of the file). A contact it creates gets the id
+    /// `row_id`, the same each time the row is imported: a row imported again after a
+    /// crash finds the contact it created and reports it created again, not updated.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn import_row(
         &self,
         scope: Scope,
         tenant: TenantId,
@@ -372,6 +350,7 @@ impl ContactService {
         columns: &[Column],
         record: &csv::StringRecord,
         line: u64,
+        row_id: ContactId,
     ) -> Result<ImportRow> {
         let parsed = match parse_row(columns, record) {
             Ok(p) => p,
@@ -384,7 +363,7 @@ impl ContactService {
                 ))
             }
         };
-        let (contact, explicit) = match build(tenant, parsed.new, "import") {
+        let (mut contact, explicit) = match build(tenant, parsed.new, "import") {
             Ok(c) => c,
             Err(MessagingError::Store(CoreError::Invalid { field, message })) => {
                 return Ok(rejected(
@@ -414,7 +393,12 @@ impl ContactService {
                     .await?
             }
         };
+        contact.id = row_id;
         if let Some(found) = existing {
+            if found.id == row_id {
+                // This very row created it before a crash: created, and nothing to redo.
+                return Ok(done(line, RowOutcome::Created, found.id));
+            }
             return self
                 .update_from_row(scope, found, parsed.patch, parsed.attributes, line)
                 .await;

@@ -14,6 +14,7 @@
 
 pub mod csv_file;
 pub mod groups;
+pub mod imports;
 pub mod inbound;
 pub mod phone;
 

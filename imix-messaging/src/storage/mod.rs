@@ -22,9 +22,12 @@ use crate::records::{
     HeldStatus, Message, MessageId,
 };
 
+pub mod annotations;
 pub mod events;
 pub mod groups;
+pub mod imports;
 pub mod media;
+pub mod search;
 #[cfg(feature = "mongodb")]
 pub mod mongo;
 #[cfg(feature = "sqlite")]
@@ -45,6 +48,23 @@ pub trait DeliveryRepository: Send + Sync {
     /// Atomically claims the oldest delivery due at `now` (`due_at <= now` and no lease, or
     /// a lease that ran out): raises `attempts`, sets `lease_until`, and returns it.
     async fn claim_due(&self, now: Timestamp, lease_until: Timestamp) -> Result<Option<Delivery>>;
+    /// Claims up to `limit` due deliveries, oldest first, as [`Self::claim_due`] does for
+    /// one. The default claims one at a time; an adapter may claim them in one step.
+    async fn claim_due_batch(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Delivery>> {
+        let mut claimed = Vec::new();
+        while claimed.len() < limit {
+            match self.claim_due(now, lease_until).await? {
+                Some(delivery) => claimed.push(delivery),
+                None => break,
+            }
+        }
+        Ok(claimed)
+    }
     /// Replaces the delivery if its stored version equals `delivery.version`; returns the
     /// stored one (version raised). A worker whose lease was taken over gets
     /// [`imix_core::Error::VersionConflict`].
@@ -97,6 +117,10 @@ pub struct ConversationFilter {
     pub assignee: Option<AssigneeFilter>,
     /// Only those with unread messages.
     pub unread_only: bool,
+    /// Only those carrying this label.
+    pub label: Option<crate::annotations::LabelId>,
+    /// Only those whose contact has this tag (exactly).
+    pub tag: Option<String>,
 }
 
 /// Conversations. `(account_id, contact_id)` is unique.
@@ -178,6 +202,10 @@ pub struct MessagingStorage {
     pub contact_book: Arc<dyn groups::ContactBookRepository>,
     /// Contact groups and memberships ([`groups`]).
     pub groups: Arc<dyn groups::GroupRepository>,
+    /// The search index's queries ([`search`]; written by the record adapters).
+    pub search: Arc<dyn search::SearchIndex>,
+    /// Notes, labels and canned responses ([`annotations`]).
+    pub annotations: annotations::AnnotationStorage,
 }
 
 impl std::fmt::Debug for MessagingStorage {
@@ -198,6 +226,8 @@ impl MessagingStorage {
                 Ok(Self {
                     contact_book,
                     groups,
+                    search: search::open(backend)?,
+                    annotations: annotations::AnnotationStorage::open(backend)?,
                     deliveries: a.clone(),
                     contacts: a.clone(),
                     conversations: a.clone(),
@@ -212,6 +242,8 @@ impl MessagingStorage {
                 Ok(Self {
                     contact_book,
                     groups,
+                    search: search::open(backend)?,
+                    annotations: annotations::AnnotationStorage::open(backend)?,
                     deliveries: a.clone(),
                     contacts: a.clone(),
                     conversations: a.clone(),
@@ -270,6 +302,8 @@ impl MessagingStorage {
         ];
         // Contact groups and memberships, after the contacts they refer to.
         sets.extend(groups::record_sets(&self.groups));
+        // Labels, notes and canned responses, after the conversations they refer to.
+        sets.extend(self.annotations.record_sets());
         sets
     }
 }
@@ -279,7 +313,10 @@ pub async fn migrate(backend: &Backend) -> Result<()> {
     migrate_inbox(backend).await?;
     events::migrate(backend).await?;
     media::migrate(backend).await?;
-    groups::migrate(backend).await
+    groups::migrate(backend).await?;
+    // After the inbox's tables: the first run fills the index from them.
+    search::migrate(backend).await?;
+    annotations::migrate(backend).await
 }
 
 /// The inbox's own steps (`0001_inbox`).

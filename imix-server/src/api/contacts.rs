@@ -7,8 +7,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use imix_core::id::TenantId;
 use imix_messaging::{
     contacts::{
-        csv_file::{ImportReport, RowOutcome},
         groups::{ContactGroup, ContactGroupId, GroupMember},
+        imports::{ContactImport, ContactImportId, ImportStatus},
         ContactPatch, GroupPatch, NewContact,
     },
     AttributeValue, ContactId,
@@ -169,72 +169,132 @@ fn maybe(value: MaybeUndefined<String>) -> Option<Option<String>> {
     }
 }
 
-/// What became of a row of an import.
+/// Where an import stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
 #[oai(rename_all = "snake_case")]
-pub enum RowOutcomeDto {
-    /// A contact was created.
-    Created,
-    /// An existing contact (same phone or WhatsApp id) was updated.
-    Updated,
-    /// Nothing was stored; `code` and `reason` say why.
-    Rejected,
+pub enum ImportStatusDto {
+    /// Stored, waiting for a worker.
+    Queued,
+    /// Being imported (or resumed after a restart).
+    Running,
+    /// Every row was imported or rejected.
+    Done,
+    /// Could not go on; `error` says why (rows imported before stay).
+    Failed,
 }
 
-/// One row of an import's report.
+impl From<ImportStatus> for ImportStatusDto {
+    fn from(s: ImportStatus) -> Self {
+        match s {
+            ImportStatus::Queued => Self::Queued,
+            ImportStatus::Running => Self::Running,
+            ImportStatus::Done => Self::Done,
+            ImportStatus::Failed => Self::Failed,
+        }
+    }
+}
+
+/// A rejected row of an import.
 #[derive(Debug, Clone, Object)]
-pub struct ImportRowView {
+pub struct ImportRejectionView {
     /// The row's line in the file (the header is line 1).
     pub row: u64,
-    /// What became of it.
-    pub outcome: RowOutcomeDto,
-    /// The contact created or updated.
-    pub contact_id: Option<String>,
-    /// Why it was rejected: `invalid_field`, `limit_reached`, `phone_taken`, `wa_id_taken`.
-    pub code: Option<String>,
-    /// The field at fault.
+    /// Why: `invalid_field`, `limit_reached`, `phone_taken`, `wa_id_taken`, `not_found`.
+    pub code: String,
+    /// The field at fault (`phone`, `attr:score`, …), when one is.
     pub field: Option<String>,
     /// Why, for people.
-    pub reason: Option<String>,
+    pub reason: String,
 }
 
-/// The report of an import.
+/// A contact import job: its progress and report.
 #[derive(Debug, Clone, Object)]
-pub struct ImportReportView {
+pub struct ImportView {
+    /// Id.
+    pub id: String,
+    /// `queued`, `running`, `done` or `failed`.
+    pub status: ImportStatusDto,
+    /// The uploaded file's name.
+    pub file_name: Option<String>,
+    /// The file's data rows.
+    pub total_rows: Option<u64>,
+    /// Rows imported or rejected so far.
+    pub processed_rows: u64,
     /// Contacts created.
     pub created: u64,
-    /// Contacts updated.
+    /// Contacts updated (same phone number or WhatsApp id).
     pub updated: u64,
     /// Rows rejected.
     pub rejected: u64,
-    /// Every data row, in file order.
-    pub rows: Vec<ImportRowView>,
+    /// The rejected rows so far, in file order: the first 1,000 (`rejections_truncated`
+    /// says when there were more). Absent from lists.
+    pub rejections: Option<Vec<ImportRejectionView>>,
+    /// More rows were rejected than `rejections` shows.
+    pub rejections_truncated: bool,
+    /// Why the job failed (or why its last attempt did, while it is retried).
+    pub error: Option<String>,
+    /// Uploaded.
+    pub created_at: DateTime<Utc>,
+    /// When a worker first took it.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it finished.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Last progress saved.
+    pub updated_at: DateTime<Utc>,
 }
 
-impl From<ImportReport> for ImportReportView {
-    fn from(r: ImportReport) -> Self {
+impl ImportView {
+    fn of(j: ContactImport, with_rejections: bool) -> Self {
         Self {
-            created: r.created,
-            updated: r.updated,
-            rejected: r.rejected,
-            rows: r
-                .rows
-                .into_iter()
-                .map(|row| ImportRowView {
-                    row: row.row,
-                    outcome: match row.outcome {
-                        RowOutcome::Created => RowOutcomeDto::Created,
-                        RowOutcome::Updated => RowOutcomeDto::Updated,
-                        RowOutcome::Rejected => RowOutcomeDto::Rejected,
-                    },
-                    contact_id: row.contact_id.map(|c| c.to_string()),
-                    code: row.code,
-                    field: row.field,
-                    reason: row.reason,
-                })
-                .collect(),
+            id: j.id.to_string(),
+            status: j.status.into(),
+            file_name: j.file_name,
+            total_rows: j.total_rows,
+            processed_rows: j.processed_rows,
+            created: j.created,
+            updated: j.updated,
+            rejected: j.rejected,
+            rejections: with_rejections.then(|| {
+                j.rejections
+                    .into_iter()
+                    .map(|r| ImportRejectionView {
+                        row: r.row,
+                        code: r.code,
+                        field: r.field,
+                        reason: r.reason,
+                    })
+                    .collect()
+            }),
+            rejections_truncated: j.rejections_truncated,
+            error: j.error,
+            created_at: j.created_at,
+            started_at: j.started_at,
+            finished_at: j.finished_at,
+            updated_at: j.updated_at,
         }
     }
+}
+
+/// One page of imports.
+#[derive(Debug, Clone, Object)]
+pub struct ImportList {
+    /// The imports, newest first (without their rejected rows).
+    pub items: Vec<ImportView>,
+    /// Cursor of the next page, `null` on the last.
+    pub next_cursor: Option<String>,
+}
+
+/// How long `?wait=true` waits for an import to finish.
+pub const IMPORT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+#[derive(ApiResponse)]
+enum ImportStarted {
+    /// Finished within the wait (`?wait=true`): the report.
+    #[oai(status = 200)]
+    Finished(Json<ImportView>, #[oai(header = "Location")] String),
+    /// Queued (or still running when the wait ran out): follow `Location` for progress.
+    #[oai(status = 202)]
+    Accepted(Json<ImportView>, #[oai(header = "Location")] String),
 }
 
 /// A CSV file of contacts.
@@ -494,10 +554,15 @@ impl ContactsApi {
         Ok(Json(Done::ok()))
     }
 
-    /// Imports contacts from a CSV file (multipart field `file`; `contacts.manage`), row by
-    /// row, with a report of every row: created, updated (same phone or WhatsApp id) or
-    /// rejected with the reason (rows past Max Contacts: `limit_reached`). At most 10,000
-    /// rows and 8 MiB per file. Columns: see the contacts documentation.
+    /// Imports contacts from a CSV file (multipart field `file`; `contacts.manage`) as a
+    /// background job. The file is checked whole first: one that is not CSV, has no
+    /// `phone` column, or has more than 100,000 rows or 16 MiB is refused (422 naming
+    /// `file`) and nothing is stored. Otherwise the answer is 202 with the queued job and
+    /// a `Location` to follow its progress; rows are then imported in file order: created,
+    /// updated (same phone or WhatsApp id) or rejected with the reason (rows past Max
+    /// Contacts: `limit_reached`). With `?wait=true` the request waits up to 5 seconds and
+    /// answers 200 with the finished job if it finished by then (202 otherwise). Columns:
+    /// see the contacts documentation.
     #[oai(
         path = "/tenants/:tenant_id/contacts/import",
         method = "post",
@@ -507,9 +572,11 @@ impl ContactsApi {
         &self,
         auth: Auth,
         tenant_id: Path<String>,
+        wait: Query<Option<bool>>,
         form: ContactsUpload,
-    ) -> Result<Json<ImportReportView>, ApiError> {
+    ) -> Result<ImportStarted, ApiError> {
         let tenant = parse_id::<TenantId>(&tenant_id.0, "tenant")?;
+        let file_name = form.file.file_name().map(str::to_owned);
         let data = form.file.into_vec().await.map_err(|e| {
             ApiError::new(
                 poem::http::StatusCode::BAD_REQUEST,
@@ -518,12 +585,75 @@ impl ContactsApi {
             )
             .with_details(serde_json::json!({ "field": "file" }))
         })?;
-        let report = self
-            .state
-            .contacts
-            .import_csv(auth.0.access(), tenant, &data)
+        let imports = &self.state.contact_imports;
+        let mut job = imports
+            .start(auth.0.access(), tenant, file_name, data)
             .await?;
-        Ok(Json(report.into()))
+        if wait.0 == Some(true) {
+            job = imports
+                .wait(auth.0.access(), tenant, job.id, IMPORT_WAIT)
+                .await?;
+        }
+        let location = format!("/api/v1/tenants/{tenant}/contacts/imports/{}", job.id);
+        Ok(if job.status.is_finished() {
+            ImportStarted::Finished(Json(ImportView::of(job, true)), location)
+        } else {
+            ImportStarted::Accepted(Json(ImportView::of(job, true)), location)
+        })
+    }
+
+    /// The tenant's contact imports, newest first, without their rejected rows
+    /// (`contacts.read`).
+    #[oai(
+        path = "/tenants/:tenant_id/contacts/imports",
+        method = "get",
+        operation_id = "list_contact_imports"
+    )]
+    async fn imports(
+        &self,
+        auth: Auth,
+        tenant_id: Path<String>,
+        cursor: Query<Option<String>>,
+        limit: Query<Option<u32>>,
+    ) -> Result<Json<ImportList>, ApiError> {
+        let tenant = parse_id::<TenantId>(&tenant_id.0, "tenant")?;
+        let p = self
+            .state
+            .contact_imports
+            .list(auth.0.access(), tenant, page(cursor.0, limit.0))
+            .await?;
+        Ok(Json(ImportList {
+            items: p
+                .items
+                .into_iter()
+                .map(|j| ImportView::of(j, false))
+                .collect(),
+            next_cursor: p.next_cursor,
+        }))
+    }
+
+    /// One contact import: its progress and, as rows are done, its report (the first
+    /// 1,000 rejected rows with row, code, field and reason) (`contacts.read`). Another
+    /// tenant's import is 404.
+    #[oai(
+        path = "/tenants/:tenant_id/contacts/imports/:import_id",
+        method = "get",
+        operation_id = "get_contact_import"
+    )]
+    async fn import_job(
+        &self,
+        auth: Auth,
+        tenant_id: Path<String>,
+        import_id: Path<String>,
+    ) -> Result<Json<ImportView>, ApiError> {
+        let tenant = parse_id::<TenantId>(&tenant_id.0, "tenant")?;
+        let id = parse_id::<ContactImportId>(&import_id.0, "contact import")?;
+        let job = self
+            .state
+            .contact_imports
+            .get(auth.0.access(), tenant, id)
+            .await?;
+        Ok(Json(ImportView::of(job, true)))
     }
 
     /// The tenant's contacts as CSV (`contacts.read`), in the columns the import reads.
