@@ -4,3 +4,5 @@
 //! signed releases, installing them safely, and creating, listing, downloading and restoring
 //! backups (built on `imix_core::store::transfer`).
 #![forbid(unsafe_code)]
+
+pub mod backup;

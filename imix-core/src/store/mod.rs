@@ -37,6 +37,7 @@ use crate::{
 #[cfg(feature = "mongodb")]
 pub mod mongo;
 pub mod private_files;
+pub mod reset;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 pub mod transfer;

@@ -244,7 +244,17 @@ impl Transfer {
 
     /// Every record, kind by kind in registration order, the shared primitives last.
     pub fn export(&self) -> BoxStream<'static, Result<Record>> {
-        let sets: Vec<Arc<dyn RecordSet>> = self.all().cloned().collect();
+        self.export_except(&[])
+    }
+
+    /// [`Transfer::export`] without the records of the `skip` kinds (whose sets are never
+    /// read): a backup writes blobs' bytes as files of their own instead of `blob` records.
+    pub fn export_except(&self, skip: &[&str]) -> BoxStream<'static, Result<Record>> {
+        let sets: Vec<Arc<dyn RecordSet>> = self
+            .all()
+            .filter(|s| !skip.contains(&s.kind()))
+            .cloned()
+            .collect();
         let state = (sets, 0usize, None::<String>, false);
         futures::stream::unfold(state, |(sets, index, cursor, failed)| async move {
             if failed {
