@@ -45,6 +45,9 @@ pub enum EventKind {
     ConversationCreated,
     /// A conversation changed (new message, unread count, status).
     ConversationUpdated,
+    /// A conversation's assignee changed (assigned, reassigned or unassigned, by a user or
+    /// by round-robin). Its data carries `assignee` (the new one) and `previous_assignee`.
+    ConversationAssigned,
     /// A contact was created.
     ContactCreated,
     /// A contact changed (opt-out).
@@ -59,6 +62,7 @@ impl EventKind {
             Self::MessageStatusChanged => "message_status_changed",
             Self::ConversationCreated => "conversation_created",
             Self::ConversationUpdated => "conversation_updated",
+            Self::ConversationAssigned => "conversation_assigned",
             Self::ContactCreated => "contact_created",
             Self::ContactUpdated => "contact_updated",
         }
@@ -139,6 +143,30 @@ impl NewEvent {
                 "version": conversation.version,
             }),
         }
+    }
+
+    /// A conversation's assignee changed from `previous` to `conversation.assignee`
+    /// (`created`: it was assigned as it was created, so nobody saw it before). Agents who
+    /// saw the conversation before (it was theirs, or unassigned) see this event too, and
+    /// no later ones unless it is theirs now, so that their view can drop it.
+    pub fn conversation_assigned(
+        conversation: &Conversation,
+        previous: Option<imix_core::id::UserId>,
+        created: bool,
+    ) -> Self {
+        let mut event = Self::conversation(conversation, false);
+        event.kind = EventKind::ConversationAssigned;
+        event.data["previous_assignee"] = json!(previous.map(|u| u.to_string()));
+        event.data["new_conversation"] = json!(created);
+        event
+    }
+
+    /// The same event, recording that its conversation was assigned to `assignee` (`None`:
+    /// unassigned) when it happened: what decides which agents see a message event. A
+    /// message event without it is shown only to users who see every conversation.
+    pub fn for_assignee(mut self, assignee: Option<imix_core::id::UserId>) -> Self {
+        self.data["assignee"] = json!(assignee.map(|u| u.to_string()));
+        self
     }
 
     /// A contact was created (`created`) or changed.
@@ -386,9 +414,11 @@ impl EventService {
         let _ = self.close.send(true);
     }
 
-    /// The events of `tenant` the caller may see, from after `last_event_id` (the SSE
-    /// `Last-Event-ID`) or from now. Needs [`Permission::ConversationsRead`] on the tenant;
-    /// contact events also [`Permission::ContactsRead`]. An id the log no longer holds (or
+    /// The events of `tenant` the caller may see ([`Audience::sees`]: without
+    /// [`Permission::ConversationsReadAll`] only those of conversations assigned to them or
+    /// to nobody), from after `last_event_id` (the SSE `Last-Event-ID`) or from now; a
+    /// replay is filtered the same way. Needs [`Permission::ConversationsRead`] on the
+    /// tenant; contact events also [`Permission::ContactsRead`]. An id the log no longer holds (or
     /// never gave, or not a number) starts the stream with [`StreamItem::Reset`].
     pub async fn open(
         &self,
@@ -398,6 +428,11 @@ impl EventService {
     ) -> Result<BoxStream<'static, StreamItem>> {
         ctx.authorize(Permission::ConversationsRead, tenant)?;
         let contacts = ctx.authorize(Permission::ContactsRead, tenant).is_ok();
+        let audience = Audience {
+            user: ctx.user_id().to_string(),
+            all_conversations: ctx.has(Permission::ConversationsReadAll),
+            contacts,
+        };
         // Subscribe before reading the head: nothing appended in between is missed.
         let live = self.fanout.subscribe();
         let head = self.log.head(tenant).await?;
@@ -405,7 +440,7 @@ impl EventService {
             log: self.log.clone(),
             live,
             tenant,
-            contacts,
+            audience,
             config: self.config,
             closed: self.closed.clone(),
             last: head,
@@ -434,7 +469,7 @@ struct StreamState {
     log: Arc<dyn EventLog>,
     live: broadcast::Receiver<Event>,
     tenant: TenantId,
-    contacts: bool,
+    audience: Audience,
     config: StreamConfig,
     closed: watch::Receiver<bool>,
     /// The last number queued (or skipped).
@@ -445,9 +480,47 @@ struct StreamState {
     done: bool,
 }
 
+/// Who a stream is for: what decides which events it carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Audience {
+    /// The user's id, as events name assignees.
+    pub user: String,
+    /// Holds [`Permission::ConversationsReadAll`]: every conversation's events.
+    pub all_conversations: bool,
+    /// Holds [`Permission::ContactsRead`]: contact events (of every contact of the tenant,
+    /// as the contact API shows them all).
+    pub contacts: bool,
+}
+
+impl Audience {
+    /// Whether `event` is shown to this user. Without `conversations.read_all`, events of a
+    /// conversation are shown only when it was assigned to the user or to nobody when the
+    /// event was recorded (the event's `assignee`); a `conversation_assigned` event is also
+    /// shown to those who saw the conversation before (`previous_assignee` the user or
+    /// nobody, unless `new_conversation`), so that they drop it. An event that does not say
+    /// whom its conversation was assigned to is not shown: the filter fails closed.
+    pub fn sees(&self, event: &Event) -> bool {
+        if event.kind.also_needs().is_some() {
+            return self.contacts;
+        }
+        if self.all_conversations {
+            return true;
+        }
+        let mine_or_nobodys = |key: &str| match event.data.get(key) {
+            Some(Value::Null) => true,
+            Some(Value::String(a)) => *a == self.user,
+            _ => false,
+        };
+        let saw_before = event.kind == EventKind::ConversationAssigned
+            && event.data.get("new_conversation") != Some(&Value::Bool(true))
+            && mine_or_nobodys("previous_assignee");
+        mine_or_nobodys("assignee") || saw_before
+    }
+}
+
 impl StreamState {
     fn visible(&self, event: &Event) -> bool {
-        event.kind.also_needs().is_none() || self.contacts
+        self.audience.sees(event)
     }
 
     /// Queues `event` if it is the next; whether it was.

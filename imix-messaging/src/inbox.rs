@@ -13,7 +13,9 @@ use imix_core::{
 };
 
 use crate::{
+    assign::{InboxSettings, RoundRobin},
     error::{MessagingError, Result},
+    events::{EventSink, NewEvent, NoEvents},
     records::{Contact, ContactId, Conversation, ConversationId, ConversationStatus, Message},
     storage::{AssigneeFilter, ConversationFilter, MessagingStorage},
 };
@@ -24,6 +26,13 @@ use crate::{
 pub trait Assignees: Send + Sync {
     /// Whether `user` is an active user of `tenant` who may answer conversations.
     async fn can_be_assigned(&self, tenant: TenantId, user: UserId) -> Result<bool>;
+
+    /// The tenant's active users with the Agent role who may answer conversations: whom
+    /// round-robin assigns to ([`crate::assign`]). None by default.
+    async fn agents(&self, tenant: TenantId) -> Result<Vec<UserId>> {
+        let _ = tenant;
+        Ok(Vec::new())
+    }
 }
 
 /// A change to a conversation; `None` leaves a field as it is.
@@ -51,6 +60,8 @@ fn visible(ctx: &AccessContext, c: &Conversation) -> bool {
 pub struct InboxService {
     storage: MessagingStorage,
     assignees: Arc<dyn Assignees>,
+    events: Arc<dyn EventSink>,
+    round_robin: Option<RoundRobin>,
 }
 
 impl std::fmt::Debug for InboxService {
@@ -62,7 +73,58 @@ impl std::fmt::Debug for InboxService {
 impl InboxService {
     /// The inbox over `storage`; assignees are checked with `assignees`.
     pub fn new(storage: MessagingStorage, assignees: Arc<dyn Assignees>) -> Self {
-        Self { storage, assignees }
+        Self {
+            storage,
+            assignees,
+            events: Arc::new(NoEvents),
+            round_robin: None,
+        }
+    }
+
+    /// The same inbox, reporting the changes users make (status, assignee, unread) to
+    /// `events` (live events).
+    pub fn with_events(mut self, events: Arc<dyn EventSink>) -> Self {
+        self.events = events;
+        self
+    }
+
+    /// The same inbox, keeping tenants' inbox settings (automatic assignment) with
+    /// `round_robin`.
+    pub fn with_round_robin(mut self, round_robin: RoundRobin) -> Self {
+        self.round_robin = Some(round_robin);
+        self
+    }
+
+    fn round_robin(&self) -> Result<&RoundRobin> {
+        self.round_robin.as_ref().ok_or_else(|| {
+            MessagingError::Store(CoreError::NotFound {
+                entity: "settings",
+                id: crate::assign::INBOX_SETTINGS_KEY.to_owned(),
+            })
+        })
+    }
+
+    /// The tenant's inbox settings (`conversations.read`: every inbox user may know how
+    /// conversations are routed).
+    pub async fn inbox_settings(
+        &self,
+        ctx: &AccessContext,
+        tenant: TenantId,
+    ) -> Result<InboxSettings> {
+        ctx.authorize(Permission::ConversationsRead, tenant)?;
+        self.round_robin()?.settings(tenant).await
+    }
+
+    /// Changes the tenant's inbox settings. Needs `conversations.assign` (the permission of
+    /// those who route conversations by hand: admins, managers, supervisors).
+    pub async fn update_inbox_settings(
+        &self,
+        ctx: &AccessContext,
+        tenant: TenantId,
+        settings: InboxSettings,
+    ) -> Result<InboxSettings> {
+        ctx.authorize(Permission::ConversationsAssign, tenant)?;
+        self.round_robin()?.set_settings(tenant, settings).await
     }
 
     /// The conversation `id` if the caller may see it; "not found" otherwise.
@@ -155,6 +217,7 @@ impl InboxService {
         let mut backoff = ConflictBackoff::new();
         while backoff.next_attempt().await {
             let mut c = self.visible_conversation(ctx, scope, id).await?;
+            let before = c.assignee;
             if let Some(expected) = patch.expected_version {
                 if expected != c.version {
                     return Err(CoreError::VersionConflict {
@@ -176,7 +239,15 @@ impl InboxService {
             }
             c.updated_at = imix_core::now();
             match self.storage.conversations.update(scope, &c).await {
-                Ok(stored) => return Ok(stored),
+                Ok(stored) => {
+                    let event = if stored.assignee != before {
+                        NewEvent::conversation_assigned(&stored, before, false)
+                    } else {
+                        NewEvent::conversation(&stored, false)
+                    };
+                    self.events.publish(event).await;
+                    return Ok(stored);
+                }
                 // Ingest changed it meanwhile: apply the patch to the new version, unless
                 // the caller pinned the version they saw.
                 Err(CoreError::VersionConflict { .. }) if patch.expected_version.is_none() => {
@@ -211,7 +282,9 @@ impl InboxService {
             .await?)
     }
 
-    /// The tenant's contacts, oldest first.
+    /// The tenant's contacts, oldest first. Every user with `contacts.read` reads every
+    /// contact of their tenant, agents included (they start conversations with contacts
+    /// that have none yet); the assignee rule narrows conversations, not contacts.
     pub async fn contacts(
         &self,
         ctx: &AccessContext,
@@ -222,7 +295,8 @@ impl InboxService {
         Ok(self.storage.contacts.list(scope, page).await?)
     }
 
-    /// One contact of the tenant.
+    /// One contact of the tenant (`contacts.read`; any contact of the tenant, as
+    /// [`InboxService::contacts`]).
     pub async fn contact(
         &self,
         ctx: &AccessContext,

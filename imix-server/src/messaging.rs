@@ -13,8 +13,8 @@ use tokio::sync::Notify;
 use crate::{storage::Storage, webhooks::AccountKeys};
 
 /// The webhook receiver and the worker that processes what it stored, sharing a wake-up;
-/// the worker reports what it changes to `events` (live events) and queues inbound media
-/// in `media`.
+/// the worker reports what it changes to `events` (live events), queues inbound media
+/// in `media` and assigns new conversations by [`round_robin`] when a tenant turned it on.
 pub fn ingest(
     storage: &Storage,
     accounts: &AccountService,
@@ -36,11 +36,22 @@ pub fn ingest(
         Processor::new(storage.messaging.clone(), keys)
             .with_events(events)
             .with_media(media)
+            .with_round_robin(round_robin(storage))
             .with_account_events(Arc::new(WhatsAppAccountEvents::new(&storage.whatsapp))),
         wake,
         WorkerConfig::default(),
     );
     (receiver, worker)
+}
+
+/// Tenants' inbox settings and the round-robin over their agents, on the store's settings
+/// and counters (shared by replicas).
+pub fn round_robin(storage: &Storage) -> imix_messaging::assign::RoundRobin {
+    imix_messaging::assign::RoundRobin::new(
+        storage.store.settings.clone(),
+        storage.store.counters.clone(),
+        Arc::new(TenancyAssignees::new(storage.tenancy.users.clone())),
+    )
 }
 
 /// Who may be assigned conversations: an active user of the tenant whose role lets them
@@ -81,6 +92,37 @@ impl imix_messaging::Assignees for TenancyAssignees {
         let permissions = imix_tenancy::permission::tenant_role_permissions(found.role, &custom);
         Ok(found.status == imix_tenancy::UserStatus::Active
             && permissions.contains(&Permission::ConversationsReply))
+    }
+
+    async fn agents(
+        &self,
+        tenant: imix_core::id::TenantId,
+    ) -> imix_messaging::Result<Vec<imix_core::id::UserId>> {
+        use imix_core::{
+            access::Permission,
+            store::{PageRequest, Scope, MAX_PAGE_SIZE},
+        };
+        let mut agents = Vec::new();
+        let mut page = PageRequest::first(MAX_PAGE_SIZE);
+        loop {
+            let list = self.users.list(Scope::Tenant(tenant), page.clone()).await?;
+            for user in list.items {
+                // The Agent role only: supervisors and managers answer too, but are not
+                // handed conversations by rotation.
+                let replies = imix_tenancy::permission::tenant_role_permissions(user.role, &[])
+                    .contains(&Permission::ConversationsReply);
+                if user.role == imix_tenancy::Role::Agent
+                    && user.status == imix_tenancy::UserStatus::Active
+                    && replies
+                {
+                    agents.push(user.id);
+                }
+            }
+            match list.next_cursor {
+                Some(cursor) => page.cursor = Some(cursor),
+                None => return Ok(agents),
+            }
+        }
     }
 }
 

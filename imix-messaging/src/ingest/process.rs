@@ -47,6 +47,8 @@ pub struct Processor {
     events: Arc<dyn EventSink>,
     /// Creates the media jobs of inbound media messages ([`crate::media`]).
     media: Option<crate::media::MediaQueue>,
+    /// Assigns new and reopened unassigned conversations when the tenant turned it on.
+    round_robin: Option<crate::assign::RoundRobin>,
 }
 
 impl std::fmt::Debug for Processor {
@@ -154,6 +156,25 @@ impl Processor {
             account_events: Arc::new(crate::ingest::IgnoreAccountEvents),
             events: Arc::new(NoEvents),
             media: None,
+            round_robin: None,
+        }
+    }
+
+    /// The same processor, assigning new conversations (and resolved, unassigned ones an
+    /// inbound message reopens) with `round_robin` when their tenant turned it on.
+    pub fn with_round_robin(mut self, round_robin: crate::assign::RoundRobin) -> Self {
+        self.round_robin = Some(round_robin);
+        self
+    }
+
+    /// The next assignee of `tenant`'s round-robin, if it is on and there are agents.
+    async fn auto_assignee(
+        &self,
+        tenant: imix_core::id::TenantId,
+    ) -> Result<Option<imix_core::id::UserId>> {
+        match &self.round_robin {
+            Some(rr) => rr.next_assignee(tenant).await,
+            None => Ok(None),
         }
     }
 
@@ -330,12 +351,20 @@ impl Processor {
         if let Some(found) = conversations.find(account.account_id, contact.id).await? {
             return Ok(found);
         }
-        let conversation = Conversation::new(account.tenant_id, account.account_id, contact.id);
+        let mut conversation = Conversation::new(account.tenant_id, account.account_id, contact.id);
+        // Picked before the insert, so that the conversation never shows as unassigned to
+        // every agent; if a concurrent insert wins, this turn of the rotation is skipped.
+        conversation.assignee = self.auto_assignee(account.tenant_id).await?;
         match conversations.insert(&conversation).await {
             Ok(()) => {
                 self.events
                     .publish(NewEvent::conversation(&conversation, true))
                     .await;
+                if conversation.assignee.is_some() {
+                    self.events
+                        .publish(NewEvent::conversation_assigned(&conversation, None, true))
+                        .await;
+                }
                 Ok(conversation)
             }
             Err(CoreError::Duplicate { .. }) => conversations
@@ -407,12 +436,22 @@ impl Processor {
             version: 1,
             created_at: imix_core::now(),
         };
+        // A resolved, unassigned conversation this message reopens gets the next agent.
+        let mut reopen_assignee = None;
         match self.storage.messages.insert(&stored).await {
             Ok(()) => {
                 report.messages_stored += 1;
                 self.enqueue_media(&stored).await?;
+                if conversation.status == ConversationStatus::Resolved
+                    && conversation.assignee.is_none()
+                {
+                    reopen_assignee = self.auto_assignee(account.tenant_id).await?;
+                }
                 self.events
-                    .publish(NewEvent::message_received(&stored))
+                    .publish(
+                        NewEvent::message_received(&stored)
+                            .for_assignee(reopen_assignee.or(conversation.assignee)),
+                    )
                     .await;
             }
             // Another worker stored it first: it also updates the conversation.
@@ -439,8 +478,12 @@ impl Processor {
                 c.last_inbound_at = Some(timestamp);
             }
             c.unread = c.unread.saturating_add(1);
+            let before = c.assignee;
             if c.status == ConversationStatus::Resolved {
                 c.status = ConversationStatus::Open;
+                if c.assignee.is_none() {
+                    c.assignee = reopen_assignee;
+                }
             }
             c.updated_at = imix_core::now();
             match self.storage.conversations.update(scope, &c).await {
@@ -448,6 +491,11 @@ impl Processor {
                     self.events
                         .publish(NewEvent::conversation(&updated, false))
                         .await;
+                    if updated.assignee != before {
+                        self.events
+                            .publish(NewEvent::conversation_assigned(&updated, before, false))
+                            .await;
+                    }
                     break;
                 }
                 Err(CoreError::VersionConflict { .. }) => continue,
@@ -575,9 +623,19 @@ impl Processor {
             m.statuses.push(event.clone());
             match self.storage.messages.update(scope, &m).await {
                 Ok(updated) => {
-                    self.events
-                        .publish(NewEvent::message_status_changed(&updated))
-                        .await;
+                    let event = NewEvent::message_status_changed(&updated);
+                    // Agents see it by whom the conversation is assigned to now; if that
+                    // cannot be read, only those who see every conversation do.
+                    let event = match self
+                        .storage
+                        .conversations
+                        .get(scope, updated.conversation_id)
+                        .await
+                    {
+                        Ok(c) => event.for_assignee(c.assignee),
+                        Err(_) => event,
+                    };
+                    self.events.publish(event).await;
                     return Ok(());
                 }
                 Err(CoreError::VersionConflict { .. }) => continue,

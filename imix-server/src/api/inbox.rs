@@ -319,8 +319,103 @@ pub struct ContactList {
     pub next_cursor: Option<String>,
 }
 
+/// How new conversations get an assignee.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum AutoAssignDto {
+    /// They stay unassigned until someone assigns them (the default).
+    Off,
+    /// A new conversation (and a resolved, unassigned one an inbound message reopens) goes
+    /// to the next of the tenant's active agents, in turn, by user id.
+    RoundRobin,
+}
+
+impl From<imix_messaging::assign::AutoAssign> for AutoAssignDto {
+    fn from(a: imix_messaging::assign::AutoAssign) -> Self {
+        match a {
+            imix_messaging::assign::AutoAssign::Off => Self::Off,
+            imix_messaging::assign::AutoAssign::RoundRobin => Self::RoundRobin,
+        }
+    }
+}
+
+impl From<AutoAssignDto> for imix_messaging::assign::AutoAssign {
+    fn from(a: AutoAssignDto) -> Self {
+        match a {
+            AutoAssignDto::Off => Self::Off,
+            AutoAssignDto::RoundRobin => Self::RoundRobin,
+        }
+    }
+}
+
+/// A tenant's inbox settings.
+#[derive(Debug, Clone, Object)]
+pub struct InboxSettingsView {
+    /// Automatic assignment: `off` (default) or `round_robin`.
+    pub auto_assign: AutoAssignDto,
+}
+
+impl From<imix_messaging::assign::InboxSettings> for InboxSettingsView {
+    fn from(s: imix_messaging::assign::InboxSettings) -> Self {
+        Self {
+            auto_assign: s.auto_assign.into(),
+        }
+    }
+}
+
 #[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Inbox")]
 impl InboxApi {
+    /// The tenant's inbox settings (`conversations.read`).
+    #[oai(
+        path = "/tenants/:tenant_id/settings/inbox",
+        method = "get",
+        operation_id = "get_inbox_settings"
+    )]
+    async fn inbox_settings(
+        &self,
+        auth: Auth,
+        tenant_id: Path<String>,
+    ) -> Result<Json<InboxSettingsView>, ApiError> {
+        let tenant = parse_id::<TenantId>(&tenant_id.0, "tenant")?;
+        let settings = self
+            .state
+            .inbox
+            .inbox_settings(auth.0.access(), tenant)
+            .await?;
+        Ok(Json(settings.into()))
+    }
+
+    /// Changes the tenant's inbox settings (`conversations.assign`: admins, managers,
+    /// supervisors). `auto_assign: round_robin` hands each new conversation to the next
+    /// active agent in turn; `off` leaves them unassigned. 422 naming `auto_assign` for
+    /// any other value.
+    #[oai(
+        path = "/tenants/:tenant_id/settings/inbox",
+        method = "put",
+        operation_id = "update_inbox_settings"
+    )]
+    async fn update_inbox_settings(
+        &self,
+        auth: Auth,
+        tenant_id: Path<String>,
+        body: Json<InboxSettingsView>,
+    ) -> Result<Json<InboxSettingsView>, ApiError> {
+        let tenant = parse_id::<TenantId>(&tenant_id.0, "tenant")?;
+        // The platform operator names any id: only an existing tenant gets settings.
+        let ctx = auth.0.access();
+        ctx.authorize(imix_core::access::Permission::ConversationsAssign, tenant)?;
+        self.state.storage.tenants().profile(tenant).await?;
+        let settings = imix_messaging::assign::InboxSettings {
+            auto_assign: body.0.auto_assign.into(),
+        };
+        let stored = self
+            .state
+            .inbox
+            .update_inbox_settings(ctx, tenant, settings)
+            .await?;
+        Ok(Json(stored.into()))
+    }
+
     /// The tenant's conversations, oldest first; `status` and `account_id` narrow the list.
     #[oai(
         path = "/tenants/:tenant_id/conversations",
