@@ -15,12 +15,14 @@ pub mod inbox;
 pub mod ingest;
 pub mod media;
 pub mod records;
+pub mod search;
 pub mod storage;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
 pub use contacts::ContactService;
 pub use error::{MessagingError, Result};
+pub use search::SearchService;
 pub use inbox::{Assignees, ConversationPatch, InboxService};
 pub use records::{
     AttributeValue, Contact, ContactId, Conversation, ConversationId, ConversationStatus, Delivery,

@@ -294,11 +294,14 @@ impl DeliveryRepository for MongoMessaging {
 impl ContactRepository for MongoMessaging {
     async fn insert(&self, contact: &Contact) -> Result<()> {
         let doc = to_doc(contact, &contact.id.to_string(), CONTACT)?;
-        self.contacts().insert_one(doc).await.map_err(unique_err(
-            INDEXES,
-            CONTACT,
-            "insert a contact",
-        ))?;
+        // Indexed first: a crash in between leaves an entry without its contact (ignored
+        // by search), never a contact that cannot be found.
+        super::search::mongo::put(&self.db, &super::search::SearchEntry::of_contact(contact))
+            .await?;
+        if let Err(e) = self.contacts().insert_one(doc).await {
+            super::search::mongo::remove(&self.db, &contact.id.to_string()).await?;
+            return Err(unique_err(INDEXES, CONTACT, "insert a contact")(e));
+        }
         Ok(())
     }
 
@@ -329,6 +332,9 @@ impl ContactRepository for MongoMessaging {
         next.version += 1;
         let id = contact.id.to_string();
         let replacement = to_doc(&next, &id, CONTACT)?;
+        // New tokens before the change, old ones removed after it (see storage::search).
+        let entry = super::search::SearchEntry::of_contact(&next);
+        super::search::mongo::put(&self.db, &entry).await?;
         replace_scoped(
             self.contacts(),
             scope,
@@ -340,6 +346,7 @@ impl ContactRepository for MongoMessaging {
             "update a contact",
         )
         .await?;
+        super::search::mongo::prune(&self.db, &entry).await?;
         Ok(next)
     }
 
@@ -463,11 +470,15 @@ impl ConversationRepository for MongoMessaging {
 impl MessageRepository for MongoMessaging {
     async fn insert(&self, message: &Message) -> Result<()> {
         let doc = to_doc(message, &message.id.to_string(), MESSAGE)?;
-        self.messages().insert_one(doc).await.map_err(unique_err(
-            INDEXES,
-            MESSAGE,
-            "insert a message",
-        ))?;
+        // Indexed first: a crash in between leaves an entry without its message (ignored
+        // by search), never a message that cannot be found.
+        super::search::mongo::put(&self.db, &super::search::SearchEntry::of_message(message))
+            .await?;
+        if let Err(e) = self.messages().insert_one(doc).await {
+            // A redelivered message: the entry of this id would point at nothing.
+            super::search::mongo::remove(&self.db, &message.id.to_string()).await?;
+            return Err(unique_err(INDEXES, MESSAGE, "insert a message")(e));
+        }
         Ok(())
     }
 

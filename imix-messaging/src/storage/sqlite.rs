@@ -361,6 +361,7 @@ impl ContactRepository for SqliteMessaging {
         let (id, tenant) = (contact.id.to_string(), contact.tenant_id.to_string());
         let wa_id = contact.wa_id.clone();
         let version = version_param(contact.version)?;
+        let entry = super::search::SearchEntry::of_contact(contact);
         self.db
             .write(ACTION, move |c| {
                 exec(
@@ -370,6 +371,8 @@ impl ContactRepository for SqliteMessaging {
                     params![id, tenant, wa_id, version, doc],
                 )
                 .map_err(unique_err(UNIQUE, CONTACT, ACTION))?;
+                // Same transaction: the contact is findable exactly when it is stored.
+                super::search::sqlite::put(c, &entry).map_err(db_err(ACTION))?;
                 Ok(())
             })
             .await
@@ -421,6 +424,7 @@ impl ContactRepository for SqliteMessaging {
             version_param(next.version)?,
         );
         let only = scope_param(scope);
+        let entry = super::search::SearchEntry::of_contact(&next);
         self.db
             .write(ACTION, move |c| {
                 let changed = exec(
@@ -431,6 +435,7 @@ impl ContactRepository for SqliteMessaging {
                 )
                 .map_err(unique_err(UNIQUE, CONTACT, ACTION))?;
                 if changed == 1 {
+                    super::search::sqlite::put(c, &entry).map_err(db_err(ACTION))?;
                     return Ok(next);
                 }
                 Err(missing_or_stale(c, "contacts", CONTACT, id, only, expected))
@@ -636,6 +641,7 @@ impl MessageRepository for SqliteMessaging {
         let doc = to_json(message, MESSAGE)?;
         let m = message.clone();
         let version = version_param(message.version)?;
+        let entry = super::search::SearchEntry::of_message(message);
         self.db
             .write(ACTION, move |c| {
                 exec(
@@ -654,6 +660,8 @@ impl MessageRepository for SqliteMessaging {
                     ],
                 )
                 .map_err(unique_err(UNIQUE, MESSAGE, ACTION))?;
+                // Same transaction: the message is findable exactly when it is stored.
+                super::search::sqlite::put(c, &entry).map_err(db_err(ACTION))?;
                 Ok(())
             })
             .await

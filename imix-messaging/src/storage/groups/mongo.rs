@@ -142,6 +142,7 @@ impl ContactBookRepository for MongoGroups {
             .map_err(backend_err(ACTION))?
             .ok_or_else(|| not_found(CONTACT, id))?;
         let contact: Contact = from_doc(found, CONTACT, &[])?;
+        crate::storage::search::mongo::remove(&self.db, &id.to_string()).await?;
         self.members_coll()
             .delete_many(doc! { "contact_id": id.to_string() })
             .await

@@ -152,6 +152,7 @@ impl ContactBookRepository for SqliteGroups {
                 )?
                 .ok_or_else(|| not_found(CONTACT, &id))?;
                 exec(c, "DELETE FROM contacts WHERE id = ?1", [&id]).map_err(db_err(ACTION))?;
+                crate::storage::search::sqlite::remove(c, &id).map_err(db_err(ACTION))?;
                 exec(
                     c,
                     "DELETE FROM contact_group_members WHERE contact_id = ?1",
