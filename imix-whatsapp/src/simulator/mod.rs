@@ -12,6 +12,28 @@
 //! | `POST /{v}/{phone}/request_code\|verify_code\|register` | the verification walk (the code "sent" is readable with [`Simulator::verification_code`]) |
 //! | `POST /{v}/{waba}/subscribed_apps` | subscribes; an `override_callback_uri` is verified with Meta's `hub.challenge` handshake |
 //! | `POST /_simulator/inbound` | demo helper: `{"phone_number_id", "from", "name", "text"}` sends an inbound text webhook |
+//! | `POST /_simulator/webhook_url` | `{"waba_id" or "phone_number_id", "url"}`: where the business's webhooks go |
+//! | `POST /_simulator/webhooks` | sends a batch of signed webhooks of any inbound type: `{"entries": [{"changes": [{"phone_number_id", "messages": [...], "statuses": [...]}]}], "duplicate", "statuses_out_of_order", "bad_signature"}` (below); answers `{"wamids", "deliveries": [{"url", "webhook_status", "signature", "bytes"}]}` |
+//! | `POST /_simulator/media` | `{"phone_number_id", "mime_type", "data_base64"?}`: a file a user sends (generated when no data); answers `{"id", "mime_type", "sha256" (base64, as in webhooks), "file_size"}` |
+//! | `POST /_simulator/media/{id}/fail_downloads` | `{"count": 1, "status": 500}`: the next downloads of that media fail |
+//!
+//! Messages for `/_simulator/webhooks` are Meta's `messages[]` items without the parts the
+//! simulator fills: `{"from", "name", "type", "<type>": {...}}` with optional `id`,
+//! `timestamp`, `context` (`{"id"}` for a reply — `from` is filled with the business
+//! number — or `{"forwarded": true}` / `{"frequently_forwarded": true}`), `referral` (an
+//! ad's `ReferralObject`). Every documented type: `text`, `image`, `audio`, `video`,
+//! `document`, `sticker` (the media `id`, `mime_type` and base64 `sha256` are filled from
+//! a file named by `<type>.id`, or from a new one made of `<type>.mime_type` and
+//! `<type>.data_base64`), `location`, `contacts`, `interactive` (`button_reply`,
+//! `list_reply`), `button` (template quick reply), `reaction`, `unsupported` (error
+//! 131051 unless `errors` is given) and `system` (`{"system": {"wa_id"}}`: the user changed
+//! number). Statuses: `{"id", "status": "sent|delivered|read|failed", "recipient_id"}` with
+//! optional `timestamp`, `error_code` (failed) and `category`; `conversation` and `pricing`
+//! are filled as Meta does. Modes: `duplicate` posts each delivery twice (same bytes, same
+//! signature), `statuses_out_of_order` sends each status in a delivery of its own, latest
+//! first (read, delivered, sent), `bad_signature` signs with a wrong key. The Rust side of
+//! the same is [`Simulator::send_batch`] with [`SimUser`], [`SimStatus`], [`SimBatch`] and
+//! [`SendMode`].
 //! | `GET /_simulator/verification_code?phone_number_id=` | demo helper: the code `request_code` "sent" (`{"phone_number_id", "code"}`), also logged and sent to [`Simulator::verification_codes`] listeners |
 //!
 //! Every request needs `Authorization: Bearer <token>`: an unknown token answers error 190
@@ -31,6 +53,7 @@
 //! # Ok(()) }
 //! ```
 
+mod inbound;
 mod server;
 mod state;
 
@@ -46,6 +69,9 @@ use crate::error::{Error, GraphError, Result};
 use crate::model::{NewTemplate, OutboundMessage, TemplateDefinitionComponent};
 use crate::webhook::{InboundContent, InboundContext, StatusError, StatusKind};
 
+pub use inbound::{
+    SendMode, SentBatch, SimBatch, SimChange, SimContext, SimInbound, SimMedia, SimStatus, SimUser,
+};
 pub use state::{RecordedRequest, SentCode, SentRecord, WebhookDelivery};
 
 use state::State;
@@ -505,6 +531,35 @@ impl Simulator {
     /// Stores a media file as if a user had sent it; returns its id.
     pub fn add_media(&self, waba_id: &str, mime_type: &str, data: Bytes) -> String {
         self.state.add_media(waba_id, mime_type, data)
+    }
+
+    /// Stores a media file a user sends to `phone_number_id`'s business, for inbound
+    /// media messages ([`SimUser::image`] …): served by `GET /{id}` (URL, hex `sha256`)
+    /// and that URL (the bytes, with the business's token).
+    pub fn add_inbound_media(
+        &self,
+        phone_number_id: &str,
+        mime_type: &str,
+        data: Bytes,
+    ) -> Result<SimMedia> {
+        self.state
+            .add_inbound_media(phone_number_id, mime_type, data)
+    }
+
+    /// Fails the next `count` downloads of media `media_id` (its URL answers `status`,
+    /// e.g. 500), as a CDN hiccup would; later downloads succeed.
+    pub fn fail_media_downloads(&self, media_id: &str, count: u32, status: u16) {
+        self.state.with(|s| {
+            s.download_failures
+                .insert(media_id.to_owned(), (count, status));
+        });
+    }
+
+    /// Sends a batch of inbound messages and statuses as signed webhooks to the business's
+    /// callback URL, in the given [`SendMode`] (duplicates, out-of-order statuses, a
+    /// forged signature).
+    pub async fn send_batch(&self, batch: &SimBatch, mode: SendMode) -> Result<SentBatch> {
+        self.state.send_batch(batch, mode).await
     }
 
     /// Sends an inbound message webhook from a user to a number; returns the new `wamid`

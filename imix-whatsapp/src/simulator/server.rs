@@ -13,6 +13,9 @@ use rand::Rng;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+use super::inbound::{
+    default_mime, inbound_from_json, status_from_json, SendMode, SimBatch, SimMedia,
+};
 use super::state::{
     graph_error, new_wamid, status_error, RecordedRequest, SentRecord, SimTemplateState, State,
 };
@@ -92,6 +95,11 @@ fn unknown_path(path: &str) -> Fail {
         &format!("Unknown path components: {path}"),
         None,
     )
+}
+
+/// A media file as the control routes answer it.
+fn media_json(m: &SimMedia) -> Value {
+    json!({"id": m.id, "mime_type": m.mime_type, "sha256": m.sha256, "file_size": m.file_size})
 }
 
 fn json_response(status: StatusCode, value: &Value) -> Response {
@@ -807,6 +815,24 @@ impl GraphEndpoint {
     }
 
     fn download(&self, bearer: Option<&str>, params: &HashMap<String, String>) -> Response {
+        // An injected failure of this media's download (a CDN hiccup), counted down.
+        let failure = params.get("mid").and_then(|mid| {
+            self.state.with(|s| {
+                let entry = s.download_failures.get_mut(mid)?;
+                let status = entry.1;
+                entry.0 = entry.0.saturating_sub(1);
+                if entry.0 == 0 {
+                    s.download_failures.remove(mid);
+                }
+                Some(status)
+            })
+        });
+        if let Some(status) = failure {
+            return Response::builder()
+                .status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+                .content_type("text/plain")
+                .body("simulated download failure");
+        }
         let found = self.state.with(|s| {
             let media = s.media.get(params.get("mid")?)?;
             let business = s.businesses.get(&media.waba_id)?;
@@ -1226,11 +1252,215 @@ impl GraphEndpoint {
         Ok(json!({"success": true}))
     }
 
-    /// `POST /_simulator/inbound {"phone_number_id", "from", "name", "text"}`.
+    /// The `/_simulator/...` control routes (see the module documentation's table).
     async fn control(&self, segments: &[&str], bytes: &[u8]) -> Answer {
-        if segments != ["_simulator", "inbound"] {
-            return Err(unknown_path(&segments.join("/")));
+        match segments {
+            ["_simulator", "inbound"] => self.demo_inbound(bytes).await,
+            ["_simulator", "webhook_url"] => self.control_webhook_url(bytes),
+            ["_simulator", "media"] => {
+                let body: Value = parse(bytes)?;
+                let media = self.control_media(&body, None)?;
+                Ok(media_json(&media))
+            }
+            ["_simulator", "media", id, "fail_downloads"] => {
+                let body: Value = parse(bytes)?;
+                let count = body.get("count").and_then(Value::as_u64).unwrap_or(1);
+                let status = body.get("status").and_then(Value::as_u64).unwrap_or(500);
+                let known = self.state.with(|s| s.media.contains_key(*id));
+                if !known {
+                    return Err(missing_object(&Method::POST, id));
+                }
+                let (Ok(count), Ok(status)) = (u32::try_from(count), u16::try_from(status)) else {
+                    return Err(invalid_parameter("count and status are out of range"));
+                };
+                if !(400..=599).contains(&status) {
+                    return Err(invalid_parameter(
+                        "status must be an HTTP error status (400-599)",
+                    ));
+                }
+                self.state.with(|s| {
+                    s.download_failures
+                        .insert((*id).to_owned(), (count, status));
+                });
+                Ok(json!({"id": id, "count": count, "status": status}))
+            }
+            ["_simulator", "webhooks"] => self.control_webhooks(bytes).await,
+            _ => Err(unknown_path(&segments.join("/"))),
         }
+    }
+
+    /// `POST /_simulator/webhook_url {"waba_id" | "phone_number_id", "url"}`.
+    fn control_webhook_url(&self, bytes: &[u8]) -> Answer {
+        let body: Value = parse(bytes)?;
+        let field = |k: &str| body.get(k).and_then(Value::as_str);
+        let Some(url) =
+            field("url").filter(|u| u.starts_with("http://") || u.starts_with("https://"))
+        else {
+            return Err(invalid_parameter("url is required (http:// or https://)"));
+        };
+        let waba = match (field("waba_id"), field("phone_number_id")) {
+            (Some(w), _) => Some(w.to_owned()),
+            (None, Some(p)) => self
+                .state
+                .with(|s| s.phones.get(p).map(|p| p.waba_id.clone())),
+            (None, None) => None,
+        };
+        let updated = waba.as_ref().is_some_and(|w| {
+            self.state.with(|s| match s.businesses.get_mut(w) {
+                Some(b) => {
+                    b.webhook_url = Some(url.to_owned());
+                    true
+                }
+                None => false,
+            })
+        });
+        if !updated {
+            return Err(invalid_parameter(
+                "waba_id or phone_number_id must name a known business",
+            ));
+        }
+        Ok(json!({"waba_id": waba, "url": url}))
+    }
+
+    /// A media file for an inbound message: `phone_number_id`, optional `mime_type`
+    /// (default by `kind`) and `data_base64` (default: a small generated file).
+    fn control_media(
+        &self,
+        body: &Value,
+        kind: Option<&str>,
+    ) -> std::result::Result<SimMedia, Fail> {
+        use base64::Engine;
+        let phone = body
+            .get("phone_number_id")
+            .and_then(Value::as_str)
+            .ok_or_else(|| invalid_parameter("phone_number_id is required"))?;
+        let mime = body
+            .get("mime_type")
+            .and_then(Value::as_str)
+            .or_else(|| kind.and_then(default_mime))
+            .unwrap_or("application/octet-stream");
+        let data = match body.get("data_base64").and_then(Value::as_str) {
+            Some(b64) => base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .map_err(|_| invalid_parameter("data_base64 is not base64"))?,
+            None => {
+                let n: u64 = rand::thread_rng().gen();
+                format!("simulated {mime} file {n:016x}").into_bytes()
+            }
+        };
+        self.state
+            .add_inbound_media(phone, mime, Bytes::from(data))
+            .map_err(|e| invalid_parameter(&e.to_string()))
+    }
+
+    /// `POST /_simulator/webhooks`: a batch of entries × changes × messages/statuses,
+    /// sent in the requested modes.
+    async fn control_webhooks(&self, bytes: &[u8]) -> Answer {
+        let body: Value = parse(bytes)?;
+        let flag = |k: &str| body.get(k).and_then(Value::as_bool).unwrap_or(false);
+        let mode = SendMode {
+            duplicate: flag("duplicate"),
+            statuses_out_of_order: flag("statuses_out_of_order"),
+            bad_signature: flag("bad_signature"),
+        };
+        let entries = body
+            .get("entries")
+            .and_then(Value::as_array)
+            .ok_or_else(|| invalid_parameter("entries is required: [{\"changes\": [...]}]"))?;
+        let mut batch = SimBatch::new();
+        for (e, entry) in entries.iter().enumerate() {
+            if e > 0 {
+                batch = batch.next_entry();
+            }
+            let changes = entry
+                .get("changes")
+                .and_then(Value::as_array)
+                .ok_or_else(|| invalid_parameter(&format!("entries[{e}].changes is required")))?;
+            for (c, change) in changes.iter().enumerate() {
+                let at = |what: &str| format!("entries[{e}].changes[{c}]{what}");
+                let phone = change
+                    .get("phone_number_id")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| {
+                        invalid_parameter(&format!("{} is required", at(".phone_number_id")))
+                    })?;
+                let mut messages = Vec::new();
+                let listed = change.get("messages").and_then(Value::as_array);
+                for (i, m) in listed.into_iter().flatten().enumerate() {
+                    let kind = m.get("type").and_then(Value::as_str).unwrap_or("");
+                    let media = match default_mime(kind) {
+                        Some(_) => Some(self.media_of(phone, kind, m)?),
+                        None => None,
+                    };
+                    let built = inbound_from_json(m, media.as_ref()).map_err(|why| {
+                        invalid_parameter(&format!("{}: {why}", at(&format!(".messages[{i}]"))))
+                    })?;
+                    messages.push(built);
+                }
+                let mut statuses = Vec::new();
+                let listed = change.get("statuses").and_then(Value::as_array);
+                for (i, st) in listed.into_iter().flatten().enumerate() {
+                    let built = status_from_json(st).map_err(|why| {
+                        invalid_parameter(&format!("{}: {why}", at(&format!(".statuses[{i}]"))))
+                    })?;
+                    statuses.push(built);
+                }
+                if !messages.is_empty() {
+                    batch = batch.messages(phone, messages);
+                }
+                if !statuses.is_empty() {
+                    batch = batch.statuses(phone, statuses);
+                }
+            }
+        }
+        let sent = self
+            .state
+            .send_batch(&batch, mode)
+            .await
+            .map_err(|e| invalid_parameter(&e.to_string()))?;
+        let deliveries: Vec<Value> = sent
+            .deliveries
+            .iter()
+            .map(|d| json!({"url": d.url, "webhook_status": d.status, "signature": d.signature, "bytes": d.body.len()}))
+            .collect();
+        Ok(json!({"wamids": sent.wamids, "deliveries": deliveries}))
+    }
+
+    /// The media of an inbound media message given to the control route: the file its
+    /// `{type}.id` names, or a new one (`{type}.mime_type`, `{type}.data_base64`).
+    fn media_of(
+        &self,
+        phone: &str,
+        kind: &str,
+        message: &Value,
+    ) -> std::result::Result<SimMedia, Fail> {
+        let object = message.get(kind).cloned().unwrap_or_else(|| json!({}));
+        if let Some(id) = object.get("id").and_then(Value::as_str) {
+            return self
+                .state
+                .with(|s| {
+                    s.media.get(id).map(|m| {
+                        use base64::Engine;
+                        SimMedia {
+                            id: id.to_owned(),
+                            mime_type: m.mime_type.clone(),
+                            sha256: base64::engine::general_purpose::STANDARD
+                                .encode(Sha256::digest(&m.data)),
+                            file_size: m.data.len(),
+                        }
+                    })
+                })
+                .ok_or_else(|| {
+                    invalid_parameter(&format!("{kind}.id names no media of the simulator"))
+                });
+        }
+        let mut spec = object;
+        spec["phone_number_id"] = json!(phone);
+        self.control_media(&spec, Some(kind))
+    }
+
+    /// `POST /_simulator/inbound {"phone_number_id", "from", "name", "text"}`.
+    async fn demo_inbound(&self, bytes: &[u8]) -> Answer {
         let body: Value = parse(bytes)?;
         let field = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_owned);
         let (Some(phone), Some(from), Some(text)) =

@@ -9,6 +9,7 @@ use rand::Rng;
 use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 
+use super::inbound::{SendMode, SentBatch, SimBatch, SimInbound, SimMedia};
 use super::{Fault, Inbound, SimBusiness, SimPhoneNumber, SimTemplate};
 use crate::error::{Error, GraphError, GraphErrorData, Result};
 use crate::model::{OutboundMessage, Template};
@@ -150,6 +151,8 @@ pub(crate) struct Inner {
     /// Listeners told about every verification code "sent".
     pub code_listeners: Vec<tokio::sync::mpsc::UnboundedSender<SentCode>>,
     pub delay: Option<Duration>,
+    /// Media downloads to fail next, by media id: (how many, HTTP status).
+    pub download_failures: HashMap<String, (u32, u16)>,
     pub auto_approve: bool,
     pub auto_statuses: bool,
     pub next_id: u64,
@@ -170,11 +173,15 @@ pub(crate) struct State {
 
 /// Unix seconds now, as Meta sends them in webhooks (a string).
 pub(crate) fn unix_now() -> String {
+    unix_secs().to_string()
+}
+
+/// Unix seconds now.
+pub(crate) fn unix_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
-        .to_string()
 }
 
 pub(crate) fn fbtrace_id() -> String {
@@ -322,6 +329,234 @@ impl State {
         })
     }
 
+    pub fn add_inbound_media(
+        &self,
+        phone_number_id: &str,
+        mime_type: &str,
+        data: Bytes,
+    ) -> Result<SimMedia> {
+        use base64::Engine;
+        let waba = self
+            .with(|s| s.phones.get(phone_number_id).map(|p| p.waba_id.clone()))
+            .ok_or_else(|| {
+                Error::Simulator(format!("unknown phone number {phone_number_id}").into())
+            })?;
+        let sha256 = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(&data));
+        let file_size = data.len();
+        let id = self.add_media(&waba, mime_type, data);
+        Ok(SimMedia {
+            id,
+            mime_type: mime_type.to_owned(),
+            sha256,
+            file_size,
+        })
+    }
+
+    /// Posts `body` to `url` signed with `secret` (or, for a forgery, with another key).
+    async fn post_signed(
+        &self,
+        url: &str,
+        secret: &SecretString,
+        body: Bytes,
+        bad_signature: bool,
+    ) -> WebhookDelivery {
+        let signature = if bad_signature {
+            use secrecy::ExposeSecret;
+            let forged = SecretString::from(format!("{}-forged", secret.expose_secret()));
+            webhook::sign(&forged, &body)
+        } else {
+            webhook::sign(secret, &body)
+        };
+        let status = match self
+            .http
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(webhook::SIGNATURE_HEADER, &signature)
+            .body(body.clone())
+            .send()
+            .await
+        {
+            Ok(response) => Some(response.status().as_u16()),
+            Err(e) => {
+                tracing::warn!(error = %e, "simulator could not deliver a webhook");
+                None
+            }
+        };
+        let delivery = WebhookDelivery {
+            url: url.to_owned(),
+            body,
+            signature,
+            status,
+        };
+        self.with(|s| s.deliveries.push(delivery.clone()));
+        delivery
+    }
+
+    /// Sends a batch: one delivery with every entry, change, message and status (statuses
+    /// apart, latest first, with `statuses_out_of_order`), each posted twice with
+    /// `duplicate`.
+    pub async fn send_batch(&self, batch: &SimBatch, mode: SendMode) -> Result<SentBatch> {
+        let unknown = |p: &str| Error::Simulator(format!("unknown phone number {p}").into());
+        // Each number's WABA and display number; the first change's business signs.
+        let mut numbers: HashMap<String, (String, String)> = HashMap::new();
+        for change in batch.entries.iter().flatten() {
+            let found = self.with(|s| {
+                s.phones.get(&change.phone_number_id).map(|p| {
+                    (
+                        p.waba_id.clone(),
+                        p.number
+                            .display_phone_number
+                            .chars()
+                            .filter(char::is_ascii_digit)
+                            .collect::<String>(),
+                    )
+                })
+            });
+            let found = found.ok_or_else(|| unknown(&change.phone_number_id))?;
+            numbers.insert(change.phone_number_id.clone(), found);
+        }
+        let first = batch
+            .entries
+            .iter()
+            .flatten()
+            .next()
+            .ok_or_else(|| Error::Simulator("an empty batch".into()))?;
+        let waba = numbers
+            .get(&first.phone_number_id)
+            .map(|(w, _)| w.clone())
+            .unwrap_or_default();
+        let (url, secret) = self
+            .with(|s| {
+                s.businesses
+                    .get(&waba)
+                    .map(|b| (b.webhook_url.clone(), b.app_secret.clone()))
+            })
+            .ok_or_else(|| unknown(&first.phone_number_id))?;
+        let url = url.ok_or_else(|| {
+            Error::Simulator(format!("no webhook URL set for business {waba}").into())
+        })?;
+        let now = unix_secs();
+        let metadata = |phone: &str| {
+            let display = numbers
+                .get(phone)
+                .map(|(_, d)| d.clone())
+                .unwrap_or_default();
+            serde_json::json!({"display_phone_number": display, "phone_number_id": phone})
+        };
+        let mut entries = Vec::new();
+        let mut apart = Vec::new();
+        for entry in &batch.entries {
+            let Some(head) = entry.first() else { continue };
+            let entry_waba = numbers
+                .get(&head.phone_number_id)
+                .map(|(w, _)| w.clone())
+                .unwrap_or_default();
+            let mut changes = Vec::new();
+            for change in entry {
+                let display = numbers
+                    .get(&change.phone_number_id)
+                    .map(|(_, d)| d.clone())
+                    .unwrap_or_default();
+                // Meta's shapes: a change holds user messages with their senders'
+                // profiles, or system messages without `contacts`, or statuses — never two
+                // of these (`Change.value` is one of them). A mixed change is split.
+                let (users, system): (Vec<&SimInbound>, Vec<&SimInbound>) = change
+                    .messages
+                    .iter()
+                    .partition(|m| m.profile_name.is_some());
+                for group in [users, system] {
+                    if group.is_empty() {
+                        continue;
+                    }
+                    let mut value = serde_json::Map::new();
+                    value.insert("messaging_product".into(), "whatsapp".into());
+                    value.insert("metadata".into(), metadata(&change.phone_number_id));
+                    let mut contacts: Vec<serde_json::Value> = Vec::new();
+                    for m in &group {
+                        if let Some(name) = &m.profile_name {
+                            if !contacts.iter().any(|c| c["wa_id"] == m.from.as_str()) {
+                                contacts.push(
+                                    serde_json::json!({"profile": {"name": name}, "wa_id": m.from}),
+                                );
+                            }
+                        }
+                    }
+                    if !contacts.is_empty() {
+                        value.insert("contacts".into(), contacts.into());
+                    }
+                    let messages: Vec<_> = group.iter().map(|m| m.to_json(&display, now)).collect();
+                    value.insert("messages".into(), messages.into());
+                    changes.push(serde_json::json!({"value": value, "field": "messages"}));
+                }
+                if mode.statuses_out_of_order {
+                    for st in &change.statuses {
+                        apart.push((change.phone_number_id.clone(), st.clone()));
+                    }
+                } else if !change.statuses.is_empty() {
+                    let statuses: Vec<_> = change.statuses.iter().map(|s| s.to_json(now)).collect();
+                    changes.push(serde_json::json!({"value": {
+                        "messaging_product": "whatsapp",
+                        "metadata": metadata(&change.phone_number_id),
+                        "statuses": statuses,
+                    }, "field": "messages"}));
+                }
+            }
+            if !changes.is_empty() {
+                entries.push(serde_json::json!({"id": entry_waba, "changes": changes}));
+            }
+        }
+        // The users who wrote in open their 24-hour window.
+        self.with(|s| {
+            for change in batch.entries.iter().flatten() {
+                if let Some(p) = s.phones.get_mut(&change.phone_number_id) {
+                    for m in &change.messages {
+                        p.last_inbound.insert(m.from.clone(), Instant::now());
+                    }
+                }
+            }
+        });
+        let mut bodies = Vec::new();
+        if !entries.is_empty() {
+            bodies
+                .push(serde_json::json!({"object": "whatsapp_business_account", "entry": entries}));
+        }
+        // Latest first: read before delivered before sent.
+        apart.sort_by_key(|(_, st)| {
+            std::cmp::Reverse((st.timestamp.unwrap_or(now), st.status as u8))
+        });
+        for (phone, st) in apart {
+            let entry_waba = numbers
+                .get(&phone)
+                .map(|(w, _)| w.clone())
+                .unwrap_or_default();
+            bodies.push(
+                serde_json::json!({"object": "whatsapp_business_account", "entry": [{
+                    "id": entry_waba,
+                    "changes": [{"value": {
+                        "messaging_product": "whatsapp",
+                        "metadata": metadata(&phone),
+                        "statuses": [st.to_json(now)],
+                    }, "field": "messages"}]
+                }]}),
+            );
+        }
+        let mut deliveries = Vec::new();
+        for payload in bodies {
+            let body = Bytes::from(serde_json::to_vec(&payload).map_err(Error::Decode)?);
+            let times = if mode.duplicate { 2 } else { 1 };
+            for _ in 0..times {
+                deliveries.push(
+                    self.post_signed(&url, &secret, body.clone(), mode.bad_signature)
+                        .await,
+                );
+            }
+        }
+        Ok(SentBatch {
+            deliveries,
+            wamids: batch.all_messages().map(|m| m.id.clone()).collect(),
+        })
+    }
+
     /// Signs and posts a webhook for the business owning `phone_number_id`.
     async fn deliver(&self, phone_number_id: &str, value: ChangeValue) -> Result<WebhookDelivery> {
         let (waba_id, url, secret) = self
@@ -351,29 +586,7 @@ impl State {
             }],
         };
         let body = Bytes::from(serde_json::to_vec(&payload).map_err(Error::Decode)?);
-        let signature = webhook::sign(&secret, &body);
-        let status = match self
-            .http
-            .post(&url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(webhook::SIGNATURE_HEADER, &signature)
-            .body(body.clone())
-            .send()
-            .await
-        {
-            Ok(response) => Some(response.status().as_u16()),
-            Err(e) => {
-                tracing::warn!(error = %e, "simulator could not deliver a webhook");
-                None
-            }
-        };
-        let delivery = WebhookDelivery {
-            url,
-            body,
-            signature,
-            status,
-        };
-        self.with(|s| s.deliveries.push(delivery.clone()));
+        let delivery = self.post_signed(&url, &secret, body, false).await;
         Ok(delivery)
     }
 
