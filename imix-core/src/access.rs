@@ -89,6 +89,9 @@ pub enum Permission {
     ConversationsReply,
     /// Assign conversations and change their status.
     ConversationsAssign,
+    /// Manage the inbox's shared tools: label definitions and canned responses, and
+    /// delete any user's private notes.
+    InboxManage,
     /// See usage counters and limits.
     UsageRead,
     /// See the audit log.
@@ -105,7 +108,7 @@ pub enum Permission {
 
 impl Permission {
     /// Every permission, in display order.
-    pub const ALL: [Permission; 20] = [
+    pub const ALL: [Permission; 21] = [
         Permission::TenantRead,
         Permission::TenantManage,
         Permission::UsersRead,
@@ -120,6 +123,7 @@ impl Permission {
         Permission::ConversationsReadAll,
         Permission::ConversationsReply,
         Permission::ConversationsAssign,
+        Permission::InboxManage,
         Permission::UsageRead,
         Permission::AuditRead,
         Permission::SettingsManage,
@@ -145,6 +149,7 @@ impl Permission {
             Permission::ConversationsReadAll => "conversations.read_all",
             Permission::ConversationsReply => "conversations.reply",
             Permission::ConversationsAssign => "conversations.assign",
+            Permission::InboxManage => "inbox.manage",
             Permission::UsageRead => "usage.read",
             Permission::AuditRead => "audit.read",
             Permission::SettingsManage => "settings.manage",

@@ -45,6 +45,9 @@ pub enum MessagingError {
     /// The usage counters failed.
     #[error("usage counters failed: {0}")]
     Counter(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// Only a note's author may edit it.
+    #[error("only the author of a note may edit it")]
+    NotAuthor,
 }
 
 /// Messaging's result type.

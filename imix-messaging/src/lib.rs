@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod assign;
+pub mod annotations;
 pub mod contacts;
 mod error;
 pub mod events;
@@ -20,6 +21,7 @@ pub mod storage;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
+pub use annotations::AnnotationService;
 pub use contacts::ContactService;
 pub use error::{MessagingError, Result};
 pub use search::SearchService;

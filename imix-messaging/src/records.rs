@@ -203,6 +203,9 @@ pub struct Conversation {
     pub last_inbound_at: Option<Timestamp>,
     /// A short preview of the newest message.
     pub preview: Option<String>,
+    /// The tenant's labels set on it ([`crate::annotations::Label`]), in the order set.
+    #[serde(default)]
+    pub labels: Vec<crate::annotations::LabelId>,
     /// Optimistic-concurrency version.
     pub version: u64,
     /// Created.
@@ -226,6 +229,7 @@ impl Conversation {
             last_message_at: None,
             last_inbound_at: None,
             preview: None,
+            labels: Vec::new(),
             version: 1,
             created_at: now,
             updated_at: now,

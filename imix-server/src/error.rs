@@ -952,6 +952,11 @@ impl From<imix_messaging::MessagingError> for ApiError {
             .with_details(
                 serde_json::json!({ "limit_name": limit_name, "limit": limit, "current": current }),
             ),
+            M::NotAuthor => Self::new(
+                StatusCode::FORBIDDEN,
+                "not_author",
+                "only the author of a note may edit it",
+            ),
             M::Counter(e) => {
                 tracing::error!(error = %e, "quota backend failure");
                 Self::new(

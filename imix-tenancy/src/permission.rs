@@ -43,6 +43,7 @@ pub fn tenant_role_permissions(role: Role, custom: &[Permission]) -> BTreeSet<Pe
             P::ConversationsReadAll,
             P::ConversationsReply,
             P::ConversationsAssign,
+            P::InboxManage,
             P::UsageRead,
         ],
         Role::Supervisor => vec![
@@ -54,6 +55,7 @@ pub fn tenant_role_permissions(role: Role, custom: &[Permission]) -> BTreeSet<Pe
             P::ConversationsReadAll,
             P::ConversationsReply,
             P::ConversationsAssign,
+            P::InboxManage,
             P::UsageRead,
         ],
         Role::Agent => vec![

@@ -455,6 +455,29 @@ impl ConversationRepository for MongoMessaging {
         if filter.unread_only {
             query.insert("unread", mongodb::bson::doc! { "$gt": 0 });
         }
+        if let Some(label) = filter.label {
+            // An array field matches when any element equals the value.
+            query.insert("labels", label.to_string());
+        }
+        if let Some(tag) = filter.tag {
+            // Tags live on contacts: first the ids of the scope's contacts with the tag
+            // (no $lookup needed, which not every MongoDB-wire server has).
+            let mut contacts = mongodb::bson::doc! { "tags": tag };
+            scope_filter(&mut contacts, scope);
+            let ids: Vec<String> = self
+                .contacts()
+                .find(contacts)
+                .projection(mongodb::bson::doc! { "_id": 1 })
+                .await
+                .map_err(backend_err("list contacts by tag"))?
+                .try_collect::<Vec<Document>>()
+                .await
+                .map_err(backend_err("list contacts by tag"))?
+                .into_iter()
+                .filter_map(|d| d.get_str("_id").ok().map(str::to_owned))
+                .collect();
+            query.insert("contact_id", mongodb::bson::doc! { "$in": ids });
+        }
         list_docs(
             self.conversations(),
             query,

@@ -275,10 +275,24 @@ impl DeliveryRepository for SqliteMessaging {
     }
 
     async fn claim_due(&self, now: Timestamp, lease_until: Timestamp) -> Result<Option<Delivery>> {
-        const ACTION: &str = "claim a webhook delivery";
+        Ok(self
+            .claim_due_batch(now, lease_until, 1)
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    async fn claim_due_batch(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Delivery>> {
+        const ACTION: &str = "claim webhook deliveries";
+        let limit = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
         self.db
             .write(ACTION, move |c| {
-                let found: Option<Delivery> = query_doc(
+                let found: Vec<Delivery> = query_docs(
                     c,
                     // Oldest first along the partial index of unprocessed rows: the
                     // planner otherwise picks `deliveries_due` and sorts the whole backlog
@@ -286,21 +300,24 @@ impl DeliveryRepository for SqliteMessaging {
                     "SELECT doc FROM deliveries INDEXED BY deliveries_unprocessed
                      WHERE processed = 0 AND due_ms IS NOT NULL AND due_ms <= ?1
                        AND (lease_ms IS NULL OR lease_ms <= ?1)
-                     ORDER BY id LIMIT 1",
-                    [now.timestamp_millis()],
+                     ORDER BY id LIMIT ?2",
+                    rusqlite::params![now.timestamp_millis(), limit],
                     DELIVERY,
                     ACTION,
                 )?;
-                let Some(mut delivery) = found else {
-                    return Ok(None);
-                };
-                let expected = version_param(delivery.version)?;
-                delivery.attempts = delivery.attempts.saturating_add(1);
-                delivery.lease_until = Some(lease_until);
-                delivery.version += 1;
-                // The write lock was held since the read, so the row cannot have changed.
-                let claimed = DeliveryColumns::of(&delivery)?.replace(c, expected, ACTION)?;
-                Ok(claimed.then_some(delivery))
+                let mut claimed = Vec::with_capacity(found.len());
+                for mut delivery in found {
+                    let expected = version_param(delivery.version)?;
+                    delivery.attempts = delivery.attempts.saturating_add(1);
+                    delivery.lease_until = Some(lease_until);
+                    delivery.version += 1;
+                    // The write lock was held since the read, so the row cannot have
+                    // changed.
+                    if DeliveryColumns::of(&delivery)?.replace(c, expected, ACTION)? {
+                        claimed.push(delivery);
+                    }
+                }
+                Ok(claimed)
             })
             .await
     }
@@ -601,8 +618,12 @@ impl ConversationRepository for SqliteMessaging {
             Some(AssigneeFilter::UserOrUnassigned(u)) => (3, Some(u.to_string())),
         };
         let unread_only = filter.unread_only;
+        let label = filter.label.map(|l| l.to_string());
+        let tag = filter.tag;
         self.db
             .read(ACTION, move |c| {
+                // Labels are read from the conversation's document, tags from its
+                // contact's (same tenant), so neither needs a column of its own.
                 let items: Vec<Conversation> = query_docs(
                     c,
                     "SELECT doc FROM conversations
@@ -614,6 +635,13 @@ impl ConversationRepository for SqliteMessaging {
                             OR (?6 = 3 AND (json_extract(doc, '$.assignee') IS NULL
                                             OR json_extract(doc, '$.assignee') = ?7)))
                        AND (?8 = 0 OR json_extract(doc, '$.unread') > 0)
+                       AND (?9 IS NULL OR EXISTS (
+                            SELECT 1 FROM json_each(conversations.doc, '$.labels') AS l
+                            WHERE l.value = ?9))
+                       AND (?10 IS NULL OR EXISTS (
+                            SELECT 1 FROM contacts AS k, json_each(k.doc, '$.tags') AS t
+                            WHERE k.id = conversations.contact_id
+                              AND k.tenant_id = conversations.tenant_id AND t.value = ?10))
                      ORDER BY id LIMIT ?5",
                     params![
                         cursor,
@@ -623,7 +651,9 @@ impl ConversationRepository for SqliteMessaging {
                         limit + 1,
                         assignee_mode,
                         assignee,
-                        unread_only
+                        unread_only,
+                        label,
+                        tag
                     ],
                     CONVERSATION,
                     ACTION,

@@ -89,6 +89,8 @@ pub struct ConversationView {
     pub window_expires_at: Option<DateTime<Utc>>,
     /// Preview of the newest message.
     pub preview: Option<String>,
+    /// The ids of the tenant's labels set on it (`PUT .../labels`), in the order set.
+    pub labels: Vec<String>,
     /// Version.
     pub version: u64,
     /// Created.
@@ -111,6 +113,7 @@ impl From<Conversation> for ConversationView {
             last_message_at: c.last_message_at,
             last_inbound_at: c.last_inbound_at,
             preview: c.preview,
+            labels: c.labels.iter().map(ToString::to_string).collect(),
             version: c.version,
             created_at: c.created_at,
             updated_at: c.updated_at,
@@ -433,6 +436,10 @@ impl InboxApi {
         assignee: Query<Option<String>>,
         /// `true`: only conversations with unread messages.
         unread: Query<Option<bool>>,
+        /// A label id: only conversations carrying that label.
+        label: Query<Option<String>>,
+        /// Only conversations whose contact has this tag (exactly).
+        tag: Query<Option<String>>,
         cursor: Query<Option<String>>,
         limit: Query<Option<u32>>,
     ) -> Result<Json<ConversationList>, ApiError> {
@@ -451,11 +458,21 @@ impl InboxApi {
                 |_| ApiError::invalid_field("assignee", "must be `me`, `none` or a user id"),
             )?)),
         };
+        let label = match label.0.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(raw) => Some(
+                raw.parse::<imix_messaging::annotations::LabelId>()
+                    .map_err(|_| ApiError::invalid_field("label", "is not a label id"))?,
+            ),
+        };
+        let tag = tag.0.filter(|t| !t.is_empty());
         let filter = ConversationFilter {
             status: status.0.map(Into::into),
             account_id,
             assignee,
             unread_only: unread.0.unwrap_or(false),
+            label,
+            tag,
         };
         let p = self
             .state
