@@ -300,8 +300,8 @@ impl SearchService {
         Self { storage }
     }
 
-    /// The tenant's messages and contacts matching `q`, at most `limit` (default 20, at
-    /// most 100) of each. Messages need `conversations.read` (and, for conversations
+    /// The tenant's messages and contacts matching `q`, at most `limit` (default 20, 1 to
+    /// 100, else 422 naming `limit`) of each. Messages need `conversations.read` (and, for conversations
     /// assigned to someone else, `conversations.read_all`), contacts `contacts.read`;
     /// another tenant is "not found"; a bad `q` is 422 naming `q`.
     pub async fn search(
@@ -313,7 +313,17 @@ impl SearchService {
     ) -> Result<SearchResults> {
         let scope = ctx.authorize(Permission::ConversationsRead, tenant)?;
         let terms = Terms::parse(q)?;
-        let limit = limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+        let limit = match limit {
+            None => DEFAULT_LIMIT,
+            Some(n) if (1..=MAX_LIMIT).contains(&n) => n,
+            Some(n) => {
+                return Err(CoreError::invalid(
+                    "limit",
+                    format!("must be between 1 and {MAX_LIMIT}, got {n}"),
+                )
+                .into())
+            }
+        };
         let mut results = SearchResults::default();
 
         let hits = self
@@ -471,6 +481,9 @@ mod tests {
         let s = snippet(&long, &t);
         assert!(s.starts_with('…'));
         assert!(s.contains("needle"));
-        assert_eq!(snippet("Ça coûte\ncombien", &Terms::parse("cout").unwrap()), "Ça coûte combien");
+        assert_eq!(
+            snippet("Ça coûte\ncombien", &Terms::parse("cout").unwrap()),
+            "Ça coûte combien"
+        );
     }
 }

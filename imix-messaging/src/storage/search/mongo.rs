@@ -75,8 +75,7 @@ fn only_duplicates(e: &mongodb::error::Error) -> bool {
     match e.kind.as_ref() {
         ErrorKind::InsertMany(m) => {
             m.write_concern_error.is_none()
-                && m
-                    .write_errors
+                && m.write_errors
                     .as_ref()
                     .is_some_and(|errs| errs.iter().all(|w| w.code == 11000))
         }
@@ -243,7 +242,8 @@ impl MongoSearch {
         within: Option<Vec<String>>,
     ) -> Result<HashMap<String, (Option<String>, i64)>> {
         const ACTION: &str = "search";
-        let mut filter = doc! { "tenant_id": tenant.to_string(), "kind": kind.as_str(), "token": token };
+        let mut filter =
+            doc! { "tenant_id": tenant.to_string(), "kind": kind.as_str(), "token": token };
         if let Some(records) = within {
             filter.insert("record_id", doc! { "$in": records });
         }

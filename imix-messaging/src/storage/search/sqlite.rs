@@ -105,7 +105,11 @@ pub fn remove(c: &Connection, record_id: &str) -> rusqlite::Result<()> {
         .optional()?;
     if let Some(row) = row {
         exec(c, "DELETE FROM search_fts WHERE rowid = ?1", [row])?;
-        exec(c, "DELETE FROM search_records WHERE record_id = ?1", [record_id])?;
+        exec(
+            c,
+            "DELETE FROM search_records WHERE record_id = ?1",
+            [record_id],
+        )?;
     }
     Ok(())
 }
@@ -266,6 +270,9 @@ mod tests {
         assert!(s.starts_with('m') && s.chars().all(|c| c.is_ascii_alphanumeric()));
         let terms = Terms::parse("coût comb").unwrap();
         let q = match_expression(tenant, SearchKind::Contact, &terms);
-        assert!(q.ends_with("AND body : \"cout\" AND body : \"comb\" *"), "{q}");
+        assert!(
+            q.ends_with("AND body : \"cout\" AND body : \"comb\" *"),
+            "{q}"
+        );
     }
 }
