@@ -100,6 +100,9 @@ macro_rules! messaging_storage_conformance {
             messages_are_tenant_scoped_and_listed_per_conversation,
             held_statuses_are_taken_oldest_first_and_once,
             concurrent_takes_never_return_a_held_status_twice,
+            notes_round_trip_scoped_and_listed_per_conversation,
+            labels_are_unique_and_filter_and_leave_conversations,
+            canned_responses_are_unique_by_shortcut_and_filtered,
         );
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -126,6 +129,13 @@ macro_rules! messaging_storage_conformance {
         )*
     };
 }
+
+pub mod annotations;
+pub use annotations::{
+    canned_responses_are_unique_by_shortcut_and_filtered,
+    labels_are_unique_and_filter_and_leave_conversations,
+    notes_round_trip_scoped_and_listed_per_conversation,
+};
 
 fn ms(n: i64) -> chrono::Duration {
     chrono::Duration::milliseconds(n)
@@ -170,6 +180,7 @@ pub fn conversation(contact: &Contact, account: WhatsAppAccountId) -> Conversati
     c.last_message_at = Some(now - ms(2_000));
     c.last_inbound_at = Some(now - ms(3_000));
     c.preview = Some("Salam, ça va ?".into());
+    c.labels = vec![crate::annotations::LabelId::new()];
     c
 }
 
@@ -1112,6 +1123,12 @@ pub async fn record_sets_export_and_import_every_record(
             .await,
         "insert",
     );
+    let label = annotations::label(a, "VIP");
+    let note = annotations::note(a, conversations[0].id);
+    let canned = annotations::canned(b, "greet", "Salutation");
+    unwrap(source.annotations.labels.insert(&label).await, "insert");
+    unwrap(source.annotations.notes.insert(&note).await, "insert");
+    unwrap(source.annotations.canned.insert(&canned).await, "insert");
 
     let sets = source.record_sets();
     let kinds: Vec<_> = sets.iter().map(|s| s.kind()).collect();
@@ -1122,7 +1139,10 @@ pub async fn record_sets_export_and_import_every_record(
             "conversation",
             "message",
             "contact_group",
-            "contact_group_member"
+            "contact_group_member",
+            "label",
+            "conversation_note",
+            "canned_response"
         ]
     );
     let mut lines = Vec::new();
@@ -1140,7 +1160,7 @@ pub async fn record_sets_export_and_import_every_record(
             }
         }
     }
-    assert_eq!(lines.len(), 7);
+    assert_eq!(lines.len(), 10);
 
     let targets = target.record_sets();
     for set in &targets {
@@ -1167,6 +1187,15 @@ pub async fn record_sets_export_and_import_every_record(
     assert_eq!(got, conversations.to_vec());
     let (got, _) = all_pages(50, |p| target.messages.list(Scope::Platform, p)).await;
     assert_eq!(got, messages.to_vec());
+    let (got, _) = all_pages(50, |p| target.annotations.labels.list(Scope::Platform, p)).await;
+    assert_eq!(got, vec![label]);
+    let (got, _) = all_pages(50, |p| target.annotations.notes.list(Scope::Platform, p)).await;
+    assert_eq!(got, vec![note]);
+    let (got, _) = all_pages(50, |p| {
+        target.annotations.canned.list(Scope::Platform, None, p)
+    })
+    .await;
+    assert_eq!(got, vec![canned]);
     assert_eq!(
         unwrap(target.deliveries.count_unprocessed().await, "count"),
         0
