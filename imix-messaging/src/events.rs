@@ -618,3 +618,75 @@ impl StreamState {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(kind: EventKind, data: Value) -> Event {
+        Event {
+            tenant_id: TenantId::new(),
+            seq: 1,
+            kind,
+            data,
+            at: imix_core::now(),
+        }
+    }
+
+    fn agent(user: &str) -> Audience {
+        Audience {
+            user: user.to_owned(),
+            all_conversations: false,
+            contacts: true,
+        }
+    }
+
+    #[test]
+    fn agents_see_their_own_and_unassigned_conversations_only() {
+        let me = agent("u1");
+        let received =
+            |assignee: Value| event(EventKind::MessageReceived, json!({ "assignee": assignee }));
+        assert!(me.sees(&received(Value::Null)));
+        assert!(me.sees(&received(json!("u1"))));
+        assert!(!me.sees(&received(json!("u2"))));
+        // Not saying whom it belongs to: hidden (fails closed).
+        assert!(!me.sees(&event(EventKind::MessageReceived, json!({}))));
+        let all = Audience {
+            all_conversations: true,
+            ..agent("u9")
+        };
+        assert!(all.sees(&received(json!("u2"))));
+        assert!(all.sees(&event(EventKind::MessageReceived, json!({}))));
+    }
+
+    #[test]
+    fn an_assignment_is_shown_to_who_saw_the_conversation_before() {
+        let assigned = |to: Value, from: Value, created: bool| {
+            event(
+                EventKind::ConversationAssigned,
+                json!({ "assignee": to, "previous_assignee": from, "new_conversation": created }),
+            )
+        };
+        let (u1, u2, u3) = (agent("u1"), agent("u2"), agent("u3"));
+        // Taken from u1, given to u2: both hear it, u3 does not.
+        let taken = assigned(json!("u2"), json!("u1"), false);
+        assert!(u1.sees(&taken) && u2.sees(&taken) && !u3.sees(&taken));
+        // From the unassigned pool: every agent saw it, every agent hears it.
+        let picked = assigned(json!("u2"), Value::Null, false);
+        assert!(u1.sees(&picked) && u3.sees(&picked));
+        // Assigned as it was created: nobody else ever saw it.
+        let created = assigned(json!("u2"), Value::Null, true);
+        assert!(!u1.sees(&created) && u2.sees(&created));
+    }
+
+    #[test]
+    fn contact_events_follow_contacts_read() {
+        let contact = event(EventKind::ContactCreated, json!({ "contact_id": "c" }));
+        assert!(agent("u1").sees(&contact));
+        let without = Audience {
+            contacts: false,
+            ..agent("u1")
+        };
+        assert!(!without.sees(&contact));
+    }
+}

@@ -57,7 +57,8 @@ fn event(tenant: TenantId, n: u32) -> NewEvent {
     NewEvent {
         tenant_id: tenant,
         kind: EventKind::MessageReceived,
-        data: json!({ "n": n }),
+        // Unassigned: shown to agents (callers without conversations.read_all) too.
+        data: json!({ "n": n, "assignee": null }),
     }
 }
 
@@ -108,7 +109,7 @@ async fn numbers_are_per_tenant_dense_and_read_back_in_order(log: Arc<dyn EventL
     assert_eq!(log.oldest(a).await.unwrap(), Some(1));
     let after_one = log.read_after(a, 1, 10).await.unwrap();
     assert_eq!(after_one.iter().map(|e| e.seq).collect::<Vec<_>>(), [2, 3]);
-    assert_eq!(after_one[0].data, json!({"n": 2}));
+    assert_eq!(after_one[0].data, json!({"n": 2, "assignee": null}));
     assert_eq!(after_one[0].kind, EventKind::MessageReceived);
     assert_eq!(log.read_after(a, 0, 2).await.unwrap().len(), 2, "limit");
     assert!(log.read_after(a, 3, 10).await.unwrap().is_empty());

@@ -34,7 +34,8 @@ pub struct LiveEvent {
     /// `Last-Event-ID` to resume).
     pub id: String,
     /// `message_received`, `message_status_changed`, `conversation_created`,
-    /// `conversation_updated`, `contact_created`, `contact_updated`, or `reset` (the events
+    /// `conversation_updated`, `conversation_assigned`, `contact_created`,
+    /// `contact_updated`, or `reset` (the events
     /// since the client's last id are no longer kept: refetch what is shown).
     #[oai(rename = "type")]
     pub kind: String,
@@ -77,6 +78,10 @@ impl EventsApi {
     /// first, without gaps or repeats, if still kept (24 hours, the tenant's last 10,000);
     /// otherwise the stream begins with a `reset` event. Comment lines (`:`) are sent as
     /// heartbeats. Needs `conversations.read` (contact events also `contacts.read`).
+    /// Without `conversations.read_all` (agents), only events of conversations assigned to
+    /// the caller or to nobody when recorded are sent, and `conversation_assigned` to those
+    /// who saw the conversation before (drop it when `assignee` is someone else); a resume
+    /// is filtered alike, so ids may skip.
     #[oai(
         path = "/tenants/:tenant_id/events",
         method = "get",
