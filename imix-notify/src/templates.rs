@@ -51,6 +51,40 @@ pub enum UsageThreshold {
     Percent100,
 }
 
+/// Which Max Contacts threshold a tenant's contacts reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ContactsThreshold {
+    /// 80 % of Max Contacts.
+    Percent80,
+    /// 100 %: the limit is reached.
+    Percent100,
+    /// Past the limit (contacts created from inbound messages are never refused).
+    Exceeded,
+}
+
+impl ContactsThreshold {
+    /// Every threshold, lowest first.
+    pub const ALL: [ContactsThreshold; 3] = [Self::Percent80, Self::Percent100, Self::Exceeded];
+
+    /// Its name in template names and keys: `80`, `100`, `exceeded`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Percent80 => "80",
+            Self::Percent100 => "100",
+            Self::Exceeded => "exceeded",
+        }
+    }
+
+    /// The count at which `limit` crosses it: 80 % (rounded up), the limit, one past it.
+    pub fn count_at(self, limit: u64) -> u64 {
+        match self {
+            Self::Percent80 => (limit.saturating_mul(80)).div_ceil(100),
+            Self::Percent100 => limit,
+            Self::Exceeded => limit.saturating_add(1),
+        }
+    }
+}
+
 /// The content of one email, before it is put into words in a language.
 #[derive(Clone)]
 pub enum EmailContent {
@@ -91,6 +125,17 @@ pub enum EmailContent {
         /// The messages-per-day limit.
         limit: u64,
     },
+    /// A Max Contacts warning to a tenant's admins.
+    ContactsWarning {
+        /// The tenant's name.
+        tenant_name: String,
+        /// 80 %, 100 % or past the limit.
+        threshold: ContactsThreshold,
+        /// The tenant's contacts.
+        count: u64,
+        /// Max Contacts.
+        limit: u64,
+    },
 }
 
 impl fmt::Debug for EmailContent {
@@ -104,7 +149,8 @@ impl fmt::Debug for EmailContent {
 
 impl EmailContent {
     /// The template's name as recorded in the outbox: `invitation`, `password_reset`,
-    /// `smtp_test`, `usage_warning_80`, `usage_warning_100`.
+    /// `smtp_test`, `usage_warning_80`, `usage_warning_100`, `contacts_warning_80`,
+    /// `contacts_warning_100`, `contacts_warning_exceeded`.
     pub fn template_name(&self) -> &'static str {
         match self {
             EmailContent::Invitation { .. } => "invitation",
@@ -118,6 +164,11 @@ impl EmailContent {
                 threshold: UsageThreshold::Percent100,
                 ..
             } => "usage_warning_100",
+            EmailContent::ContactsWarning { threshold, .. } => match threshold {
+                ContactsThreshold::Percent80 => "contacts_warning_80",
+                ContactsThreshold::Percent100 => "contacts_warning_100",
+                ContactsThreshold::Exceeded => "contacts_warning_exceeded",
+            },
         }
     }
 }
@@ -379,6 +430,22 @@ impl Templates {
                 args.set("limit", FluentValue::from(*limit));
                 action = Some(("usage-action", self.base_url.to_string()));
             }
+            EmailContent::ContactsWarning {
+                tenant_name,
+                threshold,
+                count,
+                limit,
+            } => {
+                prefix = match threshold {
+                    ContactsThreshold::Percent80 => "contacts-80",
+                    ContactsThreshold::Percent100 => "contacts-100",
+                    ContactsThreshold::Exceeded => "contacts-exceeded",
+                };
+                args.set("tenant", tenant_name.clone());
+                args.set("count", FluentValue::from(*count));
+                args.set("limit", FluentValue::from(*limit));
+                action = Some(("usage-action", self.base_url.to_string()));
+            }
         }
         if let Some(hours) = validity {
             args.set("hours", FluentValue::from(hours));
@@ -502,6 +569,24 @@ mod tests {
                 threshold: UsageThreshold::Percent100,
                 used: 1000,
                 limit: 1000,
+            },
+            EmailContent::ContactsWarning {
+                tenant_name: "Acme".into(),
+                threshold: ContactsThreshold::Percent80,
+                count: 80,
+                limit: 100,
+            },
+            EmailContent::ContactsWarning {
+                tenant_name: "Acme".into(),
+                threshold: ContactsThreshold::Percent100,
+                count: 100,
+                limit: 100,
+            },
+            EmailContent::ContactsWarning {
+                tenant_name: "Acme".into(),
+                threshold: ContactsThreshold::Exceeded,
+                count: 101,
+                limit: 100,
             },
         ]
     }

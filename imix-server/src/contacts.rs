@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use imix_core::id::TenantId;
 use imix_messaging::{
-    contacts::{inbound::counting_inbound, ContactCounter, Counted},
+    contacts::{inbound::counting_inbound, ContactCounter, Counted, LimitAlerts},
     ContactService, MessagingError,
 };
 use imix_tenancy::quota::{CountKind, CountLimits, QuotaError};
@@ -51,12 +51,11 @@ impl ContactCounter for CountLimitsContactCounter {
             .map_err(|e| quota_err(counted, e))
     }
 
-    async fn count(&self, tenant: TenantId, counted: Counted) -> imix_messaging::Result<()> {
+    async fn count(&self, tenant: TenantId, counted: Counted) -> imix_messaging::Result<u64> {
         // No limit: the add cannot be refused.
         self.0
             .reserve(tenant, kind(counted), None)
             .await
-            .map(drop)
             .map_err(|e| quota_err(counted, e))
     }
 
@@ -80,11 +79,28 @@ pub fn service(storage: &Storage, counter: Arc<dyn ContactCounter>) -> ContactSe
 }
 
 /// `storage` as the webhook processor should use it: contacts it creates are counted
-/// against Max Contacts, past the limit if need be.
-pub fn inbound_storage(storage: &Storage, counter: Arc<dyn ContactCounter>) -> Storage {
+/// against Max Contacts, past the limit if need be, and the tenant's admins are warned
+/// through `alerts` as the count nears and passes the limit.
+pub fn inbound_storage(
+    storage: &Storage,
+    counter: Arc<dyn ContactCounter>,
+    alerts: Arc<dyn LimitAlerts>,
+) -> Storage {
     let mut counted = storage.clone();
-    counted.messaging = counting_inbound(&storage.messaging, counter);
+    counted.messaging = counting_inbound(&storage.messaging, counter, alerts);
     counted
+}
+
+/// [`LimitAlerts`] over tenancy's admin warnings: the same emails, claims and mechanism as
+/// the daily-limit warnings (`TenancyService::warn_contacts_limit`).
+#[derive(Clone)]
+pub struct TenancyLimitAlerts(pub imix_tenancy::TenancyService);
+
+#[async_trait::async_trait]
+impl LimitAlerts for TenancyLimitAlerts {
+    async fn contacts_counted(&self, tenant: TenantId, count: u64) {
+        self.0.warn_contacts_limit(tenant, count).await;
+    }
 }
 
 /// Contact imports as background jobs over `contacts`: jobs in the store, uploaded files

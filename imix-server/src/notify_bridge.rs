@@ -156,4 +156,21 @@ impl AccountEmails for NotifierAccountEmails {
         };
         self.enqueue(admin, admin.default_language, &content).await
     }
+
+    async fn contacts_warning(
+        &self,
+        admin: &User,
+        tenant: &imix_tenancy::Tenant,
+        threshold: imix_notify::templates::ContactsThreshold,
+        count: u64,
+        limit: u64,
+    ) -> Result<(), MailError> {
+        let content = EmailContent::ContactsWarning {
+            tenant_name: tenant.name.clone(),
+            threshold,
+            count,
+            limit,
+        };
+        self.enqueue(admin, admin.default_language, &content).await
+    }
 }

@@ -57,6 +57,8 @@ pub struct AppState {
     pub media_worker: imix_messaging::media::MediaWorker,
     /// Live events: the log ingest publishes to and the streams users open.
     pub events: crate::events::LiveEvents,
+    /// Backups: create, list, verify, upload, restore (archives in `$IMIX_DATA_DIR/backups`).
+    pub backups: imix_update::backup::Backups,
     /// Private notes, labels and canned responses.
     pub annotations: imix_messaging::AnnotationService,
 }
@@ -82,6 +84,13 @@ impl AppState {
         let storage = Storage::open(&config).await?;
         storage.migrate().await?;
         let store = storage.store.clone();
+        // A restore the process died in the middle of is completed (or rolled back) before
+        // anything reads the store: a half-restored store is never served.
+        let backups = crate::backups::service(&config, &storage)?;
+        let resumed = backups.resume_interrupted_restore().await?;
+        if let Some(summary) = &resumed {
+            tracing::warn!(?summary, "an interrupted restore was finished at start");
+        }
         imix_tenancy::bootstrap::ensure_default_admin(
             &store,
             &storage.tenancy,
@@ -137,7 +146,11 @@ impl AppState {
         let contacts = crate::contacts::service(&storage, contact_counter.clone());
         let contact_imports = crate::contacts::imports(&storage, contacts.clone())?;
         // Contacts created from inbound messages are counted, never refused.
-        let ingest_storage = crate::contacts::inbound_storage(&storage, contact_counter);
+        let ingest_storage = crate::contacts::inbound_storage(
+            &storage,
+            contact_counter,
+            Arc::new(crate::contacts::TenancyLimitAlerts(tenancy.clone())),
+        );
         let events =
             crate::events::LiveEvents::new(&storage, redis.as_ref(), config.events_heartbeat)?;
         let media = crate::media::media(&config, &storage, &whatsapp_accounts)?;
@@ -160,6 +173,10 @@ impl AppState {
             inbox.clone(),
             Arc::new(events.bus.clone()),
         );
+        crate::backups::refresh_after_every_restore(&backups, &storage, tenancy.count_limits());
+        if resumed.is_some() {
+            crate::backups::refresh_after_restore(&storage, tenancy.count_limits()).await;
+        }
         let metrics = Metrics::new()?;
         metrics.watch_outbox(notifier.outbox().monitor().clone())?;
         Ok(Self {
@@ -183,6 +200,7 @@ impl AppState {
             media_worker: media.worker,
             events,
             annotations,
+            backups,
         })
     }
 }

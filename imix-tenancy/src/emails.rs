@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::records::{Tenant, User};
 use async_trait::async_trait;
 use imix_core::Language;
-use imix_notify::{Email, MailError, Mailbox, Mailer};
+use imix_notify::{templates::ContactsThreshold, Email, MailError, Mailbox, Mailer};
 
 /// Sends the emails of the account life cycle.
 #[async_trait]
@@ -38,6 +38,17 @@ pub trait AccountEmails: Send + Sync {
         tenant: &Tenant,
         percent: u8,
         used: u64,
+        limit: u64,
+    ) -> Result<(), MailError>;
+    /// "Your tenant has `count` contacts of its `limit`": sent to each of a tenant's admins
+    /// when its contacts reach 80 % and 100 % of Max Contacts and when customers writing
+    /// in take it past the limit (once per threshold and limit).
+    async fn contacts_warning(
+        &self,
+        admin: &User,
+        tenant: &Tenant,
+        threshold: ContactsThreshold,
+        count: u64,
         limit: u64,
     ) -> Result<(), MailError>;
 }
@@ -139,6 +150,46 @@ impl AccountEmails for PlainAccountEmails {
             Language::Ar => (
                 format!("{name}: تم استخدام {percent}٪ من رسائل اليوم"),
                 format!("أرسل {name} اليوم {used} من أصل {limit} رسالة (بالتوقيت العالمي)."),
+            ),
+        };
+        let mut email = Email::new(mailbox(admin), subject, text);
+        email.language = admin.default_language;
+        self.mailer.send(&email).await.map(|_| ())
+    }
+
+    async fn contacts_warning(
+        &self,
+        admin: &User,
+        tenant: &Tenant,
+        threshold: ContactsThreshold,
+        count: u64,
+        limit: u64,
+    ) -> Result<(), MailError> {
+        let name = &tenant.name;
+        let (subject, text) = match (admin.default_language, threshold) {
+            (Language::En, ContactsThreshold::Exceeded) => (
+                format!("{name}: more contacts than Max Contacts"),
+                format!("Customers writing in have brought {name} to {count} contacts, past its limit of {limit}."),
+            ),
+            (Language::En, t) => (
+                format!("{name}: {}% of Max Contacts used", t.as_str()),
+                format!("{name} has {count} of the {limit} contacts it may keep."),
+            ),
+            (Language::Fr, ContactsThreshold::Exceeded) => (
+                format!("{name} : plus de contacts que la limite"),
+                format!("Les clients qui écrivent ont porté {name} à {count} contacts, au-delà de sa limite de {limit}."),
+            ),
+            (Language::Fr, t) => (
+                format!("{name} : {} % de la limite de contacts atteints", t.as_str()),
+                format!("{name} a {count} des {limit} contacts autorisés."),
+            ),
+            (Language::Ar, ContactsThreshold::Exceeded) => (
+                format!("{name}: عدد جهات الاتصال تجاوز الحد"),
+                format!("أوصل العملاء الذين راسلوا {name} عدد جهات الاتصال إلى {count}، متجاوزين الحد البالغ {limit}."),
+            ),
+            (Language::Ar, t) => (
+                format!("{name}: تم استخدام {}٪ من حد جهات الاتصال", t.as_str()),
+                format!("لدى {name} {count} من أصل {limit} جهة اتصال مسموح بها."),
             ),
         };
         let mut email = Email::new(mailbox(admin), subject, text);

@@ -72,10 +72,22 @@ pub trait ContactCounter: Send + Sync {
     /// unlimited); otherwise [`MessagingError::LimitReached`] and nothing changes.
     async fn reserve(&self, tenant: TenantId, kind: Counted, limit: Option<u64>) -> Result<()>;
     /// Counts one `kind` whatever the limit: for contacts created from inbound messages,
-    /// which are never refused.
-    async fn count(&self, tenant: TenantId, kind: Counted) -> Result<()>;
+    /// which are never refused. Returns the tenant's count after it.
+    async fn count(&self, tenant: TenantId, kind: Counted) -> Result<u64>;
     /// Gives one back (a record deleted, or a creation that failed).
     async fn release(&self, tenant: TenantId, kind: Counted) -> Result<()>;
+}
+
+/// Tells a tenant's admins how close its contacts are to Max Contacts, for the contacts
+/// created past any check (from inbound messages, which are never refused for the limit).
+/// The server implements it over tenancy's emails; it decides whether a count crosses a
+/// threshold and remembers durably what it has said, so each crossing is told once.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait LimitAlerts: Send + Sync {
+    /// `tenant` has `count` contacts now, one more than a moment ago. Failures are the
+    /// implementation's to log: the contact is stored whatever happens here.
+    async fn contacts_counted(&self, tenant: TenantId, count: u64);
 }
 
 /// The longest name, note or text attribute kept, in characters.

@@ -313,6 +313,7 @@ pub async fn migrate(backend: &Backend) -> Result<()> {
     migrate_inbox(backend).await?;
     events::migrate(backend).await?;
     media::migrate(backend).await?;
+    imports::migrate(backend).await?;
     groups::migrate(backend).await?;
     // After the inbox's tables: the first run fills the index from them.
     search::migrate(backend).await?;

@@ -52,6 +52,19 @@ impl TenancyService {
     }
 }
 
+/// What a tenant's admins are warned of.
+#[derive(Debug, Clone, Copy)]
+enum Warning {
+    /// Today's messages reached `percent` of the daily limit.
+    DailyMessages { percent: u8, used: u64, limit: u64 },
+    /// The tenant's contacts reached a threshold of Max Contacts.
+    Contacts {
+        threshold: imix_notify::templates::ContactsThreshold,
+        count: u64,
+        limit: u64,
+    },
+}
+
 /// The thresholds of the messages-per-day limit at which a tenant's admins are warned.
 pub const WARNING_PERCENTS: [u8; 2] = [80, 100];
 
@@ -129,12 +142,74 @@ impl TenancyService {
         // One warning per tenant, day and threshold, whichever replica gets there first.
         let key = format!("usage-warning:{}:{day}:{percent}", tenant.id);
         let expires = crate::quota::next_reset(day) + chrono::Duration::days(1);
-        match self
-            .repos
-            .counters
-            .try_add(&key, 1, Some(1), Some(expires))
-            .await
-        {
+        self.warn_admins_once(
+            tenant,
+            &key,
+            Some(expires),
+            Warning::DailyMessages {
+                percent,
+                used,
+                limit,
+            },
+        )
+        .await;
+    }
+
+    /// Warns `tenant`'s admins that it has `count` contacts, when that is at or past a
+    /// threshold of its Max Contacts (80 %, 100 %, past it) it was not warned of yet: once
+    /// per tenant, limit value and threshold, remembered in the store's counters (so a
+    /// restart or another replica does not send it again; a changed limit warns afresh).
+    /// Called for contacts created from inbound messages, which are counted past the limit.
+    /// Failures are logged: a warning never stops what caused it.
+    pub async fn warn_contacts_limit(&self, tenant_id: TenantId, count: u64) {
+        use imix_notify::templates::ContactsThreshold;
+        let tenant = match self.repos.tenants.get(tenant_id).await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(error = %e, tenant = %tenant_id, "cannot read the tenant for a contacts warning");
+                return;
+            }
+        };
+        let Some(limit) = tenant.limits.max_contacts.filter(|l| *l > 0) else {
+            return;
+        };
+        // The highest threshold reached is enough: one email per crossing, not three
+        // at once when the count jumps past several.
+        let Some(threshold) = ContactsThreshold::ALL
+            .into_iter()
+            .rev()
+            .find(|t| count >= t.count_at(limit))
+        else {
+            return;
+        };
+        let key = format!(
+            "contacts-warning:{}:{limit}:{}",
+            tenant.id,
+            threshold.as_str()
+        );
+        self.warn_admins_once(
+            &tenant,
+            &key,
+            None,
+            Warning::Contacts {
+                threshold,
+                count,
+                limit,
+            },
+        )
+        .await;
+    }
+
+    /// Sends `warning` to each active admin of `tenant` if this replica is the first to
+    /// claim `key` (an atomic counter, kept until `expires`, or for good).
+    async fn warn_admins_once(
+        &self,
+        tenant: &crate::records::Tenant,
+        key: &str,
+        expires: Option<imix_core::Timestamp>,
+        warning: Warning,
+    ) {
+        match self.repos.counters.try_add(key, 1, Some(1), expires).await {
             Ok(outcome) if outcome.is_added() => {}
             Ok(_) => return,
             Err(e) => {
@@ -166,11 +241,27 @@ impl TenancyService {
                 u.role == crate::records::Role::Admin
                     && u.status != crate::records::UserStatus::Deactivated
             }) {
-                if let Err(e) = self
-                    .emails
-                    .usage_warning(admin, tenant, percent, used, limit)
-                    .await
-                {
+                let sent = match warning {
+                    Warning::DailyMessages {
+                        percent,
+                        used,
+                        limit,
+                    } => {
+                        self.emails
+                            .usage_warning(admin, tenant, percent, used, limit)
+                            .await
+                    }
+                    Warning::Contacts {
+                        threshold,
+                        count,
+                        limit,
+                    } => {
+                        self.emails
+                            .contacts_warning(admin, tenant, threshold, count, limit)
+                            .await
+                    }
+                };
+                if let Err(e) = sent {
                     tracing::warn!(error = %e, admin = %admin.id, "usage warning not sent");
                 }
             }
