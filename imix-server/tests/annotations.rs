@@ -758,3 +758,25 @@ async fn canned_responses_are_managed_by_supervisors_and_read_by_all(backend: Ba
     let (status, _) = w.get(&agent, &g_path).await;
     assert_eq!(status, 404);
 }
+
+#[tokio::test]
+async fn the_published_spec_documents_the_annotation_routes() {
+    let s = TestServer::start(Backend::Sqlite).await;
+    let spec: Value = s.get("/openapi.json").await.json().await.unwrap();
+    let paths = spec["paths"].as_object().unwrap();
+    for path in [
+        "/api/v1/tenants/{tenant_id}/conversations/{conversation_id}/notes",
+        "/api/v1/tenants/{tenant_id}/conversations/{conversation_id}/notes/{note_id}",
+        "/api/v1/tenants/{tenant_id}/conversations/{conversation_id}/labels",
+        "/api/v1/tenants/{tenant_id}/labels",
+        "/api/v1/tenants/{tenant_id}/labels/{label_id}",
+        "/api/v1/tenants/{tenant_id}/canned-responses",
+        "/api/v1/tenants/{tenant_id}/canned-responses/{canned_response_id}",
+    ] {
+        assert!(
+            paths.contains_key(path),
+            "{path} missing from {:?}",
+            paths.keys().collect::<Vec<_>>()
+        );
+    }
+}
