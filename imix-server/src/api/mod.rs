@@ -10,6 +10,7 @@ mod health;
 mod inbox;
 mod media;
 mod outbox;
+mod search;
 mod smtp;
 mod templates;
 mod tenants;
@@ -30,6 +31,7 @@ pub use health::HealthApi;
 pub use inbox::InboxApi;
 pub use media::MediaApi;
 pub use outbox::OutboxApi;
+pub use search::SearchApi;
 pub use smtp::SmtpApi;
 pub use templates::TemplatesApi;
 pub use tenants::TenantsApi;
@@ -72,6 +74,7 @@ pub type ImixApi = (
     MediaApi,
     ContactsApi,
     EventsApi,
+    SearchApi,
 );
 
 /// Builds the OpenAPI service for `state`.
@@ -91,6 +94,7 @@ pub fn service(state: &AppState) -> OpenApiService<ImixApi, ()> {
             MediaApi::new(state.clone()),
             ContactsApi::new(state.clone()),
             EventsApi::new(state.clone()),
+            SearchApi::new(state.clone()),
         ),
         "imix",
         env!("CARGO_PKG_VERSION"),
