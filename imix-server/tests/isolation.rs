@@ -218,6 +218,38 @@ async fn walk(backend: Backend) {
         .unwrap();
     assert_eq!(resp.status(), 200);
 
+    // A private note on the conversation, a label and a canned response.
+    let (status, note) = s
+        .send_json(
+            &admin,
+            Method::POST,
+            &format!("/api/v1/tenants/{a_id}/conversations/{conversation_id}/notes"),
+            json!({"body": "alpha-secret-note"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{note}");
+    let note_id = note["id"].as_str().unwrap().to_owned();
+    let (status, label) = s
+        .send_json(
+            &admin,
+            Method::POST,
+            &format!("/api/v1/tenants/{a_id}/labels"),
+            json!({"name": "Alpha Secret Label", "color": "#123456"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{label}");
+    let label_id = label["id"].as_str().unwrap().to_owned();
+    let (status, canned) = s
+        .send_json(
+            &admin,
+            Method::POST,
+            &format!("/api/v1/tenants/{a_id}/canned-responses"),
+            json!({"shortcut": "alpha-secret", "title": "Alpha Secret Reply", "body": "alpha-secret-reply"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{canned}");
+    let canned_response_id = canned["id"].as_str().unwrap().to_owned();
+
     // Tenant B, with an admin (every tenant permission) and an agent.
     let b = s.create_tenant(&admin, json!({"name": "Beta"})).await;
     let (_, b_admin) = s
@@ -238,6 +270,9 @@ async fn walk(backend: Backend) {
             ("contact_id", contact_id.clone()),
             ("group_id", group_id.clone()),
             ("message_id", message_id.clone()),
+            ("note_id", note_id.clone()),
+            ("label_id", label_id.clone()),
+            ("canned_response_id", canned_response_id.clone()),
         ]),
         secrets: vec![
             a_id.clone(),
@@ -257,6 +292,9 @@ async fn walk(backend: Backend) {
             group_id.clone(),
             message_id.clone(),
             "alpha-secret-message".into(),
+            note_id.clone(),
+            label_id.clone(),
+            canned_response_id.clone(),
             "22245000077".into(),
         ],
     };
