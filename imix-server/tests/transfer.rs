@@ -96,6 +96,63 @@ async fn populate(s: &Storage) {
         created_at: imix_core::now(),
     };
     s.messaging.messages.insert(&message).await.unwrap();
+    // The inbox's annotations: a label (also set on the conversation), a note, a canned
+    // response.
+    use imix_messaging::annotations::{
+        CannedResponse, CannedResponseId, Label, LabelId, Note, NoteId,
+    };
+    let now = imix_core::now();
+    let label = Label {
+        id: LabelId::new(),
+        tenant_id: t.id,
+        name: "VIP".into(),
+        color: "#a1b2c3".into(),
+        version: 1,
+        created_at: now,
+        updated_at: now,
+    };
+    s.messaging.annotations.labels.insert(&label).await.unwrap();
+    let mut labelled = s
+        .messaging
+        .conversations
+        .get(imix_core::store::Scope::Platform, conversation.id)
+        .await
+        .unwrap();
+    labelled.labels = vec![label.id];
+    s.messaging
+        .conversations
+        .update(imix_core::store::Scope::Platform, &labelled)
+        .await
+        .unwrap();
+    let note = Note {
+        id: NoteId::new(),
+        tenant_id: t.id,
+        conversation_id: conversation.id,
+        author_id: imix_core::id::UserId::new(),
+        author_name: "Mariem".into(),
+        body: "Rappeler.\nمرحبا".into(),
+        version: 1,
+        created_at: now,
+        updated_at: now,
+    };
+    s.messaging.annotations.notes.insert(&note).await.unwrap();
+    let canned = CannedResponse {
+        id: CannedResponseId::new(),
+        tenant_id: t.id,
+        shortcut: "greet".into(),
+        title: "Salutation".into(),
+        body: "Bonjour !".into(),
+        language: Some("fr".into()),
+        version: 1,
+        created_at: now,
+        updated_at: now,
+    };
+    s.messaging
+        .annotations
+        .canned
+        .insert(&canned)
+        .await
+        .unwrap();
     let doc = SettingsDoc::new(
         SettingsScope::Platform,
         "smtp",
@@ -143,6 +200,9 @@ async fn a_populated_store_round_trips_sqlite_to_mongodb_to_sqlite_identically()
             "contact",
             "conversation",
             "message",
+            "label",
+            "conversation_note",
+            "canned_response",
             "settings",
             "audit",
             "blob"
