@@ -40,6 +40,8 @@ enum Segment {
 pub struct RequestRules {
     /// Method and path template of every upload (multipart) operation.
     uploads: Vec<(Method, Vec<Segment>)>,
+    /// Uploads with a limit of their own instead of [`UPLOAD_BODY_LIMIT`] (backup archives).
+    own_limits: Vec<(Method, Vec<Segment>, usize)>,
     /// Request body schema of each JSON operation, by operation id.
     json_schemas: HashMap<String, Value>,
     /// Operation ids whose body is multipart.
@@ -102,6 +104,13 @@ impl RequestRules {
         rules
     }
 
+    /// Gives the upload operation `method` `path` (a path template such as
+    /// `/api/v1/system/backups/upload`) the limit `limit` instead of [`UPLOAD_BODY_LIMIT`].
+    pub fn with_upload_limit(mut self, method: Method, path: &str, limit: usize) -> Self {
+        self.own_limits.push((method, template(path), limit));
+        self
+    }
+
     /// The body limit of a request to `method` `path` whose `Content-Type` is
     /// `content_type`: only a multipart body to an upload operation gets the upload limit.
     pub fn body_limit(&self, method: &Method, path: &str, content_type: Option<&str>) -> usize {
@@ -120,19 +129,22 @@ impl RequestRules {
             return SMALL_BODY_LIMIT;
         }
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-        let is_upload = self.uploads.iter().any(|(m, template)| {
+        let matches = |m: &Method, template: &[Segment]| {
             m == method
                 && template.len() == segments.len()
                 && template.iter().zip(&segments).all(|(t, s)| match t {
                     Segment::Param => !s.is_empty(),
                     Segment::Literal(l) => l == s,
                 })
-        });
-        if is_upload {
-            UPLOAD_BODY_LIMIT
-        } else {
-            SMALL_BODY_LIMIT
+        };
+        let is_upload = self.uploads.iter().any(|(m, t)| matches(m, t));
+        if !is_upload {
+            return SMALL_BODY_LIMIT;
         }
+        self.own_limits
+            .iter()
+            .find(|(m, t, _)| matches(m, t))
+            .map_or(UPLOAD_BODY_LIMIT, |(_, _, limit)| *limit)
     }
 
     /// Whether operation `op` takes a multipart body.

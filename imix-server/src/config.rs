@@ -77,6 +77,15 @@ pub struct Config {
     /// `IMIX_EVENTS_HEARTBEAT_MS` (default 15000): how often a live-events stream sends a
     /// heartbeat comment (and re-reads the event log), so proxies keep idle streams open.
     pub events_heartbeat: std::time::Duration,
+    /// `IMIX_BACKUP_KEEP` (default 10): how many backups of each kind (manual, pre-update,
+    /// scheduled, pre-restore) are kept; older ones are deleted after each new one.
+    pub backup_keep: usize,
+    /// `IMIX_BACKUP_INCLUDE_EXECUTABLE` (default `true`): whether every backup carries the
+    /// running executable, so that the version that wrote it can be run again.
+    pub backup_include_executable: bool,
+    /// `IMIX_BACKUP_UPLOAD_MAX_MB` (default 10240, 10 GiB): the largest backup archive
+    /// `POST /api/v1/system/backups/upload` accepts.
+    pub backup_upload_max_bytes: u64,
     /// `IMIX_ADMIN_EMAIL`: the default administrator created when no user exists.
     pub admin_email: String,
     /// `IMIX_ADMIN_PASSWORD` (or `_FILE`): its first password (must be changed at first
@@ -116,6 +125,9 @@ impl std::fmt::Debug for Config {
             )
             .field("allow_private_smtp_hosts", &self.allow_private_smtp_hosts)
             .field("events_heartbeat", &self.events_heartbeat)
+            .field("backup_keep", &self.backup_keep)
+            .field("backup_include_executable", &self.backup_include_executable)
+            .field("backup_upload_max_bytes", &self.backup_upload_max_bytes)
             .finish()
     }
 }
@@ -364,8 +376,32 @@ impl Config {
         }
         let events_heartbeat = std::time::Duration::from_millis(heartbeat_ms);
 
+        let backup_keep: usize = src.parse("IMIX_BACKUP_KEEP", 10, "a whole number")?;
+        if !(1..=1000).contains(&backup_keep) {
+            return Err(ConfigError::new(
+                "IMIX_BACKUP_KEEP",
+                "must be between 1 and 1000",
+            ));
+        }
+        let backup_include_executable =
+            src.parse("IMIX_BACKUP_INCLUDE_EXECUTABLE", true, "`true` or `false`")?;
+        let backup_upload_mb: u64 = src.parse(
+            "IMIX_BACKUP_UPLOAD_MAX_MB",
+            10_240,
+            "a whole number of megabytes",
+        )?;
+        if !(1..=1_048_576).contains(&backup_upload_mb) {
+            return Err(ConfigError::new(
+                "IMIX_BACKUP_UPLOAD_MAX_MB",
+                "must be between 1 and 1048576 (1 TiB)",
+            ));
+        }
+
         Ok(Self {
             events_heartbeat,
+            backup_keep,
+            backup_include_executable,
+            backup_upload_max_bytes: backup_upload_mb * 1024 * 1024,
             smtp_extra_ca_pem,
             allow_private_smtp_hosts,
             admin_email,

@@ -23,6 +23,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod backups;
 pub mod body;
 pub mod config;
 pub mod contacts;
@@ -83,6 +84,9 @@ pub enum ServerError {
     /// The notification service could not be built (e.g. `IMIX_PUBLIC_URL` unusable for links).
     #[error("notifications: {0}")]
     Notify(#[from] imix_notify::NotifyError),
+    /// Backups: the directory cannot be used, or an interrupted restore cannot be finished.
+    #[error("backups: {0}")]
+    Backup(#[from] imix_update::backup::BackupError),
 }
 
 /// How long in-flight requests may take to finish after a shutdown signal.
@@ -163,6 +167,7 @@ pub fn app(state: &AppState) -> impl poem::Endpoint + 'static {
             ),
         )
         .nest("/", api)
+        .around(refuse_while_restoring)
         .data(state.clone())
         .with(ErrorShapeMiddleware::new(rules))
         .with(CatchPanic::new().with_handler(|_| {
@@ -192,6 +197,31 @@ fn labelled(operation: &'static str, ep: impl Endpoint + 'static) -> impl Endpoi
             }
         }
     })
+}
+
+/// While a backup is being restored the data is being replaced: API requests and webhook
+/// deliveries are answered 503 (Meta retries deliveries), except the backups API itself.
+async fn refuse_while_restoring<E: Endpoint>(
+    ep: std::sync::Arc<E>,
+    req: poem::Request,
+) -> poem::Result<poem::Response> {
+    let path = req.uri().path();
+    let guarded = (path.starts_with("/api/") || path.starts_with("/webhooks/"))
+        && !path.starts_with("/api/v1/system/backups");
+    let restoring = req
+        .data::<AppState>()
+        .is_some_and(|state| state.backups.is_restoring());
+    if guarded && restoring {
+        return Ok(poem::error::ResponseError::as_response(
+            &ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "restoring",
+                "a backup is being restored; try again when it has finished",
+            )
+            .with_retry_after(10),
+        ));
+    }
+    ep.call(req).await.map(poem::IntoResponse::into_response)
 }
 
 /// The token URL the OpenAPI document is generated with.

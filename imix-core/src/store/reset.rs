@@ -91,24 +91,49 @@ impl Backend {
             Backend::Sqlite(db) => {
                 const ACTION: &str = "empty the database";
                 db.write(ACTION, |c| {
-                    let tables: Vec<String> = {
+                    let tables: Vec<(String, bool)> = {
                         let mut stmt = c
                             .prepare(
-                                "SELECT name FROM sqlite_master WHERE type = 'table'
+                                "SELECT name, coalesce(sql, '') LIKE 'CREATE VIRTUAL TABLE%'
+                                 FROM sqlite_master WHERE type = 'table'
                                  AND name NOT LIKE 'sqlite_%' AND name != 'capability_migrations'",
                             )
                             .map_err(|e| Error::backend(ACTION, e))?;
                         let rows = stmt
-                            .query_map([], |r| r.get::<_, String>(0))
+                            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?)))
                             .map_err(|e| Error::backend(ACTION, e))?;
                         rows.collect::<std::result::Result<Vec<_>, _>>()
                             .map_err(|e| Error::backend(ACTION, e))?
                     };
-                    for table in tables {
+                    // A virtual table (a full-text index) keeps its data in shadow tables
+                    // named after it: those are emptied through the virtual table, never
+                    // directly (that would corrupt the index).
+                    let virtual_tables: Vec<&String> =
+                        tables.iter().filter(|(_, v)| *v).map(|(n, _)| n).collect();
+                    for (table, is_virtual) in &tables {
+                        let shadow = !is_virtual
+                            && virtual_tables
+                                .iter()
+                                .any(|v| table.starts_with(&format!("{v}_")));
+                        if shadow {
+                            continue;
+                        }
                         // Names come from sqlite_master; quoting keeps any of them one
                         // identifier.
-                        let sql = format!("DELETE FROM \"{}\"", table.replace('"', "\"\""));
-                        c.execute(&sql, []).map_err(|e| Error::backend(ACTION, e))?;
+                        let quoted = format!("\"{}\"", table.replace('"', "\"\""));
+                        let deleted = c.execute(&format!("DELETE FROM {quoted}"), []);
+                        if let Err(e) = deleted {
+                            if !is_virtual {
+                                return Err(Error::backend(ACTION, e));
+                            }
+                            // An FTS5 table with external or no content is emptied by its
+                            // `delete-all` command instead.
+                            c.execute(
+                                &format!("INSERT INTO {quoted}({quoted}) VALUES('delete-all')"),
+                                [],
+                            )
+                            .map_err(|e| Error::backend(ACTION, e))?;
+                        }
                     }
                     Ok(())
                 })

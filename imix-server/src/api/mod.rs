@@ -2,6 +2,7 @@
 
 mod account;
 mod audit;
+mod backups;
 mod contacts;
 pub mod dto;
 mod events;
@@ -25,6 +26,7 @@ use crate::{error::ApiError, state::AppState};
 
 pub use account::AccountApi;
 pub use audit::AuditApi;
+pub use backups::{BackupsApi, BACKUP_UPLOAD_PATH};
 pub use contacts::ContactsApi;
 pub use events::EventsApi;
 pub use health::HealthApi;
@@ -62,6 +64,7 @@ pub enum ApiTags {
 /// The combined API.
 pub type ImixApi = (
     HealthApi,
+    BackupsApi,
     AccountApi,
     TenantsApi,
     UsersApi,
@@ -82,6 +85,7 @@ pub fn service(state: &AppState) -> OpenApiService<ImixApi, ()> {
     OpenApiService::new(
         (
             HealthApi::new(state.clone()),
+            BackupsApi::new(state.clone()),
             AccountApi::new(state.clone()),
             TenantsApi::new(state.clone()),
             UsersApi::new(state.clone()),
