@@ -259,8 +259,21 @@ async fn walk(backend: Backend) {
         .user_with_token(&admin, json!({"email": "agent@beta.example", "first_name": "B", "last_name": "Agent", "role": "agent", "tenant_id": b["id"]}))
         .await;
 
+    // A backup: platform-wide, so every backup route refuses tenants' users.
+    let (status, backup) = s
+        .send_json(
+            &admin,
+            reqwest::Method::POST,
+            "/api/v1/system/backups",
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 202, "{backup}");
+    let backup_id = backup["id"].as_str().unwrap().to_owned();
+
     let fixture = Fixture {
         params: HashMap::from([
+            ("backup_id", backup_id.clone()),
             ("tenant_id", a_id.clone()),
             ("user_id", a_user_id.clone()),
             ("document_id", doc_id.clone()),
@@ -295,6 +308,7 @@ async fn walk(backend: Backend) {
             note_id.clone(),
             label_id.clone(),
             canned_response_id.clone(),
+            backup_id.clone(),
             "22245000077".into(),
         ],
     };
