@@ -1,6 +1,7 @@
 //! The REST API: one `Api` struct per resource module, combined into one OpenAPI service.
 
 mod account;
+mod annotations;
 mod audit;
 mod backups;
 mod contacts;
@@ -25,6 +26,7 @@ use poem_openapi::{OpenApiService, Tags};
 use crate::{error::ApiError, state::AppState};
 
 pub use account::AccountApi;
+pub use annotations::AnnotationsApi;
 pub use audit::AuditApi;
 pub use backups::{BackupsApi, BACKUP_UPLOAD_PATH};
 pub use contacts::ContactsApi;
@@ -78,6 +80,7 @@ pub type ImixApi = (
     ContactsApi,
     EventsApi,
     SearchApi,
+    AnnotationsApi,
 );
 
 /// Builds the OpenAPI service for `state`.
@@ -99,6 +102,7 @@ pub fn service(state: &AppState) -> OpenApiService<ImixApi, ()> {
             ContactsApi::new(state.clone()),
             EventsApi::new(state.clone()),
             SearchApi::new(state.clone()),
+            AnnotationsApi::new(state.clone()),
         ),
         "imix",
         env!("CARGO_PKG_VERSION"),
