@@ -509,13 +509,29 @@ impl Processor {
             }
         }
         // Statuses that raced their message.
-        for held in self
+        self.apply_held(account, &stored, report).await
+    }
+
+    /// Takes the statuses held for `message` and applies them. One that cannot be applied
+    /// is held again with those after it, so a retry of the delivery finds them.
+    async fn apply_held(
+        &self,
+        account: &AccountKey,
+        message: &Message,
+        report: &mut ProcessReport,
+    ) -> Result<()> {
+        let held = self
             .storage
             .held_statuses
-            .take(&account.phone_number_id, wamid)
-            .await?
-        {
-            self.apply(account, &stored, held.event).await?;
+            .take(&account.phone_number_id, &message.wamid)
+            .await?;
+        for (i, status) in held.iter().enumerate() {
+            if let Err(e) = self.apply(account, message, status.event.clone()).await {
+                for rest in &held[i..] {
+                    self.storage.held_statuses.insert(rest).await?;
+                }
+                return Err(e);
+            }
             report.statuses_applied += 1;
         }
         Ok(())
@@ -600,6 +616,18 @@ impl Processor {
                     })
                     .await?;
                 report.statuses_held += 1;
+                // The message may have been stored (by a concurrent delivery, on this
+                // worker or another replica) between the look-up and the hold; its
+                // processing then took no held status. Look again: whichever side takes
+                // the held status applies it, and `take` hands it to only one.
+                if let Some(message) = self
+                    .storage
+                    .messages
+                    .find_by_wamid(&account.phone_number_id, wamid)
+                    .await?
+                {
+                    self.apply_held(account, &message, report).await?;
+                }
             }
         }
         Ok(())
