@@ -98,9 +98,15 @@ pub fn app(state: &AppState) -> impl poem::Endpoint + 'static {
     let api = api::service(state);
     let token_url = state.config.token_url.clone();
     let spec = api::complete_responses(&api::token::published_spec(&api.spec(), &token_url));
-    let rules = std::sync::Arc::new(body::RequestRules::from_spec(
-        &serde_json::from_str(&spec).unwrap_or_default(),
-    ));
+    // Backup archives are far larger than documents: their upload has a limit of its own.
+    let rules = std::sync::Arc::new(
+        body::RequestRules::from_spec(&serde_json::from_str(&spec).unwrap_or_default())
+            .with_upload_limit(
+                poem::http::Method::POST,
+                api::BACKUP_UPLOAD_PATH,
+                usize::try_from(state.config.backup_upload_max_bytes).unwrap_or(usize::MAX),
+            ),
+    );
     let docs = if token_url == DEFAULT_TOKEN_URL {
         api.swagger_ui_html()
     } else {
