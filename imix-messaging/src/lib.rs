@@ -7,8 +7,8 @@
 //! their own transport.
 #![forbid(unsafe_code)]
 
-pub mod assign;
 pub mod annotations;
+pub mod assign;
 pub mod contacts;
 mod error;
 pub mod events;
@@ -24,10 +24,10 @@ pub mod testkit;
 pub use annotations::AnnotationService;
 pub use contacts::ContactService;
 pub use error::{MessagingError, Result};
-pub use search::SearchService;
 pub use inbox::{Assignees, ConversationPatch, InboxService};
 pub use records::{
     AttributeValue, Contact, ContactId, Conversation, ConversationId, ConversationStatus, Delivery,
     DeliveryId, DeliveryState, Direction, HeldStatus, HeldStatusId, Message, MessageId, OptOut,
     StatusEvent,
 };
+pub use search::SearchService;

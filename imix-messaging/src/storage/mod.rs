@@ -27,9 +27,9 @@ pub mod events;
 pub mod groups;
 pub mod imports;
 pub mod media;
-pub mod search;
 #[cfg(feature = "mongodb")]
 pub mod mongo;
+pub mod search;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
