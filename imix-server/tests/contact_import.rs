@@ -257,11 +257,12 @@ async fn a_large_import_shows_progress_and_resumes_after_kill_9_without_double_c
         &format!("/api/v1/tenants/{}/usage", t.id),
     )
     .await;
-    // The counter is exact unless the kill fell between a row's slot reservation and its
-    // insert (two writes): that one slot stays taken until the counts are reconciled.
+    // The counter is exact unless the kill fell between rows' slot reservations and their
+    // inserts (two writes): rows are imported 32 at a time, so up to 32 slots stay taken
+    // until the counts are reconciled.
     let counted = usage["counts"]["contacts"].as_u64().unwrap();
     assert!(
-        counted == (total - bad) as u64 || counted == (total - bad) as u64 + 1,
+        counted >= (total - bad) as u64 && counted <= (total - bad) as u64 + 32,
         "{usage}"
     );
     let export = client

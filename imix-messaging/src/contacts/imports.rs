@@ -43,6 +43,9 @@ use super::{
     csv_file::{check_file, reader, RowOutcome},
     ContactService, Counted,
 };
+
+/// How many rows of a file are imported at once.
+const ROWS_AT_ONCE: usize = 32;
 use crate::{error::Result, records::ContactId, storage::imports::ContactImportRepository};
 
 imix_core::define_id!(
@@ -480,68 +483,68 @@ impl ContactImports {
             Ok(j) => j,
             Err((j, why)) => return (j, Err(why)),
         };
-        let scope = Scope::Tenant(tenant);
         let mut input = reader(&data);
         let mut record = csv::StringRecord::new();
         // Rows up to the saved offset were imported (and counted) before: skip them.
         let mut skip = job.processed_rows;
         let mut since_save = 0u64;
         let mut last_save = tokio::time::Instant::now();
-        loop {
-            match input.read_record(&mut record) {
-                Ok(true) => {}
-                Ok(false) => break,
-                Err(e) => {
-                    job.attempts = self.config.max_attempts;
-                    return (
-                        job,
-                        Err(Interrupted::Failed(format!("file: is not CSV: {e}"))),
-                    );
-                }
-            }
-            if skip > 0 {
-                skip -= 1;
-                continue;
-            }
+        let mut unreadable = None;
+        while unreadable.is_none() {
             if stopping.load(Ordering::Relaxed) {
                 return (job, Err(Interrupted::Stopping));
             }
-            let line = record.position().map_or(0, |p| p.line());
-            let row = match self
-                .contacts
-                .import_row(
-                    scope,
-                    tenant,
-                    limit,
-                    &checked.columns,
-                    &record,
-                    line,
-                    job.row_contact_id(line),
-                )
-                .await
-            {
-                Ok(row) => row,
-                Err(e) => return (job, Err(Interrupted::Failed(e.to_string()))),
-            };
-            match row.outcome {
-                RowOutcome::Created => job.created += 1,
-                RowOutcome::Updated => job.updated += 1,
-                RowOutcome::Rejected => {
-                    job.rejected += 1;
-                    if job.rejections.len() < MAX_REJECTIONS_KEPT {
-                        job.rejections.push(ImportRejection {
-                            row: row.row,
-                            code: row.code.unwrap_or_default(),
-                            field: row.field,
-                            reason: row.reason.unwrap_or_default(),
-                        });
-                    } else {
-                        job.rejections_truncated = true;
+            // The next chunk of rows, each with its line in the file.
+            let mut chunk: Vec<(u64, csv::StringRecord)> = Vec::with_capacity(ROWS_AT_ONCE);
+            while chunk.len() < ROWS_AT_ONCE {
+                match input.read_record(&mut record) {
+                    Ok(true) => {}
+                    Ok(false) => break,
+                    Err(e) => {
+                        unreadable = Some(format!("file: is not CSV: {e}"));
+                        break;
                     }
                 }
+                if skip > 0 {
+                    skip -= 1;
+                    continue;
+                }
+                let line = record.position().map_or(0, |p| p.line());
+                chunk.push((line, record.clone()));
             }
-            job.processed_rows += 1;
-            since_save += 1;
+            if chunk.is_empty() {
+                break;
+            }
+            let rows = match self
+                .import_chunk(&job, limit, &checked.columns, &chunk)
+                .await
+            {
+                Ok(rows) => rows,
+                // Nothing of the chunk is counted: a retry redoes it, and rows it created
+                // are recognised by their per-row contact id.
+                Err(e) => return (job, Err(Interrupted::Failed(e.to_string()))),
+            };
+            for row in rows {
+                match row.outcome {
+                    RowOutcome::Created => job.created += 1,
+                    RowOutcome::Updated => job.updated += 1,
+                    RowOutcome::Rejected => {
+                        job.rejected += 1;
+                        if job.rejections.len() < MAX_REJECTIONS_KEPT {
+                            job.rejections.push(ImportRejection {
+                                row: row.row,
+                                code: row.code.unwrap_or_default(),
+                                field: row.field,
+                                reason: row.reason.unwrap_or_default(),
+                            });
+                        } else {
+                            job.rejections_truncated = true;
+                        }
+                    }
+                }
+                job.processed_rows += 1;
+                since_save += 1;
+            }
             if since_save >= self.config.save_every_rows
                 || last_save.elapsed() >= self.config.save_every
             {
@@ -553,7 +556,82 @@ impl ContactImports {
                 last_save = tokio::time::Instant::now();
             }
         }
+        if let Some(why) = unreadable {
+            job.attempts = self.config.max_attempts;
+            return (job, Err(Interrupted::Failed(why)));
+        }
         (job, Ok(()))
+    }
+
+    /// Imports one chunk of rows; their outcomes in file order, as importing them one by
+    /// one would give. Rows run concurrently (each waits on its own writes) unless the
+    /// tenant is near Max Contacts, where which row gets the last slot must follow the
+    /// file; a row refused as taken while running concurrently may have lost to a row of
+    /// the same chunk (a repeated number), which one-by-one would have updated it: it is
+    /// done again after the others.
+    async fn import_chunk(
+        &self,
+        job: &ContactImport,
+        limit: Option<u64>,
+        columns: &[super::csv_file::Column],
+        chunk: &[(u64, csv::StringRecord)],
+    ) -> Result<Vec<super::csv_file::ImportRow>> {
+        let tenant = job.tenant_id;
+        let room = match limit {
+            None => true,
+            Some(max) => {
+                let stored = self.contacts.stored_contacts(tenant).await?;
+                stored.saturating_add(2 * ROWS_AT_ONCE as u64) <= max
+            }
+        };
+        if !room {
+            let mut rows = Vec::with_capacity(chunk.len());
+            for (line, record) in chunk {
+                rows.push(self.import_one(job, limit, columns, *line, record).await?);
+            }
+            return Ok(rows);
+        }
+        let results = futures::future::join_all(
+            chunk
+                .iter()
+                .map(|(line, record)| self.import_one(job, limit, columns, *line, record)),
+        )
+        .await;
+        let mut rows = Vec::with_capacity(chunk.len());
+        for ((line, record), result) in chunk.iter().zip(results) {
+            let row = result?;
+            let taken = row.outcome == RowOutcome::Rejected
+                && row.code.as_deref().is_some_and(|c| c.ends_with("_taken"));
+            rows.push(if taken {
+                self.import_one(job, limit, columns, *line, record).await?
+            } else {
+                row
+            });
+        }
+        Ok(rows)
+    }
+
+    /// Imports one row of `job`'s file.
+    async fn import_one(
+        &self,
+        job: &ContactImport,
+        limit: Option<u64>,
+        columns: &[super::csv_file::Column],
+        line: u64,
+        record: &csv::StringRecord,
+    ) -> Result<super::csv_file::ImportRow> {
+        let tenant = job.tenant_id;
+        self.contacts
+            .import_row(
+                Scope::Tenant(tenant),
+                tenant,
+                limit,
+                columns,
+                record,
+                line,
+                job.row_contact_id(line),
+            )
+            .await
     }
 
     /// Saves the job's progress and renews its lease.

@@ -346,6 +346,12 @@ impl ContactService {
         Ok(kind.limit(&self.tenants.profile(tenant).await?.limits))
     }
 
+    /// How many contacts the tenant has stored (not the limit's count, which also holds
+    /// slots reserved for creations under way).
+    pub(crate) async fn stored_contacts(&self, tenant: TenantId) -> Result<u64> {
+        Ok(self.storage.contact_book.count_contacts(tenant).await?)
+    }
+
     /// Gives a slot back; a failure is logged (the record is already gone, and the count
     /// is set right by a reconcile).
     async fn release_quietly(&self, tenant: TenantId, kind: Counted) {
