@@ -120,10 +120,11 @@ fn invalid(field: &str, message: impl Into<String>) -> CoreError {
     CoreError::invalid(field, message)
 }
 
-/// Whether `c` may appear in user-written text: anything but control characters, except
-/// newline and tab.
+/// Whether `c` may appear in user-written text: anything but control characters (except
+/// newline and tab) and bidirectional embeddings, overrides and isolates, which make text
+/// display as something else than it is.
 fn allowed_in_text(c: char) -> bool {
-    !c.is_control() || c == '\n' || c == '\t'
+    (!c.is_control() || c == '\n' || c == '\t') && !crate::contacts::is_bidi_control(c)
 }
 
 /// Checks user-written multi-line text: `1..=max` characters, not only blanks, no control
@@ -138,7 +139,8 @@ fn check_text(field: &str, text: &str, max: usize) -> Result<(), CoreError> {
     if !text.chars().all(allowed_in_text) {
         return Err(invalid(
             field,
-            "must not contain control characters other than newline and tab",
+            "must not contain control characters other than newline and tab, nor \
+             bidirectional overrides",
         ));
     }
     Ok(())
@@ -153,8 +155,13 @@ fn check_line(field: &str, text: &str, max: usize) -> Result<String, CoreError> 
     if t.chars().count() > max {
         return Err(invalid(field, format!("must be at most {max} characters")));
     }
-    if t.chars().any(char::is_control) {
-        return Err(invalid(field, "must not contain control characters"));
+    if t.chars()
+        .any(|c| c.is_control() || crate::contacts::is_bidi_control(c))
+    {
+        return Err(invalid(
+            field,
+            "must not contain control characters nor bidirectional overrides",
+        ));
     }
     Ok(t.to_owned())
 }
@@ -236,6 +243,10 @@ mod tests {
         assert!(check_note_body("bell\u{7}").is_err());
         assert!(check_note_body(&"é".repeat(4000)).is_ok());
         assert!(check_note_body(&"é".repeat(4001)).is_err());
+        // Display spoofing: overrides and isolates refused, the plain marks kept.
+        assert!(check_note_body("bidi\u{202e}gnp.exe").is_err());
+        assert!(check_label_name("\u{2066}vip").is_err());
+        assert!(check_note_body("مرحبا \u{200f}ok").is_ok());
     }
 
     #[test]

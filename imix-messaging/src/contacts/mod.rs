@@ -90,6 +90,13 @@ pub trait LimitAlerts: Send + Sync {
     async fn contacts_counted(&self, tenant: TenantId, count: u64);
 }
 
+/// Bidirectional embeddings, overrides and isolates (U+202A–U+202E, U+2066–U+2069): they
+/// make text display as something else than it is, so names and other text people read
+/// may not contain them (the marks U+200E/U+200F, which do not reorder, stay allowed).
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
 /// The longest name, note or text attribute kept, in characters.
 const MAX_NAME_CHARS: usize = 200;
 /// The longest notes, in characters.
@@ -167,9 +174,12 @@ fn text(field: &str, value: Option<String>, max: usize) -> Result<Option<String>
     }
     if value
         .chars()
-        .any(|c| c.is_control() && c != '\n' && c != '\t')
+        .any(|c| (c.is_control() && c != '\n' && c != '\t') || is_bidi_control(c))
     {
-        return Err(invalid(field, "must not contain control characters"));
+        return Err(invalid(
+            field,
+            "must not contain control characters nor bidirectional overrides",
+        ));
     }
     Ok(Some(value.to_owned()))
 }
