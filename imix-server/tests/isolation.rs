@@ -249,6 +249,27 @@ async fn walk(backend: Backend) {
         .await;
     assert_eq!(status, 201, "{canned}");
     let canned_response_id = canned["id"].as_str().unwrap().to_owned();
+    // A contact import job.
+    let csv = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(b"phone,name\n+22245000088,Alpha Secret Import\n".to_vec())
+            .file_name("alpha-secret.csv")
+            .mime_str("text/csv")
+            .unwrap(),
+    );
+    let resp = s
+        .call(
+            &admin,
+            Method::POST,
+            &format!("/api/v1/tenants/{a_id}/contacts/import"),
+        )
+        .multipart(csv)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    let import: Value = resp.json().await.unwrap();
+    let import_id = import["id"].as_str().unwrap().to_owned();
 
     // Tenant B, with an admin (every tenant permission) and an agent.
     let b = s.create_tenant(&admin, json!({"name": "Beta"})).await;
@@ -286,6 +307,7 @@ async fn walk(backend: Backend) {
             ("note_id", note_id.clone()),
             ("label_id", label_id.clone()),
             ("canned_response_id", canned_response_id.clone()),
+            ("import_id", import_id.clone()),
         ]),
         secrets: vec![
             a_id.clone(),
@@ -308,6 +330,7 @@ async fn walk(backend: Backend) {
             note_id.clone(),
             label_id.clone(),
             canned_response_id.clone(),
+            import_id.clone(),
             backup_id.clone(),
             "22245000077".into(),
         ],
