@@ -153,8 +153,8 @@ fn status_text(status: ConversationStatus) -> &'static str {
     }
 }
 
-/// The one document `sql` selects, if any.
-fn query_doc<T: DeserializeOwned>(
+/// The one document `sql` selects, if any (shared by messaging's SQLite adapters).
+pub(crate) fn query_doc<T: DeserializeOwned>(
     c: &Connection,
     sql: &str,
     params: impl Params,
@@ -169,7 +169,7 @@ fn query_doc<T: DeserializeOwned>(
 }
 
 /// Every document `sql` selects, in the order it gives them.
-fn query_docs<T: DeserializeOwned>(
+pub(crate) fn query_docs<T: DeserializeOwned>(
     c: &Connection,
     sql: &str,
     params: impl Params,

@@ -11,8 +11,7 @@ use imix_core::{
         check_owner_stays_in_scope,
         sqlite::{
             support::{
-                db_err, exec, from_json, missing_or_stale, scope_param, to_json, unique_err,
-                version_param,
+                db_err, exec, missing_or_stale, scope_param, to_json, unique_err, version_param,
             },
             Migration, SqliteDb, UniqueKey,
         },
@@ -20,8 +19,7 @@ use imix_core::{
     },
     Error, Result,
 };
-use rusqlite::{params, Connection, OptionalExtension, Params};
-use serde::de::DeserializeOwned;
+use rusqlite::{params, Connection};
 
 use super::{ContactBookRepository, GroupRepository};
 use crate::{
@@ -96,37 +94,7 @@ fn not_found(entity: &'static str, id: impl ToString) -> Error {
     }
 }
 
-fn query_doc<T: DeserializeOwned>(
-    c: &Connection,
-    sql: &str,
-    params: impl Params,
-    entity: &'static str,
-    action: &'static str,
-) -> Result<Option<T>> {
-    let doc: Option<String> = c
-        .prepare_cached(sql)
-        .and_then(|mut s| s.query_row(params, |r| r.get(0)).optional())
-        .map_err(db_err(action))?;
-    doc.map(|d| from_json(&d, entity)).transpose()
-}
-
-fn query_docs<T: DeserializeOwned>(
-    c: &Connection,
-    sql: &str,
-    params: impl Params,
-    entity: &'static str,
-    action: &'static str,
-) -> Result<Vec<T>> {
-    let mut stmt = c.prepare_cached(sql).map_err(db_err(action))?;
-    let rows = stmt
-        .query_map(params, |r| r.get::<_, String>(0))
-        .map_err(db_err(action))?;
-    let mut items = Vec::new();
-    for row in rows {
-        items.push(from_json(&row.map_err(db_err(action))?, entity)?);
-    }
-    Ok(items)
-}
+use crate::storage::sqlite::{query_doc, query_docs};
 
 fn count(c: &Connection, sql: &str, tenant: TenantId, action: &'static str) -> Result<u64> {
     let n: i64 = c
