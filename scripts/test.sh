@@ -129,6 +129,15 @@ else
 fi
 
 # --- Quality gates and tests -----------------------------------------------------------
+# Incremental compilation only helps rebuilds and costs gigabytes on a one-shot run; a CI
+# machine's disk once filled up while linking test binaries. Say how much room there is, so
+# a full disk is recognised at once in the log.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+disk_report() {
+  log "disk: $(df -h "$ROOT" | awk 'NR==2 {print $4 " free of " $2}'), target/ $(du -sh "$ROOT/target" 2>/dev/null | cut -f1)"
+}
+disk_report
+
 log "cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -138,4 +147,5 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 log "cargo test (SQLite and MongoDB backends)"
 cargo test --workspace --locked "$@"
 
+disk_report
 log "all checks passed"

@@ -63,8 +63,10 @@ pub enum ApiTags {
     Inbox,
 }
 
-/// The combined API.
-pub type ImixApi = (
+/// The platform's own APIs: health, system (backups, updates), accounts, tenants, users,
+/// audit, settings, mail. poem-openapi combines at most 16 APIs per tuple, so the combined API
+/// is a tuple of groups; add a new API to the group it belongs to.
+pub type PlatformApis = (
     HealthApi,
     BackupsApi,
     AccountApi,
@@ -73,6 +75,10 @@ pub type ImixApi = (
     AuditApi,
     SmtpApi,
     OutboxApi,
+);
+
+/// The messaging APIs: WhatsApp accounts and templates, the inbox, contacts, media, events.
+pub type MessagingApis = (
     WhatsAppAccountsApi,
     TemplatesApi,
     InboxApi,
@@ -83,26 +89,33 @@ pub type ImixApi = (
     AnnotationsApi,
 );
 
+/// The combined API.
+pub type ImixApi = (PlatformApis, MessagingApis);
+
 /// Builds the OpenAPI service for `state`.
 pub fn service(state: &AppState) -> OpenApiService<ImixApi, ()> {
     OpenApiService::new(
         (
-            HealthApi::new(state.clone()),
-            BackupsApi::new(state.clone()),
-            AccountApi::new(state.clone()),
-            TenantsApi::new(state.clone()),
-            UsersApi::new(state.clone()),
-            AuditApi::new(state.clone()),
-            SmtpApi::new(state.clone()),
-            OutboxApi::new(state.clone()),
-            WhatsAppAccountsApi::new(state.clone()),
-            TemplatesApi::new(state.clone()),
-            InboxApi::new(state.clone()),
-            MediaApi::new(state.clone()),
-            ContactsApi::new(state.clone()),
-            EventsApi::new(state.clone()),
-            SearchApi::new(state.clone()),
-            AnnotationsApi::new(state.clone()),
+            (
+                HealthApi::new(state.clone()),
+                BackupsApi::new(state.clone()),
+                AccountApi::new(state.clone()),
+                TenantsApi::new(state.clone()),
+                UsersApi::new(state.clone()),
+                AuditApi::new(state.clone()),
+                SmtpApi::new(state.clone()),
+                OutboxApi::new(state.clone()),
+            ),
+            (
+                WhatsAppAccountsApi::new(state.clone()),
+                TemplatesApi::new(state.clone()),
+                InboxApi::new(state.clone()),
+                MediaApi::new(state.clone()),
+                ContactsApi::new(state.clone()),
+                EventsApi::new(state.clone()),
+                SearchApi::new(state.clone()),
+                AnnotationsApi::new(state.clone()),
+            ),
         ),
         "imix",
         env!("CARGO_PKG_VERSION"),

@@ -5,8 +5,7 @@
 //! Contact Groups; CSV export imported back unchanged; another tenant sees nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
-#[macro_use]
-mod common;
+use crate::common;
 
 use common::{graph_simulator, Backend, TestServer};
 use reqwest::Method;

@@ -4,8 +4,7 @@
 //! restored into the other (SQLite → MongoDB and back).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[macro_use]
-mod common;
+use crate::common;
 
 use std::{io::Read, time::Duration};
 

@@ -1,7 +1,7 @@
 //! The `imix-server` binary as an operator runs it.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
-mod common;
+use crate::common;
 
 use std::{
     io::{BufRead, BufReader},

@@ -1,7 +1,7 @@
 //! The real server, in-process on port 0, against both stores.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
-mod common;
+use crate::common;
 
 use common::{error_of, Backend, TestServer};
 

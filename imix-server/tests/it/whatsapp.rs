@@ -2,8 +2,7 @@
 //! API simulator started in-process (`IMIX_GRAPH_API_URL` points at it).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
-#[macro_use]
-mod common;
+use crate::common;
 
 use common::{error_of, graph_simulator, Backend, TestServer};
 use imix_whatsapp::{

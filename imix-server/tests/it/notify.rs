@@ -4,8 +4,7 @@
 //! through the mail outbox, and the outbox listing. Every case runs on both stores.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
-#[macro_use]
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

@@ -4,8 +4,8 @@
 
 use std::collections::HashMap;
 
-/// Generates `sqlite::<case>` and `mongodb::<case>` tests that call `crate::<case>(backend)`.
-/// Needs `Backend` in scope at the test crate's root.
+/// Generates `sqlite::<case>` and `mongodb::<case>` tests that call `super::<case>(backend)`.
+/// Needs `Backend` in scope in the calling module.
 #[allow(unused_macros)] // not every test crate uses it
 macro_rules! on_both_backends {
     ($($case:ident),* $(,)?) => {
@@ -13,7 +13,7 @@ macro_rules! on_both_backends {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
-                    crate::$case(crate::Backend::Sqlite).await;
+                    super::$case(super::Backend::Sqlite).await;
                 }
             )*
         }
@@ -21,7 +21,7 @@ macro_rules! on_both_backends {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
-                    crate::$case(crate::Backend::Mongodb).await;
+                    super::$case(super::Backend::Mongodb).await;
                 }
             )*
         }

@@ -3,7 +3,7 @@
 //! and its directories `0700`.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
-mod common;
+use crate::common;
 
 use std::{
     io::{BufRead, BufReader},

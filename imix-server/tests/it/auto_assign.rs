@@ -7,8 +7,7 @@
 //! counter, so concurrent picks never hand two conversations to one agent in a row.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
-#[macro_use]
-mod common;
+use crate::common;
 
 use std::{sync::Arc, time::Duration};
 

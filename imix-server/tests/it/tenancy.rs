@@ -1,8 +1,7 @@
 //! Sign-in, users, tenants, files and the audit log through the HTTP API, on both stores.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
-#[macro_use]
-mod common;
+use crate::common;
 
 use common::{error_of, eventually, Backend, TestServer, ADMIN_PASSWORD, DEFAULT_ADMIN_PASSWORD};
 use imix_notify::RecordingMailer;

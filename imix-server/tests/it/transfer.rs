@@ -4,7 +4,7 @@
 //! `IMIX_TEST_MONGODB_URI` (the test command starts a server); fails loudly without it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use bytes::Bytes;
 use futures::TryStreamExt;

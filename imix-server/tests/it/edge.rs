@@ -3,7 +3,7 @@
 //! operation-id metric labels and the OpenAPI document's server.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -5,8 +5,7 @@
 //! are processed at the next start.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
-#[macro_use]
-mod common;
+use crate::common;
 
 use common::{graph_simulator, Backend, TestServer};
 use secrecy::SecretString;
@@ -420,9 +419,11 @@ async fn forged_and_foreign_deliveries_are_refused_and_store_nothing(backend: Ba
         post(&w.s, "/webhooks/whatsapp", mixed.as_bytes(), SECRET).await,
         200
     );
+    // The conversation is written just before its message (MongoDB has no transactions).
     let list = until("the verified message", || async {
         let list = conversations(&w).await;
-        (!list.is_empty()).then_some(list)
+        let first = list.first()?["id"].as_str()?.to_owned();
+        (!messages(&w, &first).await.is_empty()).then_some(list)
     })
     .await;
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;

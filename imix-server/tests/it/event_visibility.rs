@@ -6,8 +6,7 @@
 //! `Last-Event-ID` replays through the same filter. Contacts read the same way over the API.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
-#[macro_use]
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

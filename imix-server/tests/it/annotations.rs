@@ -6,8 +6,7 @@
 //! and bad input changes nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
-#[macro_use]
-mod common;
+use crate::common;
 
 use common::{graph_simulator, Backend, TestServer};
 use reqwest::Method;

@@ -6,8 +6,7 @@
 //! another tenant's import id is 404; a refused file creates no job.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
-#[macro_use]
-mod common;
+use crate::common;
 
 use std::{
     process::{Child, Command, Stdio},

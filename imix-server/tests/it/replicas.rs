@@ -2,7 +2,7 @@
 //! balancer: limits and the sign-in throttle hold across them.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
-mod common;
+use crate::common;
 
 use common::{Backend, TestServer, ADMIN_PASSWORD};
 use serde_json::json;

@@ -6,8 +6,7 @@
 //! heartbeats; with Redis, an event ingested on one replica reaches a stream on another.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
-#[macro_use]
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

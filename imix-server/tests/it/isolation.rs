@@ -6,7 +6,7 @@
 //! parameter makes the test fail until a fixture for it exists).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 

@@ -5,8 +5,7 @@
 //! tenant finds nothing and gets 404 for this one; a blank or over-long `q` is 422.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
-#[macro_use]
-mod common;
+use crate::common;
 
 use common::{graph_simulator, Backend, TestServer};
 use reqwest::Method;

@@ -5,8 +5,7 @@
 //! an operator's retry runs the job again); another tenant gets 404.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
-#[macro_use]
-mod common;
+use crate::common;
 
 use base64::Engine;
 use common::{graph_simulator, Backend, TestServer};
@@ -105,7 +104,7 @@ async fn send_image(w: &World, wamid: &str, media_id: &str, sha256: &str) -> Str
             .unwrap()
             .status();
     assert_eq!(status, 200);
-    until("the message to be stored", || async {
+    let message = until("the message to be stored", || async {
         let (status, list) =
             w.s.get_json(
                 &w.admin,
@@ -131,7 +130,19 @@ async fn send_image(w: &World, wamid: &str, media_id: &str, sha256: &str) -> Str
             .find(|m| m["wamid"] == wamid)
             .map(|m| m["id"].as_str().unwrap().to_owned())
     })
-    .await
+    .await;
+    // On MongoDB (no transactions) the media job is written just after the message.
+    until("the message's media job", || async {
+        let (status, _) =
+            w.s.get_json(
+                &w.admin,
+                &format!("{}/status", media_path(&w.tenant, &message)),
+            )
+            .await;
+        (status == 200).then_some(())
+    })
+    .await;
+    message
 }
 
 fn media_path(tenant: &str, message: &str) -> String {

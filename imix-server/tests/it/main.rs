@@ -1,0 +1,32 @@
+//! The server's integration tests, in one test binary: each module was its own binary, and
+//! thirty-odd copies of the whole server, linked with debug info, filled a CI machine's disk.
+//! One binary also links once instead of twenty-three times.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+#[macro_use]
+mod common;
+
+mod annotations;
+mod auto_assign;
+mod backups;
+mod cli;
+mod contact_import;
+mod contacts;
+mod docs;
+mod edge;
+mod event_visibility;
+mod events;
+mod file_modes;
+mod inbound;
+mod inbound_media;
+mod isolation;
+mod notify;
+mod replicas;
+mod search;
+mod server;
+mod simulated_inbound;
+mod tenancy;
+mod transfer;
+mod upgrade;
+mod whatsapp;
