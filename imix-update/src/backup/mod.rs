@@ -23,6 +23,7 @@
 //! restore needs the same key (see `docs/backups.md`).
 
 mod archive;
+pub mod schedule;
 mod service;
 mod store;
 
@@ -31,7 +32,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub use archive::{read_manifest_summary, verify, write_backup, Progress, WriteOptions};
-pub use service::{BackupJob, Backups, BackupsConfig, JobStatus, RestoreOutcome, RestoreSummary};
+pub use service::{
+    BackgroundWorkers, BackupJob, Backups, BackupsConfig, JobStatus, RestoreOutcome, RestoreSummary,
+};
 pub use store::{BackupInfo, BackupStore};
 
 /// The `format` every imix backup manifest carries.

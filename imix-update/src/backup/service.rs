@@ -139,6 +139,16 @@ struct Marker {
 /// store keeps beside the records (say, count-limit counters).
 pub type AfterRestore = Arc<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>;
 
+/// The background workers that write to the store (imports, webhook ingest, media, mail):
+/// a restore pauses them before it changes anything and resumes them when it is over, so
+/// none writes into the store while it is emptied and refilled.
+pub trait BackgroundWorkers: Send + Sync {
+    /// Stops them and completes once none is working (a job in hand saved and given back).
+    fn pause(&self) -> BoxFuture<'static, ()>;
+    /// Starts them again.
+    fn resume(&self) -> BoxFuture<'static, ()>;
+}
+
 /// The backup service. Cheap to clone.
 #[derive(Clone)]
 pub struct Backups {
@@ -156,6 +166,7 @@ struct Inner {
     jobs: Mutex<BTreeMap<String, BackupJob>>,
     restoring: AtomicBool,
     after_restore: Mutex<Option<AfterRestore>>,
+    workers: Mutex<Option<Arc<dyn BackgroundWorkers>>>,
 }
 
 impl std::fmt::Debug for Backups {
@@ -180,6 +191,7 @@ impl Backups {
                 jobs: Mutex::new(BTreeMap::new()),
                 restoring: AtomicBool::new(false),
                 after_restore: Mutex::new(None),
+                workers: Mutex::new(None),
             }),
         })
     }
@@ -189,6 +201,17 @@ impl Backups {
         if let Ok(mut slot) = self.inner.after_restore.lock() {
             *slot = Some(hook);
         }
+    }
+
+    /// Sets the background workers every restore pauses while it runs.
+    pub fn set_workers(&self, workers: Arc<dyn BackgroundWorkers>) {
+        if let Ok(mut slot) = self.inner.workers.lock() {
+            *slot = Some(workers);
+        }
+    }
+
+    fn workers(&self) -> Option<Arc<dyn BackgroundWorkers>> {
+        self.inner.workers.lock().ok().and_then(|w| w.clone())
     }
 
     /// The archives' directory.
@@ -396,11 +419,35 @@ impl Backups {
     /// Restores backup `id`, replacing all data: verifies it first (nothing changes if it
     /// is damaged, foreign or too new), takes a pre-restore backup, then wipes the store
     /// and imports the archive. If the import fails the pre-restore backup is put back.
+    ///
+    /// The background workers ([`Backups::set_workers`]) are paused once the archive is
+    /// verified, before the pre-restore backup, and resumed when the restore is over
+    /// (either way): a contact import in progress is saved and given back rather than
+    /// writing rows into the emptied store.
     pub async fn restore(&self, id: &str, progress: &Progress) -> Result<RestoreOutcome> {
         let _guard = self.lock()?;
         progress.set_stage("verifying");
         let manifest = self.verify(id).await?;
         self.check_schema(&manifest).await?;
+        let workers = self.workers();
+        if let Some(workers) = &workers {
+            progress.set_stage("pausing background work");
+            workers.pause().await;
+        }
+        let outcome = self.restore_verified(id, manifest, progress).await;
+        if let Some(workers) = &workers {
+            workers.resume().await;
+        }
+        outcome
+    }
+
+    /// [`Backups::restore`] once the archive is verified and the workers paused.
+    async fn restore_verified(
+        &self,
+        id: &str,
+        manifest: Manifest,
+        progress: &Progress,
+    ) -> Result<RestoreOutcome> {
         progress.set_stage("backing up the current data");
         let pre_id = uuid::Uuid::now_v7().to_string();
         let pre = self
