@@ -98,6 +98,9 @@ pub enum Permission {
     AuditRead,
     /// Manage the tenant's own settings (its SMTP sender).
     SettingsManage,
+    /// Manage the tenant's integrations: API keys and webhook endpoints (event
+    /// subscriptions) with their delivery log.
+    IntegrationsManage,
     /// Platform: create tenants, change limits, status and private notes, see all tenants.
     PlatformTenants,
     /// Platform: SMTP and AI provider settings.
@@ -108,7 +111,7 @@ pub enum Permission {
 
 impl Permission {
     /// Every permission, in display order.
-    pub const ALL: [Permission; 21] = [
+    pub const ALL: [Permission; 22] = [
         Permission::TenantRead,
         Permission::TenantManage,
         Permission::UsersRead,
@@ -127,6 +130,7 @@ impl Permission {
         Permission::UsageRead,
         Permission::AuditRead,
         Permission::SettingsManage,
+        Permission::IntegrationsManage,
         Permission::PlatformTenants,
         Permission::PlatformSettings,
         Permission::PlatformSystem,
@@ -153,6 +157,7 @@ impl Permission {
             Permission::UsageRead => "usage.read",
             Permission::AuditRead => "audit.read",
             Permission::SettingsManage => "settings.manage",
+            Permission::IntegrationsManage => "integrations.manage",
             Permission::PlatformTenants => "platform.tenants",
             Permission::PlatformSettings => "platform.settings",
             Permission::PlatformSystem => "platform.system",

@@ -21,6 +21,7 @@ use crate::{permission::Permission, TenancyError};
 pub struct AuthContext {
     user: User,
     access: AccessContext,
+    api_key: Option<crate::records::ApiKeyId>,
 }
 
 impl AuthContext {
@@ -36,7 +37,30 @@ impl AuthContext {
             permissions,
             client_addr,
         );
-        Self { user, access }
+        Self {
+            user,
+            access,
+            api_key: None,
+        }
+    }
+
+    /// The context of a request authenticated with an API key: `user` stands for the key
+    /// (its id is the key's, its email `api-key:<hint>`, what the audit log records).
+    pub(crate) fn for_api_key(
+        key: crate::records::ApiKeyId,
+        user: User,
+        permissions: BTreeSet<Permission>,
+        client_addr: Option<String>,
+    ) -> Self {
+        Self {
+            api_key: Some(key),
+            ..Self::new(user, permissions, client_addr)
+        }
+    }
+
+    /// The API key the request was authenticated with; `None` for a signed-in user.
+    pub fn api_key(&self) -> Option<crate::records::ApiKeyId> {
+        self.api_key
     }
 
     /// The access context to hand to any capability's service: the same caller, tenant,

@@ -28,13 +28,13 @@ pub use error::{FieldProblem, TenancyError};
 pub use imix_core::access::{AccessContext, AccessDenied, AuditLog};
 pub use permission::Permission;
 pub use records::{
-    normalize_email, AuthToken, PasswordHash, Role, Tenant, TenantDocument, TenantStatus,
-    TokenPurpose, UsageLimits, User, UserStatus,
+    normalize_email, ApiKey, ApiKeyId, AuthToken, PasswordHash, Role, Tenant, TenantDocument,
+    TenantStatus, TokenPurpose, UsageLimits, User, UserStatus,
 };
 pub use service::{
-    NewTenant, NewUser, SignIn, StoredFile, TenancyConfig, TenancyRepos, TenancyService,
-    TenantPatch, Usage, UserPatch, INVITATION_VALID_HOURS, MAX_DOCUMENT_BYTES, MAX_LOGO_BYTES,
-    RESET_VALID_HOURS,
+    NewApiKey, NewApiKeyCreated, NewTenant, NewUser, SignIn, StoredFile, TenancyConfig,
+    TenancyRepos, TenancyService, TenantPatch, Usage, UserPatch, API_KEY_TOUCH_EVERY_SECS,
+    INVITATION_VALID_HOURS, MAX_DOCUMENT_BYTES, MAX_LOGO_BYTES, RESET_VALID_HOURS,
 };
 #[cfg(feature = "testkit")]
 pub mod testkit;

@@ -2,6 +2,7 @@
 
 mod account;
 mod annotations;
+mod api_keys;
 mod audit;
 mod backups;
 mod contacts;
@@ -27,6 +28,7 @@ use crate::{error::ApiError, state::AppState};
 
 pub use account::AccountApi;
 pub use annotations::AnnotationsApi;
+pub use api_keys::ApiKeysApi;
 pub use audit::AuditApi;
 pub use backups::{BackupsApi, BACKUP_UPLOAD_PATH};
 pub use contacts::ContactsApi;
@@ -61,6 +63,8 @@ pub enum ApiTags {
     WhatsApp,
     /// The shared inbox: conversations, messages, contacts.
     Inbox,
+    /// For integrators: API keys and webhook endpoints (event subscriptions).
+    Integrations,
 }
 
 /// The platform's own APIs: health, system (backups, updates), accounts, tenants, users,
@@ -75,6 +79,7 @@ pub type PlatformApis = (
     AuditApi,
     SmtpApi,
     OutboxApi,
+    ApiKeysApi,
 );
 
 /// The messaging APIs: WhatsApp accounts and templates, the inbox, contacts, media, events.
@@ -105,6 +110,7 @@ pub fn service(state: &AppState) -> OpenApiService<ImixApi, ()> {
                 AuditApi::new(state.clone()),
                 SmtpApi::new(state.clone()),
                 OutboxApi::new(state.clone()),
+                ApiKeysApi::new(state.clone()),
             ),
             (
                 WhatsAppAccountsApi::new(state.clone()),

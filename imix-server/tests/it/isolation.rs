@@ -270,6 +270,18 @@ async fn walk(backend: Backend) {
     assert_eq!(resp.status(), 202);
     let import: Value = resp.json().await.unwrap();
     let import_id = import["id"].as_str().unwrap().to_owned();
+    // An API key of tenant A (its key as a secret too).
+    let (status, api_key) = s
+        .send_json(
+            &admin,
+            Method::POST,
+            &format!("/api/v1/tenants/{a_id}/api-keys"),
+            json!({"name": "Alpha Secret Key", "role": "agent"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{api_key}");
+    let api_key_id = api_key["id"].as_str().unwrap().to_owned();
+    let api_key_secret = api_key["key"].as_str().unwrap().to_owned();
 
     // Tenant B, with an admin (every tenant permission) and an agent.
     let b = s.create_tenant(&admin, json!({"name": "Beta"})).await;
@@ -308,11 +320,14 @@ async fn walk(backend: Backend) {
             ("label_id", label_id.clone()),
             ("canned_response_id", canned_response_id.clone()),
             ("import_id", import_id.clone()),
+            ("api_key_id", api_key_id.clone()),
         ]),
         secrets: vec![
             a_id.clone(),
             a_user_id.clone(),
             doc_id.clone(),
+            api_key_id.clone(),
+            api_key_secret.clone(),
             "Alpha Secret".into(),
             "alpha-secret".into(),
             "alpha-private-note".into(),

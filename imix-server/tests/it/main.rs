@@ -8,6 +8,7 @@
 mod common;
 
 mod annotations;
+mod api_keys;
 mod auto_assign;
 mod backups;
 mod cli;

@@ -63,6 +63,23 @@ async fn populate(s: &Storage) {
         .insert(&imix_tenancy::testkit::user("two@example.com", Some(&t2)))
         .await
         .unwrap();
+    // An API key (its hash travels, so the key keeps working after a restore).
+    s.tenancy
+        .api_keys
+        .insert(&imix_tenancy::ApiKey {
+            id: imix_tenancy::ApiKeyId::new(),
+            tenant_id: t.id,
+            name: "Export key".into(),
+            role: Role::Agent,
+            permissions: Vec::new(),
+            key_hash: imix_tenancy::token::token_hash("imix_export-key"),
+            hint: "imix_export-".into(),
+            created_by: Some(u.id),
+            created_at: imix_core::now(),
+            last_used_at: Some(imix_core::now()),
+        })
+        .await
+        .unwrap();
     let account = whatsapp_account(t.id, "9100");
     s.whatsapp.accounts.insert(&account).await.unwrap();
     s.whatsapp
@@ -195,6 +212,7 @@ async fn a_populated_store_round_trips_sqlite_to_mongodb_to_sqlite_identically()
             "user",
             "user",
             "user",
+            "api_key",
             "whatsapp_account",
             "template",
             "contact",
@@ -246,6 +264,13 @@ async fn a_populated_store_round_trips_sqlite_to_mongodb_to_sqlite_identically()
         .await
         .unwrap();
     assert!(user.is_some());
+    assert!(last
+        .tenancy
+        .api_keys
+        .find_by_hash(&imix_tenancy::token::token_hash("imix_export-key"))
+        .await
+        .unwrap()
+        .is_some());
     assert!(last
         .whatsapp
         .accounts

@@ -10,7 +10,9 @@ use std::{collections::BTreeSet, sync::Arc};
 
 use crate::{
     records::{Role, Tenant, User},
-    storage::{MockAuthTokenRepository, MockTenantRepository, MockUserRepository},
+    storage::{
+        MockApiKeyRepository, MockAuthTokenRepository, MockTenantRepository, MockUserRepository,
+    },
 };
 use imix_core::{
     id::{TenantId, UserId},
@@ -34,6 +36,7 @@ struct Ports {
     tenants: MockTenantRepository,
     users: MockUserRepository,
     auth_tokens: MockAuthTokenRepository,
+    api_keys: MockApiKeyRepository,
     audit: MockAuditLogRepository,
     blobs: MockBlobStore,
     counters: MockCounterRepository,
@@ -63,6 +66,7 @@ impl Ports {
                 tenants: Arc::new(self.tenants),
                 users: Arc::new(self.users),
                 auth_tokens: Arc::new(self.auth_tokens),
+                api_keys: Arc::new(self.api_keys),
                 audit: Arc::new(self.audit),
                 blobs: Arc::new(self.blobs),
                 counters: Arc::new(self.counters),

@@ -3,6 +3,7 @@
 
 #[cfg(test)]
 mod access_tests;
+mod api_keys;
 mod auth;
 mod tenants;
 mod usage;
@@ -18,8 +19,11 @@ use imix_core::{
 };
 use secrecy::SecretString;
 
-use crate::storage::{AuthTokenRepository, TenancyStorage, TenantRepository, UserRepository};
+use crate::storage::{
+    ApiKeyRepository, AuthTokenRepository, TenancyStorage, TenantRepository, UserRepository,
+};
 
+pub use api_keys::{NewApiKey, NewApiKeyCreated, API_KEY_TOUCH_EVERY_SECS};
 pub use auth::SignIn;
 pub use tenants::{NewTenant, StoredFile, TenantPatch, MAX_DOCUMENT_BYTES, MAX_LOGO_BYTES};
 pub use usage::Usage;
@@ -61,6 +65,8 @@ pub struct TenancyRepos {
     pub users: Arc<dyn UserRepository>,
     /// Invitation and password-reset tokens.
     pub auth_tokens: Arc<dyn AuthTokenRepository>,
+    /// API keys.
+    pub api_keys: Arc<dyn ApiKeyRepository>,
     /// The audit log.
     pub audit: Arc<dyn AuditLogRepository>,
     /// Logos and documents.
@@ -70,12 +76,13 @@ pub struct TenancyRepos {
 }
 
 impl TenancyRepos {
-    /// The six ports of `store`.
+    /// The ports of `store` and `storage` the service uses.
     pub fn new(store: &Store, storage: &TenancyStorage) -> Self {
         Self {
             tenants: storage.tenants.clone(),
             users: storage.users.clone(),
             auth_tokens: storage.auth_tokens.clone(),
+            api_keys: storage.api_keys.clone(),
             audit: store.audit.clone(),
             blobs: store.blobs.clone(),
             counters: store.counters.clone(),

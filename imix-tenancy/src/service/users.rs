@@ -58,7 +58,10 @@ pub struct UserPatch {
     pub permissions: Option<Vec<String>>,
 }
 
-fn parse_permissions(role: Role, raw: &[String]) -> Result<Vec<Permission>, TenancyError> {
+pub(super) fn parse_permissions(
+    role: Role,
+    raw: &[String],
+) -> Result<Vec<Permission>, TenancyError> {
     if role != Role::Custom {
         if raw.is_empty() {
             return Ok(Vec::new());
@@ -106,7 +109,7 @@ fn permissions_of(u: &User) -> BTreeSet<Permission> {
 }
 
 /// Nobody may give anyone more than they hold themselves.
-fn check_no_escalation(
+pub(super) fn check_no_escalation(
     ctx: &AuthContext,
     granted: &BTreeSet<Permission>,
 ) -> Result<(), TenancyError> {

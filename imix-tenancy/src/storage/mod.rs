@@ -1,5 +1,5 @@
-//! Where tenancy keeps its records: the ports [`TenantRepository`], [`UserRepository`] and
-//! [`AuthTokenRepository`], their adapters (`sqlite`, `mongodb` features) on the shared
+//! Where tenancy keeps its records: the ports [`TenantRepository`], [`UserRepository`],
+//! [`AuthTokenRepository`] and [`ApiKeyRepository`], their adapters (`sqlite`, `mongodb` features) on the shared
 //! [`Backend`], the capability's migrations, its records for backups, and the
 //! [`TenantDirectory`] other capabilities read tenants through.
 
@@ -16,7 +16,7 @@ use imix_core::{
     Result, Timestamp,
 };
 
-use crate::records::{AuthToken, Tenant, TokenPurpose, User};
+use crate::records::{ApiKey, ApiKeyId, AuthToken, Tenant, TokenPurpose, User};
 
 #[cfg(feature = "mongodb")]
 pub mod mongo;
@@ -93,6 +93,25 @@ pub trait AuthTokenRepository: Send + Sync {
     ) -> Result<u64>;
 }
 
+/// API keys, stored by hash ([`ApiKey`]).
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait ApiKeyRepository: Send + Sync {
+    /// Stores a new key. A hash already stored is [`imix_core::Error::Duplicate`].
+    async fn insert(&self, key: &ApiKey) -> Result<()>;
+    /// The key with this hash, platform-wide: for authentication. Read from the store on
+    /// every call (no cache), so a deleted key stops working at once on every replica.
+    async fn find_by_hash(&self, key_hash: &str) -> Result<Option<ApiKey>>;
+    /// The key with `id`, if visible in `scope`.
+    async fn get(&self, scope: Scope, id: ApiKeyId) -> Result<ApiKey>;
+    /// Keys visible in `scope`, oldest first.
+    async fn list(&self, scope: Scope, page: PageRequest) -> Result<Page<ApiKey>>;
+    /// Deletes the key if visible in `scope`; otherwise [`imix_core::Error::NotFound`].
+    async fn delete(&self, scope: Scope, id: ApiKeyId) -> Result<()>;
+    /// Records that the key was used at `at` (a deleted key: nothing happens).
+    async fn touch(&self, id: ApiKeyId, at: Timestamp) -> Result<()>;
+}
+
 /// The tenancy repositories, opened on one backend.
 #[derive(Clone)]
 pub struct TenancyStorage {
@@ -102,6 +121,8 @@ pub struct TenancyStorage {
     pub users: Arc<dyn UserRepository>,
     /// Invitation and password-reset tokens.
     pub auth_tokens: Arc<dyn AuthTokenRepository>,
+    /// API keys.
+    pub api_keys: Arc<dyn ApiKeyRepository>,
 }
 
 impl std::fmt::Debug for TenancyStorage {
@@ -121,7 +142,8 @@ impl TenancyStorage {
                 Ok(Self {
                     tenants: adapter.clone(),
                     users: adapter.clone(),
-                    auth_tokens: adapter,
+                    auth_tokens: adapter.clone(),
+                    api_keys: adapter,
                 })
             }
             #[cfg(feature = "mongodb")]
@@ -130,18 +152,21 @@ impl TenancyStorage {
                 Ok(Self {
                     tenants: adapter.clone(),
                     users: adapter.clone(),
-                    auth_tokens: adapter,
+                    auth_tokens: adapter.clone(),
+                    api_keys: adapter,
                 })
             }
             other => Err(other.unsupported(CAPABILITY)),
         }
     }
 
-    /// Tenants and users for backups, in import order (tenants first). Auth tokens are
+    /// Tenants, users and API keys for backups, in import order (tenants first). API keys
+    /// travel as their hashes, so keys keep working after a restore. Auth tokens are
     /// operational state and not exported: a restored user asks for a new invitation.
     pub fn record_sets(&self) -> Vec<Arc<dyn RecordSet>> {
         let (tenants, tenants_in) = (self.tenants.clone(), self.tenants.clone());
         let (users, users_in) = (self.users.clone(), self.users.clone());
+        let (keys, keys_in) = (self.api_keys.clone(), self.api_keys.clone());
         vec![
             paged(
                 "tenant",
@@ -163,6 +188,17 @@ impl TenancyStorage {
                 move |user: User| {
                     let users = users_in.clone();
                     async move { users.insert(&user).await }
+                },
+            ),
+            paged(
+                "api_key",
+                move |page| {
+                    let keys = keys.clone();
+                    async move { keys.list(Scope::Platform, page).await }
+                },
+                move |key: ApiKey| {
+                    let keys = keys_in.clone();
+                    async move { keys.insert(&key).await }
                 },
             ),
         ]

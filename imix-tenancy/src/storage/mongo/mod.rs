@@ -1,5 +1,6 @@
-//! Tenants, users and auth tokens on MongoDB: collections `tenants`, `users` (unique index
-//! on the normalized email) and `auth_tokens`. Every write is a single-document atomic
+//! Tenants, users, auth tokens and API keys on MongoDB: collections `tenants`, `users`
+//! (unique index on the normalized email), `auth_tokens` and `api_keys` (unique index on the
+//! key hash). Every write is a single-document atomic
 //! operation, so replicas sharing a standalone `mongod` stay consistent.
 
 use async_trait::async_trait;
@@ -24,6 +25,7 @@ use serde::de::DeserializeOwned;
 use super::{TenantRepository, UserRepository};
 use crate::records::{normalize_email, Tenant, User};
 
+mod api_keys;
 mod auth_tokens;
 mod tenants;
 mod users;
@@ -31,6 +33,7 @@ mod users;
 const TENANTS: &str = "tenants";
 const USERS: &str = "users";
 const AUTH_TOKENS: &str = "auth_tokens";
+const API_KEYS: &str = "api_keys";
 
 /// The tenancy indexes, as capability `tenancy`.
 pub(crate) const MIGRATIONS: &[MongoMigration] = &[
@@ -63,10 +66,29 @@ pub(crate) const MIGRATIONS: &[MongoMigration] = &[
             expire_at_field: false,
         }],
     },
+    MongoMigration {
+        name: "0003_api_keys",
+        indexes: &[
+            IndexSpec {
+                collection: API_KEYS,
+                name: "key_hash_unique",
+                keys: &[("key_hash", 1)],
+                unique_field: Some("key"),
+                expire_at_field: false,
+            },
+            IndexSpec {
+                collection: API_KEYS,
+                name: "by_tenant",
+                keys: &[("tenant_id", 1), ("_id", 1)],
+                unique_field: None,
+                expire_at_field: false,
+            },
+        ],
+    },
 ];
 
 /// The unique indexes above.
-const UNIQUE: &[IndexSpec] = &[MIGRATIONS[0].indexes[0]];
+const UNIQUE: &[IndexSpec] = &[MIGRATIONS[0].indexes[0], MIGRATIONS[2].indexes[0]];
 
 /// The tenancy repositories on one MongoDB database.
 #[derive(Clone, Debug)]

@@ -1,5 +1,6 @@
-//! Tenants, users and auth tokens in the embedded SQLite database: tables `tenants`,
-//! `users` (the normalized email UNIQUE) and `auth_tokens`. Entities are JSON documents
+//! Tenants, users, auth tokens and API keys in the embedded SQLite database: tables
+//! `tenants`, `users` (the normalized email UNIQUE), `auth_tokens` and `api_keys` (the key
+//! hash UNIQUE). Entities are JSON documents
 //! beside the columns that are queried or constrained.
 
 use async_trait::async_trait;
@@ -16,12 +17,14 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::{TenantRepository, UserRepository};
 use crate::records::{normalize_email, Tenant, User};
 
+mod api_keys;
 mod auth_tokens;
 mod tenants;
 mod users;
 
 const USERS: &str = "users";
 const AUTH_TOKENS: &str = "auth_tokens";
+const API_KEYS: &str = "api_keys";
 
 /// The tenancy tables, as capability `tenancy`.
 pub(crate) const MIGRATIONS: &[Migration] = &[
@@ -64,9 +67,29 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
             field: "id",
         }],
     },
+    Migration {
+        name: "0003_api_keys",
+        sql: "CREATE TABLE IF NOT EXISTS api_keys (
+            id TEXT PRIMARY KEY,
+            tenant_id TEXT NOT NULL,
+            key_hash TEXT NOT NULL UNIQUE,
+            last_used_at TEXT,
+            doc TEXT NOT NULL
+         );
+         CREATE INDEX IF NOT EXISTS api_keys_by_tenant ON api_keys (tenant_id, id);",
+        unique: &[UniqueKey {
+            table: API_KEYS,
+            columns: &["key_hash"],
+            field: "key",
+        }],
+    },
 ];
 /// Every unique constraint above.
-const UNIQUE: &[UniqueKey] = &[MIGRATIONS[0].unique[0], MIGRATIONS[1].unique[0]];
+const UNIQUE: &[UniqueKey] = &[
+    MIGRATIONS[0].unique[0],
+    MIGRATIONS[1].unique[0],
+    MIGRATIONS[2].unique[0],
+];
 
 /// The tenancy repositories on the embedded database.
 #[derive(Clone, Debug)]
