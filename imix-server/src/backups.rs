@@ -108,3 +108,79 @@ pub fn refresh_after_every_restore(backups: &Backups, storage: &Storage, counts:
         Box::pin(async move { refresh_after_restore(&storage, &counts).await })
     }));
 }
+
+/// The lock file in `$IMIX_DATA_DIR` that a running server holds (shared) and a restore
+/// from the command line takes (exclusive), so that the command line never replaces the
+/// data under a server, and a server does not start in the middle of such a restore.
+pub const DATA_DIR_LOCK_FILE: &str = "imix-server.lock";
+
+/// An advisory lock (`flock`) on [`DATA_DIR_LOCK_FILE`], released when dropped (or when the
+/// process ends, however it ends).
+#[derive(Debug)]
+pub struct DataDirLock {
+    _file: std::fs::File,
+}
+
+impl DataDirLock {
+    fn open(config: &Config) -> Result<(std::fs::File, std::path::PathBuf), ServerError> {
+        let path = config.data_dir.join(DATA_DIR_LOCK_FILE);
+        imix_core::store::private_files::create_dir_all(&config.data_dir).map_err(|source| {
+            ServerError::Io {
+                context: format!("cannot create IMIX_DATA_DIR {}", config.data_dir.display()),
+                source,
+            }
+        })?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|source| ServerError::Io {
+                context: format!("cannot open the lock file {}", path.display()),
+                source,
+            })?;
+        Ok((file, path))
+    }
+
+    /// The server's lock: shared (several servers may use one data directory), refused
+    /// while a restore from the command line holds it exclusively.
+    pub fn shared(config: &Config) -> Result<Self, ServerError> {
+        let (file, path) = Self::open(config)?;
+        match fs4::fs_std::FileExt::try_lock_shared(&file) {
+            Ok(true) => Ok(Self { _file: file }),
+            Ok(false) => Err(ServerError::Io {
+                context: format!(
+                    "a restore from the command line is running on IMIX_DATA_DIR {}; start \
+                     the server once it has finished",
+                    config.data_dir.display()
+                ),
+                source: std::io::Error::from(std::io::ErrorKind::WouldBlock),
+            }),
+            Err(source) => Err(ServerError::Io {
+                context: format!("cannot lock {}", path.display()),
+                source,
+            }),
+        }
+    }
+
+    /// The command line's lock for a restore: exclusive, refused while a server runs on
+    /// this data directory.
+    pub fn exclusive(config: &Config) -> Result<Self, ServerError> {
+        let (file, path) = Self::open(config)?;
+        match fs4::fs_std::FileExt::try_lock_exclusive(&file) {
+            Ok(true) => Ok(Self { _file: file }),
+            Ok(false) => Err(ServerError::Io {
+                context: format!(
+                    "a server is running on IMIX_DATA_DIR {}: stop it before restoring from \
+                     the command line, or restore through the API",
+                    config.data_dir.display()
+                ),
+                source: std::io::Error::from(std::io::ErrorKind::WouldBlock),
+            }),
+            Err(source) => Err(ServerError::Io {
+                context: format!("cannot lock {}", path.display()),
+                source,
+            }),
+        }
+    }
+}

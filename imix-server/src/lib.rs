@@ -23,6 +23,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod backup_cli;
 pub mod backups;
 pub mod body;
 pub mod config;
@@ -43,6 +44,7 @@ pub mod storage;
 pub mod telemetry;
 pub mod webhooks;
 pub mod whatsapp;
+pub mod workers;
 
 use std::{future::Future, time::Duration};
 
@@ -254,6 +256,8 @@ pub async fn serve_with_options(
     options: state::ServerOptions,
 ) -> Result<(), ServerError> {
     let local_addr = listener.local_addr().ok();
+    // Held while serving: a restore from the command line refuses to run meanwhile.
+    let _data_dir_lock = backups::DataDirLock::shared(&config)?;
     let state = AppState::start_with(config, options).await?;
     let acceptor = TcpAcceptor::from_tokio(listener).map_err(|source| ServerError::Io {
         context: "cannot use the listener".into(),
@@ -268,49 +272,13 @@ pub async fn serve_with_options(
         version = env!("CARGO_PKG_VERSION"),
         "imix-server ready"
     );
-    // The mail outbox worker runs as long as the server, restarted if it dies; it stops
-    // (after finishing the email it is sending, if any) once the server has.
-    let (stop_outbox, outbox_stopped) = tokio::sync::watch::channel(false);
-    let outbox = tokio::spawn(state.notifier.worker().run_supervised(async move {
-        let mut stopped = outbox_stopped;
-        let _ = stopped.wait_for(|stop| *stop).await;
-    }));
-    // The webhook worker processes stored deliveries (those a crash left first) until the
-    // server stops; it is restarted by its own loop on errors.
-    let (stop_ingest, ingest_stopped) = tokio::sync::watch::channel(false);
-    let ingest_worker = state.ingest.clone();
-    let ingest = tokio::spawn(async move {
-        let mut stopped = ingest_stopped;
-        ingest_worker
-            .run(async move {
-                let _ = stopped.wait_for(|stop| *stop).await;
-            })
-            .await;
-    });
-    // The media worker fetches inbound media jobs (retries and jobs a crash left leased
-    // included) until the server stops, beside the webhook worker.
-    let (stop_media, media_stopped) = tokio::sync::watch::channel(false);
-    let media_worker = state.media_worker.clone();
-    let media = tokio::spawn(async move {
-        let mut stopped = media_stopped;
-        media_worker
-            .run(async move {
-                let _ = stopped.wait_for(|stop| *stop).await;
-            })
-            .await;
-    });
-    // The contact import worker imports uploaded files (jobs a crash left leased once their
-    // lease runs out); at shutdown it saves where it is and gives its job back.
-    let (stop_imports, imports_stopped) = tokio::sync::watch::channel(false);
-    let import_worker = state.contact_imports.clone();
-    let imports = tokio::spawn(async move {
-        let mut stopped = imports_stopped;
-        import_worker
-            .run(async move {
-                let _ = stopped.wait_for(|stop| *stop).await;
-            })
-            .await;
-    });
+    // The background workers (mail outbox, webhook ingest, media, contact imports,
+    // scheduled backups) run until the server stops; a restore pauses them while it
+    // replaces the data (see workers.rs).
+    let workers = workers::Workers::start(&state);
+    state
+        .backups
+        .set_workers(std::sync::Arc::new(workers.clone()));
     // Live-event streams never end by themselves: end them when shutdown begins, so that
     // draining does not wait out the grace period for clients to hang up.
     let streams = state.events.service.clone();
@@ -323,28 +291,7 @@ pub async fn serve_with_options(
         .run_with_graceful_shutdown(app(&state), shutdown, Some(SHUTDOWN_GRACE))
         .await;
     pruning.abort();
-    let _ = stop_outbox.send(true);
-    let _ = stop_ingest.send(true);
-    let _ = stop_media.send(true);
-    let _ = stop_imports.send(true);
-    if tokio::time::timeout(SHUTDOWN_GRACE, imports).await.is_err() {
-        tracing::warn!(
-            "the contact import worker did not stop in time; its job resumes once its lease runs out"
-        );
-    }
-    if tokio::time::timeout(SHUTDOWN_GRACE, media).await.is_err() {
-        tracing::warn!(
-            "the media worker did not stop in time; its job is taken again once its lease runs out"
-        );
-    }
-    if tokio::time::timeout(SHUTDOWN_GRACE, ingest).await.is_err() {
-        tracing::warn!("the webhook worker did not stop in time; its delivery is taken again at the next start");
-    }
-    if tokio::time::timeout(SHUTDOWN_GRACE, outbox).await.is_err() {
-        tracing::warn!(
-            "the mail outbox worker did not stop in time; its email stays in the outbox"
-        );
-    }
+    workers.shut_down().await;
     served.map_err(|source| ServerError::Io {
         context: "the server stopped with an error".into(),
         source,

@@ -1,4 +1,4 @@
-//! The `imix-server` binary: `serve` (the default), `init-db`, `doctor`.
+//! The `imix-server` binary: `serve` (the default), `init-db`, `doctor`, `backup …`.
 #![forbid(unsafe_code)]
 
 use std::process::ExitCode;
@@ -24,6 +24,11 @@ enum Command {
     InitDb,
     /// Check the store, Redis, directories and disk space; exit non-zero on any failure.
     Doctor,
+    /// Backups: create, list, verify <file>, restore <file>.
+    Backup {
+        #[command(subcommand)]
+        command: imix_server::backup_cli::BackupCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -81,6 +86,12 @@ fn main() -> ExitCode {
                         println!("users exist already; no default administrator created");
                         ExitCode::SUCCESS
                     }
+                    Err(e) => fail(&e),
+                }
+            }
+            Command::Backup { command } => {
+                match imix_server::backup_cli::run(&config, command, &mut std::io::stdout()).await {
+                    Ok(()) => ExitCode::SUCCESS,
                     Err(e) => fail(&e),
                 }
             }

@@ -4,7 +4,9 @@
 
 use chrono::{DateTime, Utc};
 use imix_core::access::Permission;
-use imix_update::backup::{BackupError, BackupJob, BackupKind, JobStatus, Progress};
+use imix_update::backup::{
+    schedule::Schedule, BackupError, BackupJob, BackupKind, JobStatus, Progress,
+};
 use poem::{Body, IntoResponse, Response};
 use poem_openapi::{
     param::Path,
@@ -160,6 +162,49 @@ pub struct RestoreView {
     pub restored_records: u64,
     /// The backup of the data as it was just before, taken automatically.
     pub pre_restore_backup_id: Option<String>,
+}
+
+/// The daily backup schedule (a platform setting; off by default).
+#[derive(Debug, Clone, Object)]
+pub struct BackupScheduleView {
+    /// Whether a `scheduled` backup is made every day.
+    pub enabled: bool,
+    /// The time of day it is made, `HH:MM`.
+    pub time: String,
+    /// The time zone of `time`: always `UTC`.
+    pub time_zone: String,
+    /// When the next scheduled backup is due (null while disabled).
+    pub next_run_at: Option<DateTime<Utc>>,
+    /// When the last scheduled run started.
+    pub last_run_at: Option<DateTime<Utc>>,
+    /// The backup the last successful run made (retention may have deleted it since).
+    pub last_backup_id: Option<String>,
+    /// Why the last run failed, until one succeeds.
+    pub last_error: Option<String>,
+}
+
+impl From<Schedule> for BackupScheduleView {
+    fn from(s: Schedule) -> Self {
+        Self {
+            enabled: s.enabled,
+            time: s.time,
+            time_zone: "UTC".to_owned(),
+            next_run_at: s.next_run_at,
+            last_run_at: s.last_run_at,
+            last_backup_id: s.last_backup_id,
+            last_error: s.last_error,
+        }
+    }
+}
+
+/// A change to the backup schedule; a field left out keeps its value.
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub struct BackupScheduleUpdate {
+    /// Turns scheduled backups on or off.
+    pub enabled: Option<bool>,
+    /// The time of day, `HH:MM` (00:00 to 23:59) in UTC.
+    pub time: Option<String>,
 }
 
 /// A backup archive to add to the list.
@@ -325,6 +370,51 @@ impl BackupsApi {
         let job = self.state.backups.start(BackupKind::Manual)?;
         self.audit(&auth, "backup.create", &job.id).await;
         Ok(Created::Accepted(Json(job.into())))
+    }
+
+    /// The daily backup schedule: off by default; when on, a `scheduled` backup is made
+    /// every day at `time` (UTC), then the oldest scheduled backups beyond
+    /// `IMIX_BACKUP_KEEP` are deleted. Platform admins.
+    #[oai(
+        path = "/system/backups/schedule",
+        method = "get",
+        operation_id = "get_backup_schedule"
+    )]
+    async fn get_schedule(&self, auth: Auth) -> Result<Json<BackupScheduleView>, ApiError> {
+        Self::require(&auth)?;
+        let scheduler = crate::workers::backup_scheduler(&self.state);
+        Ok(Json(scheduler.get().await?.into()))
+    }
+
+    /// Turns scheduled backups on or off and/or sets their time (`HH:MM`, UTC). The next
+    /// run is the first such time from now. A bad value is refused (422 naming the field)
+    /// and nothing changes.
+    #[oai(
+        path = "/system/backups/schedule",
+        method = "put",
+        operation_id = "set_backup_schedule"
+    )]
+    async fn set_schedule(
+        &self,
+        auth: Auth,
+        body: Json<BackupScheduleUpdate>,
+    ) -> Result<Json<BackupScheduleView>, ApiError> {
+        Self::require(&auth)?;
+        let scheduler = crate::workers::backup_scheduler(&self.state);
+        let schedule = scheduler
+            .set(body.0.enabled, body.0.time.as_deref())
+            .await?;
+        self.state
+            .tenancy
+            .record_action(
+                &auth.0,
+                "backup.schedule_update",
+                "backup_schedule",
+                format!("enabled={} time={}", schedule.enabled, schedule.time),
+                None,
+            )
+            .await;
+        Ok(Json(schedule.into()))
     }
 
     /// One backup (or job), for polling its progress.

@@ -10,6 +10,7 @@ mod common;
 mod annotations;
 mod api_keys;
 mod auto_assign;
+mod backup_ops;
 mod backups;
 mod cli;
 mod contact_import;
