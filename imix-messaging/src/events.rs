@@ -296,11 +296,21 @@ impl EventSink for NoEvents {
     async fn publish(&self, _event: NewEvent) {}
 }
 
-/// The log and the fan-out together: appends, then fans out.
+/// Told of every event the bus recorded, once, by the process that recorded it (event
+/// subscriptions enqueue their deliveries here). Called after the append and before the
+/// fan-out, so what it stores is durable before anyone hears of the event.
+#[async_trait]
+pub trait EventObserver: Send + Sync {
+    /// `event` was recorded. Failures are the observer's to log.
+    async fn recorded(&self, event: &Event);
+}
+
+/// The log and the fan-out together: appends, tells the observers, then fans out.
 #[derive(Clone)]
 pub struct EventBus {
     log: Arc<dyn EventLog>,
     fanout: Arc<dyn Fanout>,
+    observers: Arc<std::sync::RwLock<Vec<Arc<dyn EventObserver>>>>,
 }
 
 impl std::fmt::Debug for EventBus {
@@ -312,7 +322,22 @@ impl std::fmt::Debug for EventBus {
 impl EventBus {
     /// A bus appending to `log` and fanning out through `fanout`.
     pub fn new(log: Arc<dyn EventLog>, fanout: Arc<dyn Fanout>) -> Self {
-        Self { log, fanout }
+        Self {
+            log,
+            fanout,
+            observers: Arc::default(),
+        }
+    }
+
+    /// Adds `observer`, for this bus and every clone of it (those made before included).
+    pub fn observe(&self, observer: Arc<dyn EventObserver>) {
+        // A poisoned lock only means an earlier `observe` panicked mid-push; the list is
+        // still a list.
+        let mut list = match self.observers.write() {
+            Ok(list) => list,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        list.push(observer);
     }
 
     /// Prunes the log to `retention`; returns how many events went.
@@ -330,7 +355,16 @@ impl EventSink for EventBus {
     async fn publish(&self, event: NewEvent) {
         let (tenant, kind) = (event.tenant_id, event.kind);
         match self.log.append(event).await {
-            Ok(recorded) => self.fanout.publish(&recorded),
+            Ok(recorded) => {
+                let observers: Vec<Arc<dyn EventObserver>> = match self.observers.read() {
+                    Ok(list) => list.clone(),
+                    Err(poisoned) => poisoned.into_inner().clone(),
+                };
+                for observer in observers {
+                    observer.recorded(&recorded).await;
+                }
+                self.fanout.publish(&recorded)
+            }
             Err(e) => tracing::warn!(
                 tenant = %tenant,
                 kind = kind.as_str(),

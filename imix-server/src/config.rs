@@ -74,6 +74,16 @@ pub struct Config {
     /// `IMIX_ALLOW_PRIVATE_SMTP_HOSTS` (default `false`): whether tenant SMTP settings may
     /// name hosts with loopback, private or link-local addresses.
     pub allow_private_smtp_hosts: bool,
+    /// `IMIX_ALLOW_PRIVATE_WEBHOOK_TARGETS` (default `false`): whether webhook endpoints
+    /// (event subscriptions) may deliver to loopback, private, link-local and other
+    /// non-public addresses.
+    pub allow_private_webhook_targets: bool,
+    /// `IMIX_WEBHOOK_RETRY_BASE_MS` (default 10000): the delay before a failed webhook
+    /// delivery's first retry; it doubles with each attempt, up to an hour.
+    pub webhook_retry_base: std::time::Duration,
+    /// `IMIX_WEBHOOK_MAX_ATTEMPTS` (default 12, 1 to 50): attempts before a webhook
+    /// delivery is given up and its endpoint disabled.
+    pub webhook_max_attempts: u32,
     /// `IMIX_EVENTS_HEARTBEAT_MS` (default 15000): how often a live-events stream sends a
     /// heartbeat comment (and re-reads the event log), so proxies keep idle streams open.
     pub events_heartbeat: std::time::Duration,
@@ -124,6 +134,12 @@ impl std::fmt::Debug for Config {
                 &set(&self.previous_encryption_keys),
             )
             .field("allow_private_smtp_hosts", &self.allow_private_smtp_hosts)
+            .field(
+                "allow_private_webhook_targets",
+                &self.allow_private_webhook_targets,
+            )
+            .field("webhook_retry_base", &self.webhook_retry_base)
+            .field("webhook_max_attempts", &self.webhook_max_attempts)
             .field("events_heartbeat", &self.events_heartbeat)
             .field("backup_keep", &self.backup_keep)
             .field("backup_include_executable", &self.backup_include_executable)
@@ -362,6 +378,34 @@ impl Config {
 
         let allow_private_smtp_hosts =
             src.parse("IMIX_ALLOW_PRIVATE_SMTP_HOSTS", false, "`true` or `false`")?;
+        let allow_private_webhook_targets = src.parse(
+            "IMIX_ALLOW_PRIVATE_WEBHOOK_TARGETS",
+            false,
+            "`true` or `false`",
+        )?;
+        let webhook_retry_base_ms: u64 = src.parse(
+            "IMIX_WEBHOOK_RETRY_BASE_MS",
+            10_000,
+            "a whole number of milliseconds",
+        )?;
+        if !(10..=3_600_000).contains(&webhook_retry_base_ms) {
+            return Err(ConfigError::new(
+                "IMIX_WEBHOOK_RETRY_BASE_MS",
+                "must be between 10 and 3600000 milliseconds",
+            ));
+        }
+        let webhook_retry_base = std::time::Duration::from_millis(webhook_retry_base_ms);
+        let webhook_max_attempts: u32 = src.parse(
+            "IMIX_WEBHOOK_MAX_ATTEMPTS",
+            12,
+            "a whole number from 1 to 50",
+        )?;
+        if !(1..=50).contains(&webhook_max_attempts) {
+            return Err(ConfigError::new(
+                "IMIX_WEBHOOK_MAX_ATTEMPTS",
+                "must be a whole number from 1 to 50",
+            ));
+        }
 
         let heartbeat_ms: u64 = src.parse(
             "IMIX_EVENTS_HEARTBEAT_MS",
@@ -404,6 +448,9 @@ impl Config {
             backup_upload_max_bytes: backup_upload_mb * 1024 * 1024,
             smtp_extra_ca_pem,
             allow_private_smtp_hosts,
+            allow_private_webhook_targets,
+            webhook_retry_base,
+            webhook_max_attempts,
             admin_email,
             admin_password,
             mongodb_uri,

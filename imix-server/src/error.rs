@@ -976,3 +976,22 @@ impl From<imix_messaging::MessagingError> for ApiError {
         }
     }
 }
+
+impl From<imix_subscriptions::SubscriptionError> for ApiError {
+    fn from(err: imix_subscriptions::SubscriptionError) -> Self {
+        use imix_subscriptions::SubscriptionError as S;
+        match err {
+            S::Access(e) => e.into(),
+            S::Store(e) => e.into(),
+            S::Invalid { field, message } => Self::invalid_field(field, message),
+            S::Crypto { .. } => {
+                tracing::error!(error = %err, "webhook endpoint secret failure");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_error",
+                    "an internal error occurred; it has been logged",
+                )
+            }
+        }
+    }
+}

@@ -41,6 +41,7 @@ pub mod probe;
 pub mod quota_backend;
 pub mod state;
 pub mod storage;
+pub mod subscriptions;
 pub mod telemetry;
 pub mod webhooks;
 pub mod whatsapp;
@@ -287,10 +288,14 @@ pub async fn serve_with_options(
         streams.close_all();
     };
     let pruning = state.events.spawn_pruning();
+    // Webhook deliveries are leased in the store: one aborted mid-send is sent again
+    // once its lease runs out (receivers deduplicate by event id).
+    let webhook_deliveries = state.webhook_worker.clone().spawn();
     let served = Server::new_with_acceptor(acceptor)
         .run_with_graceful_shutdown(app(&state), shutdown, Some(SHUTDOWN_GRACE))
         .await;
     pruning.abort();
+    webhook_deliveries.abort();
     workers.shut_down().await;
     served.map_err(|source| ServerError::Io {
         context: "the server stopped with an error".into(),

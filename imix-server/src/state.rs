@@ -61,6 +61,10 @@ pub struct AppState {
     pub backups: imix_update::backup::Backups,
     /// Private notes, labels and canned responses.
     pub annotations: imix_messaging::AnnotationService,
+    /// Webhook endpoints (event subscriptions) and their delivery log.
+    pub subscriptions: imix_subscriptions::SubscriptionService,
+    /// Sends stored webhook deliveries (started by the server).
+    pub webhook_worker: imix_subscriptions::worker::DeliveryWorker,
 }
 
 /// What an embedder (or a test) can plug in instead of the defaults.
@@ -154,6 +158,8 @@ impl AppState {
         let events =
             crate::events::LiveEvents::new(&storage, redis.as_ref(), config.events_heartbeat)?;
         let media = crate::media::media(&config, &storage, &whatsapp_accounts)?;
+        let (subscriptions, webhook_worker) =
+            crate::subscriptions::subscriptions(&config, &storage, &cipher, &events.bus);
         let (webhooks, ingest) = crate::messaging::ingest(
             &ingest_storage,
             &whatsapp_accounts,
@@ -200,6 +206,8 @@ impl AppState {
             media_worker: media.worker,
             events,
             annotations,
+            subscriptions,
+            webhook_worker,
             backups,
         })
     }

@@ -11,6 +11,7 @@ use imix_core::{
 };
 use imix_messaging::storage::MessagingStorage;
 use imix_notify::storage::MailOutboxRepository;
+use imix_subscriptions::storage::SubscriptionStorage;
 use imix_tenancy::storage::TenancyStorage;
 use imix_whatsapp::storage::WhatsAppStorage;
 
@@ -29,6 +30,8 @@ pub struct Storage {
     pub outbox: Arc<dyn MailOutboxRepository>,
     /// Webhook deliveries, contacts, conversations, messages.
     pub messaging: MessagingStorage,
+    /// Webhook endpoints (event subscriptions) and their deliveries.
+    pub subscriptions: SubscriptionStorage,
 }
 
 impl std::fmt::Debug for Storage {
@@ -54,6 +57,7 @@ impl Storage {
             whatsapp: WhatsAppStorage::open(&store.backend)?,
             outbox: imix_notify::storage::open(&store.backend)?,
             messaging: MessagingStorage::open(&store.backend)?,
+            subscriptions: SubscriptionStorage::open(&store.backend)?,
             store,
         })
     }
@@ -66,6 +70,7 @@ impl Storage {
         imix_notify::storage::migrate(&self.store.backend).await?;
         imix_whatsapp::storage::migrate(&self.store.backend).await?;
         imix_messaging::storage::migrate(&self.store.backend).await?;
+        imix_subscriptions::storage::migrate(&self.store.backend).await?;
         Ok(())
     }
 
@@ -75,9 +80,10 @@ impl Storage {
     }
 
     /// The registry of every record a backup holds, in import order: tenants and users,
-    /// WhatsApp accounts and templates, contacts, conversations and messages, then the
-    /// shared settings, audit log and blobs. Operational state (auth tokens, the mail
-    /// outbox, counters, webhook deliveries, held statuses) is not exported.
+    /// WhatsApp accounts and templates, contacts, conversations and messages, webhook
+    /// endpoints, then the shared settings, audit log and blobs. Operational state (auth
+    /// tokens, the mail outbox, counters, webhook deliveries in and out, held statuses) is
+    /// not exported.
     pub fn transfer(&self) -> Transfer {
         let mut transfer = Transfer::new(&self.store);
         for set in self
@@ -86,6 +92,7 @@ impl Storage {
             .into_iter()
             .chain(self.whatsapp.record_sets())
             .chain(self.messaging.record_sets())
+            .chain(self.subscriptions.record_sets())
         {
             transfer.register(set);
         }

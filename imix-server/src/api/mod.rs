@@ -20,6 +20,7 @@ mod tenants;
 pub mod token;
 mod users;
 pub mod views;
+mod webhook_endpoints;
 mod whatsapp_accounts;
 
 use poem_openapi::{OpenApiService, Tags};
@@ -42,6 +43,7 @@ pub use smtp::SmtpApi;
 pub use templates::TemplatesApi;
 pub use tenants::TenantsApi;
 pub use users::UsersApi;
+pub use webhook_endpoints::WebhookEndpointsApi;
 pub use whatsapp_accounts::WhatsAppAccountsApi;
 
 /// Groups operations in the OpenAPI spec and Swagger UI.
@@ -80,6 +82,7 @@ pub type PlatformApis = (
     SmtpApi,
     OutboxApi,
     ApiKeysApi,
+    WebhookEndpointsApi,
 );
 
 /// The messaging APIs: WhatsApp accounts and templates, the inbox, contacts, media, events.
@@ -111,6 +114,7 @@ pub fn service(state: &AppState) -> OpenApiService<ImixApi, ()> {
                 SmtpApi::new(state.clone()),
                 OutboxApi::new(state.clone()),
                 ApiKeysApi::new(state.clone()),
+                WebhookEndpointsApi::new(state.clone()),
             ),
             (
                 WhatsAppAccountsApi::new(state.clone()),

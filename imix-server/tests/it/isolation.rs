@@ -142,6 +142,19 @@ async fn walk(backend: Backend) {
         .await;
     assert_eq!(status, 201, "{template}");
     let template_id = template["id"].as_str().unwrap().to_owned();
+    // A webhook endpoint of A's (a public address literal: nothing needs to answer), so
+    // that the message below gives it a delivery.
+    let (status, endpoint) = s
+        .send_json(
+            &admin,
+            Method::POST,
+            &format!("/api/v1/tenants/{a_id}/webhook-endpoints"),
+            json!({"url": "http://93.184.216.34/alpha-secret-hook", "events": ["message.received"]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{endpoint}");
+    let endpoint_id = endpoint["id"].as_str().unwrap().to_owned();
+    let endpoint_secret = endpoint["secret"].as_str().unwrap().to_owned();
     // A customer writes to A's number: a contact, a conversation, a message.
     let delivery = json!({"object": "whatsapp_business_account", "entry": [{"id": "7001", "changes": [{"field": "messages", "value": {
         "messaging_product": "whatsapp",
@@ -270,6 +283,22 @@ async fn walk(backend: Backend) {
     assert_eq!(resp.status(), 202);
     let import: Value = resp.json().await.unwrap();
     let import_id = import["id"].as_str().unwrap().to_owned();
+    // The endpoint's delivery of that message.
+    let mut delivery_id = None;
+    for _ in 0..250 {
+        let (_, log) = s
+            .get_json(
+                &admin,
+                &format!("/api/v1/tenants/{a_id}/webhook-endpoints/{endpoint_id}/deliveries"),
+            )
+            .await;
+        delivery_id = log["items"][0]["id"].as_str().map(str::to_owned);
+        if delivery_id.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let delivery_id = delivery_id.expect("the webhook delivery");
     // An API key of tenant A (its key as a secret too).
     let (status, api_key) = s
         .send_json(
@@ -321,6 +350,8 @@ async fn walk(backend: Backend) {
             ("canned_response_id", canned_response_id.clone()),
             ("import_id", import_id.clone()),
             ("api_key_id", api_key_id.clone()),
+            ("endpoint_id", endpoint_id.clone()),
+            ("delivery_id", delivery_id.clone()),
         ]),
         secrets: vec![
             a_id.clone(),
@@ -328,6 +359,10 @@ async fn walk(backend: Backend) {
             doc_id.clone(),
             api_key_id.clone(),
             api_key_secret.clone(),
+            endpoint_id.clone(),
+            endpoint_secret.clone(),
+            delivery_id.clone(),
+            "alpha-secret-hook".into(),
             "Alpha Secret".into(),
             "alpha-secret".into(),
             "alpha-private-note".into(),

@@ -31,4 +31,5 @@ mod simulated_inbound;
 mod tenancy;
 mod transfer;
 mod upgrade;
+mod webhook_endpoints;
 mod whatsapp;

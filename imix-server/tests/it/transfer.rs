@@ -63,6 +63,24 @@ async fn populate(s: &Storage) {
         .insert(&imix_tenancy::testkit::user("two@example.com", Some(&t2)))
         .await
         .unwrap();
+    // A webhook endpoint (its secret stays sealed with the at-rest key).
+    s.subscriptions
+        .endpoints
+        .insert(&imix_subscriptions::WebhookEndpoint {
+            id: imix_subscriptions::WebhookEndpointId::new(),
+            tenant_id: t.id,
+            url: "https://hooks.example.com/imix".into(),
+            events: vec!["message.received".into()],
+            description: "CRM".into(),
+            status: imix_subscriptions::EndpointStatus::Active,
+            disabled_reason: None,
+            secret_enc: "sealed".into(),
+            version: 1,
+            created_at: imix_core::now(),
+            updated_at: imix_core::now(),
+        })
+        .await
+        .unwrap();
     // An API key (its hash travels, so the key keeps working after a restore).
     s.tenancy
         .api_keys
@@ -221,6 +239,7 @@ async fn a_populated_store_round_trips_sqlite_to_mongodb_to_sqlite_identically()
             "label",
             "conversation_note",
             "canned_response",
+            "webhook_endpoint",
             "settings",
             "audit",
             "blob"
