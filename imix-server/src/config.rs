@@ -44,6 +44,18 @@ pub struct Config {
     pub access_token_expire_minutes: u32,
     /// `UPDATE_SERVER_URL`: where update manifests come from; `None` = updates off.
     pub update_server_url: Option<Url>,
+    /// `IMIX_UPDATE_PUBLIC_KEY`: the ed25519 public key (base64) update manifests must be
+    /// signed with; default [`imix_update::update::DEFAULT_PUBLIC_KEY`].
+    pub update_public_key: ed25519_dalek::VerifyingKey,
+    /// `IMIX_UPDATE_HEALTH_TIMEOUT_SECS` (default 120): how long a newly installed version
+    /// has to answer its health check before it is rolled back.
+    pub update_health_timeout: std::time::Duration,
+    /// `IMIX_UPDATE_RESTART` (default `exit`): how the server restarts after an update:
+    /// `exit` with code 75 for its supervisor, or `exec` (re-executes itself).
+    pub update_restart: crate::updates::RestartMode,
+    /// `IMIX_UPDATE_EXECUTABLE`: the executable an update replaces (default: the running
+    /// one).
+    pub update_executable: Option<PathBuf>,
     /// `REDIS_URL`: Redis for shared counters, queues and fan-out; `None` = in-process.
     pub redis_url: Option<SecretString>,
     /// `IMIX_DATA_DIR`: SQLite file, blobs, backups, generated secret key.
@@ -120,6 +132,13 @@ impl std::fmt::Debug for Config {
                 "update_server_url",
                 &self.update_server_url.as_ref().map(Url::as_str),
             )
+            .field(
+                "update_public_key",
+                &imix_update::update::manifest::public_key_to_base64(&self.update_public_key),
+            )
+            .field("update_health_timeout", &self.update_health_timeout)
+            .field("update_restart", &self.update_restart)
+            .field("update_executable", &self.update_executable)
             .field("redis_url", &set(&self.redis_url))
             .field("webhook_verify_token", &set(&self.webhook_verify_token))
             .field("data_dir", &self.data_dir)
@@ -441,7 +460,34 @@ impl Config {
             ));
         }
 
+        let update_public_key = imix_update::update::manifest::public_key_from_base64(
+            src.get("IMIX_UPDATE_PUBLIC_KEY")
+                .unwrap_or(imix_update::update::DEFAULT_PUBLIC_KEY),
+        )
+        .map_err(|e| ConfigError::new("IMIX_UPDATE_PUBLIC_KEY", e.to_string()))?;
+        let health_secs: u64 = src.parse(
+            "IMIX_UPDATE_HEALTH_TIMEOUT_SECS",
+            120,
+            "a whole number of seconds",
+        )?;
+        if !(1..=3600).contains(&health_secs) {
+            return Err(ConfigError::new(
+                "IMIX_UPDATE_HEALTH_TIMEOUT_SECS",
+                "must be between 1 and 3600 (one hour)",
+            ));
+        }
+        let update_restart = src.parse(
+            "IMIX_UPDATE_RESTART",
+            crate::updates::RestartMode::Exit,
+            "`exit` or `exec`",
+        )?;
+        let update_executable = src.get("IMIX_UPDATE_EXECUTABLE").map(|p| PathBuf::from(p.trim()));
+
         Ok(Self {
+            update_public_key,
+            update_health_timeout: std::time::Duration::from_secs(health_secs),
+            update_restart,
+            update_executable,
             events_heartbeat,
             backup_keep,
             backup_include_executable,
@@ -592,6 +638,9 @@ mod tests {
             ("IMIX_ENCRYPTION_KEY", "dG9vIHNob3J0"),
             ("DB_NAME", "bad.name"),
             ("IMIX_LOG", "[[["),
+            ("IMIX_UPDATE_PUBLIC_KEY", "not a key"),
+            ("IMIX_UPDATE_HEALTH_TIMEOUT_SECS", "0"),
+            ("IMIX_UPDATE_RESTART", "reboot"),
         ];
         for (var, value) in cases {
             let err = load(&[(var, value)]).unwrap_err();

@@ -43,6 +43,7 @@ pub mod state;
 pub mod storage;
 pub mod subscriptions;
 pub mod telemetry;
+pub mod updates;
 pub mod webhooks;
 pub mod whatsapp;
 pub mod workers;
@@ -90,6 +91,23 @@ pub enum ServerError {
     /// Backups: the directory cannot be used, or an interrupted restore cannot be finished.
     #[error("backups: {0}")]
     Backup(#[from] imix_update::backup::BackupError),
+    /// Updates: the pending-update state cannot be read or acted on (boxed: the update
+    /// error is large and this one is returned everywhere).
+    #[error("updates: {0}")]
+    Update(Box<imix_update::update::UpdateError>),
+    /// A failed update was rolled back at start: the process must restart into the
+    /// previous executable (`main` exits with the restart code).
+    #[error("the update is being rolled back ({reason}); restarting into the previous version")]
+    RollbackRestart {
+        /// Why the update was rolled back.
+        reason: String,
+    },
+}
+
+impl From<imix_update::update::UpdateError> for ServerError {
+    fn from(e: imix_update::update::UpdateError) -> Self {
+        ServerError::Update(Box::new(e))
+    }
 }
 
 /// How long in-flight requests may take to finish after a shutdown signal.
@@ -283,8 +301,15 @@ pub async fn serve_with_options(
     // Live-event streams never end by themselves: end them when shutdown begins, so that
     // draining does not wait out the grace period for clients to hang up.
     let streams = state.events.service.clone();
+    // The new version of an update confirms itself once its /health answers.
+    updates::confirm_when_healthy(&state.config, &state.updates, local_addr);
+    let restart = state.updates.restarter.clone();
     let shutdown = async move {
-        shutdown.await;
+        // An update's restart stops the server as a signal does (main then restarts it).
+        tokio::select! {
+            () = shutdown => {}
+            () = restart.requested() => {}
+        }
         streams.close_all();
     };
     let pruning = state.events.spawn_pruning();

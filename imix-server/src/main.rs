@@ -60,7 +60,13 @@ fn main() -> ExitCode {
                     Ok(shutdown) => shutdown,
                     Err(e) => return fail(&format!("cannot install signal handlers: {e}")),
                 };
-                match imix_server::serve(config, shutdown).await {
+                let served = imix_server::serve(config, shutdown).await;
+                // An update (or its rollback) asked for a restart: exit with the code the
+                // supervisor restarts on, or re-execute (IMIX_UPDATE_RESTART).
+                if let Some(code) = imix_server::updates::restart_if_requested() {
+                    return code;
+                }
+                match served {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => {
                         tracing::error!(error = %e, "imix-server failed");

@@ -59,6 +59,8 @@ pub struct AppState {
     pub events: crate::events::LiveEvents,
     /// Backups: create, list, verify, upload, restore (archives in `$IMIX_DATA_DIR/backups`).
     pub backups: imix_update::backup::Backups,
+    /// Updates: check, install, status; the restart mechanism.
+    pub updates: crate::updates::ServerUpdates,
     /// Private notes, labels and canned responses.
     pub annotations: imix_messaging::AnnotationService,
     /// Webhook endpoints (event subscriptions) and their delivery log.
@@ -85,6 +87,9 @@ impl AppState {
 
     /// [`AppState::start`] with plugged-in parts.
     pub async fn start_with(config: Config, options: ServerOptions) -> Result<Self, ServerError> {
+        // First: a pending update (the watchdog of a new version on probation starts here,
+        // before anything that could hang).
+        let (update_action, restarter) = crate::updates::at_start(&config)?;
         let storage = Storage::open(&config).await?;
         storage.migrate().await?;
         let store = storage.store.clone();
@@ -95,6 +100,10 @@ impl AppState {
         if let Some(summary) = &resumed {
             tracing::warn!(?summary, "an interrupted restore was finished at start");
         }
+        // After a rolled-back update, the old version puts the pre-update data back first.
+        let rolled_back = crate::updates::finish_rollback(&config, &update_action, &backups).await?;
+        let updates =
+            crate::updates::service(&config, &storage, &backups, &update_action, restarter)?;
         imix_tenancy::bootstrap::ensure_default_admin(
             &store,
             &storage.tenancy,
@@ -180,7 +189,7 @@ impl AppState {
             Arc::new(events.bus.clone()),
         );
         crate::backups::refresh_after_every_restore(&backups, &storage, tenancy.count_limits());
-        if resumed.is_some() {
+        if resumed.is_some() || rolled_back {
             crate::backups::refresh_after_restore(&storage, tenancy.count_limits()).await;
         }
         let metrics = Metrics::new()?;
@@ -209,6 +218,7 @@ impl AppState {
             subscriptions,
             webhook_worker,
             backups,
+            updates,
         })
     }
 }

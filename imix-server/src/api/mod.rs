@@ -17,6 +17,7 @@ mod search;
 mod smtp;
 mod templates;
 mod tenants;
+mod updates;
 pub mod token;
 mod users;
 pub mod views;
@@ -42,6 +43,7 @@ pub use search::SearchApi;
 pub use smtp::SmtpApi;
 pub use templates::TemplatesApi;
 pub use tenants::TenantsApi;
+pub use updates::UpdateApi;
 pub use users::UsersApi;
 pub use webhook_endpoints::WebhookEndpointsApi;
 pub use whatsapp_accounts::WhatsAppAccountsApi;
@@ -75,6 +77,7 @@ pub enum ApiTags {
 pub type PlatformApis = (
     HealthApi,
     BackupsApi,
+    UpdateApi,
     AccountApi,
     TenantsApi,
     UsersApi,
@@ -107,6 +110,7 @@ pub fn service(state: &AppState) -> OpenApiService<ImixApi, ()> {
             (
                 HealthApi::new(state.clone()),
                 BackupsApi::new(state.clone()),
+                UpdateApi::new(state.clone()),
                 AccountApi::new(state.clone()),
                 TenantsApi::new(state.clone()),
                 UsersApi::new(state.clone()),

@@ -30,6 +30,7 @@ mod server;
 mod simulated_inbound;
 mod tenancy;
 mod transfer;
+mod updates;
 mod upgrade;
 mod webhook_endpoints;
 mod whatsapp;
