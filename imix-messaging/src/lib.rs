@@ -15,6 +15,7 @@ pub mod events;
 pub mod inbox;
 pub mod ingest;
 pub mod media;
+pub mod outbound;
 pub mod records;
 pub mod search;
 pub mod storage;

@@ -36,6 +36,7 @@ pub mod media;
 pub mod messaging;
 pub mod metrics;
 pub mod notify_bridge;
+pub mod outbound;
 pub mod pages;
 pub mod probe;
 pub mod quota_backend;

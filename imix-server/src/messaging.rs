@@ -14,12 +14,14 @@ use crate::{storage::Storage, webhooks::AccountKeys};
 
 /// The webhook receiver and the worker that processes what it stored, sharing a wake-up;
 /// the worker reports what it changes to `events` (live events), queues inbound media
-/// in `media` and assigns new conversations by [`round_robin`] when a tenant turned it on.
+/// in `media`, assigns new conversations by [`round_robin`] when a tenant turned it on, and
+/// mirrors the statuses of messages sent through the send API to `outbound`.
 pub fn ingest(
     storage: &Storage,
     accounts: &AccountService,
     events: Arc<dyn EventSink>,
     media: imix_messaging::media::MediaQueue,
+    outbound: imix_messaging::outbound::OutboundStatuses,
 ) -> (Receiver, IngestWorker) {
     let keys = Arc::new(AccountKeys::new(
         storage.whatsapp.accounts.clone(),
@@ -37,7 +39,8 @@ pub fn ingest(
             .with_events(events)
             .with_media(media)
             .with_round_robin(round_robin(storage))
-            .with_account_events(Arc::new(WhatsAppAccountEvents::new(&storage.whatsapp))),
+            .with_account_events(Arc::new(WhatsAppAccountEvents::new(&storage.whatsapp)))
+            .with_outbound(outbound),
         wake,
         WorkerConfig::default(),
     );

@@ -55,6 +55,10 @@ pub struct AppState {
     pub media: imix_messaging::media::MediaService,
     /// Fetches inbound media jobs.
     pub media_worker: imix_messaging::media::MediaWorker,
+    /// The send API: queues, reads and retries outbound messages.
+    pub outbound: imix_messaging::outbound::OutboundService,
+    /// Hands queued outbound messages to Meta.
+    pub dispatcher: imix_messaging::outbound::Dispatcher,
     /// Live events: the log ingest publishes to and the streams users open.
     pub events: crate::events::LiveEvents,
     /// Backups: create, list, verify, upload, restore (archives in `$IMIX_DATA_DIR/backups`).
@@ -169,12 +173,21 @@ impl AppState {
         let media = crate::media::media(&config, &storage, &whatsapp_accounts)?;
         let (subscriptions, webhook_worker) =
             crate::subscriptions::subscriptions(&config, &storage, &cipher, &events.bus);
+        let (_, outbound_statuses) = crate::outbound::statuses(&storage, &tenancy)?;
         let (webhooks, ingest) = crate::messaging::ingest(
             &ingest_storage,
             &whatsapp_accounts,
             std::sync::Arc::new(events.bus.clone()),
             media.queue.clone(),
+            outbound_statuses,
         );
+        let outbound = crate::outbound::outbound(
+            &config,
+            &storage,
+            &tenancy,
+            &whatsapp_accounts,
+            ingest.processor().clone(),
+        )?;
         let inbox = imix_messaging::InboxService::new(
             storage.messaging.clone(),
             Arc::new(crate::messaging::TenancyAssignees::new(
@@ -213,6 +226,8 @@ impl AppState {
             ingest,
             media: media.service,
             media_worker: media.worker,
+            outbound: outbound.service,
+            dispatcher: outbound.dispatcher,
             events,
             annotations,
             subscriptions,

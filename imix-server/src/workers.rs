@@ -78,6 +78,16 @@ impl Workers {
                 async move { media.run(stop).await }.boxed()
             }),
         ));
+        // The outbound dispatcher: hands queued messages to Meta, and marks `unknown` those
+        // a crash left `sending`.
+        let dispatcher = state.dispatcher.clone();
+        runners.push((
+            "dispatcher",
+            Arc::new(move |stop| {
+                let dispatcher = dispatcher.clone();
+                async move { dispatcher.run(stop).await }.boxed()
+            }),
+        ));
         let imports = state.contact_imports.clone();
         runners.push((
             "contact import",

@@ -220,6 +220,25 @@ impl Error {
         }
     }
 
+    /// Whether Meta may have received the request although no answer came: a timeout, or
+    /// a connection that failed after it was made (the request may have been written). A
+    /// send that failed so has an unknown outcome; one refused while connecting did not
+    /// arrive.
+    pub fn request_may_have_arrived(&self) -> bool {
+        match self {
+            Error::Timeout => true,
+            Error::Transport(source) => {
+                #[cfg(feature = "client")]
+                if let Some(e) = source.downcast_ref::<reqwest::Error>() {
+                    return !e.is_connect();
+                }
+                let _ = source;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Meta's error object, when the Graph API returned one.
     pub fn graph_error(&self) -> Option<&GraphError> {
         match self {

@@ -49,6 +49,8 @@ pub struct Processor {
     media: Option<crate::media::MediaQueue>,
     /// Assigns new and reopened unassigned conversations when the tenant turned it on.
     round_robin: Option<crate::assign::RoundRobin>,
+    /// Mirrors statuses of messages sent through the send API onto their outbound record.
+    outbound: Option<crate::outbound::OutboundStatuses>,
 }
 
 impl std::fmt::Debug for Processor {
@@ -157,6 +159,55 @@ impl Processor {
             events: Arc::new(NoEvents),
             media: None,
             round_robin: None,
+            outbound: None,
+        }
+    }
+
+    /// The same processor, mirroring the statuses of outbound messages onto their
+    /// outbound records with `outbound` (the send API's view of them).
+    pub fn with_outbound(mut self, outbound: crate::outbound::OutboundStatuses) -> Self {
+        self.outbound = Some(outbound);
+        self
+    }
+
+    /// A message the dispatcher just stored after Meta accepted it: applies the statuses
+    /// held for its wamid (status webhooks that raced Meta's answer to the send).
+    pub async fn outbound_message_stored(
+        &self,
+        tenant: imix_core::id::TenantId,
+        message: &Message,
+    ) -> Result<()> {
+        // Only the tenant and the number are read from the key: the secret is not needed
+        // to apply statuses already verified when they were held.
+        let account = AccountKey {
+            account_id: message.account_id,
+            tenant_id: tenant,
+            phone_number_id: message.phone_number_id.clone(),
+            app_secret: secrecy::SecretString::from(String::new()),
+        };
+        let mut report = ProcessReport::default();
+        self.apply_held(&account, message, &mut report).await
+    }
+
+    /// Tells the outbound records of a status recorded on an outbound message.
+    async fn mirror_outbound(
+        &self,
+        tenant: imix_core::id::TenantId,
+        message: &Message,
+        event: &StatusEvent,
+    ) -> Result<()> {
+        match &self.outbound {
+            Some(o) if message.direction == Direction::Outbound => {
+                o.apply(
+                    tenant,
+                    message.id,
+                    event.state,
+                    event.at,
+                    event.errors.as_ref(),
+                )
+                .await
+            }
+            _ => Ok(()),
         }
     }
 
@@ -645,12 +696,15 @@ impl Processor {
         while backoff.next_attempt().await {
             let mut m = self.storage.messages.get(scope, message.id).await?;
             if m.statuses.contains(&event) {
-                return Ok(()); // a redelivered status
+                // A redelivered status (mirrored again: the first mirror may have failed).
+                return self.mirror_outbound(account.tenant_id, &m, &event).await;
             }
             m.state = advance(m.state, event.state);
             m.statuses.push(event.clone());
             match self.storage.messages.update(scope, &m).await {
                 Ok(updated) => {
+                    self.mirror_outbound(account.tenant_id, &updated, &event)
+                        .await?;
                     let event = NewEvent::message_status_changed(&updated);
                     // Agents see it by whom the conversation is assigned to now; if that
                     // cannot be read, only those who see every conversation do.

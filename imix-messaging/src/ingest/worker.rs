@@ -87,6 +87,12 @@ impl IngestWorker {
         }
     }
 
+    /// The processor it runs deliveries through (the dispatcher applies held statuses to
+    /// sent messages with the same one).
+    pub fn processor(&self) -> &Processor {
+        &self.processor
+    }
+
     /// Claims and processes due deliveries, up to [`WorkerConfig::concurrency`] at a time,
     /// until none is due; returns how many it handled. Claims are made in batches as
     /// processing slots free up, so a backlog costs one claim write per batch rather than

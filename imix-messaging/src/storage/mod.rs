@@ -29,6 +29,7 @@ pub mod imports;
 pub mod media;
 #[cfg(feature = "mongodb")]
 pub mod mongo;
+pub mod outbound;
 pub mod search;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
@@ -315,6 +316,7 @@ pub async fn migrate(backend: &Backend) -> Result<()> {
     media::migrate(backend).await?;
     imports::migrate(backend).await?;
     groups::migrate(backend).await?;
+    outbound::migrate(backend).await?;
     // After the inbox's tables: the first run fills the index from them.
     search::migrate(backend).await?;
     annotations::migrate(backend).await

@@ -12,6 +12,7 @@ mod files;
 mod health;
 mod inbox;
 mod media;
+mod messages;
 mod outbox;
 mod search;
 mod smtp;
@@ -38,6 +39,7 @@ pub use events::EventsApi;
 pub use health::HealthApi;
 pub use inbox::InboxApi;
 pub use media::MediaApi;
+pub use messages::MessagesApi;
 pub use outbox::OutboxApi;
 pub use search::SearchApi;
 pub use smtp::SmtpApi;
@@ -98,6 +100,7 @@ pub type MessagingApis = (
     EventsApi,
     SearchApi,
     AnnotationsApi,
+    MessagesApi,
 );
 
 /// The combined API.
@@ -129,6 +132,7 @@ pub fn service(state: &AppState) -> OpenApiService<ImixApi, ()> {
                 EventsApi::new(state.clone()),
                 SearchApi::new(state.clone()),
                 AnnotationsApi::new(state.clone()),
+                MessagesApi::new(state.clone()),
             ),
         ),
         "imix",

@@ -24,6 +24,7 @@ mod inbound;
 mod inbound_media;
 mod isolation;
 mod notify;
+mod outbound;
 mod replicas;
 mod search;
 mod server;

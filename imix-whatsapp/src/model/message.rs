@@ -435,6 +435,37 @@ pub enum Interactive {
         /// The button and sections.
         action: ListAction,
     },
+    /// A call-to-action URL button: a link the customer opens with one tap.
+    CtaUrl {
+        /// Optional header.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        header: Option<InteractiveHeader>,
+        /// The body text.
+        body: TextObject,
+        /// Optional footer.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        footer: Option<TextObject>,
+        /// The button: `{"name": "cta_url", "parameters": {"display_text", "url"}}`.
+        action: CtaUrlAction,
+    },
+}
+
+/// `action` of a call-to-action URL message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CtaUrlAction {
+    /// Always `cta_url`.
+    pub name: String,
+    /// The button's text and link.
+    pub parameters: CtaUrlParameters,
+}
+
+/// The button of a call-to-action URL message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CtaUrlParameters {
+    /// The button's text (up to 20 characters).
+    pub display_text: String,
+    /// The link it opens (HTTP or HTTPS).
+    pub url: String,
 }
 
 /// `{"text": "..."}` (body and footer of interactive messages).

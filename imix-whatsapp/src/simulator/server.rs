@@ -618,6 +618,17 @@ impl GraphEndpoint {
                         return Err(not_valid("a list holds 1 to 10 rows in total"));
                     }
                 }
+                Interactive::CtaUrl { action, .. } => {
+                    let text = &action.parameters.display_text;
+                    if text.is_empty() || text.chars().count() > 20 {
+                        return Err(not_valid("display_text must be 1 to 20 characters"));
+                    }
+                    if !action.parameters.url.starts_with("http://")
+                        && !action.parameters.url.starts_with("https://")
+                    {
+                        return Err(not_valid("url must be an HTTP or HTTPS URL"));
+                    }
+                }
             },
             MessageContent::Reaction { reaction } => {
                 if reaction.message_id.is_empty() {

@@ -1,0 +1,623 @@
+//! The send API and the dispatcher, end to end on both stores against the Graph API
+//! simulator: a reply to an inbound message is accepted (202), counted in the daily usage,
+//! dispatched, and moved to delivered and read by Meta's status webhooks; the same
+//! `Idempotency-Key` sends once; a 130429 is retried and then succeeds; a 131026 (answered
+//! or by status webhook) ends `failed` with Meta's error and the quota unit back, and is
+//! listed in the dead-letter view and retried; a message a crash left `sending` becomes
+//! `unknown` and is not sent again; refusals name their field and queue nothing.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+use crate::common;
+
+use std::time::Duration;
+
+use common::{base_vars, Backend, TestServer};
+use imix_whatsapp::{
+    simulator::{Fault, Inbound, SimBusiness, SimPhoneNumber, SimTemplate, Simulator},
+    webhook::{InboundContent, InboundText},
+};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+on_both_backends!(
+    a_reply_is_accepted_counted_dispatched_and_read,
+    the_same_idempotency_key_sends_once,
+    a_throughput_error_is_retried_then_succeeds,
+    an_undeliverable_message_fails_with_metas_error_and_gives_its_quota_back,
+    a_message_left_sending_by_a_crash_becomes_unknown_and_is_not_sent_again,
+    refusals_name_the_field_and_queue_nothing,
+);
+
+const WABA: &str = "1001";
+const PHONE: &str = "2001";
+const TOKEN: &str = "EAAG-meta-token-alpha-0123456789-XyZ9";
+const SECRET: &str = "app-secret-alpha-0123456789abcdef-Q7w";
+const CUSTOMER: &str = "15550100111";
+
+struct World {
+    sim: Simulator,
+    s: TestServer,
+    vars: std::collections::HashMap<String, String>,
+    tenant: String,
+    admin: String,
+    account: String,
+}
+
+async fn world(backend: Backend) -> World {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sim = Simulator::start(listener).await.unwrap();
+    let mut marketing = SimTemplate::approved("spring_sale", "en_US", None, "Sale! {{1}} off");
+    marketing.template.category = "MARKETING".into();
+    sim.add_business(
+        SimBusiness::new(WABA, SECRET, TOKEN)
+            .with_phone_number(
+                SimPhoneNumber::new(PHONE, "+1 555-010-0001").with_verified_name("Alpha Trading"),
+            )
+            .with_template(SimTemplate::approved(
+                "order_ready",
+                "en_US",
+                None,
+                "Hi {{1}}, your order {{2}} is ready",
+            ))
+            .with_template(marketing),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut vars = base_vars(dir.path(), backend);
+    vars.insert("IMIX_GRAPH_API_URL".into(), sim.url());
+    let s = TestServer::start_in(dir, vars.clone()).await;
+    let platform = s.admin().await;
+    let t = s.create_tenant(&platform, json!({"name": "Alpha"})).await;
+    let tenant = t["id"].as_str().unwrap().to_owned();
+    let (_, admin) = s
+        .user_with_token(
+            &platform,
+            json!({"email": "owner@alpha.example", "first_name": "A", "last_name": "Owner", "role": "admin", "tenant_id": tenant}),
+        )
+        .await;
+    let a = s
+        .add_whatsapp_account(
+            &admin,
+            &tenant,
+            json!({
+                "waba_id": WABA,
+                "business_account_id": "1000",
+                "phone_number_id": PHONE,
+                "app_id": "3003",
+                "display_phone_number": "+1 555-010-0001",
+                "business_name": "Alpha Trading",
+                "access_token": TOKEN,
+                "app_secret": SECRET,
+            }),
+        )
+        .await;
+    let account = a["id"].as_str().unwrap().to_owned();
+    sim.set_webhook_url(WABA, &s.url("/webhooks/whatsapp"));
+    let w = World {
+        sim,
+        s,
+        vars,
+        tenant,
+        admin,
+        account,
+    };
+    let (status, v) =
+        w.s.send_json(
+            &w.admin,
+            Method::POST,
+            &format!("/api/v1/whatsapp-accounts/{}/verify", w.account),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    w
+}
+
+impl World {
+    fn path(&self, rest: &str) -> String {
+        format!("/api/v1/tenants/{}{rest}", self.tenant)
+    }
+
+    async fn get(&self, rest: &str) -> Value {
+        let (status, body) = self.s.get_json(&self.admin, &self.path(rest)).await;
+        assert_eq!(status, 200, "{rest}: {body}");
+        body
+    }
+
+    /// The customer writes: opens the window; answers the conversation and the message.
+    async fn inbound(&self, from: &str, text: &str) -> (String, String, String) {
+        let (wamid, _) = self
+            .sim
+            .send_inbound(
+                PHONE,
+                Inbound::new(
+                    from,
+                    "Customer",
+                    InboundContent::Text {
+                        text: InboundText { body: text.into() },
+                    },
+                ),
+            )
+            .await
+            .unwrap();
+        let mut found = None;
+        for _ in 0..500 {
+            let convs = self.get("/conversations?limit=100").await;
+            for c in convs["items"].as_array().unwrap() {
+                let id = c["id"].as_str().unwrap();
+                let msgs = self
+                    .get(&format!("/conversations/{id}/messages?limit=100"))
+                    .await;
+                // The window opens with the conversation's update, after the message.
+                if let Some(m) = msgs["items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|m| m["wamid"] == wamid.as_str())
+                    .filter(|_| c["window_expires_at"].is_string())
+                {
+                    found = Some((id.to_owned(), m["id"].as_str().unwrap().to_owned()));
+                }
+            }
+            if found.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let (conversation, message) = found.expect("the inbound message was stored");
+        (conversation, message, wamid)
+    }
+
+    async fn send(&self, body: Value, key: Option<&str>) -> (u16, Value) {
+        let mut req = self
+            .s
+            .call(&self.admin, Method::POST, &self.path("/messages"))
+            .json(&body);
+        if let Some(k) = key {
+            req = req.header("Idempotency-Key", k);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn message(&self, id: &str) -> Value {
+        self.get(&format!("/messages/{id}")).await
+    }
+
+    /// Waits until the message reaches `status`; answers it.
+    async fn wait_for(&self, id: &str, status: &str) -> Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let m = self.message(id).await;
+            if m["status"] == status {
+                return m;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "message {id} never reached {status}: {m}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Waits until today's message counter is `n` (quota given back after the status).
+    async fn wait_usage(&self, n: u64) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let used = self.messages_used_today().await;
+            if used == n {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "messages used today stayed {used}, expected {n}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    async fn messages_used_today(&self) -> u64 {
+        self.get("/usage").await["today"]["messages"]
+            .as_u64()
+            .unwrap()
+    }
+}
+
+async fn a_reply_is_accepted_counted_dispatched_and_read(backend: Backend) {
+    let w = world(backend).await;
+    let (conversation, inbound_id, inbound_wamid) = w.inbound(CUSTOMER, "Is my order ready?").await;
+    let (status, body) = w
+        .send(
+            json!({
+                "conversation_id": conversation,
+                "type": "text",
+                "text": {"body": "Yes, it is ready: https://shop.example/o/42", "preview_url": true},
+                "context": {"message_id": inbound_id},
+            }),
+            None,
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["status"], "queued");
+    assert_eq!(body["conversation_id"], conversation.as_str());
+    let id = body["id"].as_str().unwrap().to_owned();
+    assert_eq!(w.messages_used_today().await, 1, "the reply is counted");
+
+    let sent = w.wait_for(&id, "sent").await;
+    let wamid = sent["wamid"].as_str().unwrap().to_owned();
+    assert!(sent["sent_at"].is_string() && sent["sending_at"].is_string());
+    assert_eq!(sent["attempts"], 1);
+    // Meta got our reply, as a reply to the customer's message (our id became its wamid).
+    let at_meta = w.sim.sent_message(&wamid).expect("Meta has the message");
+    assert_eq!(at_meta.to, CUSTOMER);
+    assert_eq!(
+        at_meta.context.as_ref().map(|c| c.message_id.as_str()),
+        Some(inbound_wamid.as_str())
+    );
+
+    w.sim.send_status_sequence(&wamid).await.unwrap();
+    let read = w.wait_for(&id, "read").await;
+    assert!(read["delivered_at"].is_string(), "{read}");
+    assert!(read["read_at"].is_string(), "{read}");
+    assert!(read["error"].is_null());
+    // The conversation shows the reply with Meta's statuses.
+    let msgs = w
+        .get(&format!("/conversations/{conversation}/messages?limit=100"))
+        .await;
+    let ours = msgs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == id.as_str())
+        .expect("the reply is in the conversation")
+        .clone();
+    assert_eq!(ours["direction"], "outbound");
+    assert_eq!(ours["wamid"], wamid.as_str());
+    assert_eq!(ours["state"], "read");
+
+    // Blue ticks for the customer's message.
+    let (status, marked) =
+        w.s.send_json(
+            &w.admin,
+            Method::POST,
+            &w.path(&format!("/conversations/{conversation}/read")),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{marked}");
+    assert_eq!(marked["marked_wamid"], inbound_wamid.as_str());
+    assert!(w.sim.read_marks().contains(&inbound_wamid));
+    assert_eq!(w.sim.sent_messages().len(), 1, "sent once");
+}
+
+async fn the_same_idempotency_key_sends_once(backend: Backend) {
+    let w = world(backend).await;
+    let (conversation, _, _) = w.inbound(CUSTOMER, "hello").await;
+    let body = json!({"conversation_id": conversation, "type": "text", "text": {"body": "Hi!"}});
+    // Two retries of one request race, a third comes later.
+    let (a, b) = tokio::join!(
+        w.send(body.clone(), Some("reply-7f3a")),
+        w.send(body.clone(), Some("reply-7f3a"))
+    );
+    assert_eq!(a.0, 202, "{}", a.1);
+    assert_eq!(b.0, 202, "{}", b.1);
+    assert_eq!(a.1, b.1, "the same answer");
+    let id = a.1["id"].as_str().unwrap().to_owned();
+    w.wait_for(&id, "sent").await;
+    let (status, again) = w.send(body.clone(), Some("reply-7f3a")).await;
+    assert_eq!(status, 202);
+    assert_eq!(again, a.1, "the first answer, not a new message");
+    // Another key is another message.
+    let (_, other) = w.send(body, Some("reply-8b1c")).await;
+    assert_ne!(other["id"], a.1["id"]);
+    w.wait_for(other["id"].as_str().unwrap(), "sent").await;
+    assert_eq!(w.sim.sent_messages().len(), 2, "one send per key");
+    assert_eq!(w.messages_used_today().await, 2, "one unit per key");
+    let all = w.get("/messages?limit=100").await;
+    assert_eq!(all["items"].as_array().unwrap().len(), 2);
+}
+
+async fn a_throughput_error_is_retried_then_succeeds(backend: Backend) {
+    let w = world(backend).await;
+    let (conversation, _, _) = w.inbound(CUSTOMER, "hello").await;
+    w.sim.inject_fault(
+        Fault::graph(
+            429,
+            130429,
+            "(#130429) Rate limit hit: Cloud API message throughput has been reached.",
+        )
+        .with_retry_after(1),
+        1,
+    );
+    let (status, body) = w
+        .send(
+            json!({"conversation_id": conversation, "type": "text", "text": {"body": "Hi!"}}),
+            None,
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let id = body["id"].as_str().unwrap().to_owned();
+    let sent = w.wait_for(&id, "sent").await;
+    assert_eq!(sent["attempts"], 2, "{sent}");
+    assert!(sent["error"].is_null());
+    assert_eq!(w.sim.sent_messages().len(), 1);
+    assert_eq!(w.messages_used_today().await, 1);
+}
+
+async fn an_undeliverable_message_fails_with_metas_error_and_gives_its_quota_back(
+    backend: Backend,
+) {
+    let w = world(backend).await;
+    let (conversation, _, _) = w.inbound(CUSTOMER, "hello").await;
+    w.sim.inject_fault(
+        Fault::graph(400, 131026, "(#131026) Message undeliverable"),
+        1,
+    );
+    let body = json!({"conversation_id": conversation, "type": "text", "text": {"body": "Hi!"}});
+    let (status, first) = w.send(body.clone(), None).await;
+    assert_eq!(status, 202, "{first}");
+    let id = first["id"].as_str().unwrap().to_owned();
+    let failed = w.wait_for(&id, "failed").await;
+    assert_eq!(failed["error"]["code"], 131026, "{failed}");
+    assert_eq!(
+        failed["error"]["message"],
+        "(#131026) Message undeliverable"
+    );
+    assert!(failed["failed_at"].is_string());
+    assert!(failed["wamid"].is_null());
+    w.wait_usage(0).await; // the unit is given back
+                           // The dead-letter view lists it.
+    let dead = w.get("/messages?status=failed").await;
+    let items = dead["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["id"], id.as_str());
+    // Only failed or unknown messages are retried; this one is, and then it goes out.
+    let (status, retried) =
+        w.s.send_json(
+            &w.admin,
+            Method::POST,
+            &w.path(&format!("/messages/{id}/retry")),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 202, "{retried}");
+    assert_eq!(retried["status"], "queued");
+    w.wait_for(&id, "sent").await;
+    assert_eq!(w.messages_used_today().await, 1);
+    let (status, again) =
+        w.s.send_json(
+            &w.admin,
+            Method::POST,
+            &w.path(&format!("/messages/{id}/retry")),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 409, "{again}");
+    assert_eq!(again["error"]["code"], "not_retryable");
+
+    // Meta accepts, then reports it undeliverable by status webhook: failed as well, with
+    // Meta's error, never shown delivered.
+    let (_, second) = w.send(body, None).await;
+    let id2 = second["id"].as_str().unwrap().to_owned();
+    let sent = w.wait_for(&id2, "sent").await;
+    assert_eq!(w.messages_used_today().await, 2);
+    w.sim
+        .send_failed(sent["wamid"].as_str().unwrap(), 131026)
+        .await
+        .unwrap();
+    let failed = w.wait_for(&id2, "failed").await;
+    assert_eq!(failed["error"]["code"], 131026, "{failed}");
+    assert_eq!(
+        w.messages_used_today().await,
+        1,
+        "its unit is given back too"
+    );
+}
+
+async fn a_message_left_sending_by_a_crash_becomes_unknown_and_is_not_sent_again(backend: Backend) {
+    let w = world(backend).await;
+    let (conversation, _, _) = w.inbound(CUSTOMER, "hello").await;
+    // A message sent normally gives the record a dead worker would have left.
+    let (_, body) = w
+        .send(
+            json!({"conversation_id": conversation, "type": "text", "text": {"body": "first"}}),
+            None,
+        )
+        .await;
+    let first_id = body["id"].as_str().unwrap().to_owned();
+    w.wait_for(&first_id, "sent").await;
+    // What a replica killed between marking `sending` and Meta's answer leaves behind: a
+    // `sending` record whose lease ran out, written straight into the store.
+    let config = imix_server::config::Config::from_vars(w.vars.clone()).unwrap();
+    let store = imix_server::state::open_store(&config).await.unwrap();
+    let records = imix_messaging::storage::outbound::open(&store.backend).unwrap();
+    let mut orphan = records
+        .get(imix_core::store::Scope::Platform, first_id.parse().unwrap())
+        .await
+        .unwrap();
+    let id = imix_messaging::MessageId::new();
+    let past = imix_core::now() - chrono::Duration::minutes(5);
+    orphan.id = id;
+    orphan.dedupe = format!("id:{id}");
+    orphan.status = imix_messaging::outbound::OutboundStatus::Sending;
+    orphan.wamid = None;
+    orphan.sent_at = None;
+    orphan.sending_at = Some(past);
+    orphan.lease_until = Some(past);
+    orphan.due_at = None;
+    orphan.version = 1;
+    records.insert(&orphan).await.unwrap();
+    let unknown = w.wait_for(&id.to_string(), "unknown").await;
+    assert!(unknown["unknown_at"].is_string(), "{unknown}");
+    assert!(unknown["wamid"].is_null());
+    // Never sent again by itself.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(w.message(&id.to_string()).await["status"], "unknown");
+    assert_eq!(
+        w.sim.sent_messages().len(),
+        1,
+        "only the first message went out"
+    );
+    // Sent again only on request.
+    let (status, retried) =
+        w.s.send_json(
+            &w.admin,
+            Method::POST,
+            &w.path(&format!("/messages/{id}/retry")),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 202, "{retried}");
+    w.wait_for(&id.to_string(), "sent").await;
+    assert_eq!(w.sim.sent_messages().len(), 2);
+}
+
+async fn refusals_name_the_field_and_queue_nothing(backend: Backend) {
+    let w = world(backend).await;
+    let (conversation, _, _) = w.inbound(CUSTOMER, "STOP").await;
+    // The opt-out is recorded right after the message.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let contacts = w.get("/contacts?limit=100").await;
+        let out = contacts["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["wa_id"] == CUSTOMER && c["opted_out"] == true);
+        if out {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "STOP never opted out");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let (status, synced) =
+        w.s.send_json(
+            &w.admin,
+            Method::POST,
+            &w.path("/templates/sync"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{synced}");
+    // A contact who never wrote: no window.
+    let (status, contact) =
+        w.s.send_json(
+            &w.admin,
+            Method::POST,
+            &w.path("/contacts"),
+            json!({"phone": "+33612345678", "name": "Quiet"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{contact}");
+    let c = json!(conversation);
+    let cases = [
+        (
+            json!({"conversation_id": c, "text": {"body": "x"}}),
+            "invalid_field",
+            "type",
+        ),
+        (
+            json!({"conversation_id": c, "type": "fax"}),
+            "invalid_field",
+            "type",
+        ),
+        (
+            json!({"conversation_id": c, "type": "text", "text": {"body": ""}}),
+            "invalid_field",
+            "text.body",
+        ),
+        (
+            json!({"conversation_id": c, "type": "image", "image": {"link": "https://cdn.example/a.gif"}}),
+            "invalid_field",
+            "image.link",
+        ),
+        (
+            json!({"conversation_id": c, "type": "sticker", "sticker": {"id": "55", "file_size": 900000}}),
+            "invalid_field",
+            "sticker.file_size",
+        ),
+        (
+            json!({"type": "text", "text": {"body": "x"}}),
+            "invalid_field",
+            "to",
+        ),
+        (
+            json!({"to": CUSTOMER, "type": "text", "text": {"body": "x"}}),
+            "invalid_field",
+            "account_id",
+        ),
+        (
+            json!({"account_id": w.account, "to": "+33612345678", "type": "text", "text": {"body": "x"}}),
+            "outside_customer_service_window",
+            "type",
+        ),
+        (
+            json!({"account_id": w.account, "to": "+33612345679", "type": "text", "text": {"body": "x"}}),
+            "unknown_contact",
+            "to",
+        ),
+        (
+            json!({"conversation_id": c, "type": "template", "template": {"name": "nope", "language": {"code": "en_US"}}}),
+            "template_not_found",
+            "template.name",
+        ),
+        (
+            json!({"conversation_id": c, "type": "template", "template": {"name": "order_ready", "language": {"code": "en_US"},
+            "components": [{"type": "body", "parameters": [{"type": "text", "text": "Ann"}]}]}}),
+            "template_parameter_mismatch",
+            "template.components[body]",
+        ),
+        // The customer wrote STOP: marketing is refused, utility templates are not.
+        (
+            json!({"conversation_id": c, "type": "template", "template": {"name": "spring_sale", "language": {"code": "en_US"},
+            "components": [{"type": "body", "parameters": [{"type": "text", "text": "20%"}]}]}}),
+            "contact_opted_out",
+            "to",
+        ),
+    ];
+    for (body, code, field) in cases {
+        let (status, e) = w.send(body.clone(), None).await;
+        assert_eq!(status, 422, "{body}: {e}");
+        assert_eq!(e["error"]["code"], code, "{body}: {e}");
+        assert_eq!(e["error"]["details"]["field"], field, "{body}: {e}");
+    }
+    let (_, e) = w
+        .send(
+            json!({"account_id": w.account, "to": "+33612345678", "type": "text", "text": {"body": "x"}}),
+            None,
+        )
+        .await;
+    assert!(
+        e["error"]["details"].get("window_expires_at").is_some(),
+        "{e}"
+    );
+    assert_eq!(w.messages_used_today().await, 0, "nothing counted");
+    assert!(
+        w.get("/messages").await["items"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "nothing queued"
+    );
+    // A utility template to the same contact goes.
+    let (status, ok) = w
+        .send(
+            json!({"conversation_id": c, "type": "template", "template": {"name": "order_ready", "language": {"code": "en_US"},
+                "components": [{"type": "body", "parameters": [{"type": "text", "text": "Ann"}, {"type": "text", "text": "42"}]}]}}),
+            None,
+        )
+        .await;
+    assert_eq!(status, 202, "{ok}");
+    w.wait_for(ok["id"].as_str().unwrap(), "sent").await;
+    // A template outside the window is fine too.
+    let (status, ok) = w
+        .send(
+            json!({"account_id": w.account, "to": "+33612345678", "type": "template", "template": {"name": "order_ready",
+                "language": {"code": "en_US"}, "components": [{"type": "body", "parameters": [{"type": "text", "text": "Q"}, {"type": "text", "text": "7"}]}]}}),
+            None,
+        )
+        .await;
+    assert_eq!(status, 202, "{ok}");
+    w.wait_for(ok["id"].as_str().unwrap(), "sent").await;
+    assert_eq!(w.sim.sent_messages().len(), 2);
+}
