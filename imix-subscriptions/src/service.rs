@@ -1,7 +1,11 @@
 //! Managing endpoints (permission `integrations.manage`), reading their delivery log,
 //! replaying a delivery, and turning recorded live events into stored deliveries.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
 use async_trait::async_trait;
 use imix_core::{
@@ -31,6 +35,17 @@ pub const MAX_ENDPOINTS_PER_TENANT: usize = 20;
 const MAX_URL_LEN: usize = 2048;
 /// Longest description.
 const MAX_DESCRIPTION_CHARS: usize = 500;
+/// How long a tenant's active endpoints are remembered for new events. Every inbound
+/// message records several events; without this each would read the endpoints again.
+/// Changes made on this replica apply at once (the entry is dropped); on another replica
+/// within this time. Sending re-reads the endpoint, so a disabled or deleted one never
+/// receives anything.
+pub const ENDPOINT_CACHE_TTL: Duration = Duration::from_secs(1);
+/// Tenants remembered at most (the cache is emptied beyond).
+const ENDPOINT_CACHE_TENANTS: usize = 10_000;
+
+/// A tenant's active endpoints as last read, and when.
+type EndpointCache = HashMap<TenantId, (Instant, Arc<Vec<WebhookEndpoint>>)>;
 
 /// Settings from the server's configuration.
 #[derive(Debug, Clone)]
@@ -93,6 +108,7 @@ pub struct SubscriptionService {
     pub(crate) cipher: Cipher,
     pub(crate) config: SubscriptionsConfig,
     pub(crate) audit: Arc<dyn AuditLogRepository>,
+    cache: Arc<Mutex<EndpointCache>>,
 }
 
 impl std::fmt::Debug for SubscriptionService {
@@ -171,7 +187,45 @@ impl SubscriptionService {
             cipher,
             config,
             audit,
+            cache: Arc::default(),
         }
+    }
+
+    /// Forgets what [`SubscriptionService::enqueue`] remembers of `tenant`'s endpoints.
+    pub(crate) fn forget(&self, tenant: TenantId) {
+        let mut cache = match self.cache.lock() {
+            Ok(c) => c,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        cache.remove(&tenant);
+    }
+
+    async fn active_endpoints(
+        &self,
+        tenant: TenantId,
+    ) -> imix_core::Result<Arc<Vec<WebhookEndpoint>>> {
+        {
+            let cache = match self.cache.lock() {
+                Ok(c) => c,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            if let Some((at, list)) = cache.get(&tenant) {
+                if at.elapsed() < ENDPOINT_CACHE_TTL {
+                    return Ok(list.clone());
+                }
+            }
+        }
+        let read_at = Instant::now();
+        let list = Arc::new(self.storage.endpoints.active_for(tenant).await?);
+        let mut cache = match self.cache.lock() {
+            Ok(c) => c,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if cache.len() >= ENDPOINT_CACHE_TENANTS {
+            cache.clear();
+        }
+        cache.insert(tenant, (read_at, list.clone()));
+        Ok(list)
     }
 
     /// The settings it runs with.
@@ -247,6 +301,7 @@ impl SubscriptionService {
             updated_at: now,
         };
         self.storage.endpoints.insert(&endpoint).await?;
+        self.forget(tenant);
         self.record(ctx, "webhook_endpoint.create", id.to_string(), tenant)
             .await;
         Ok((endpoint, secret))
@@ -319,6 +374,7 @@ impl SubscriptionService {
             endpoint.updated_at = imix_core::now();
             match self.storage.endpoints.update(scope, &endpoint).await {
                 Ok(stored) => {
+                    self.forget(tenant);
                     self.record(ctx, "webhook_endpoint.update", id.to_string(), tenant)
                         .await;
                     return Ok(stored);
@@ -344,6 +400,7 @@ impl SubscriptionService {
             .endpoints
             .delete(Scope::Tenant(tenant), id)
             .await?;
+        self.forget(tenant);
         self.record(ctx, "webhook_endpoint.delete", id.to_string(), tenant)
             .await;
         Ok(())
@@ -417,7 +474,7 @@ impl SubscriptionService {
     /// subscribed to it.
     pub async fn enqueue(&self, event: &Event) -> imix_core::Result<usize> {
         let name = event_name(event.kind);
-        let endpoints = self.storage.endpoints.active_for(event.tenant_id).await?;
+        let endpoints = self.active_endpoints(event.tenant_id).await?;
         let wanted: Vec<&WebhookEndpoint> = endpoints
             .iter()
             .filter(|e| e.events.iter().any(|n| n == name))

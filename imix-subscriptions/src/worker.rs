@@ -264,6 +264,7 @@ impl DeliveryWorker {
                 .await
             {
                 Ok(_) => {
+                    self.service.forget(tenant);
                     tracing::warn!(tenant = %tenant, endpoint = %id, attempts,
                         "webhook endpoint disabled after repeated delivery failures");
                     let mut e = AuditEntry::new("webhook_endpoint.disabled", "webhook_endpoint");
