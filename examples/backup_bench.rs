@@ -49,6 +49,26 @@ fn mib(n: u64) -> String {
     format!("{:.1} MiB", n as f64 / (1024.0 * 1024.0))
 }
 
+/// How long each stage of the restore took, in order.
+static STAGES: std::sync::Mutex<Vec<(String, Duration)>> = std::sync::Mutex::new(Vec::new());
+
+/// Polls `progress` and records each stage's duration in [`STAGES`] until aborted.
+async fn stage_times(progress: Arc<Progress>) {
+    let mut current = (String::new(), Instant::now());
+    loop {
+        let stage = progress.stage();
+        if stage != current.0 {
+            if !current.0.is_empty() {
+                if let Ok(mut s) = STAGES.lock() {
+                    s.push((current.0.clone(), current.1.elapsed()));
+                }
+            }
+            current = (stage, Instant::now());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Failure> {
     let args = Args::parse();
@@ -151,11 +171,17 @@ async fn main() -> Result<(), Failure> {
     // What a server does after a restore: the capabilities' migrations again (derived
     // data such as the search index is rebuilt).
     let refresh = storage.clone();
+    let rebuild_time = Arc::new(std::sync::Mutex::new(Duration::ZERO));
+    let rebuild_slot = rebuild_time.clone();
     backups.set_after_restore(Arc::new(move || {
-        let storage = refresh.clone();
+        let (storage, slot) = (refresh.clone(), rebuild_slot.clone());
         Box::pin(async move {
+            let started = Instant::now();
             if let Err(e) = storage.migrate().await {
                 eprintln!("rebuild after restore failed: {e}");
+            }
+            if let Ok(mut t) = slot.lock() {
+                *t = started.elapsed();
             }
         })
     }));
@@ -180,13 +206,25 @@ async fn main() -> Result<(), Failure> {
     println!("verify: {}", secs(verified));
 
     let started = Instant::now();
-    let outcome = backups.restore(&info.id, &Progress::default()).await?;
+    let progress = Arc::new(Progress::default());
+    let stages = tokio::spawn(stage_times(progress.clone()));
+    let outcome = backups.restore(&info.id, &progress).await?;
     let restored = started.elapsed();
+    stages.abort();
+    let _ = stages.await;
     println!(
         "restore: {} — {} records and blobs (includes verifying, the pre-restore backup, \
          the wipe, the import and the rebuild)",
         secs(restored),
         outcome.restored
+    );
+    for (stage, took) in STAGES.lock().map(|s| s.clone()).unwrap_or_default() {
+        println!("  {stage}: {}", secs(took));
+    }
+    let rebuild = rebuild_time.lock().map(|t| *t).unwrap_or_default();
+    println!(
+        "  (of which the rebuild after the import: {})",
+        secs(rebuild)
     );
 
     // The restored store holds every message again.
