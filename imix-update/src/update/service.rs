@@ -263,7 +263,8 @@ impl Updates {
         let this = self.clone();
         tokio::spawn(async move {
             let _guard = guard;
-            this.run_install(release).await;
+            // The outcome is in the status (and the log).
+            let _ = this.run_install(release).await;
         });
         Ok(self.status())
     }
@@ -282,18 +283,14 @@ impl Updates {
                 return Err(e);
             }
         };
-        self.run_install(release).await;
+        let outcome = self.run_install(release).await;
         drop(guard);
-        let status = self.status();
-        match status.stage {
-            Stage::Failed => Err(UpdateError::TrialRun(
-                status.error.unwrap_or_else(|| "the install failed".into()),
-            )),
-            _ => Ok(status),
-        }
+        outcome.map(|()| self.status())
     }
 
-    async fn run_install(&self, release: VerifiedRelease) {
+    /// Runs the install's steps; records the outcome in the status (and, on failure, in the
+    /// last result) and answers it.
+    async fn run_install(&self, release: VerifiedRelease) -> Result<()> {
         self.set(|s| {
             s.target_version = Some(release.manifest.version.to_string());
             s.bytes_total = release.artifact.size;
@@ -306,6 +303,7 @@ impl Updates {
                 });
                 tracing::info!(version = %release.manifest.version, "update installed; restarting");
                 self.inner.restarter.restart();
+                Ok(())
             }
             Err(e) => {
                 tracing::error!(error = %e, version = %release.manifest.version, "update failed");
@@ -326,6 +324,7 @@ impl Updates {
                     s.stage = Stage::Failed;
                     s.error = Some(message);
                 });
+                Err(e)
             }
         }
     }
