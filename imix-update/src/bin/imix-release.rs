@@ -92,9 +92,10 @@ enum Command {
         /// The target to check for (default: this machine's).
         #[arg(long, default_value = imix_update::update::TARGET)]
         target: String,
-        /// Check as a server running this version would (default 0.0.0: any release).
-        #[arg(long, default_value = "0.0.0")]
-        running: semver::Version,
+        /// Check as a server running this version would (default: the manifest's own
+        /// `min_version`, so only the signature, expiry and target are checked).
+        #[arg(long)]
+        running: Option<semver::Version>,
     },
 }
 
@@ -129,7 +130,7 @@ fn main() -> ExitCode {
             manifest,
             target,
             running,
-        } => verify(&public_key, &manifest, &target, &running),
+        } => verify(&public_key, &manifest, &target, running.as_ref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -276,7 +277,7 @@ fn verify(
     public_key: &str,
     manifest_path: &Path,
     target: &str,
-    running: &semver::Version,
+    running: Option<&semver::Version>,
 ) -> Result<(), String> {
     let key_text = if Path::new(public_key).is_file() {
         read_text(Path::new(public_key))?
@@ -292,12 +293,22 @@ fn verify(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(format!("cannot read {}: {e}", sig_path.display())),
     };
+    // Without --running, check as a server at the lowest version the release allows.
+    let lowest = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|m| {
+            m.get("min_version")?
+                .as_str()?
+                .parse::<semver::Version>()
+                .ok()
+        })
+        .unwrap_or_else(|| semver::Version::new(0, 0, 0));
     let release = verify_release(
         &bytes,
         signature.as_deref(),
         &Policy {
             key: &key,
-            running,
+            running: running.unwrap_or(&lowest),
             accepted: None,
             target,
             now: Utc::now(),
