@@ -136,7 +136,7 @@ impl SenderAccounts for StoredSenders {
             paused: a.verification.status != VerificationStatus::Verified,
             phone_number_id: a.phone_number_id,
             token,
-            max_messages_per_second: None,
+            max_messages_per_second: a.max_messages_per_second,
         })
     }
 

@@ -85,7 +85,12 @@ pub struct AccountPatch {
     pub app_secret: Option<SecretString>,
     /// A new webhook token (blank: generate a new one).
     pub webhook_verify_token: Option<String>,
+    /// The number's outbound rate, 1 to 1,000 messages per second (Meta's default is 80).
+    pub max_messages_per_second: Option<u32>,
 }
+
+/// The highest outbound rate a number may be given (Meta's highest throughput tier).
+pub const MAX_MESSAGES_PER_SECOND: u32 = 1000;
 
 /// The ports the WhatsApp services use: the capability's own repositories, and the tenant
 /// directory (not tenancy's repositories) to read tenants through.
@@ -202,6 +207,7 @@ impl AccountService {
         };
         let account = WhatsAppAccount {
             health: crate::records::AccountHealth::default(),
+            max_messages_per_second: None,
             id,
             tenant_id: tenant,
             waba_id: meta_id("waba_id", new.waba_id)?,
@@ -288,6 +294,15 @@ impl AccountService {
         if let Some(secret) = patch.app_secret {
             a.app_secret_enc = self.seal(id, SECRET_APP_SECRET, &secret)?;
             a.app_secret_hint = hint(&secret);
+        }
+        if let Some(rate) = patch.max_messages_per_second {
+            if !(1..=MAX_MESSAGES_PER_SECOND).contains(&rate) {
+                return Err(ServiceError::Invalid {
+                    field: "max_messages_per_second",
+                    message: format!("must be from 1 to {MAX_MESSAGES_PER_SECOND}"),
+                });
+            }
+            a.max_messages_per_second = Some(rate);
         }
         if let Some(t) = patch.webhook_verify_token {
             a.webhook_verify_token = if t.trim().is_empty() {

@@ -87,6 +87,10 @@ pub struct WhatsAppAccount {
     /// The last verification with Meta.
     #[serde(default)]
     pub verification: Verification,
+    /// How many messages per second the outbound dispatcher sends from this number
+    /// (`None`: Meta's default throughput, 80; at most 1,000, Meta's highest tier).
+    #[serde(default)]
+    pub max_messages_per_second: Option<u32>,
     /// What Meta last reported about the number and its WABA by webhook.
     #[serde(default)]
     pub health: AccountHealth,

@@ -106,6 +106,7 @@ pub fn whatsapp_account(tenant: TenantId, phone_number_id: &str) -> WhatsAppAcco
         app_secret_hint: "****abcd".into(),
         webhook_verify_token: "verify-token-0123456789-0123456789".into(),
         health: crate::records::AccountHealth::default(),
+        max_messages_per_second: Some(250),
         verification: Verification {
             status: VerificationStatus::Unverified,
             ..Verification::default()

@@ -33,7 +33,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::records::{ContactId, ConversationId, MessageId};
 
-pub use dispatch::{AccountPaused, DispatchConfig, Dispatcher, RateLimits};
+pub use dispatch::{
+    effective_rate, retry_delay, AccountPaused, DispatchConfig, Dispatcher, RateLimits,
+    DEFAULT_RATE, MAX_RATE,
+};
 pub use service::{NewSend, OutboundService, SendAccepted, SendError, SendRefusal, SendTarget};
 
 /// Where an outbound message stands.

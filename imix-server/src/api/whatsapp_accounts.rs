@@ -100,6 +100,9 @@ pub struct WhatsAppAccountView {
     pub webhook_verify_token: String,
     /// The last verification with Meta.
     pub verification: VerificationView,
+    /// The number's outbound rate in messages per second (80, Meta's default, until set;
+    /// at most 1,000).
+    pub max_messages_per_second: u32,
     /// The number's quality event as Meta last reported it by webhook (`FLAGGED`,
     /// `UNFLAGGED`, `DOWNGRADE`, `UPGRADE`, …).
     pub quality_rating: Option<String>,
@@ -137,6 +140,9 @@ impl WhatsAppAccountView {
             app_secret_set: !a.app_secret_enc.is_empty(),
             app_secret_hint: a.app_secret_hint,
             webhook_verify_token: a.webhook_verify_token,
+            max_messages_per_second: imix_messaging::outbound::effective_rate(
+                a.max_messages_per_second,
+            ),
             verification: VerificationView {
                 status: match v.status {
                     VerificationStatus::Unverified => VerificationStatusDto::Unverified,
@@ -216,6 +222,9 @@ pub struct UpdateWhatsAppAccount {
     pub app_secret: Option<String>,
     /// A new webhook token; blank generates a new one.
     pub webhook_verify_token: Option<String>,
+    /// The number's outbound rate: 1 to 1,000 messages per second (Meta's default
+    /// throughput is 80, used while unset).
+    pub max_messages_per_second: Option<u32>,
 }
 
 /// How Meta sends the verification code.
@@ -378,6 +387,7 @@ impl WhatsAppAccountsApi {
             access_token: optional_secret(b.access_token),
             app_secret: optional_secret(b.app_secret),
             webhook_verify_token: b.webhook_verify_token,
+            max_messages_per_second: b.max_messages_per_second,
         };
         let a = self
             .state

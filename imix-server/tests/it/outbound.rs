@@ -26,6 +26,7 @@ on_both_backends!(
     an_undeliverable_message_fails_with_metas_error_and_gives_its_quota_back,
     a_message_left_sending_by_a_crash_becomes_unknown_and_is_not_sent_again,
     refusals_name_the_field_and_queue_nothing,
+    a_refused_token_pauses_the_accounts_queue,
 );
 
 const WABA: &str = "1001";
@@ -407,11 +408,7 @@ async fn an_undeliverable_message_fails_with_metas_error_and_gives_its_quota_bac
         .unwrap();
     let failed = w.wait_for(&id2, "failed").await;
     assert_eq!(failed["error"]["code"], 131026, "{failed}");
-    assert_eq!(
-        w.messages_used_today().await,
-        1,
-        "its unit is given back too"
-    );
+    w.wait_usage(1).await; // its unit is given back too
 }
 
 async fn a_message_left_sending_by_a_crash_becomes_unknown_and_is_not_sent_again(backend: Backend) {
@@ -620,4 +617,72 @@ async fn refusals_name_the_field_and_queue_nothing(backend: Backend) {
     assert_eq!(status, 202, "{ok}");
     w.wait_for(ok["id"].as_str().unwrap(), "sent").await;
     assert_eq!(w.sim.sent_messages().len(), 2);
+}
+
+async fn a_refused_token_pauses_the_accounts_queue(backend: Backend) {
+    let w = world(backend).await;
+    // The number's rate is the account's, within Meta's tiers.
+    let path = format!("/api/v1/whatsapp-accounts/{}", w.account);
+    let (status, e) =
+        w.s.send_json(
+            &w.admin,
+            Method::PATCH,
+            &path,
+            json!({"max_messages_per_second": 5000}),
+        )
+        .await;
+    assert_eq!(status, 422, "{e}");
+    assert_eq!(e["error"]["details"]["field"], "max_messages_per_second");
+    let (status, a) =
+        w.s.send_json(
+            &w.admin,
+            Method::PATCH,
+            &path,
+            json!({"max_messages_per_second": 200}),
+        )
+        .await;
+    assert_eq!(status, 200, "{a}");
+    assert_eq!(a["max_messages_per_second"], 200);
+    let (conversation, _, _) = w.inbound(CUSTOMER, "hello").await;
+    // Meta stops accepting the token (error 190).
+    w.sim.expire_access_token(TOKEN);
+    let (status, body) = w
+        .send(
+            json!({"conversation_id": conversation, "type": "text", "text": {"body": "Hi!"}}),
+            None,
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let id = body["id"].as_str().unwrap().to_owned();
+    // The account is flagged, the message waits queued with the reason.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, account) = w.s.get_json(&w.admin, &path).await;
+        let m = w.message(&id).await;
+        if account["verification"]["status"] == "failed" && m["last_error"].is_string() {
+            assert_eq!(m["status"], "queued", "{m}");
+            assert!(m["error"].is_null());
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the account was never paused: {account} {m}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(w.sim.sent_messages().is_empty());
+    // While paused, the send API refuses new messages on that account.
+    let (status, e) = w
+        .send(
+            json!({"conversation_id": conversation, "type": "text", "text": {"body": "again"}}),
+            None,
+        )
+        .await;
+    assert_eq!(status, 422, "{e}");
+    assert_eq!(e["error"]["code"], "account_not_verified");
+    assert_eq!(
+        w.messages_used_today().await,
+        1,
+        "the paused message keeps its unit"
+    );
 }
