@@ -221,7 +221,7 @@ impl OutboundService {
             return Err(QuotaRefusal::TenantDeactivated.into());
         }
         let mut checked = validate::check(&new.body)?;
-        let (conversation, contact) = self.target(ctx, scope, tenant, &new).await?;
+        let (mut conversation, contact, fresh) = self.target(ctx, scope, tenant, &new).await?;
         let state = match self.accounts.state(conversation.account_id).await {
             Ok(s) if s.tenant_id == tenant => s,
             Ok(_) | Err(MessagingError::Store(CoreError::NotFound { .. })) => {
@@ -336,6 +336,21 @@ impl OutboundService {
                 .into());
             }
         }
+        if fresh {
+            match self.storage.conversations.insert(&conversation).await {
+                Ok(()) => {}
+                // Opened meanwhile (an inbound message, another send): that one it is.
+                Err(CoreError::Duplicate { .. }) => {
+                    conversation = self
+                        .storage
+                        .conversations
+                        .find(conversation.account_id, contact.id)
+                        .await?
+                        .ok_or_else(|| not_found("conversation", contact.id))?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         let taken = self.quota.take(tenant, checked.media).await?;
         let now = imix_core::now();
         let id = MessageId::new();
@@ -403,15 +418,15 @@ impl OutboundService {
         }
     }
 
-    /// The conversation and contact a message goes to; a new conversation is opened for a
-    /// contact without one on that number.
+    /// The conversation and contact a message goes to; for a contact without one on that
+    /// number, a new conversation (`true`: not stored yet).
     async fn target(
         &self,
         ctx: &AccessContext,
         scope: Scope,
         tenant: TenantId,
         new: &NewSend,
-    ) -> Result<(Conversation, Contact), SendError> {
+    ) -> Result<(Conversation, Contact, bool), SendError> {
         match &new.target {
             SendTarget::Conversation(id) => {
                 let c = match self.storage.conversations.get(scope, *id).await {
@@ -433,7 +448,7 @@ impl OutboundService {
                     .into());
                 }
                 let contact = self.storage.contacts.get(scope, c.contact_id).await?;
-                Ok((c, contact))
+                Ok((c, contact, false))
             }
             SendTarget::To(to) => {
                 let Some(account) = new.account_id else {
@@ -476,6 +491,7 @@ impl OutboundService {
                         }
                     }
                 };
+                let mut fresh = false;
                 let conversation =
                     match self.storage.conversations.find(account, contact.id).await? {
                         Some(c) => c,
@@ -492,17 +508,9 @@ impl OutboundService {
                                 }
                                 Err(e) => return Err(e.into()),
                             }
-                            let c = Conversation::new(tenant, account, contact.id);
-                            match self.storage.conversations.insert(&c).await {
-                                Ok(()) => c,
-                                Err(CoreError::Duplicate { .. }) => self
-                                    .storage
-                                    .conversations
-                                    .find(account, contact.id)
-                                    .await?
-                                    .ok_or_else(|| not_found("conversation", contact.id))?,
-                                Err(e) => return Err(e.into()),
-                            }
+                            // Stored only once every check passed: a refusal leaves nothing.
+                            fresh = true;
+                            Conversation::new(tenant, account, contact.id)
                         }
                     };
                 if conversation.tenant_id != tenant {
@@ -519,7 +527,7 @@ impl OutboundService {
                     )
                     .into());
                 }
-                Ok((conversation, contact))
+                Ok((conversation, contact, fresh))
             }
         }
     }

@@ -257,8 +257,19 @@ async fn a_reply_is_accepted_counted_dispatched_and_read(backend: Backend) {
     );
 
     w.sim.send_status_sequence(&wamid).await.unwrap();
-    let read = w.wait_for(&id, "read").await;
-    assert!(read["delivered_at"].is_string(), "{read}");
+    w.wait_for(&id, "read").await;
+    // The statuses are separate deliveries, processed in any order: `delivered` may land
+    // after `read` (it then only records its time).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let read = loop {
+        let m = w.message(&id).await;
+        if m["delivered_at"].is_string() {
+            break m;
+        }
+        assert!(std::time::Instant::now() < deadline, "never delivered: {m}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    assert_eq!(read["status"], "read", "{read}");
     assert!(read["read_at"].is_string(), "{read}");
     assert!(read["error"].is_null());
     // The conversation shows the reply with Meta's statuses.
@@ -589,6 +600,14 @@ async fn refusals_name_the_field_and_queue_nothing(backend: Backend) {
         "{e}"
     );
     assert_eq!(w.messages_used_today().await, 0, "nothing counted");
+    assert_eq!(
+        w.get("/conversations").await["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1,
+        "no conversation opened by a refused send"
+    );
     assert!(
         w.get("/messages").await["items"]
             .as_array()
