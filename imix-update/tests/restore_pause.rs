@@ -129,13 +129,12 @@ async fn a_restore_pauses_the_workers_and_resumes_them() {
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
 
-    // A damaged archive is refused before anything is paused.
+    // A damaged (truncated) archive is refused before anything is paused.
     let path = backups.store().archive_path(&empty.id).unwrap();
     let good = std::fs::read(&path).unwrap();
-    let mut bad = good.clone();
-    let middle = bad.len() / 2;
-    bad[middle] ^= 0xff;
-    std::fs::write(&path, &bad).unwrap();
+    // Cut short (a flipped byte may fall in the tar's trailing padding, which nothing
+    // reads).
+    std::fs::write(&path, &good[..good.len() / 2]).unwrap();
     assert!(backups
         .restore(&empty.id, &Progress::default())
         .await

