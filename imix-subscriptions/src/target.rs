@@ -67,8 +67,12 @@ fn forbidden_v6(ip: Ipv6Addr) -> bool {
         return forbidden_v4(v4);
     }
     let seg = ip.segments();
-    // v4-compatible (::a.b.c.d, deprecated) and NAT64 (64:ff9b::/96): the IPv4 inside.
-    if seg[..6] == [0, 0, 0, 0, 0, 0] || seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+    // v4-compatible (::a.b.c.d, deprecated), SIIT v4-translated (::ffff:0:a.b.c.d) and
+    // NAT64 (64:ff9b::/96): the IPv4 inside decides.
+    if seg[..6] == [0, 0, 0, 0, 0, 0]
+        || seg[..6] == [0, 0, 0, 0, 0xffff, 0]
+        || seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0]
+    {
         let v4 = Ipv4Addr::new(
             (seg[6] >> 8) as u8,
             seg[6] as u8,
@@ -84,6 +88,14 @@ fn forbidden_v6(ip: Ipv6Addr) -> bool {
         || (seg[0] & 0xffc0) == 0xfe80 // link-local fe80::/10
         || (seg[0] & 0xffc0) == 0xfec0 // site-local fec0::/10
         || (seg[0] == 0x2001 && seg[1] == 0x0db8) // documentation
+        // Tunnels and translators that carry an IPv4 address a relay or gateway may forward
+        // to: 6to4 (2002::/16), Teredo (2001::/32), local-use NAT64 (64:ff9b:1::/48). No
+        // public webhook receiver needs them, so they are refused whole (a probe reached
+        // 127.0.0.1 and 169.254.169.254 through them).
+        || seg[0] == 0x2002
+        || (seg[0] == 0x2001 && seg[1] == 0)
+        || (seg[0] == 0x64 && seg[1] == 0xff9b && seg[2] == 1)
+        || (seg[0] == 0x100 && seg[1..4] == [0, 0, 0]) // discard-only 100::/64
 }
 
 /// Parses `raw` as a delivery URL: absolute, `http` or `https`, with a host, without
@@ -164,6 +176,11 @@ mod tests {
             "::ffff:10.0.0.1",
             "::127.0.0.1",
             "64:ff9b::a9fe:a9fe",
+            "2002:7f00:1::",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "64:ff9b:1::a9fe:a9fe",
+            "::ffff:0:7f00:1",
+            "100::1",
         ] {
             assert!(is_forbidden(bad.parse().unwrap()), "{bad}");
         }
