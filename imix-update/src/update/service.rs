@@ -394,8 +394,11 @@ impl Updates {
             .parent()
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("."));
+        // Only one install runs at a time, so a download file left here is from an install
+        // killed mid-way (kill -9 skips the temporary file's cleanup): remove it first.
+        remove_stale_downloads(&dir);
         let temp = tempfile::Builder::new()
-            .prefix(".imix-update-")
+            .prefix(DOWNLOAD_PREFIX)
             .tempfile_in(&dir)
             .map_err(UpdateError::io("create the download file"))?;
         let (std_file, path) = temp.into_parts();
@@ -539,4 +542,51 @@ fn status_of_result(last: LastResult, running: &semver::Version) -> InstallStatu
     status.backup_id = last.backup_id;
     status.updated_at = last.finished_at;
     status
+}
+
+/// Name prefix of an artifact being downloaded beside the executable.
+const DOWNLOAD_PREFIX: &str = ".imix-update-";
+
+/// Removes download files of earlier installs that were killed before they finished; a file
+/// that cannot be removed is logged and left (the new download uses another name).
+fn remove_stale_downloads(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let is_stale = entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(DOWNLOAD_PREFIX)
+            && entry.file_type().map(|t| t.is_file()).unwrap_or(false);
+        if is_stale {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => {
+                    tracing::info!(path = %entry.path().display(), "removed an unfinished update download")
+                }
+                Err(e) => {
+                    tracing::warn!(path = %entry.path().display(), error = %e, "cannot remove an unfinished update download")
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_download_left_by_a_killed_install_is_removed_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let stale = dir.path().join(".imix-update-Ab12cd");
+        std::fs::write(&stale, b"half an executable").unwrap();
+        let executable = dir.path().join("imix-server");
+        std::fs::write(&executable, b"the running one").unwrap();
+        let previous = dir.path().join("imix-server.previous");
+        std::fs::write(&previous, b"the one before").unwrap();
+        remove_stale_downloads(dir.path());
+        assert!(!stale.exists());
+        assert!(executable.exists() && previous.exists());
+    }
 }
