@@ -94,6 +94,38 @@ async fn api_keys_end_to_end(backend: Backend) {
         .await;
     assert_eq!(status, 201, "{narrow}");
 
+    // A key, even one holding integrations.manage, mints no keys: every key traces back to
+    // a person, and a leaked key cannot make itself a successor.
+    let (status, integrations_key) = s
+        .send_json(
+            &admin_a,
+            Method::POST,
+            &keys_a,
+            json!({"name": "key admin", "role": "custom", "permissions": ["integrations.manage"]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{integrations_key}");
+    let (status, body) = s
+        .send_json(
+            integrations_key["key"].as_str().unwrap(),
+            Method::POST,
+            &keys_a,
+            json!({"name": "successor", "role": "custom", "permissions": ["integrations.manage"]}),
+        )
+        .await;
+    assert_eq!(status, 403, "{body}");
+    let (status, _) = s
+        .call(
+            &admin_a,
+            Method::DELETE,
+            &format!("{keys_a}/{}", integrations_key["id"].as_str().unwrap()),
+        )
+        .send()
+        .await
+        .map(|r| (r.status(), ()))
+        .unwrap();
+    assert_eq!(status, 200);
+
     // An agent key: shown once.
     let (status, created) = s
         .send_json(

@@ -72,6 +72,13 @@ impl TenancyService {
     ) -> Result<NewApiKeyCreated, TenancyError> {
         ctx.access()
             .authorize(Permission::IntegrationsManage, tenant)?;
+        // A key minting keys could outlive its own revocation (a probe's leaked admin key
+        // made itself a successor); every key traces back to a person who signed in.
+        if ctx.api_key().is_some() {
+            return Err(TenancyError::forbidden(
+                "an API key cannot create API keys: sign in as a person to create one",
+            ));
+        }
         let name = validate::required_name("name", &new.name, MAX_NAME_CHARS)?;
         let custom = parse_permissions(new.role, &new.permissions)?;
         let granted = tenant_role_permissions(new.role, &custom);
