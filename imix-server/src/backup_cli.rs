@@ -262,10 +262,17 @@ async fn verify_file(path: &Path) -> Result<backup::Manifest, CliError> {
     let reporter = Reporter::start("verify", progress.clone());
     let (p, file) = (progress.clone(), path.to_path_buf());
     let verified = tokio::task::spawn_blocking(move || {
-        if !file.is_file() {
+        // Name the path and say what is wrong with it: "entity not found" for a directory or
+        // /dev/zero told an operator nothing.
+        let problem = match std::fs::metadata(&file) {
+            Err(e) => Some(format!("{}: {e}", file.display())),
+            Ok(m) if !m.is_file() => Some(format!("{} is not a regular file", file.display())),
+            Ok(_) => None,
+        };
+        if let Some(problem) = problem {
             return Err(BackupError::Io {
                 action: "open the archive",
-                source: std::io::Error::from(std::io::ErrorKind::NotFound),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidInput, problem),
             });
         }
         backup::verify(&file, Some(&p))

@@ -318,6 +318,17 @@ async fn the_command_line_creates_lists_verifies_and_restores(backend: Backend) 
         let stderr = text(&out.stderr);
         assert!(stderr.contains("imix-server:"), "{stderr}");
     }
+    // A directory or a missing file is named, with what is wrong with it.
+    let missing = dir.path().join("no-such-backup.tar.gz");
+    for (path, says) in [
+        (dir.path().to_path_buf(), "is not a regular file"),
+        (missing, "no-such-backup.tar.gz"),
+    ] {
+        let out = cli(&vars, &["verify", path.to_str().unwrap()]).await;
+        assert!(!out.status.success());
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains(says), "{stderr}");
+    }
 
     // Changes after the backup, through a server, which then keeps running.
     let s = TestServer::start_in(dir, vars.clone()).await;
