@@ -64,12 +64,23 @@ fn chars(s: &str) -> usize {
     s.chars().count()
 }
 
+/// Control characters other than line breaks and tabs (NUL, escape, …): WhatsApp shows
+/// them as garbage or Meta refuses the message, so they are refused before queueing.
+fn has_control(value: &str) -> bool {
+    value
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+}
+
 fn text_within(field: &str, value: &str, max: usize) -> Result<(), SendRefusal> {
     if value.trim().is_empty() {
         return Err(invalid(field, "must not be empty"));
     }
     if chars(value) > max {
         return Err(invalid(field, format!("is longer than {max} characters")));
+    }
+    if has_control(value) {
+        return Err(invalid(field, "must not contain control characters"));
     }
     Ok(())
 }
@@ -79,6 +90,7 @@ fn optional_within(field: &str, value: Option<&str>, max: usize) -> Result<(), S
         Some(v) if chars(v) > max => {
             Err(invalid(field, format!("is longer than {max} characters")))
         }
+        Some(v) if has_control(v) => Err(invalid(field, "must not contain control characters")),
         _ => Ok(()),
     }
 }
@@ -348,6 +360,14 @@ pub fn check(body: &Value) -> Result<Checked, SendRefusal> {
         "image" | "audio" | "video" | "document" | "sticker"
     );
     if media {
+        // Serde would keep one of the two and drop the other without a word; Meta takes
+        // exactly one.
+        if object.get("id").is_some() && object.get("link").is_some() {
+            return Err(invalid(
+                format!("{kind}.link"),
+                "give either an id or a link, not both",
+            ));
+        }
         declared_size(&kind, &mut object)?;
     }
     let typed = serde_json::json!({ "type": kind, kind.clone(): object });
@@ -635,6 +655,19 @@ mod tests {
         assert_eq!(
             field(json!({"type": "image", "image": {"link": "ftp://x/a.png"}})),
             "image.link"
+        );
+        assert_eq!(
+            field(
+                json!({"type": "image", "image": {"id": "123", "link": "https://x.example/a.png"}})
+            ),
+            "image.link"
+        );
+        assert_eq!(
+            field(json!({"type": "text", "text": {"body": "a\u{0}b"}})),
+            "text.body"
+        );
+        assert!(
+            check(&json!({"type": "text", "text": {"body": "line one\nline two\tend"}})).is_ok()
         );
         assert_eq!(
             field(json!({"type": "image", "image": {"link": "https://x.example/a.gif"}})),
