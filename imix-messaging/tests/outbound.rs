@@ -62,6 +62,7 @@ fn record(tenant: TenantId, key: Option<&str>) -> OutboundRecord {
             None => format!("id:{id}"),
         },
         idempotency_key: key.map(str::to_owned),
+        request_fingerprint: None,
         created_by: None,
         status: OutboundStatus::Queued,
         wamid: None,

@@ -153,6 +153,11 @@ pub struct OutboundRecord {
     pub dedupe: String,
     /// The caller's `Idempotency-Key`.
     pub idempotency_key: Option<String>,
+    /// With an idempotency key: SHA-256 (hex) of the canonical request and the caller's
+    /// id, so a replay is told apart from another request reusing the key. `None` on
+    /// records queued before it was kept.
+    #[serde(default)]
+    pub request_fingerprint: Option<String>,
     /// Who queued it (`None`: an integration without a user).
     pub created_by: Option<UserId>,
     /// Where it stands.
@@ -463,6 +468,7 @@ mod tests {
             content: serde_json::json!({}),
             dedupe: "id:x".into(),
             idempotency_key: None,
+            request_fingerprint: None,
             created_by: None,
             status: OutboundStatus::Sent,
             wamid: Some("wamid.1".into()),

@@ -167,6 +167,89 @@ fn check_key(key: &str) -> Result<(), SendRefusal> {
     Ok(())
 }
 
+/// SHA-256 (hex) of the request as the send API understood it (account, target, Meta's
+/// body, as canonical JSON: object keys sorted, no spaces) and the caller's id. Two
+/// requests with the same fingerprint would queue the same message for the same caller.
+fn fingerprint(ctx: &AccessContext, new: &NewSend) -> String {
+    use sha2::{Digest, Sha256};
+    let target = match &new.target {
+        SendTarget::To(to) => serde_json::json!({ "to": to }),
+        SendTarget::Conversation(id) => serde_json::json!({ "conversation_id": id.to_string() }),
+    };
+    let request = serde_json::json!({
+        "account_id": new.account_id.map(|a| a.to_string()),
+        "target": target,
+        "body": new.body,
+    });
+    let mut canonical = String::new();
+    canonical_json(&request, &mut canonical);
+    let mut hash = Sha256::new();
+    hash.update(canonical.as_bytes());
+    // A separator no JSON text ends with, then whose request it is.
+    hash.update(b"\n");
+    hash.update(ctx.user_id().to_string().as_bytes());
+    hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Writes `v` as JSON with every object's keys sorted, whatever order serde_json keeps.
+fn canonical_json(v: &Value, out: &mut String) {
+    match v {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(k.clone()).to_string());
+                out.push(':');
+                if let Some(x) = map.get(k) {
+                    canonical_json(x, out);
+                }
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, x) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                canonical_json(x, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+/// The answer to a request whose idempotency key already queued `first`: the first answer
+/// when it is the same request from the same caller (`print`), else `idempotency_key_reused`.
+fn replay(
+    ctx: &AccessContext,
+    first: OutboundRecord,
+    print: &str,
+) -> Result<SendAccepted, SendError> {
+    let same = match &first.request_fingerprint {
+        Some(stored) => stored == print,
+        // Queued before fingerprints were kept: only the same caller may replay it.
+        None => first.created_by == Some(ctx.user_id()),
+    };
+    if !same {
+        return Err(SendRefusal::new(
+            "idempotency_key_reused",
+            Some("Idempotency-Key".into()),
+            "was already used for a different request (another body, target or caller); use a new key",
+        )
+        .into());
+    }
+    Ok(SendAccepted {
+        record: first,
+        replayed: true,
+    })
+}
+
 impl OutboundService {
     /// The send API over `storage` and `records`, checking accounts and templates with
     /// `accounts`, taking quota from `quota`, marking messages read through `client`, and
@@ -199,8 +282,10 @@ impl OutboundService {
     /// exists and the caller sees it; the account is verified and not paused; the contact
     /// has not opted out of marketing (marketing templates); outside the 24-hour window
     /// only templates; a template is approved and its parameters match. Then the quota is
-    /// taken and the message stored `queued`. A repeated `Idempotency-Key` answers the
-    /// first message and queues nothing.
+    /// taken and the message stored `queued`. A repeated `Idempotency-Key` (checked after
+    /// the body and the caller's sight of the conversation) answers the first message and
+    /// queues nothing when the request and the caller are the same, and is refused with
+    /// `idempotency_key_reused` otherwise.
     pub async fn send(
         &self,
         ctx: &AccessContext,
@@ -210,18 +295,20 @@ impl OutboundService {
         let scope = ctx.authorize(Permission::ConversationsReply, tenant)?;
         if let Some(key) = &new.idempotency_key {
             check_key(key)?;
+        }
+        // The body and the caller's sight of the conversation are checked before any stored
+        // answer is given: a key never reveals a message the request could not have sent.
+        let mut checked = validate::check(&new.body)?;
+        let (mut conversation, contact, fresh) = self.target(ctx, scope, tenant, &new).await?;
+        let fingerprint = new.idempotency_key.as_ref().map(|_| fingerprint(ctx, &new));
+        if let (Some(key), Some(print)) = (&new.idempotency_key, &fingerprint) {
             if let Some(first) = self.records.find_by_idempotency_key(tenant, key).await? {
-                return Ok(SendAccepted {
-                    record: first,
-                    replayed: true,
-                });
+                return replay(ctx, first, print);
             }
         }
         if !self.quota.tenant_active(tenant).await? {
             return Err(QuotaRefusal::TenantDeactivated.into());
         }
-        let mut checked = validate::check(&new.body)?;
-        let (mut conversation, contact, fresh) = self.target(ctx, scope, tenant, &new).await?;
         let state = match self.accounts.state(conversation.account_id).await {
             Ok(s) if s.tenant_id == tenant => s,
             Ok(_) | Err(MessagingError::Store(CoreError::NotFound { .. })) => {
@@ -369,6 +456,7 @@ impl OutboundService {
                 None => format!("id:{id}"),
             },
             idempotency_key: new.idempotency_key.clone(),
+            request_fingerprint: fingerprint.clone(),
             created_by: Some(ctx.user_id()),
             status: OutboundStatus::Queued,
             wamid: None,
@@ -405,10 +493,9 @@ impl OutboundService {
                     // The same key raced this request: the first one answers.
                     (CoreError::Duplicate { .. }, Some(key)) => {
                         match self.records.find_by_idempotency_key(tenant, key).await? {
-                            Some(first) => Ok(SendAccepted {
-                                record: first,
-                                replayed: true,
-                            }),
+                            Some(first) => {
+                                replay(ctx, first, fingerprint.as_deref().unwrap_or_default())
+                            }
                             None => Err(not_found("message", key).into()),
                         }
                     }

@@ -207,6 +207,8 @@ pub struct MessagingStorage {
     pub search: Arc<dyn search::SearchIndex>,
     /// Notes, labels and canned responses ([`annotations`]).
     pub annotations: annotations::AnnotationStorage,
+    /// Outbound messages ([`outbound`]; here for backups).
+    pub outbound: Arc<dyn outbound::OutboundRepository>,
 }
 
 impl std::fmt::Debug for MessagingStorage {
@@ -225,6 +227,7 @@ impl MessagingStorage {
                 let a = Arc::new(sqlite::SqliteMessaging::new(db.clone()));
                 let (contact_book, groups) = groups::open(backend)?;
                 Ok(Self {
+                    outbound: outbound::open(backend)?,
                     contact_book,
                     groups,
                     search: search::open(backend)?,
@@ -241,6 +244,7 @@ impl MessagingStorage {
                 let a = Arc::new(mongo::MongoMessaging::new(db.clone()));
                 let (contact_book, groups) = groups::open(backend)?;
                 Ok(Self {
+                    outbound: outbound::open(backend)?,
                     contact_book,
                     groups,
                     search: search::open(backend)?,
@@ -256,8 +260,9 @@ impl MessagingStorage {
         }
     }
 
-    /// Contacts, conversations and messages for backups, in import order. Deliveries and
-    /// held statuses are operational state and not exported.
+    /// Contacts, conversations, messages, groups, annotations and outbound messages for
+    /// backups, in import order. Deliveries and held statuses are operational state and
+    /// not exported.
     pub fn record_sets(&self) -> Vec<Arc<dyn RecordSet>> {
         let (contacts, contacts_in) = (self.contacts.clone(), self.contacts.clone());
         let (conversations, conversations_in) =
@@ -305,6 +310,8 @@ impl MessagingStorage {
         sets.extend(groups::record_sets(&self.groups));
         // Labels, notes and canned responses, after the conversations they refer to.
         sets.extend(self.annotations.record_sets());
+        // Outbound messages (with their idempotency keys), after their conversations.
+        sets.extend(outbound::record_sets(&self.outbound));
         sets
     }
 }

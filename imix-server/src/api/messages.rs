@@ -300,6 +300,7 @@ const REFUSALS: &[(StatusCode, &str)] = &[
     ),
     (StatusCode::UNPROCESSABLE_ENTITY, "contact_opted_out"),
     (StatusCode::UNPROCESSABLE_ENTITY, "unknown_contact"),
+    (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused"),
 ];
 
 fn refusal(r: SendRefusal) -> ApiError {

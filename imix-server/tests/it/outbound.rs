@@ -27,6 +27,7 @@ on_both_backends!(
     a_message_left_sending_by_a_crash_becomes_unknown_and_is_not_sent_again,
     refusals_name_the_field_and_queue_nothing,
     a_refused_token_pauses_the_accounts_queue,
+    a_reused_idempotency_key_is_refused_and_reveals_nothing,
 );
 
 const WABA: &str = "1001";
@@ -169,9 +170,13 @@ impl World {
     }
 
     async fn send(&self, body: Value, key: Option<&str>) -> (u16, Value) {
+        self.send_as(&self.admin, body, key).await
+    }
+
+    async fn send_as(&self, token: &str, body: Value, key: Option<&str>) -> (u16, Value) {
         let mut req = self
             .s
-            .call(&self.admin, Method::POST, &self.path("/messages"))
+            .call(token, Method::POST, &self.path("/messages"))
             .json(&body);
         if let Some(k) = key {
             req = req.header("Idempotency-Key", k);
@@ -704,4 +709,101 @@ async fn a_refused_token_pauses_the_accounts_queue(backend: Backend) {
         1,
         "the paused message keeps its unit"
     );
+}
+
+fn refused(v: &Value) -> (&str, &str) {
+    (
+        v["error"]["code"].as_str().unwrap_or_default(),
+        v["error"]["details"]["field"].as_str().unwrap_or_default(),
+    )
+}
+
+async fn a_reused_idempotency_key_is_refused_and_reveals_nothing(backend: Backend) {
+    let w = world(backend).await;
+    let (conversation, _, _) = w.inbound(CUSTOMER, "hello").await;
+    let user = |email: &str| json!({"email": email, "first_name": "A", "last_name": "Gent", "role": "agent", "tenant_id": w.tenant});
+    let (agent1, agent1_token) =
+        w.s.user_with_token(&w.admin, user("one@alpha.example"))
+            .await;
+    let (_, agent2_token) =
+        w.s.user_with_token(&w.admin, user("two@alpha.example"))
+            .await;
+    // The conversation is agent one's: agent two does not see it.
+    let (status, c) =
+        w.s.send_json(
+            &w.admin,
+            Method::PATCH,
+            &w.path(&format!("/conversations/{conversation}")),
+            json!({"assignee": agent1["id"]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{c}");
+
+    let body = json!({"conversation_id": conversation, "type": "text", "text": {"body": "Hi!"}});
+    let (status, first) = w.send_as(&agent1_token, body.clone(), Some("k-1")).await;
+    assert_eq!(status, 202, "{first}");
+    // The same request from the same caller: the first answer (key order does not matter).
+    let reordered =
+        json!({"text": {"body": "Hi!"}, "type": "text", "conversation_id": conversation});
+    let (status, again) = w.send_as(&agent1_token, reordered, Some("k-1")).await;
+    assert_eq!(status, 202, "{again}");
+    assert_eq!(again["id"], first["id"]);
+
+    // Another body with the key: refused, naming the header.
+    let other = json!({"conversation_id": conversation, "type": "text", "text": {"body": "Bye!"}});
+    let (status, err) = w.send_as(&agent1_token, other, Some("k-1")).await;
+    assert_eq!(status, 422, "{err}");
+    assert_eq!(
+        refused(&err),
+        ("idempotency_key_reused", "Idempotency-Key"),
+        "{err}"
+    );
+    assert!(err
+        .to_string()
+        .find(first["id"].as_str().unwrap())
+        .is_none());
+    // The same body from another caller who sees the conversation: refused too.
+    let (status, err) = w.send(body.clone(), Some("k-1")).await;
+    assert_eq!(status, 422, "{err}");
+    assert_eq!(
+        refused(&err),
+        ("idempotency_key_reused", "Idempotency-Key"),
+        "{err}"
+    );
+    // A caller who does not see the conversation learns nothing: the target is refused.
+    let (status, err) = w.send_as(&agent2_token, body.clone(), Some("k-1")).await;
+    assert_eq!(status, 422, "{err}");
+    assert_eq!(refused(&err), ("invalid_field", "conversation_id"), "{err}");
+    assert!(err
+        .to_string()
+        .find(first["id"].as_str().unwrap())
+        .is_none());
+    // A bad body with the key is checked as a bad body, not answered with the message.
+    let bad = json!({"conversation_id": conversation, "type": "text", "text": {"body": ""}});
+    let (status, err) = w.send_as(&agent1_token, bad, Some("k-1")).await;
+    assert_eq!(status, 422, "{err}");
+    assert_eq!(refused(&err).0, "invalid_field", "{err}");
+    assert!(err
+        .to_string()
+        .find(first["id"].as_str().unwrap())
+        .is_none());
+
+    // Keys too long or with control characters: refused, naming the header.
+    for key in ["x".repeat(256), "a\tb".to_owned()] {
+        let (status, err) = w.send_as(&agent1_token, body.clone(), Some(&key)).await;
+        assert_eq!(status, 422, "{err}");
+        assert_eq!(refused(&err), ("invalid_field", "Idempotency-Key"), "{err}");
+    }
+    let (status, ok) = w
+        .send_as(&agent1_token, body.clone(), Some(&"x".repeat(255)))
+        .await;
+    assert_eq!(status, 202, "255 characters are fine: {ok}");
+
+    // Two messages queued in all, each sent once, each counted once.
+    w.wait_for(first["id"].as_str().unwrap(), "sent").await;
+    w.wait_for(ok["id"].as_str().unwrap(), "sent").await;
+    assert_eq!(w.sim.sent_messages().len(), 2);
+    assert_eq!(w.messages_used_today().await, 2);
+    let all = w.get("/messages?limit=100").await;
+    assert_eq!(all["items"].as_array().unwrap().len(), 2);
 }

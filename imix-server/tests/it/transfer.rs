@@ -188,6 +188,45 @@ async fn populate(s: &Storage) {
         .insert(&canned)
         .await
         .unwrap();
+    // A message queued through the send API, with its idempotency key and fingerprint: a
+    // restore keeps it queued, readable, and its key refusing a second send.
+    let queued = imix_messaging::outbound::OutboundRecord {
+        id: imix_messaging::MessageId::new(),
+        tenant_id: t.id,
+        account_id: account.id,
+        phone_number_id: account.phone_number_id.clone(),
+        conversation_id: conversation.id,
+        contact_id: contact.id,
+        to: contact.wa_id.clone(),
+        kind: "text".into(),
+        content: serde_json::json!({"type": "text", "text": {"body": "À demain"}}),
+        dedupe: imix_messaging::outbound::OutboundRecord::dedupe_of(t.id, "export-key-1"),
+        idempotency_key: Some("export-key-1".into()),
+        request_fingerprint: Some("ab".repeat(32)),
+        created_by: Some(imix_core::id::UserId::new()),
+        status: imix_messaging::outbound::OutboundStatus::Queued,
+        wamid: None,
+        sending_at: None,
+        sent_at: None,
+        delivered_at: None,
+        read_at: None,
+        failed_at: None,
+        unknown_at: None,
+        error: None,
+        last_error: Some("throughput: retry".into()),
+        attempts: 1,
+        due_at: Some(now),
+        lease_until: None,
+        quota: Some(imix_messaging::outbound::QuotaTaken {
+            day: now.date_naive(),
+            media: false,
+            returned: false,
+        }),
+        version: 2,
+        created_at: now,
+        updated_at: now,
+    };
+    s.messaging.outbound.insert(&queued).await.unwrap();
     let doc = SettingsDoc::new(
         SettingsScope::Platform,
         "smtp",
@@ -239,6 +278,7 @@ async fn a_populated_store_round_trips_sqlite_to_mongodb_to_sqlite_identically()
             "label",
             "conversation_note",
             "canned_response",
+            "outbound_message",
             "webhook_endpoint",
             "settings",
             "audit",
@@ -276,6 +316,43 @@ async fn a_populated_store_round_trips_sqlite_to_mongodb_to_sqlite_identically()
     assert_eq!(export(&last).await, exported, "SQLite → MongoDB → SQLite");
 
     // The imported records work as records, not just as rows: lookups by their indexes.
+    let original = exported
+        .iter()
+        .find(|r| r.kind == "outbound_message")
+        .map(|r| {
+            r.clone()
+                .parse::<imix_messaging::outbound::OutboundRecord>()
+                .unwrap()
+        })
+        .unwrap();
+    let found = last
+        .messaging
+        .outbound
+        .find_by_idempotency_key(original.tenant_id, "export-key-1")
+        .await
+        .unwrap()
+        .expect("the idempotency key survives the round trip");
+    assert_eq!(found, original);
+    assert_eq!(
+        found.request_fingerprint.as_deref(),
+        Some("ab".repeat(32).as_str())
+    );
+    let mut twice = found.clone();
+    twice.id = imix_messaging::MessageId::new();
+    assert!(
+        matches!(
+            last.messaging.outbound.insert(&twice).await,
+            Err(Error::Duplicate { .. })
+        ),
+        "the restored key still refuses a second message"
+    );
+    let due = last
+        .messaging
+        .outbound
+        .claim_due(imix_core::now(), imix_core::now(), 10)
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 1, "the queued message is still waiting");
     let user = last
         .tenancy
         .users

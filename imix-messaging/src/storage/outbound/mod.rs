@@ -5,15 +5,19 @@
 //! `dedupe` is unique: it carries the tenant's `Idempotency-Key` (or the message's own id),
 //! so a retried request can never queue a second message, whichever replica answers it.
 //! Claims are one atomic step per message (as for webhook deliveries), so two replicas never
-//! hold one message. Outbound records are operational state (the conversation's message,
-//! written once Meta accepted it, is what backups carry): they are not exported.
+//! hold one message. Backups carry them (kind `outbound_message`, [`record_sets`]): a
+//! restore keeps queued messages waiting, `GET …/messages/{id}` answering, and each
+//! idempotency key (with its request fingerprint) refusing a second send.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use imix_core::{
     id::TenantId,
-    store::{Backend, Page, PageRequest, Scope},
+    store::{
+        transfer::{paged, RecordSet},
+        Backend, Page, PageRequest, Scope,
+    },
     Result, Timestamp,
 };
 
@@ -74,6 +78,24 @@ pub fn open(backend: &Backend) -> Result<Arc<dyn OutboundRepository>> {
         Backend::Mongo(db) => Ok(Arc::new(mongo::MongoOutbound::new(db.clone()))),
         other => Err(other.unsupported(super::CAPABILITY)),
     }
+}
+
+/// Outbound messages for backups (kind `outbound_message`), as stored: status, `dedupe`,
+/// idempotency key and request fingerprint, attempts and lease. Imported after the
+/// conversations and messages they refer to.
+pub fn record_sets(records: &Arc<dyn OutboundRepository>) -> Vec<Arc<dyn RecordSet>> {
+    let (out, out_in) = (records.clone(), records.clone());
+    vec![paged(
+        "outbound_message",
+        move |page| {
+            let repo = out.clone();
+            async move { repo.list(Scope::Platform, None, page).await }
+        },
+        move |record: OutboundRecord| {
+            let repo = out_in.clone();
+            async move { repo.insert(&record).await }
+        },
+    )]
 }
 
 /// Creates or upgrades the outbound table or indexes on `backend`. Idempotent.
