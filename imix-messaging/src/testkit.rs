@@ -1129,6 +1129,41 @@ pub async fn record_sets_export_and_import_every_record(
     unwrap(source.annotations.labels.insert(&label).await, "insert");
     unwrap(source.annotations.notes.insert(&note).await, "insert");
     unwrap(source.annotations.canned.insert(&canned).await, "insert");
+    // A queued outbound message with its idempotency key and request fingerprint.
+    let now = imix_core::now();
+    let outbound = crate::outbound::OutboundRecord {
+        id: MessageId::new(),
+        tenant_id: a,
+        account_id: conversations[0].account_id,
+        phone_number_id: "6001".into(),
+        conversation_id: conversations[0].id,
+        contact_id: contacts[0].id,
+        to: contacts[0].wa_id.clone(),
+        kind: "text".into(),
+        content: json!({"type": "text", "text": {"body": "hi"}}),
+        dedupe: crate::outbound::OutboundRecord::dedupe_of(a, "key-1"),
+        idempotency_key: Some("key-1".into()),
+        request_fingerprint: Some("cd".repeat(32)),
+        created_by: None,
+        status: crate::outbound::OutboundStatus::Queued,
+        wamid: None,
+        sending_at: None,
+        sent_at: None,
+        delivered_at: None,
+        read_at: None,
+        failed_at: None,
+        unknown_at: None,
+        error: None,
+        last_error: None,
+        attempts: 0,
+        due_at: Some(now),
+        lease_until: None,
+        quota: None,
+        version: 1,
+        created_at: now,
+        updated_at: now,
+    };
+    unwrap(source.outbound.insert(&outbound).await, "insert");
 
     let sets = source.record_sets();
     let kinds: Vec<_> = sets.iter().map(|s| s.kind()).collect();
@@ -1142,7 +1177,8 @@ pub async fn record_sets_export_and_import_every_record(
             "contact_group_member",
             "label",
             "conversation_note",
-            "canned_response"
+            "canned_response",
+            "outbound_message"
         ]
     );
     let mut lines = Vec::new();
@@ -1160,7 +1196,7 @@ pub async fn record_sets_export_and_import_every_record(
             }
         }
     }
-    assert_eq!(lines.len(), 10);
+    assert_eq!(lines.len(), 11);
 
     let targets = target.record_sets();
     for set in &targets {
@@ -1196,6 +1232,13 @@ pub async fn record_sets_export_and_import_every_record(
     })
     .await;
     assert_eq!(got, vec![canned]);
+    let (got, _) = all_pages(50, |p| target.outbound.list(Scope::Platform, None, p)).await;
+    assert_eq!(got, vec![outbound.clone()]);
+    let found = unwrap(
+        target.outbound.find_by_idempotency_key(a, "key-1").await,
+        "find by key",
+    );
+    assert_eq!(found, Some(outbound));
     assert_eq!(
         unwrap(target.deliveries.count_unprocessed().await, "count"),
         0
