@@ -481,7 +481,9 @@ impl Config {
             crate::updates::RestartMode::Exit,
             "`exit` or `exec`",
         )?;
-        let update_executable = src.get("IMIX_UPDATE_EXECUTABLE").map(|p| PathBuf::from(p.trim()));
+        let update_executable = src
+            .get("IMIX_UPDATE_EXECUTABLE")
+            .map(|p| PathBuf::from(p.trim()));
 
         Ok(Self {
             update_public_key,

@@ -105,7 +105,8 @@ impl AppState {
             tracing::warn!(?summary, "an interrupted restore was finished at start");
         }
         // After a rolled-back update, the old version puts the pre-update data back first.
-        let rolled_back = crate::updates::finish_rollback(&config, &update_action, &backups).await?;
+        let rolled_back =
+            crate::updates::finish_rollback(&config, &update_action, &backups).await?;
         let updates =
             crate::updates::service(&config, &storage, &backups, &update_action, restarter)?;
         imix_tenancy::bootstrap::ensure_default_admin(
