@@ -120,13 +120,6 @@ fn invalid(field: &str, message: impl Into<String>) -> CoreError {
     CoreError::invalid(field, message)
 }
 
-/// Whether `c` may appear in user-written text: anything but control characters (except
-/// newline and tab) and bidirectional embeddings, overrides and isolates, which make text
-/// display as something else than it is.
-fn allowed_in_text(c: char) -> bool {
-    (!c.is_control() || c == '\n' || c == '\t') && !crate::contacts::is_bidi_control(c)
-}
-
 /// Checks user-written multi-line text: `1..=max` characters, not only blanks, no control
 /// characters other than newline and tab.
 fn check_text(field: &str, text: &str, max: usize) -> Result<(), CoreError> {
@@ -136,7 +129,7 @@ fn check_text(field: &str, text: &str, max: usize) -> Result<(), CoreError> {
     if text.chars().count() > max {
         return Err(invalid(field, format!("must be at most {max} characters")));
     }
-    if !text.chars().all(allowed_in_text) {
+    if !text.chars().all(crate::contacts::allowed_in_text) {
         return Err(invalid(
             field,
             "must not contain control characters other than newline and tab, nor \

@@ -97,6 +97,12 @@ pub fn is_bidi_control(c: char) -> bool {
     matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
+/// Whether `c` may appear in text people write and read (names, notes, messages): anything
+/// but control characters (except newline and tab) and [bidirectional controls](is_bidi_control).
+pub fn allowed_in_text(c: char) -> bool {
+    (!c.is_control() || c == '\n' || c == '\t') && !is_bidi_control(c)
+}
+
 /// The longest name, note or text attribute kept, in characters.
 const MAX_NAME_CHARS: usize = 200;
 /// The longest notes, in characters.
@@ -172,10 +178,7 @@ fn text(field: &str, value: Option<String>, max: usize) -> Result<Option<String>
     if value.chars().count() > max {
         return Err(invalid(field, format!("must be at most {max} characters")));
     }
-    if value
-        .chars()
-        .any(|c| (c.is_control() && c != '\n' && c != '\t') || is_bidi_control(c))
-    {
+    if !value.chars().all(allowed_in_text) {
         return Err(invalid(
             field,
             "must not contain control characters nor bidirectional overrides",

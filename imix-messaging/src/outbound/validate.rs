@@ -64,12 +64,12 @@ fn chars(s: &str) -> usize {
     s.chars().count()
 }
 
-/// Control characters other than line breaks and tabs (NUL, escape, …): WhatsApp shows
-/// them as garbage or Meta refuses the message, so they are refused before queueing.
+/// Text the contacts and notes rules refuse (control characters, bidirectional overrides),
+/// except carriage returns: integrators' texts often break lines with CRLF.
 fn has_control(value: &str) -> bool {
-    value
+    !value
         .chars()
-        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+        .all(|c| c == '\r' || crate::contacts::allowed_in_text(c))
 }
 
 fn text_within(field: &str, value: &str, max: usize) -> Result<(), SendRefusal> {
@@ -80,7 +80,10 @@ fn text_within(field: &str, value: &str, max: usize) -> Result<(), SendRefusal> 
         return Err(invalid(field, format!("is longer than {max} characters")));
     }
     if has_control(value) {
-        return Err(invalid(field, "must not contain control characters"));
+        return Err(invalid(
+            field,
+            "must not contain control characters nor bidirectional overrides",
+        ));
     }
     Ok(())
 }
@@ -90,7 +93,10 @@ fn optional_within(field: &str, value: Option<&str>, max: usize) -> Result<(), S
         Some(v) if chars(v) > max => {
             Err(invalid(field, format!("is longer than {max} characters")))
         }
-        Some(v) if has_control(v) => Err(invalid(field, "must not contain control characters")),
+        Some(v) if has_control(v) => Err(invalid(
+            field,
+            "must not contain control characters nor bidirectional overrides",
+        )),
         _ => Ok(()),
     }
 }
