@@ -297,6 +297,53 @@ pub(crate) fn reader(data: &[u8]) -> csv::Reader<&[u8]> {
         .from_reader(data)
 }
 
+/// Line numbers of records as an editor shows them: `\r\n`, `\n` and a lone `\r` each end
+/// a line. The csv crate's own positions count `\n` only, which put every row of a Windows
+/// (CRLF) file one line too low in the report and every row of a classic Mac file on line 1.
+pub(crate) struct LineNumbers<'a> {
+    data: &'a [u8],
+    /// Bytes before this offset are counted in `line`.
+    counted_to: usize,
+    line: u64,
+}
+
+impl<'a> LineNumbers<'a> {
+    /// Line numbers in `data`, whose first line is 1.
+    pub(crate) fn new(data: &'a [u8]) -> Self {
+        Self {
+            data,
+            counted_to: 0,
+            line: 1,
+        }
+    }
+
+    /// The line of the record the csv reader positions at `offset`. Offsets are expected in increasing order (as
+    /// records are read); an earlier one is counted again from the start.
+    pub(crate) fn line_at(&mut self, offset: u64) -> u64 {
+        let mut end = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(self.data.len());
+        // A record's offset can point at the line ends before it (the `\n` of a CRLF, blank
+        // lines the reader skips): the record starts at its first other byte.
+        while matches!(self.data.get(end), Some(b'\r' | b'\n')) {
+            end += 1;
+        }
+        if end < self.counted_to {
+            self.counted_to = 0;
+            self.line = 1;
+        }
+        for i in self.counted_to..end {
+            match self.data[i] {
+                b'\n' => self.line += 1,
+                b'\r' if self.data.get(i + 1) != Some(&b'\n') => self.line += 1,
+                _ => {}
+            }
+        }
+        self.counted_to = end;
+        self.line
+    }
+}
+
 /// Checks a whole file before anything of it is imported: refuses one that is larger than
 /// [`MAX_IMPORT_BYTES`], is not CSV, has more than [`MAX_IMPORT_ROWS`] rows, has a column
 /// the import cannot read or no `phone` column (field `file`).
@@ -594,5 +641,30 @@ mod tests {
             assert_eq!(unescape(&escape(text)), text);
         }
         assert_eq!(escape("=1"), "'=1");
+    }
+
+    fn lines_of(data: &str) -> Vec<u64> {
+        let mut input = reader(data.as_bytes());
+        let mut lines = LineNumbers::new(data.as_bytes());
+        let mut record = csv::StringRecord::new();
+        let mut out = Vec::new();
+        while input.read_record(&mut record).unwrap() {
+            out.push(lines.line_at(record.position().unwrap().byte()));
+        }
+        out
+    }
+
+    #[test]
+    fn rows_are_numbered_as_editors_number_lines_whatever_the_line_ends() {
+        assert_eq!(lines_of("phone,name\n+1,a\n+2,b\n"), vec![2, 3]);
+        assert_eq!(lines_of("phone,name\r\n+1,a\r\n+2,b\r\n"), vec![2, 3]);
+        assert_eq!(lines_of("phone,name\r+1,a\r+2,b\r"), vec![2, 3]);
+        // A quoted field over two lines: the next row starts two lines further.
+        assert_eq!(
+            lines_of("phone,note\r\n+1,\"two\r\nlines\"\r\n+2,b\r\n"),
+            vec![2, 4]
+        );
+        // Blank lines (skipped by the reader) still count.
+        assert_eq!(lines_of("phone\r\n\r\n+1\r\n"), vec![3]);
     }
 }

@@ -484,6 +484,7 @@ impl ContactImports {
             Err((j, why)) => return (j, Err(why)),
         };
         let mut input = reader(&data);
+        let mut lines = super::csv_file::LineNumbers::new(&data);
         let mut record = csv::StringRecord::new();
         // Rows up to the saved offset were imported (and counted) before: skip them.
         let mut skip = job.processed_rows;
@@ -509,7 +510,7 @@ impl ContactImports {
                     skip -= 1;
                     continue;
                 }
-                let line = record.position().map_or(0, |p| p.line());
+                let line = record.position().map_or(0, |p| lines.line_at(p.byte()));
                 chunk.push((line, record.clone()));
             }
             if chunk.is_empty() {
