@@ -81,10 +81,16 @@ mod tests {
     #[test]
     fn digits_of_other_scripts_count_as_digits() {
         // Arabic-Indic, with a right-to-left mark as copied from an Arabic page.
-        assert_eq!(normalize("\u{200f}+٢١٢ ٦١٢ ٣٤٥ ٦٧٨").unwrap(), "+212612345678");
+        assert_eq!(
+            normalize("\u{200f}+٢١٢ ٦١٢ ٣٤٥ ٦٧٨").unwrap(),
+            "+212612345678"
+        );
         // Eastern Arabic-Indic (Persian keyboards) and full-width digits.
         assert_eq!(normalize("۰۰۳۳۶۱۲۳۴۵۶۷۸").unwrap(), "+33612345678");
-        assert_eq!(normalize("＋３３６１２３４５６７８").unwrap(), "+33612345678");
+        assert_eq!(
+            normalize("＋３３６１２３４５６７８").unwrap(),
+            "+33612345678"
+        );
         // Other non-ASCII digits (Devanagari) are still refused, not guessed.
         assert!(normalize("+३३६१२३४५६७८").is_err());
     }
