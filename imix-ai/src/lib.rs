@@ -5,8 +5,25 @@
 #![forbid(unsafe_code)]
 
 pub mod chat;
+pub mod error;
+pub mod fallback;
+pub mod handoff;
+pub mod hours;
+pub mod language;
+pub mod prompt;
+pub mod settings;
+mod openai_compat;
+pub mod provider;
+#[cfg(feature = "simulator")]
+pub mod simulator;
+mod sse;
 
 pub use chat::{
     ChatMessage, ChatRequest, ChatResponse, ProviderKind, Role, StreamEvent, TokenUsage,
     UnknownProvider,
+};
+pub use error::AiError;
+pub use fallback::{ChainStream, FallbackChain, RetryPolicy};
+pub use provider::{
+    build_provider, validate_base_url, AiProvider, ChatStream, ConnectionReport, ProviderConfig,
 };
