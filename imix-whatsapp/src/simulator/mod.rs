@@ -477,6 +477,22 @@ impl Simulator {
         self.state.with(|s| s.sent.clone())
     }
 
+    /// How many messages were accepted so far (cheap: nothing is copied).
+    pub fn sent_count(&self) -> usize {
+        self.state.with(|s| s.sent.len())
+    }
+
+    /// When each accepted message was accepted, and by which number, oldest first: what a
+    /// load tool needs to check per-number rates without copying every message.
+    pub fn send_times(&self) -> Vec<(String, std::time::Instant)> {
+        self.state.with(|s| {
+            s.sent
+                .iter()
+                .map(|r| (r.phone_number_id.clone(), r.at))
+                .collect()
+        })
+    }
+
     /// The `wamid`s marked as read.
     pub fn read_marks(&self) -> Vec<String> {
         self.state.with(|s| s.read_marks.clone())

@@ -469,6 +469,7 @@ impl GraphEndpoint {
                 phone_number_id: phone_id.to_owned(),
                 wamid: wamid.clone(),
                 message: message.clone(),
+                at: Instant::now(),
             });
             let in_window = s
                 .phones

@@ -60,6 +60,9 @@ pub struct SentRecord {
     pub wamid: String,
     /// The message as received.
     pub message: OutboundMessage,
+    /// When the simulator accepted it (its clock; load tools measure per-number rates
+    /// from these).
+    pub at: Instant,
 }
 
 /// A webhook the simulator delivered (or tried to).
