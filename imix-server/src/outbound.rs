@@ -249,6 +249,14 @@ pub fn outbound(
     let senders: Arc<dyn SenderAccounts> = Arc::new(StoredSenders::new(storage, accounts.clone()));
     let client = crate::whatsapp::graph_client(config)?;
     let wake = Arc::new(Notify::new());
+    // Files of ours (media `blob`s): the stored inbound media, uploaded to Meta on send.
+    let media_jobs = imix_messaging::storage::media::open(&storage.store.backend)?;
+    let uploads = imix_messaging::outbound::media_upload::MediaUploads::new(
+        media_jobs.clone(),
+        storage.store.blobs.clone(),
+        imix_messaging::storage::outbound_media::open(&storage.store.backend)?,
+        client.clone(),
+    );
     let service = OutboundService::new(
         storage.messaging.clone(),
         records.clone(),
@@ -256,7 +264,8 @@ pub fn outbound(
         quota.clone(),
         client.clone(),
         wake.clone(),
-    );
+    )
+    .with_stored_media(media_jobs);
     let dispatcher = Dispatcher::new(
         records,
         storage.messaging.clone(),
@@ -266,7 +275,8 @@ pub fn outbound(
         processor,
         wake,
         DispatchConfig::default(),
-    );
+    )
+    .with_media_uploads(uploads);
     Ok(Outbound {
         service,
         dispatcher,

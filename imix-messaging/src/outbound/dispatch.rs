@@ -197,6 +197,8 @@ pub struct Dispatcher {
     limits: Arc<RateLimits>,
     wake: Arc<Notify>,
     config: DispatchConfig,
+    /// Uploads files of ours to Meta (messages referencing one fail without it).
+    media: Option<super::media_upload::MediaUploads>,
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -243,7 +245,14 @@ impl Dispatcher {
             limits: Arc::new(RateLimits::default()),
             wake,
             config,
+            media: None,
         }
+    }
+
+    /// Sends files of ours (media `blob`s) by uploading them with `uploads`.
+    pub fn with_media_uploads(mut self, uploads: super::media_upload::MediaUploads) -> Self {
+        self.media = Some(uploads);
+        self
     }
 
     /// Marks `unknown` every message left `sending` by a worker whose lease ran out;
@@ -433,6 +442,11 @@ impl Dispatcher {
                 return self.fail(sending, failure).await;
             }
         };
+        // A file of ours is uploaded (or its cached media id used) before the send.
+        let message = match self.upload_media(&sending, &sender, message).await {
+            Ok(m) => m,
+            Err(outcome) => return outcome,
+        };
         let answer = self
             .client
             .send_message(&sender.token, &sender.phone_number_id, &message)
@@ -450,6 +464,57 @@ impl Dispatcher {
                 }
             },
             Err(e) => self.failed_call(sending, &sender, e).await,
+        }
+    }
+
+    /// `message` with its files of ours replaced by Meta's media ids; on failure, what
+    /// became of the message (an upload failure is classified like a send's, except that an
+    /// upload Meta may have received is simply retried: the message itself was not sent).
+    async fn upload_media(
+        &self,
+        r: &OutboundRecord,
+        sender: &Sender,
+        message: imix_whatsapp::model::OutboundMessage,
+    ) -> Result<imix_whatsapp::model::OutboundMessage, Result<Outcome, CoreError>> {
+        use super::media_upload::{UploadProblem, BLOB_ID_PREFIX};
+        if !r.content.to_string().contains(BLOB_ID_PREFIX) {
+            return Ok(message);
+        }
+        let Some(media) = &self.media else {
+            let failure = SendFailure {
+                code: None,
+                title: Some("media unavailable".into()),
+                message: "this server does not upload files to Meta".into(),
+                details: None,
+            };
+            return Err(self.fail(r.clone(), failure).await);
+        };
+        match media.resolve(r, sender, message).await {
+            Ok(m) => Ok(m),
+            Err(UploadProblem::Unavailable(failure)) => Err(self.fail(r.clone(), failure).await),
+            Err(UploadProblem::Store(e)) => {
+                let due = imix_core::now() + chrono_of(self.config.first_backoff);
+                Err(self.defer(r.clone(), due, Some(e.to_string())).await)
+            }
+            Err(UploadProblem::Graph(e))
+                if e.class() == ErrorClass::Retryable && may_have_arrived(&e) =>
+            {
+                if r.attempts >= self.config.max_attempts {
+                    return Err(self.fail(r.clone(), SendFailure::from(&e)).await);
+                }
+                let due = imix_core::now()
+                    + chrono_of(retry_delay(
+                        r.attempts,
+                        self.config.first_backoff,
+                        self.config.max_backoff,
+                        e.retry_after(),
+                    ));
+                Err(self.defer(r.clone(), due, Some(e.to_string())).await)
+            }
+            Err(UploadProblem::Graph(e)) => {
+                tracing::info!(target: "imix_whatsapp", message = %r.id, error = %e, "uploading the message's file to Meta failed");
+                Err(self.failed_call(r.clone(), sender, e).await)
+            }
         }
     }
 

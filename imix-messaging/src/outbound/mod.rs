@@ -19,6 +19,7 @@
 //!   `retry` sends it again on request.
 
 mod dispatch;
+pub mod media_upload;
 mod service;
 pub mod validate;
 

@@ -135,6 +135,8 @@ pub struct OutboundService {
     quota: Arc<dyn SendQuota>,
     client: Arc<dyn WhatsAppClient>,
     wake: Arc<Notify>,
+    /// Stored media a `blob` may name (refused without it).
+    media_jobs: Option<Arc<dyn crate::storage::media::MediaJobRepository>>,
 }
 
 impl std::fmt::Debug for OutboundService {
@@ -269,7 +271,17 @@ impl OutboundService {
             quota,
             client,
             wake,
+            media_jobs: None,
         }
+    }
+
+    /// Lets media objects name a file of ours (`blob`: a message whose media is in `jobs`).
+    pub fn with_stored_media(
+        mut self,
+        jobs: Arc<dyn crate::storage::media::MediaJobRepository>,
+    ) -> Self {
+        self.media_jobs = Some(jobs);
+        self
     }
 
     /// The queue's records (for the dispatcher and tests).
@@ -298,8 +310,25 @@ impl OutboundService {
         }
         // The body and the caller's sight of the conversation are checked before any stored
         // answer is given: a key never reveals a message the request could not have sent.
-        let mut checked = validate::check(&new.body)?;
+        // A `blob` (a file of ours) is queued as a reference the dispatcher uploads.
+        let mut body = new.body.clone();
+        let blobs = super::media_upload::blob_references(&mut body)?;
+        let mut checked = validate::check(&body)?;
         let (mut conversation, contact, fresh) = self.target(ctx, scope, tenant, &new).await?;
+        if let Some(first) = blobs.first() {
+            match &self.media_jobs {
+                Some(jobs) => {
+                    super::media_upload::check_references(jobs.as_ref(), scope, &blobs).await?
+                }
+                None => {
+                    return Err(SendRefusal::invalid(
+                        first.field.clone(),
+                        "files of ours cannot be sent by this server",
+                    )
+                    .into())
+                }
+            }
+        }
         let fingerprint = new.idempotency_key.as_ref().map(|_| fingerprint(ctx, &new));
         if let (Some(key), Some(print)) = (&new.idempotency_key, &fingerprint) {
             if let Some(first) = self.records.find_by_idempotency_key(tenant, key).await? {

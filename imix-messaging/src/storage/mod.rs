@@ -30,6 +30,7 @@ pub mod media;
 #[cfg(feature = "mongodb")]
 pub mod mongo;
 pub mod outbound;
+pub mod outbound_media;
 pub mod search;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
@@ -324,6 +325,7 @@ pub async fn migrate(backend: &Backend) -> Result<()> {
     imports::migrate(backend).await?;
     groups::migrate(backend).await?;
     outbound::migrate(backend).await?;
+    outbound_media::migrate(backend).await?;
     // After the inbox's tables: the first run fills the index from them.
     search::migrate(backend).await?;
     annotations::migrate(backend).await
