@@ -4,6 +4,7 @@
 //! and the reply assistant that drafts answers for agents from a conversation.
 #![forbid(unsafe_code)]
 
+pub mod assistant;
 pub mod chat;
 pub mod error;
 pub mod fallback;
@@ -12,6 +13,7 @@ pub mod hours;
 pub mod language;
 pub mod prompt;
 pub mod settings;
+pub mod usage;
 mod openai_compat;
 pub mod provider;
 #[cfg(feature = "simulator")]
