@@ -42,6 +42,9 @@ pub struct Config {
     pub token_url: String,
     /// `ACCESS_TOKEN_EXPIRE_MINUTES`: access token lifetime.
     pub access_token_expire_minutes: u32,
+    /// `SIGN_IN_ATTEMPTS_PER_MINUTE`: sign-in attempts one client address may make a minute
+    /// (all at once if need be), good or bad, before any password is checked.
+    pub sign_in_attempts_per_minute: std::num::NonZeroU32,
     /// `UPDATE_SERVER_URL`: where update manifests come from; `None` = updates off.
     pub update_server_url: Option<Url>,
     /// `IMIX_UPDATE_PUBLIC_KEY`: the ed25519 public key (base64) update manifests must be
@@ -127,6 +130,10 @@ impl std::fmt::Debug for Config {
             .field(
                 "access_token_expire_minutes",
                 &self.access_token_expire_minutes,
+            )
+            .field(
+                "sign_in_attempts_per_minute",
+                &self.sign_in_attempts_per_minute,
             )
             .field(
                 "update_server_url",
@@ -312,6 +319,17 @@ impl Config {
                 "must be between 1 and 525600 (one year)",
             ));
         }
+
+        let sign_in_attempts_per_minute: u32 = src.parse(
+            "SIGN_IN_ATTEMPTS_PER_MINUTE",
+            60,
+            "a whole number of attempts",
+        )?;
+        let sign_in_attempts_per_minute = std::num::NonZeroU32::new(sign_in_attempts_per_minute)
+            .filter(|n| n.get() <= 100_000)
+            .ok_or_else(|| {
+                ConfigError::new("SIGN_IN_ATTEMPTS_PER_MINUTE", "must be between 1 and 100000")
+            })?;
 
         let redis_url = src.secret("REDIS_URL")?;
         if let Some(url) = &redis_url {
@@ -506,6 +524,7 @@ impl Config {
             secret_key,
             token_url,
             access_token_expire_minutes,
+            sign_in_attempts_per_minute,
             update_server_url: src.url("UPDATE_SERVER_URL", None)?,
             redis_url,
             data_dir: PathBuf::from(src.get("IMIX_DATA_DIR").unwrap_or("./data").trim()),

@@ -39,6 +39,7 @@ pub mod notify_bridge;
 pub mod outbound;
 pub mod pages;
 pub mod probe;
+pub mod sign_in_flood;
 pub mod quota_backend;
 pub mod state;
 pub mod storage;

@@ -21,6 +21,8 @@ use crate::{config::Config, metrics::Metrics, storage::Storage, ServerError};
 pub struct AppState {
     /// Validated configuration.
     pub config: Arc<Config>,
+    /// Sign-in attempts per client address (`SIGN_IN_ATTEMPTS_PER_MINUTE`).
+    pub sign_in_flood: Arc<crate::sign_in_flood::SignInFlood>,
     /// The store (SQLite or MongoDB).
     pub store: Store,
     /// Every capability's repositories on the store's backend.
@@ -209,6 +211,9 @@ impl AppState {
         let metrics = Metrics::new()?;
         metrics.watch_outbox(notifier.outbox().monitor().clone())?;
         Ok(Self {
+            sign_in_flood: Arc::new(crate::sign_in_flood::SignInFlood::new(
+                config.sign_in_attempts_per_minute,
+            )),
             config: Arc::new(config),
             store,
             storage,

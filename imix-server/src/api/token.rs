@@ -89,6 +89,18 @@ pub async fn issue_token(
     Data(state): Data<&AppState>,
     body: Body,
 ) -> Result<poem::Response, ApiError> {
+    let addr = req.remote_addr().as_socket_addr().map(|a| a.ip());
+    if let Err(retry_after_secs) = state.sign_in_flood.check(addr) {
+        // Before the body is read or a password hashed: a flood costs us next to nothing.
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_attempts",
+            format!(
+                "too many sign-in attempts from this address; try again in {retry_after_secs} seconds"
+            ),
+        )
+        .with_retry_after(retry_after_secs));
+    }
     let form = TokenForm::read(req, body).await?;
     if form.grant_type.as_deref().is_some_and(|g| g != "password") {
         return Err(ApiError::new(
@@ -125,7 +137,7 @@ pub fn spec_operation() -> serde_json::Value {
         "post": {
             "tags": ["Account"],
             "summary": "Sign in (OAuth2 password flow)",
-            "description": "Exchanges `username` (the email) and `password` for a bearer token. A password longer than 1,024 bytes gets 422 without being checked. After 5 failed attempts for one account within 15 minutes, further attempts get 429 with Retry-After.",
+            "description": "Exchanges `username` (the email) and `password` for a bearer token. A password longer than 1,024 bytes gets 422 without being checked. After 5 failed attempts for one account within 15 minutes, further attempts get 429 with Retry-After; so do attempts from one client address beyond SIGN_IN_ATTEMPTS_PER_MINUTE (default 60).",
             "operationId": "issue_token",
             "requestBody": {
                 "required": true,

@@ -11,6 +11,7 @@ use serde_json::json;
 on_both_backends!(
     default_admin_must_change_password_first,
     sign_in_failures_are_uniform_and_throttled,
+    one_address_cannot_flood_sign_in_across_accounts,
     tenants_crud_validation_and_private_notes,
     deactivating_a_tenant_locks_its_users_out_at_once_and_keeps_its_data,
     invitations_set_passwords_once,
@@ -209,6 +210,33 @@ async fn sign_in_failures_are_uniform_and_throttled(backend: Backend) {
         .unwrap_or_else(|| panic!("no auth.sign_in_throttled entry in {log}"));
     assert_eq!(throttled["actor_email"], "admin@example.com");
     assert_eq!(throttled["client_addr"], "127.0.0.1");
+    s.stop().await;
+}
+
+async fn one_address_cannot_flood_sign_in_across_accounts(backend: Backend) {
+    let s = TestServer::start_with(backend, |vars| {
+        vars.insert("SIGN_IN_ATTEMPTS_PER_MINUTE".into(), "4".into());
+    })
+    .await;
+    // Four attempts on four different accounts: each account is far from its own limit.
+    for n in 0..4 {
+        let r = s
+            .sign_in_raw(&format!("user{n}@example.com"), "whatever-123")
+            .await;
+        assert_eq!(r.status(), 401);
+    }
+    // The fifth, even the right password of a real account, waits: it is not checked.
+    let flooded = s.sign_in_raw("admin@example.com", ADMIN_PASSWORD).await;
+    assert_eq!(flooded.status(), 429);
+    let retry: u64 = flooded.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=16).contains(&retry), "{retry}");
+    let (code, body) = error_of(flooded, 429).await;
+    assert_eq!(code, "too_many_attempts");
+    assert!(body.to_string().contains("address"), "{body}");
     s.stop().await;
 }
 
