@@ -73,6 +73,10 @@ pub struct Config {
     pub log_filter: String,
     /// `IMIX_GRAPH_API_URL`: Meta Graph API base.
     pub graph_api_url: Url,
+    /// `IMIX_OUTBOUND_LEASE_SECONDS`: how long a dispatcher holds a message it is sending
+    /// (default 120, 35 to 3600: longer than the Graph API client's 30-second timeout). A
+    /// message left `sending` by a stopped process is marked `unknown` once it runs out.
+    pub outbound_lease_seconds: u64,
     /// `IMIX_ENCRYPTION_KEY` (or `_FILE`): base64 of 32 bytes; overrides the key derived
     /// from `SECRET_KEY`.
     pub encryption_key: Option<SecretString>,
@@ -154,6 +158,7 @@ impl std::fmt::Debug for Config {
             .field("log_dir", &self.log_dir)
             .field("log_filter", &self.log_filter)
             .field("graph_api_url", &self.graph_api_url.as_str())
+            .field("outbound_lease_seconds", &self.outbound_lease_seconds)
             .field("encryption_key", &set(&self.encryption_key))
             .field(
                 "previous_encryption_keys",
@@ -381,6 +386,14 @@ impl Config {
         let graph_api_url = src
             .url("IMIX_GRAPH_API_URL", Some("https://graph.facebook.com"))?
             .ok_or_else(|| ConfigError::new("IMIX_GRAPH_API_URL", "is required"))?;
+        let outbound_lease_seconds: u64 =
+            src.parse("IMIX_OUTBOUND_LEASE_SECONDS", 120, "a whole number of seconds")?;
+        if !(35..=3600).contains(&outbound_lease_seconds) {
+            return Err(ConfigError::new(
+                "IMIX_OUTBOUND_LEASE_SECONDS",
+                "must be between 35 and 3600 (longer than the Graph API client's 30-second timeout)",
+            ));
+        }
 
         let admin_email = src
             .get("IMIX_ADMIN_EMAIL")
@@ -537,6 +550,7 @@ impl Config {
             log_dir: PathBuf::from(src.get("IMIX_LOG_DIR").unwrap_or("./logs").trim()),
             log_filter,
             graph_api_url,
+            outbound_lease_seconds,
             encryption_key,
             previous_encryption_keys,
             webhook_verify_token,

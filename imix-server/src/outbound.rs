@@ -274,7 +274,10 @@ pub fn outbound(
         quota,
         processor,
         wake,
-        DispatchConfig::default(),
+        DispatchConfig {
+            lease: std::time::Duration::from_secs(config.outbound_lease_seconds),
+            ..DispatchConfig::default()
+        },
     )
     .with_media_uploads(uploads);
     Ok(Outbound {

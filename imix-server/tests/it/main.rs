@@ -25,6 +25,7 @@ mod inbound_media;
 mod isolation;
 mod notify;
 mod outbound;
+mod outbound_crash;
 mod outbound_media;
 mod replicas;
 mod search;
