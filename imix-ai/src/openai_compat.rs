@@ -222,10 +222,10 @@ impl OpenAiCompatible {
             | AiError::QuotaExceeded { message, .. }
             | AiError::ContextTooLong { message, .. }
             | AiError::Rejected { message, .. }
-            | AiError::Server { message, .. } => {
-                if message.contains(key) {
-                    *message = message.replace(key, "[redacted]");
-                }
+            | AiError::Server { message, .. }
+                if message.contains(key) =>
+            {
+                *message = message.replace(key, "[redacted]");
             }
             _ => {}
         }
