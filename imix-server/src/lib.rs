@@ -21,6 +21,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod ai;
 pub mod api;
 pub mod auth;
 pub mod backup_cli;
@@ -37,6 +38,7 @@ pub mod messaging;
 pub mod metrics;
 pub mod notify_bridge;
 pub mod outbound;
+pub mod outbound_redis;
 pub mod pages;
 pub mod probe;
 pub mod sign_in_flood;

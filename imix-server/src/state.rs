@@ -73,6 +73,8 @@ pub struct AppState {
     pub subscriptions: imix_subscriptions::SubscriptionService,
     /// Sends stored webhook deliveries (started by the server).
     pub webhook_worker: imix_subscriptions::worker::DeliveryWorker,
+    /// The AI assistant: settings, connection test, suggestions, token usage.
+    pub ai: crate::ai::AiService,
 }
 
 /// What an embedder (or a test) can plug in instead of the defaults.
@@ -208,6 +210,16 @@ impl AppState {
         if resumed.is_some() || rolled_back {
             crate::backups::refresh_after_restore(&storage, tenancy.count_limits()).await;
         }
+        let ai = crate::ai::AiService::new(
+            imix_ai::settings::AiSettingsService::new(store.settings.clone(), cipher.clone()),
+            imix_ai::usage::TokenMeter::new(store.counters.clone()),
+            storage.tenants(),
+            std::time::Duration::from_secs(60),
+        )
+        .map_err(|e| crate::config::ConfigError {
+            variable: "AI HTTP client".into(),
+            problem: e.to_string(),
+        })?;
         let metrics = Metrics::new()?;
         metrics.watch_outbox(notifier.outbox().monitor().clone())?;
         Ok(Self {
@@ -238,6 +250,7 @@ impl AppState {
             annotations,
             subscriptions,
             webhook_worker,
+            ai,
             backups,
             updates,
         })

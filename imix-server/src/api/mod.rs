@@ -1,6 +1,7 @@
 //! The REST API: one `Api` struct per resource module, combined into one OpenAPI service.
 
 mod account;
+mod ai;
 mod annotations;
 mod api_keys;
 mod audit;
@@ -30,6 +31,7 @@ use poem_openapi::{OpenApiService, Tags};
 use crate::{error::ApiError, state::AppState};
 
 pub use account::AccountApi;
+pub use ai::AiApi;
 pub use annotations::AnnotationsApi;
 pub use api_keys::ApiKeysApi;
 pub use audit::AuditApi;
@@ -88,6 +90,7 @@ pub type PlatformApis = (
     OutboxApi,
     ApiKeysApi,
     WebhookEndpointsApi,
+    AiApi,
 );
 
 /// The messaging APIs: WhatsApp accounts and templates, the inbox, contacts, media, events.
@@ -122,6 +125,7 @@ pub fn service(state: &AppState) -> OpenApiService<ImixApi, ()> {
                 OutboxApi::new(state.clone()),
                 ApiKeysApi::new(state.clone()),
                 WebhookEndpointsApi::new(state.clone()),
+                AiApi::new(state.clone()),
             ),
             (
                 WhatsAppAccountsApi::new(state.clone()),
