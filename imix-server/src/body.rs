@@ -48,6 +48,8 @@ pub struct RequestRules {
     multipart: Vec<String>,
     /// `components.schemas`, for `$ref`s.
     components: serde_json::Map<String, Value>,
+    /// The allowed values of each enumerated parameter, by operation id and parameter name.
+    param_enums: HashMap<(String, String), Vec<Value>>,
 }
 
 /// A body field that does not match its schema.
@@ -78,6 +80,9 @@ impl RequestRules {
         for (path, ops) in paths {
             let Some(ops) = ops.as_object() else { continue };
             for (method, op) in ops {
+                if op.pointer("/requestBody/content").is_none() {
+                    rules.read_param_enums(op.get("operationId").and_then(Value::as_str), op);
+                }
                 let Some(content) = op
                     .pointer("/requestBody/content")
                     .and_then(Value::as_object)
@@ -85,6 +90,7 @@ impl RequestRules {
                     continue;
                 };
                 let op_id = op.get("operationId").and_then(Value::as_str);
+                rules.read_param_enums(op_id, op);
                 for (media, body) in content {
                     if media.starts_with("multipart/form-data") {
                         if let Ok(method) = method.to_uppercase().parse::<Method>() {
@@ -102,6 +108,34 @@ impl RequestRules {
             }
         }
         rules
+    }
+
+    /// Records the enumerated parameters of operation `op`.
+    fn read_param_enums(&mut self, op_id: Option<&str>, op: &Value) {
+        let (Some(op_id), Some(params)) = (op_id, op.get("parameters").and_then(Value::as_array))
+        else {
+            return;
+        };
+        for param in params {
+            let (Some(name), Some(schema)) = (
+                param.get("name").and_then(Value::as_str),
+                param.get("schema"),
+            ) else {
+                continue;
+            };
+            if let Some(allowed) = self.resolve(schema).get("enum").and_then(Value::as_array) {
+                self.param_enums
+                    .insert((op_id.to_owned(), name.to_owned()), allowed.clone());
+            }
+        }
+    }
+
+    /// The allowed values of parameter `name` of operation `op_id`, when it is an
+    /// enumeration: what a 400 for a bad value lists, rather than the parser's type names.
+    pub fn param_allowed(&self, op_id: &str, name: &str) -> Option<&[Value]> {
+        self.param_enums
+            .get(&(op_id.to_owned(), name.to_owned()))
+            .map(Vec::as_slice)
     }
 
     /// Gives the upload operation `method` `path` (a path template such as

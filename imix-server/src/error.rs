@@ -521,6 +521,21 @@ fn classify(
     };
     let status = err.status();
     if let Some(p) = err.downcast_ref::<ParseParamError>() {
+        if let Some(allowed) = operation.and_then(|op| rules.param_allowed(op, &p.name)) {
+            // The parser's reason names our Rust types ("OutboundStatusDto"): say what the
+            // caller can send instead.
+            let list = allowed
+                .iter()
+                .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+                .collect::<Vec<_>>()
+                .join(", ");
+            return ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_parameter",
+                format!("parameter `{}`: must be one of {list}", p.name),
+            )
+            .with_details(serde_json::json!({ "field": p.name, "allowed": allowed }));
+        }
         return ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_parameter",

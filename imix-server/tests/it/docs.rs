@@ -302,5 +302,32 @@ async fn the_documented_answers_are_what_the_server_answers() {
     assert_eq!(code, "invalid_parameter");
     let api = std::fs::read_to_string(repo().join("docs/api.md")).unwrap();
     assert!(api.contains("`?limit=0` is 422 `invalid_field`"));
+
+    // A value outside an enumerated parameter lists the allowed values, not our type names.
+    let tenant = server
+        .create_tenant(&admin, serde_json::json!({"name": "Params"}))
+        .await;
+    let path = format!(
+        "/api/v1/tenants/{}/messages?status=bogus",
+        tenant["id"].as_str().unwrap()
+    );
+    let resp = server
+        .call(&admin, reqwest::Method::GET, &path)
+        .send()
+        .await
+        .unwrap();
+    let (code, body) = error_of(resp, 400).await;
+    assert_eq!(code, "invalid_parameter");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("`status`") && message.contains("failed"),
+        "{message}"
+    );
+    assert!(!body.to_string().contains("Dto"), "{body}");
+    assert_eq!(body["error"]["details"]["field"], "status");
+    assert!(body["error"]["details"]["allowed"]
+        .as_array()
+        .unwrap()
+        .contains(&serde_json::json!("unknown")));
     server.stop().await;
 }
