@@ -157,8 +157,8 @@ pub struct ProviderSettingsBody {
     pub api_key_hint: Option<String>,
     /// Model.
     pub model: Option<String>,
-    /// Temperature.
-    pub temperature: Option<f32>,
+    /// Temperature (two decimals).
+    pub temperature: Option<f64>,
     /// Max completion tokens.
     pub max_tokens: Option<u32>,
     /// API base URL.
@@ -209,7 +209,10 @@ impl From<AiSettingsView> for AiSettingsBody {
                             api_key_set: p.api_key_set,
                             api_key_hint: p.api_key_hint,
                             model: p.model,
-                            temperature: p.temperature,
+                            // Stored as f32: shown as set (0.3, not 0.30000001).
+                            temperature: p
+                                .temperature
+                                .map(|t| (f64::from(t) * 100.0).round() / 100.0),
                             max_tokens: p.max_tokens,
                             url: p.url,
                         },

@@ -7,6 +7,7 @@
 #[macro_use]
 mod common;
 
+mod ai;
 mod annotations;
 mod api_keys;
 mod auto_assign;
@@ -25,8 +26,10 @@ mod inbound_media;
 mod isolation;
 mod notify;
 mod outbound;
+mod outbound_alerts;
 mod outbound_crash;
 mod outbound_media;
+mod outbound_redis;
 mod replicas;
 mod search;
 mod server;
