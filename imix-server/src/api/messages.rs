@@ -440,7 +440,18 @@ impl MessagesApi {
         #[oai(name = "Idempotency-Key")]
         idempotency_key: Header<Option<String>>,
         body: Json<SendMessageRequest>,
+        req: &poem::Request,
     ) -> Result<Queued, ApiError> {
+        // Two keys on one request: which one a retry would carry is anyone's guess, so
+        // neither is taken (the header parser alone would keep the first silently).
+        if req.headers().get_all("idempotency-key").iter().count() > 1 {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "duplicate_header",
+                "the header `Idempotency-Key` is given more than once",
+            )
+            .with_details(json!({ "field": "Idempotency-Key" })));
+        }
         let tenant = parse_id::<TenantId>(&tenant_id.0, "tenant")?;
         // Another tenant's caller learns nothing from the body's checks.
         auth.0

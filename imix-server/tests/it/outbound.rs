@@ -799,6 +799,26 @@ async fn a_reused_idempotency_key_is_refused_and_reveals_nothing(backend: Backen
         .await;
     assert_eq!(status, 202, "255 characters are fine: {ok}");
 
+    // Two keys on one request: refused, and nothing queued.
+    let count = |v: Value| v["items"].as_array().unwrap().len();
+    let before = count(w.get("/messages?limit=100").await);
+    let resp =
+        w.s.call(&agent1_token, Method::POST, &w.path("/messages"))
+            .header("Idempotency-Key", "two-a")
+            .header("Idempotency-Key", "two-b")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    let err: Value = resp.json().await.unwrap();
+    assert_eq!(
+        refused(&err),
+        ("duplicate_header", "Idempotency-Key"),
+        "{err}"
+    );
+    assert_eq!(count(w.get("/messages?limit=100").await), before);
+
     // Two messages queued in all, each sent once, each counted once.
     w.wait_for(first["id"].as_str().unwrap(), "sent").await;
     w.wait_for(ok["id"].as_str().unwrap(), "sent").await;
