@@ -333,11 +333,22 @@ impl AiProvider for OpenAiCompatible {
                 source: None,
             });
         };
-        let reasoning = choice.message.reasoning_content.filter(|r| !r.is_empty());
+        let mut reasoning = choice.message.reasoning_content.filter(|r| !r.is_empty());
+        let mut content = choice.message.content.unwrap_or_default();
+        if self.kind_() == ProviderKind::Deepseek {
+            let (inline, answer) = crate::sse::ThinkSplitter::split(&content);
+            content = answer;
+            if !inline.is_empty() {
+                reasoning = Some(match reasoning {
+                    Some(r) => r + "\n" + &inline,
+                    None => inline,
+                });
+            }
+        }
         Ok(ChatResponse {
             provider: self.kind_(),
             model: wire.model.unwrap_or_else(|| self.model_for(req).to_owned()),
-            content: choice.message.content.unwrap_or_default(),
+            content,
             reasoning,
             usage: wire.usage.map(TokenUsage::from).unwrap_or_default(),
             finish_reason: choice.finish_reason,

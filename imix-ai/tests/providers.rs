@@ -654,3 +654,48 @@ async fn the_control_endpoints_script_and_record_over_http() {
         .unwrap();
     assert!(sim.requests().is_empty());
 }
+
+#[tokio::test]
+async fn an_inline_think_block_from_deepseek_is_reasoning_not_answer() {
+    let sim = sim().await;
+    let p = build_provider(
+        config(ProviderKind::Deepseek, &sim).with_model("deepseek-chat"),
+        reqwest::Client::new(),
+    );
+    let scripted = SimOutcome::Answer {
+        content: Some("<think>They ask about hours.</think>\n\nWe open at nine.".to_owned()),
+        reasoning: None,
+    };
+    sim.script([scripted.clone()]);
+    let answer = p.complete(&ask("hours?")).await.unwrap();
+    assert_eq!(answer.content, "We open at nine.");
+    assert_eq!(answer.reasoning.as_deref(), Some("They ask about hours."));
+
+    sim.script([scripted]);
+    let events: Vec<StreamEvent> = collect(p.stream(&ask("hours?")).await.unwrap())
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let (mut reasoning, mut content) = (String::new(), String::new());
+    for e in &events {
+        match e {
+            StreamEvent::Reasoning(r) => reasoning.push_str(r),
+            StreamEvent::Content(c) => content.push_str(c),
+            StreamEvent::Done { .. } => {}
+        }
+    }
+    assert_eq!(reasoning, "They ask about hours.");
+    assert_eq!(content, "We open at nine.");
+
+    // ChatGPT's content is left as it is.
+    sim.script([SimOutcome::Answer {
+        content: Some("<think>x</think>y".to_owned()),
+        reasoning: None,
+    }]);
+    let answer = provider(ProviderKind::Chatgpt, &sim)
+        .complete(&ask("hi"))
+        .await
+        .unwrap();
+    assert_eq!(answer.content, "<think>x</think>y");
+}
