@@ -136,6 +136,25 @@ pub enum EmailContent {
         /// Max Contacts.
         limit: u64,
     },
+    /// To a tenant's admins: Meta refused a number's access token, so its sending is paused.
+    SendingPaused {
+        /// The tenant's name.
+        tenant_name: String,
+        /// The number (as displayed).
+        phone_number: String,
+        /// Meta's error.
+        reason: String,
+    },
+    /// To a tenant's admins: an event-subscription endpoint was disabled after repeated
+    /// delivery failures.
+    WebhookEndpointDisabled {
+        /// The tenant's name.
+        tenant_name: String,
+        /// The endpoint's URL.
+        url: String,
+        /// Why it was disabled.
+        reason: String,
+    },
 }
 
 impl fmt::Debug for EmailContent {
@@ -150,7 +169,8 @@ impl fmt::Debug for EmailContent {
 impl EmailContent {
     /// The template's name as recorded in the outbox: `invitation`, `password_reset`,
     /// `smtp_test`, `usage_warning_80`, `usage_warning_100`, `contacts_warning_80`,
-    /// `contacts_warning_100`, `contacts_warning_exceeded`.
+    /// `contacts_warning_100`, `contacts_warning_exceeded`, `sending_paused`,
+    /// `webhook_endpoint_disabled`.
     pub fn template_name(&self) -> &'static str {
         match self {
             EmailContent::Invitation { .. } => "invitation",
@@ -169,6 +189,8 @@ impl EmailContent {
                 ContactsThreshold::Percent100 => "contacts_warning_100",
                 ContactsThreshold::Exceeded => "contacts_warning_exceeded",
             },
+            EmailContent::SendingPaused { .. } => "sending_paused",
+            EmailContent::WebhookEndpointDisabled { .. } => "webhook_endpoint_disabled",
         }
     }
 }
@@ -446,6 +468,28 @@ impl Templates {
                 args.set("limit", FluentValue::from(*limit));
                 action = Some(("usage-action", self.base_url.to_string()));
             }
+            EmailContent::SendingPaused {
+                tenant_name,
+                phone_number,
+                reason,
+            } => {
+                prefix = "sending-paused";
+                args.set("tenant", tenant_name.clone());
+                args.set("number", phone_number.clone());
+                args.set("reason", reason.clone());
+                action = Some(("usage-action", self.base_url.to_string()));
+            }
+            EmailContent::WebhookEndpointDisabled {
+                tenant_name,
+                url,
+                reason,
+            } => {
+                prefix = "endpoint-disabled";
+                args.set("tenant", tenant_name.clone());
+                args.set("url", url.clone());
+                args.set("reason", reason.clone());
+                action = Some(("usage-action", self.base_url.to_string()));
+            }
         }
         if let Some(hours) = validity {
             args.set("hours", FluentValue::from(hours));
@@ -587,6 +631,16 @@ mod tests {
                 threshold: ContactsThreshold::Exceeded,
                 count: 101,
                 limit: 100,
+            },
+            EmailContent::SendingPaused {
+                tenant_name: "Acme".into(),
+                phone_number: "+1 555-010-0001".into(),
+                reason: "(#190) Error validating access token".into(),
+            },
+            EmailContent::WebhookEndpointDisabled {
+                tenant_name: "Acme".into(),
+                url: "https://hooks.example.com/imix".into(),
+                reason: "a delivery failed 12 attempts in a row".into(),
             },
         ]
     }

@@ -35,6 +35,7 @@ pub mod events;
 pub mod listener;
 pub mod media;
 pub mod messaging;
+pub mod admin_alerts;
 pub mod metrics;
 pub mod notify_bridge;
 pub mod outbound;

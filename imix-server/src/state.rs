@@ -176,8 +176,19 @@ impl AppState {
         let events =
             crate::events::LiveEvents::new(&storage, redis.as_ref(), config.events_heartbeat)?;
         let media = crate::media::media(&config, &storage, &whatsapp_accounts)?;
-        let (subscriptions, webhook_worker) =
-            crate::subscriptions::subscriptions(&config, &storage, &cipher, &events.bus);
+        // Emails to tenants' admins (sending paused, an endpoint disabled).
+        let alerts = crate::admin_alerts::AdminAlerts::new(
+            notifier.clone(),
+            storage.tenancy.users.clone(),
+            storage.tenants(),
+        );
+        let (subscriptions, webhook_worker) = crate::subscriptions::subscriptions(
+            &config,
+            &storage,
+            &cipher,
+            &events.bus,
+            alerts.clone(),
+        );
         let (_, outbound_statuses) = crate::outbound::statuses(&storage, &tenancy)?;
         let (webhooks, ingest) = crate::messaging::ingest(
             &ingest_storage,
@@ -192,6 +203,7 @@ impl AppState {
             &tenancy,
             &whatsapp_accounts,
             ingest.processor().clone(),
+            alerts,
         )?;
         let inbox = imix_messaging::InboxService::new(
             storage.messaging.clone(),

@@ -12,6 +12,7 @@ pub fn subscriptions(
     storage: &Storage,
     cipher: &imix_core::crypto::Cipher,
     bus: &imix_messaging::events::EventBus,
+    alerts: crate::admin_alerts::AdminAlerts,
 ) -> (SubscriptionService, DeliveryWorker) {
     let service = SubscriptionService::new(
         storage.subscriptions.clone(),
@@ -23,7 +24,9 @@ pub fn subscriptions(
             ..SubscriptionsConfig::default()
         },
         storage.store.audit.clone(),
-    );
+    )
+    // An endpoint disabled after repeated failures: its tenant's admins are emailed.
+    .with_alerts(std::sync::Arc::new(alerts));
     bus.observe(std::sync::Arc::new(service.clone()));
     let worker = DeliveryWorker::new(service.clone());
     (service, worker)

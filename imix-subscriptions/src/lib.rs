@@ -35,4 +35,6 @@ pub use records::{
     DeliveryState, EndpointStatus, WebhookDelivery, WebhookDeliveryId, WebhookEndpoint,
     WebhookEndpointId, EVENT_NAMES,
 };
-pub use service::{EndpointPatch, NewEndpoint, SubscriptionService, SubscriptionsConfig};
+pub use service::{
+    EndpointAlerts, EndpointPatch, NewEndpoint, SubscriptionService, SubscriptionsConfig,
+};

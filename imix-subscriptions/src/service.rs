@@ -109,6 +109,17 @@ pub struct SubscriptionService {
     pub(crate) config: SubscriptionsConfig,
     pub(crate) audit: Arc<dyn AuditLogRepository>,
     cache: Arc<Mutex<EndpointCache>>,
+    /// Told when an endpoint is disabled (the tenant's admins are emailed).
+    pub(crate) alerts: Option<Arc<dyn EndpointAlerts>>,
+}
+
+/// Tells a tenant's admins that one of their endpoints was disabled after repeated
+/// delivery failures (the server emails them through the mail outbox). Called once per
+/// disabling.
+#[async_trait::async_trait]
+pub trait EndpointAlerts: Send + Sync {
+    /// Endpoint `url` of `tenant` was disabled for `reason`.
+    async fn endpoint_disabled(&self, tenant: imix_core::id::TenantId, url: &str, reason: &str);
 }
 
 impl std::fmt::Debug for SubscriptionService {
@@ -188,7 +199,14 @@ impl SubscriptionService {
             config,
             audit,
             cache: Arc::default(),
+            alerts: None,
         }
+    }
+
+    /// Tells `alerts` when an endpoint is disabled.
+    pub fn with_alerts(mut self, alerts: Arc<dyn EndpointAlerts>) -> Self {
+        self.alerts = Some(alerts);
+        self
     }
 
     /// Forgets what [`SubscriptionService::enqueue`] remembers of `tenant`'s endpoints.

@@ -3,7 +3,8 @@
 //! outcome, and schedules a retry with exponential backoff and jitter. A delivery that
 //! fails its last attempt is given up and its endpoint disabled; the tenant's admins see
 //! that in the audit log (`webhook_endpoint.disabled`) and on the endpoint (`status`,
-//! `disabled_reason`), and it is logged as a warning.
+//! `disabled_reason`), are emailed (through [`crate::EndpointAlerts`]), and it is logged as
+//! a warning.
 
 use std::{sync::Arc, time::Duration};
 
@@ -272,6 +273,12 @@ impl DeliveryWorker {
                     e.target_id = Some(id.to_string());
                     if let Err(err) = self.service.audit.append(&e).await {
                         tracing::error!(error = %err, "cannot write the audit log");
+                    }
+                    // Once: only the worker whose update disabled it gets here.
+                    if let Some(alerts) = &self.service.alerts {
+                        alerts
+                            .endpoint_disabled(tenant, &endpoint.url, &reason)
+                            .await;
                     }
                     return;
                 }
