@@ -314,43 +314,73 @@ impl Transfer {
         let mut counts = ImportCounts::default();
         let mut records = std::pin::pin!(records);
         let mut position = 0u64;
-        while let Some(record) = records.next().await {
-            position += 1;
-            let stored = counts.total();
-            // The records stored so far stay: say where it stopped and what to do.
-            let stopped = |e: Error| {
-                tracing::error!(
-                    record = position,
-                    stored,
-                    error = %e,
-                    "import stopped; the store holds the records stored before it and must be \
-                     emptied before the import is retried"
-                );
-                match e {
-                    Error::Invalid { field, message } => Error::Invalid {
-                        field,
-                        message: format!(
-                            "{message} (record {position}; {stored} records were stored before \
-                             it: empty the store before retrying)"
-                        ),
-                    },
-                    other => other,
-                }
+        // Records of one kind are stored several at a time (a store commits concurrent
+        // writes together: the embedded one in one transaction, MongoDB in parallel), but a
+        // kind is finished before the next starts, since later kinds refer to earlier ones.
+        let mut in_flight = futures::stream::FuturesUnordered::new();
+        let mut current_kind: Option<String> = None;
+        // The records stored so far stay: say where it stopped and what to do.
+        let stopped = |e: Error, position: u64, stored: u64| {
+            tracing::error!(
+                record = position,
+                stored,
+                error = %e,
+                "import stopped; the store holds the records stored before it and must be \
+                 emptied before the import is retried"
+            );
+            match e {
+                Error::Invalid { field, message } => Error::Invalid {
+                    field,
+                    message: format!(
+                        "{message} (record {position}; {stored} records were stored before \
+                         it: empty the store before retrying)"
+                    ),
+                },
+                other => other,
+            }
+        };
+        loop {
+            let next = records.next().await;
+            let kind_changes = match &next {
+                Some(Ok(record)) => current_kind.as_deref() != Some(record.kind.as_str()),
+                _ => true,
             };
-            let record = record.map_err(stopped)?;
-            let Some(set) = by_kind.get(record.kind.as_str()) else {
-                return Err(stopped(Error::invalid(
-                    "kind",
-                    format!("no capability stores records of kind {:?}", record.kind),
-                )));
+            // Finish the in-flight writes when the kind changes, when the window is full,
+            // and at the end (or an unreadable record).
+            while !in_flight.is_empty() && (kind_changes || in_flight.len() >= IMPORT_WINDOW) {
+                if let Some((result, at, kind)) = in_flight.next().await {
+                    let result: Result<()> = result;
+                    result.map_err(|e| stopped(e, at, counts.total()))?;
+                    *counts.0.entry(kind).or_default() += 1;
+                }
+                if !kind_changes {
+                    break;
+                }
+            }
+            let Some(record) = next else { break };
+            position += 1;
+            let record = record.map_err(|e| stopped(e, position, counts.total()))?;
+            let Some(set) = by_kind.get(record.kind.as_str()).copied() else {
+                return Err(stopped(
+                    Error::invalid(
+                        "kind",
+                        format!("no capability stores records of kind {:?}", record.kind),
+                    ),
+                    position,
+                    counts.total(),
+                ));
             };
             let kind = record.kind.clone();
-            set.import(record).await.map_err(stopped)?;
-            *counts.0.entry(kind).or_default() += 1;
+            current_kind = Some(kind.clone());
+            let at = position;
+            in_flight.push(async move { (set.import(record).await, at, kind) });
         }
         Ok(counts)
     }
 }
+
+/// How many records of one kind an import stores at once.
+const IMPORT_WINDOW: usize = 64;
 
 /// Settings documents: few, exported in one page.
 struct SettingsSet {
