@@ -165,7 +165,7 @@ impl RedisRateGate {
 
 #[async_trait]
 impl RateGate for RedisRateGate {
-    async fn acquire(&self, phone_number_id: &str, rate: u32) {
+    async fn acquire(&self, phone_number_id: &str, rate: u32) -> tokio::time::Instant {
         let mut pause = Duration::from_millis(100);
         loop {
             match self.reserve(phone_number_id, rate).await {
@@ -173,8 +173,9 @@ impl RateGate for RedisRateGate {
                     if self.down.swap(false, Ordering::Relaxed) {
                         tracing::info!(target: "imix_whatsapp", "the shared rate limiter answers again");
                     }
-                    tokio::time::sleep(wait).await;
-                    return;
+                    let slot = tokio::time::Instant::now() + wait;
+                    tokio::time::sleep_until(slot).await;
+                    return slot;
                 }
                 Err(e) => {
                     if !self.down.swap(true, Ordering::Relaxed) {
@@ -185,6 +186,11 @@ impl RateGate for RedisRateGate {
                 }
             }
         }
+    }
+
+    fn late_after(&self) -> Option<Duration> {
+        // Half the allowance: the rest covers the call's own jitter.
+        Some(self.allowance / 2)
     }
 }
 

@@ -19,6 +19,8 @@
 //!   `retry` sends it again on request.
 
 mod dispatch;
+pub mod rate;
+pub mod stream_queue;
 pub mod media_upload;
 mod service;
 pub mod validate;
@@ -38,6 +40,8 @@ pub use dispatch::{
     effective_rate, retry_delay, AccountPaused, DispatchConfig, Dispatcher, RateLimits,
     DEFAULT_RATE, MAX_RATE,
 };
+pub use rate::{LocalRateGate, RateGate};
+pub use stream_queue::{OutboundQueue, QueueEntry, QueueError, StreamConfig};
 pub use service::{NewSend, OutboundService, SendAccepted, SendError, SendRefusal, SendTarget};
 
 /// Where an outbound message stands.

@@ -6,9 +6,10 @@
 //! full rate). A shared gate (the server's Redis adapter) reserves each send in one place
 //! for every replica, so the rate holds across them.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
+use tokio::time::Instant;
 
 use super::RateLimits;
 
@@ -20,8 +21,15 @@ use super::RateLimits;
 /// never pushes a number above its rate.
 #[async_trait]
 pub trait RateGate: Send + Sync + std::fmt::Debug {
-    /// Waits for the number's next send slot.
-    async fn acquire(&self, phone_number_id: &str, rate: u32);
+    /// Waits for the number's next send slot; answers the slot's time (about now).
+    async fn acquire(&self, phone_number_id: &str, rate: u32) -> Instant;
+
+    /// How late after its slot a send may still leave: a send held up longer (a slow
+    /// store write between the slot and the call) takes a fresh slot instead, so sends
+    /// leaving late do not crowd the ones after them. `None`: never re-acquire.
+    fn late_after(&self) -> Option<Duration> {
+        None
+    }
 }
 
 /// The embedded gate: one process's [`RateLimits`] buckets.
@@ -30,15 +38,15 @@ pub struct LocalRateGate(pub Arc<RateLimits>);
 
 #[async_trait]
 impl RateGate for LocalRateGate {
-    async fn acquire(&self, phone_number_id: &str, rate: u32) {
+    async fn acquire(&self, phone_number_id: &str, rate: u32) -> Instant {
         self.0.until_ready(phone_number_id, rate).await;
+        Instant::now()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::{Duration, Instant};
 
     #[tokio::test]
     async fn the_local_gate_spaces_sends_at_the_rate() {

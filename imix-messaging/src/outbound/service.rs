@@ -137,6 +137,8 @@ pub struct OutboundService {
     wake: Arc<Notify>,
     /// Stored media a `blob` may name (refused without it).
     media_jobs: Option<Arc<dyn crate::storage::media::MediaJobRepository>>,
+    /// The replicas' shared queue, announced every queued message (see `stream_queue`).
+    queue: Option<Arc<dyn super::OutboundQueue>>,
 }
 
 impl std::fmt::Debug for OutboundService {
@@ -272,6 +274,24 @@ impl OutboundService {
             client,
             wake,
             media_jobs: None,
+            queue: None,
+        }
+    }
+
+    /// Announces every queued message on `queue` (shared by the replicas' dispatchers)
+    /// once it is stored.
+    pub fn with_queue(mut self, queue: Arc<dyn super::OutboundQueue>) -> Self {
+        self.queue = Some(queue);
+        self
+    }
+
+    /// Tells the shared queue, if any, that `id` is stored `queued`. A failure is only
+    /// logged: the dispatchers' sweep of the store finds the message anyway.
+    async fn announce(&self, id: MessageId) {
+        if let Some(queue) = &self.queue {
+            if let Err(e) = queue.push(id).await {
+                tracing::warn!(message = %id, error = %e, "cannot announce a queued message on the shared queue; the store's sweep finds it");
+            }
         }
     }
 
@@ -508,6 +528,7 @@ impl OutboundService {
         match self.records.insert(&record).await {
             Ok(()) => {
                 self.wake.notify_waiters();
+                self.announce(record.id).await;
                 Ok(SendAccepted {
                     record,
                     replayed: false,
@@ -740,6 +761,7 @@ impl OutboundService {
             match self.records.update(&r).await {
                 Ok(stored) => {
                     self.wake.notify_waiters();
+                    self.announce(stored.id).await;
                     return Ok(stored);
                 }
                 Err(e) => {

@@ -1,0 +1,521 @@
+//! Outbound dispatch shared by replicas through the real Redis (`IMIX_TEST_REDIS_URL`):
+//! two dispatchers on one store and one Redis send for one number at its rate R, and the
+//! Graph API simulator (which refuses, with 130429, any request that would put more than R
+//! in a sliding one-second window of the number) refuses none and records every message
+//! exactly once; a dispatcher killed while holding queue entries has them taken over by the
+//! other, each sent once (or `unknown` if it was mid-call), none stuck.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+use crate::common;
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use common::{base_vars, Backend, TestServer};
+use imix_core::store::Scope;
+use imix_messaging::{
+    outbound::{
+        DispatchConfig, OutboundQueue, OutboundStatus, QueueEntry, QueueError, StreamConfig,
+    },
+    MessageId,
+};
+use imix_server::outbound_redis::{namespace, RedisStreamQueue};
+use imix_whatsapp::{
+    simulator::{Inbound, SimBusiness, SimPhoneNumber, Simulator},
+    webhook::{InboundContent, InboundText},
+};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+on_both_backends!(
+    two_replicas_share_the_rate_and_send_each_message_once,
+    a_killed_dispatchers_entries_are_taken_over_and_sent_once,
+);
+
+const WABA: &str = "1101";
+const TOKEN: &str = "EAAG-meta-token-redis-0123456789-XyZ9";
+const SECRET: &str = "app-secret-redis-0123456789abcdef-Q7w";
+const CUSTOMER: &str = "15550100177";
+
+struct World {
+    sim: Simulator,
+    s: TestServer,
+    vars: HashMap<String, String>,
+    tenant: String,
+    admin: String,
+    phone: String,
+}
+
+/// A server on `backend` sharing the test Redis, a WhatsApp account whose number sends at
+/// `rate` (in imix and at the simulator), and a conversation whose window is open.
+async fn world(backend: Backend, rate: u32) -> (World, String) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sim = Simulator::start(listener).await.unwrap();
+    // A number of its own: the rate key in the shared Redis is per number.
+    let phone = format!("29{:010}", rand::random::<u32>());
+    sim.add_business(
+        SimBusiness::new(WABA, SECRET, TOKEN).with_phone_number(
+            SimPhoneNumber::new(&phone, "+1 555-010-0077")
+                .with_verified_name("Redis Trading")
+                .with_messages_per_second(rate),
+        ),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut vars = base_vars(dir.path(), backend);
+    vars.insert("IMIX_GRAPH_API_URL".into(), sim.url());
+    vars.insert("REDIS_URL".into(), common::redis_url());
+    let s = TestServer::start_in(dir, vars.clone()).await;
+    let platform = s.admin().await;
+    let t = s.create_tenant(&platform, json!({"name": "Redis"})).await;
+    let tenant = t["id"].as_str().unwrap().to_owned();
+    let (_, admin) = s
+        .user_with_token(
+            &platform,
+            json!({"email": "owner@redis.example", "first_name": "R", "last_name": "Owner", "role": "admin", "tenant_id": tenant}),
+        )
+        .await;
+    let a = s
+        .add_whatsapp_account(
+            &admin,
+            &tenant,
+            json!({
+                "waba_id": WABA,
+                "business_account_id": "1100",
+                "phone_number_id": phone,
+                "app_id": "3103",
+                "display_phone_number": "+1 555-010-0077",
+                "business_name": "Redis Trading",
+                "access_token": TOKEN,
+                "app_secret": SECRET,
+            }),
+        )
+        .await;
+    let account = a["id"].as_str().unwrap().to_owned();
+    sim.set_webhook_url(WABA, &s.url("/webhooks/whatsapp"));
+    let (status, v) = s
+        .send_json(
+            &admin,
+            Method::POST,
+            &format!("/api/v1/whatsapp-accounts/{account}/verify"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let (status, v) = s
+        .send_json(
+            &admin,
+            Method::PATCH,
+            &format!("/api/v1/whatsapp-accounts/{account}"),
+            json!({"max_messages_per_second": rate}),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let w = World {
+        sim,
+        s,
+        vars,
+        tenant,
+        admin,
+        phone,
+    };
+    let conversation = w.inbound().await;
+    (w, conversation)
+}
+
+impl World {
+    fn path(&self, rest: &str) -> String {
+        format!("/api/v1/tenants/{}{rest}", self.tenant)
+    }
+
+    async fn get(&self, rest: &str) -> Value {
+        let (status, body) = self.s.get_json(&self.admin, &self.path(rest)).await;
+        assert_eq!(status, 200, "{rest}: {body}");
+        body
+    }
+
+    /// The customer writes (opens the window); answers the conversation.
+    async fn inbound(&self) -> String {
+        let (wamid, _) = self
+            .sim
+            .send_inbound(
+                &self.phone,
+                Inbound::new(
+                    CUSTOMER,
+                    "Customer",
+                    InboundContent::Text {
+                        text: InboundText {
+                            body: "hello".into(),
+                        },
+                    },
+                ),
+            )
+            .await
+            .unwrap();
+        for _ in 0..500 {
+            let convs = self.get("/conversations?limit=100").await;
+            for c in convs["items"].as_array().unwrap() {
+                let id = c["id"].as_str().unwrap();
+                let msgs = self
+                    .get(&format!("/conversations/{id}/messages?limit=100"))
+                    .await;
+                if msgs["items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|m| m["wamid"] == wamid.as_str())
+                    && c["window_expires_at"].is_string()
+                {
+                    return id.to_owned();
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the inbound message was never stored");
+    }
+
+    async fn send_text(&self, conversation: &str, body: &str) -> String {
+        let (status, v) = self
+            .s
+            .send_json(
+                &self.admin,
+                Method::POST,
+                &self.path("/messages"),
+                json!({"conversation_id": conversation, "type": "text", "text": {"body": body}}),
+            )
+            .await;
+        assert_eq!(status, 202, "{v}");
+        v["id"].as_str().unwrap().to_owned()
+    }
+
+    /// The texts the simulator accepted from our number, each with how often.
+    fn texts_sent(&self) -> HashMap<String, usize> {
+        let mut seen = HashMap::new();
+        for r in self.sim.sent_messages() {
+            if r.phone_number_id != self.phone {
+                continue;
+            }
+            let body = serde_json::to_value(&r.message).unwrap();
+            let text = body
+                .pointer("/text/body")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            *seen.entry(text).or_insert(0) += 1;
+        }
+        seen
+    }
+
+    /// How many sends the simulator refused for the number's throughput (130429): each
+    /// one a request that would have put more than the rate in one second.
+    fn throughput_refusals(&self) -> usize {
+        self.sim
+            .requests()
+            .iter()
+            .filter(|r| r.path.ends_with(&format!("/{}/messages", self.phone)))
+            .filter(|r| r.status == 429 || String::from_utf8_lossy(&r.response).contains("130429"))
+            .count()
+    }
+}
+
+/// A queue that counts what its consumer read and took over.
+#[derive(Debug)]
+struct Counting {
+    inner: RedisStreamQueue,
+    read: AtomicUsize,
+    reclaimed: AtomicUsize,
+}
+
+#[async_trait]
+impl OutboundQueue for Counting {
+    fn consumer(&self) -> &str {
+        self.inner.consumer()
+    }
+    async fn push(&self, message: MessageId) -> Result<(), QueueError> {
+        self.inner.push(message).await
+    }
+    async fn read(&self, max: usize, block: Duration) -> Result<Vec<QueueEntry>, QueueError> {
+        let got = self.inner.read(max, block).await?;
+        self.read.fetch_add(got.len(), Ordering::SeqCst);
+        Ok(got)
+    }
+    async fn reclaim(&self, idle: Duration, max: usize) -> Result<Vec<QueueEntry>, QueueError> {
+        let got = self.inner.reclaim(idle, max).await?;
+        self.reclaimed.fetch_add(got.len(), Ordering::SeqCst);
+        Ok(got)
+    }
+    async fn ack(&self, entries: &[String]) -> Result<(), QueueError> {
+        self.inner.ack(entries).await
+    }
+}
+
+/// Another replica on the same store and Redis: its state, a counting queue on the same
+/// stream, and its dispatcher (paced by `config`).
+async fn replica(
+    vars: &HashMap<String, String>,
+    config: Option<DispatchConfig>,
+) -> (
+    imix_server::state::AppState,
+    Arc<Counting>,
+    imix_messaging::outbound::Dispatcher,
+) {
+    let config_of = imix_server::config::Config::from_vars(vars.clone()).unwrap();
+    let ns = namespace(&config_of);
+    let state = imix_server::state::AppState::start(config_of)
+        .await
+        .unwrap();
+    let queue = Arc::new(Counting {
+        inner: RedisStreamQueue::new(redis::Client::open(common::redis_url()).unwrap(), &ns),
+        read: AtomicUsize::new(0),
+        reclaimed: AtomicUsize::new(0),
+    });
+    let mut dispatcher = state.dispatcher.clone();
+    if let Some(c) = config {
+        dispatcher = dispatcher.with_config(c);
+    }
+    let dispatcher = dispatcher.with_queue(queue.clone(), StreamConfig::default());
+    (state, queue, dispatcher)
+}
+
+fn run(
+    dispatcher: imix_messaging::outbound::Dispatcher,
+) -> (
+    tokio::task::JoinHandle<()>,
+    tokio::sync::oneshot::Sender<()>,
+) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        dispatcher
+            .run(async {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    (task, stop)
+}
+
+async fn two_replicas_share_the_rate_and_send_each_message_once(backend: Backend) {
+    const RATE: u32 = 20;
+    const N: usize = 60;
+    let (w, conversation) = world(backend, RATE).await;
+    // Replica two (the test server is replica one; both dispatch in Redis mode).
+    let (_two_state, two_queue, two) = replica(&w.vars, None).await;
+    let (two_task, two_stop) = run(two);
+    let started = std::time::Instant::now();
+    let mut ids = Vec::new();
+    for i in 0..N {
+        ids.push(
+            w.send_text(&conversation, &format!("shared rate {i}"))
+                .await,
+        );
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let sent = w.texts_sent().values().sum::<usize>();
+        if sent >= N {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {sent} of {N} sent"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let elapsed = started.elapsed();
+    // Both replicas took part.
+    let by_two = two_queue.read.load(Ordering::SeqCst);
+    eprintln!("outbound_redis: {N} messages at {RATE}/s in {elapsed:?}; replica two read {by_two}");
+    assert!(by_two > 0 && by_two < N, "replica two read {by_two} of {N}");
+    eprintln!(
+        "outbound_redis: {} throughput refusals",
+        w.throughput_refusals()
+    );
+    // Never above the rate: the simulator refused nothing for throughput; and the sends
+    // took at least as long as the rate needs.
+    assert_eq!(
+        w.throughput_refusals(),
+        0,
+        "the simulator saw more than {RATE} in a second"
+    );
+    assert!(
+        elapsed
+            >= Duration::from_secs_f64((N as f64 - 1.0) / f64::from(RATE))
+                - Duration::from_millis(50)
+    );
+    // Every message exactly once.
+    let texts = w.texts_sent();
+    assert_eq!(texts.len(), N, "{texts:?}");
+    assert!(texts.values().all(|n| *n == 1), "{texts:?}");
+    for id in &ids {
+        let m = w.get(&format!("/messages/{id}")).await;
+        assert!(
+            ["sent", "delivered", "read"].contains(&m["status"].as_str().unwrap()),
+            "{m}"
+        );
+    }
+    let _ = two_stop.send(());
+    two_task.await.unwrap();
+    w.s.stop().await;
+}
+
+async fn a_killed_dispatchers_entries_are_taken_over_and_sent_once(backend: Backend) {
+    const RATE: u32 = 5;
+    const N: usize = 15;
+    let (w, conversation) = world(backend, RATE).await;
+    // One message the normal way: its record is the pattern of the queued ones below.
+    let first = w.send_text(&conversation, "pattern").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while w.texts_sent().get("pattern").is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first message was never sent"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let World {
+        sim,
+        s,
+        vars,
+        tenant,
+        admin,
+        phone,
+    } = w;
+    // The test server stops: from here on, the two replicas below are the only dispatchers.
+    let dir = s.stop().await;
+    // Short leases, so that the take-over happens within the test.
+    let short = DispatchConfig {
+        lease: Duration::from_secs(3),
+        poll: Duration::from_millis(200),
+        ..DispatchConfig::default()
+    };
+    let (one_state, one_queue, one) = replica(&vars, Some(short.clone())).await;
+    let (_two_state, two_queue, two) = replica(&vars, Some(short)).await;
+    // Each call takes a while at Meta, so some are mid-call when replica one dies.
+    sim.set_response_delay(Some(Duration::from_millis(300)));
+    // Queue N messages, stored first and then announced, as the send API does.
+    let records = one_state.outbound.records().clone();
+    let pattern = records
+        .get(Scope::Platform, first.parse().unwrap())
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for i in 0..N {
+        let mut r = pattern.clone();
+        let id = MessageId::new();
+        r.id = id;
+        r.dedupe = format!("id:{id}");
+        r.idempotency_key = None;
+        r.request_fingerprint = None;
+        r.content = json!({"type": "text", "text": {"body": format!("take over {i}")}});
+        r.status = OutboundStatus::Queued;
+        r.wamid = None;
+        r.sending_at = None;
+        r.sent_at = None;
+        r.delivered_at = None;
+        r.read_at = None;
+        r.attempts = 0;
+        r.due_at = Some(imix_core::now());
+        r.lease_until = None;
+        r.version = 1;
+        records.insert(&r).await.unwrap();
+        ids.push(id);
+    }
+    // Replica one alone reads them all, then dies holding its entries.
+    let (one_task, _one_stop) = run(one);
+    for id in &ids {
+        one_queue.push(*id).await.unwrap();
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while one_queue.read.load(Ordering::SeqCst) < N {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "replica one never read its entries"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    one_task.abort();
+    let _ = one_task.await;
+    let sent_before = sim
+        .sent_messages()
+        .iter()
+        .filter(|r| r.phone_number_id == phone)
+        .count();
+    assert!(sent_before < N, "replica one sent everything before dying");
+    // Replica two takes over.
+    let (two_task, two_stop) = run(two);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let settled = loop {
+        let mut statuses = Vec::new();
+        for id in &ids {
+            statuses.push(records.get(Scope::Platform, *id).await.unwrap().status);
+        }
+        if statuses.iter().all(|s| {
+            matches!(
+                s,
+                OutboundStatus::Sent
+                    | OutboundStatus::Delivered
+                    | OutboundStatus::Read
+                    | OutboundStatus::Unknown
+            )
+        }) {
+            break statuses;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not all settled: {statuses:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let reclaimed = two_queue.reclaimed.load(Ordering::SeqCst);
+    let unknown = settled
+        .iter()
+        .filter(|s| **s == OutboundStatus::Unknown)
+        .count();
+    eprintln!("outbound_redis: replica two took over {reclaimed} entries; {unknown} of {N} unknown (mid-call when replica one died)");
+    assert!(reclaimed > 0, "replica two took over nothing");
+    // Never sent twice, and each one sent exactly once unless its outcome is unknown.
+    let mut seen = HashMap::new();
+    for r in sim.sent_messages() {
+        if r.phone_number_id != phone {
+            continue;
+        }
+        let body = serde_json::to_value(&r.message).unwrap();
+        let text = body
+            .pointer("/text/body")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        *seen.entry(text).or_insert(0usize) += 1;
+    }
+    assert!(seen.values().all(|n| *n == 1), "{seen:?}");
+    let mut unknown_texts = HashSet::new();
+    for (i, s) in settled.iter().enumerate() {
+        let text = format!("take over {i}");
+        if *s == OutboundStatus::Unknown {
+            unknown_texts.insert(text);
+        } else {
+            assert_eq!(seen.get(&text), Some(&1), "{text} was not sent once");
+        }
+    }
+    // The number's rate held throughout (both replicas, and the one that died).
+    let refusals = sim
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with(&format!("/{phone}/messages")))
+        .filter(|r| r.status == 429)
+        .count();
+    assert_eq!(
+        refusals, 0,
+        "the simulator saw more than {RATE} in a second"
+    );
+    let _ = two_stop.send(());
+    two_task.await.unwrap();
+    let _ = (tenant, admin, dir, unknown_texts);
+}
