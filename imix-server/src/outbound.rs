@@ -98,6 +98,8 @@ pub struct StoredSenders {
     accounts: Arc<dyn WhatsAppAccountRepository>,
     templates: Arc<dyn TemplateRepository>,
     service: AccountService,
+    /// Emails the tenant's admins when an account's sending is paused.
+    alerts: Option<crate::admin_alerts::AdminAlerts>,
 }
 
 impl StoredSenders {
@@ -107,7 +109,14 @@ impl StoredSenders {
             accounts: storage.whatsapp.accounts.clone(),
             templates: storage.whatsapp.templates.clone(),
             service,
+            alerts: None,
         }
+    }
+
+    /// Tells the tenant's admins through `alerts` when Meta refuses an account's token.
+    pub fn with_alerts(mut self, alerts: crate::admin_alerts::AdminAlerts) -> Self {
+        self.alerts = Some(alerts);
+        self
     }
 }
 
@@ -195,8 +204,25 @@ impl SenderAccounts for StoredSenders {
             match self.accounts.update(Scope::Platform, &a).await {
                 Ok(_) => {
                     // The tenant's admins see it on the account (verification `failed`
-                    // with this reason); the log carries it for the operator.
+                    // with this reason) and are emailed, once per pause: only the update
+                    // that flagged the account gets here. The log carries it for the
+                    // operator.
                     tracing::error!(target: "imix_whatsapp", %account, tenant = %a.tenant_id, code = ?error.code, message = %error.message, "access token refused while sending: account flagged, its queue paused");
+                    if let Some(alerts) = &self.alerts {
+                        let reason = match error.code {
+                            Some(code) => format!("{code}: {}", error.message),
+                            None => error.message.clone(),
+                        };
+                        alerts
+                            .tell_admins(a.tenant_id, |tenant_name| {
+                                imix_notify::templates::EmailContent::SendingPaused {
+                                    tenant_name,
+                                    phone_number: a.display_phone_number.clone(),
+                                    reason: reason.clone(),
+                                }
+                            })
+                            .await;
+                    }
                     return Ok(());
                 }
                 Err(imix_core::Error::VersionConflict { .. }) => continue,
@@ -240,13 +266,15 @@ pub fn outbound(
     tenancy: &TenancyService,
     accounts: &AccountService,
     processor: Processor,
+    alerts: crate::admin_alerts::AdminAlerts,
 ) -> Result<Outbound, ServerError> {
     let (records, statuses) = statuses(storage, tenancy)?;
     let quota: Arc<dyn SendQuota> = Arc::new(TenancySendQuota(
         tenancy.clone(),
         storage.tenancy.tenants.clone(),
     ));
-    let senders: Arc<dyn SenderAccounts> = Arc::new(StoredSenders::new(storage, accounts.clone()));
+    let senders: Arc<dyn SenderAccounts> =
+        Arc::new(StoredSenders::new(storage, accounts.clone()).with_alerts(alerts));
     let client = crate::whatsapp::graph_client(config)?;
     let wake = Arc::new(Notify::new());
     // Files of ours (media `blob`s): the stored inbound media, uploaded to Meta on send.

@@ -26,6 +26,7 @@ mod inbound_media;
 mod isolation;
 mod notify;
 mod outbound;
+mod outbound_alerts;
 mod outbound_crash;
 mod outbound_media;
 mod outbound_redis;
