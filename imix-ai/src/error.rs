@@ -209,8 +209,9 @@ pub(crate) struct ErrorBody {
 }
 
 impl ErrorBody {
-    /// Reads `{"error":{"message","type","code"}}`; anything else keeps a short excerpt of
-    /// the body as the message so the operator still sees what came back.
+    /// Reads `{"error":{"message","type","code"}}`. Anything else is described by its size
+    /// only, never quoted: an API URL can be pointed at a service that is not a provider
+    /// (a typo, or on purpose at an internal one), and its answers must not be relayed.
     pub(crate) fn parse(body: &str) -> ErrorBody {
         let value: Option<serde_json::Value> = serde_json::from_str(body).ok();
         let error = value.as_ref().and_then(|v| v.get("error"));
@@ -230,7 +231,10 @@ impl ErrorBody {
                 code: text(e.get("code")),
             },
             None => ErrorBody {
-                message: excerpt(body),
+                message: format!(
+                    "an answer of {} bytes that is not an OpenAI-style error; is the API URL right?",
+                    body.len()
+                ),
                 ..ErrorBody::default()
             },
         }
@@ -243,16 +247,6 @@ impl ErrorBody {
     fn says(&self, phrase: &str) -> bool {
         self.message.to_ascii_lowercase().contains(phrase)
     }
-}
-
-/// At most 200 characters of a body that is not the documented error shape.
-fn excerpt(body: &str) -> String {
-    let trimmed = body.trim();
-    let mut out: String = trimmed.chars().take(200).collect();
-    if out.len() < trimmed.len() {
-        out.push('…');
-    }
-    out
 }
 
 /// Sorts a provider's non-2xx answer into a class.
@@ -363,9 +357,9 @@ mod tests {
     }
 
     #[test]
-    fn an_unknown_body_is_kept_short() {
-        let long = "x".repeat(1000);
-        let e = class(500, &long);
-        assert!(e.to_string().len() < 400, "{e}");
+    fn a_body_that_is_not_an_error_object_is_not_quoted() {
+        let e = class(500, "<html>internal admin page: secret=42</html>");
+        assert!(!e.to_string().contains("secret"), "{e}");
+        assert!(e.to_string().contains("43 bytes"), "{e}");
     }
 }
