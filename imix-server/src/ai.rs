@@ -312,6 +312,27 @@ impl AiService {
             .map_err(ai_error)
     }
 
+    /// Today's AI tokens of `tenant` and its daily limit: platform users and the tenant's
+    /// members with `usage.read` (another tenant's: 404).
+    pub async fn usage(
+        &self,
+        ctx: &AuthContext,
+        tenant: TenantId,
+    ) -> Result<(imix_ai::usage::DailyTokens, Option<u64>), ApiError> {
+        if !ctx.access().is_platform_admin() {
+            ctx.access().authorize(Permission::UsageRead, tenant)?;
+        }
+        self.tenants.profile(tenant).await?;
+        let today = self.meter.today(tenant, imix_core::now()).await?;
+        let limit = self
+            .settings
+            .effective(Some(tenant))
+            .await
+            .map_err(settings_error)?
+            .daily_token_limit;
+        Ok((today, limit))
+    }
+
     /// Runs a prepared call and counts its tokens for `tenant`.
     pub async fn complete(
         &self,

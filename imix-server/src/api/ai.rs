@@ -365,6 +365,25 @@ pub struct SuggestionEvent {
     pub code: Option<String>,
 }
 
+/// Today's AI token usage of a tenant.
+#[derive(Debug, Clone, Object)]
+pub struct AiUsageBody {
+    /// The UTC day, `YYYY-MM-DD`.
+    pub day: String,
+    /// Prompt tokens.
+    pub prompt_tokens: u64,
+    /// Completion tokens (reasoning included).
+    pub completion_tokens: u64,
+    /// Of which reasoning.
+    pub reasoning_tokens: u64,
+    /// Prompt plus completion: what the daily limit counts.
+    pub total_tokens: u64,
+    /// The daily token limit, when there is one.
+    pub daily_token_limit: Option<u64>,
+    /// When the counters start again from 0.
+    pub resets_at: DateTime<Utc>,
+}
+
 #[derive(ApiResponse)]
 enum SuggestAnswer {
     /// The suggestion (`stream` false).
@@ -553,6 +572,32 @@ impl AiApi {
     ) -> Result<TestAnswer, ApiError> {
         let scope = Self::tenant_scope(&tenant_id.0)?;
         self.test(&auth, scope, body.0).await
+    }
+
+    /// Today's AI tokens of the tenant (prompt, completion, reasoning) and its daily token
+    /// limit. Platform admins and the tenant's members with `usage.read`.
+    #[oai(
+        path = "/tenants/:tenant_id/usage/ai",
+        method = "get",
+        operation_id = "get_tenant_ai_usage",
+        tag = "ApiTags::Tenants"
+    )]
+    async fn usage(
+        &self,
+        auth: Auth,
+        tenant_id: Path<String>,
+    ) -> Result<Json<AiUsageBody>, ApiError> {
+        let tenant = parse_id::<TenantId>(&tenant_id.0, "tenant")?;
+        let (today, limit) = self.state.ai.usage(&auth.0, tenant).await?;
+        Ok(Json(AiUsageBody {
+            day: today.day.to_string(),
+            prompt_tokens: today.prompt_tokens,
+            completion_tokens: today.completion_tokens,
+            reasoning_tokens: today.reasoning_tokens,
+            total_tokens: today.total_tokens,
+            daily_token_limit: limit,
+            resets_at: today.resets_at,
+        }))
     }
 
     /// Suggests the next reply of a conversation, in the conversation's language (the

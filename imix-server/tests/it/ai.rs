@@ -467,6 +467,24 @@ async fn daily_token_limit_refuses_before_calling(backend: Backend) {
     assert_eq!(err["error"]["details"]["limit"], 1);
     assert!(err["error"]["details"]["used"].as_u64().unwrap() > 1);
     assert!(w.ai.requests().is_empty(), "refused before calling");
+    // The tenant's usage shows today's tokens and the limit; another tenant's is 404.
+    let (status, usage) =
+        w.s.get_json(&w.admin, &format!("/api/v1/tenants/{}/usage/ai", w.tenant))
+            .await;
+    assert_eq!(status, 200, "{usage}");
+    assert_eq!(usage["daily_token_limit"], 1);
+    assert!(usage["prompt_tokens"].as_u64().unwrap() > 0);
+    assert_eq!(
+        usage["total_tokens"].as_u64().unwrap(),
+        usage["prompt_tokens"].as_u64().unwrap() + usage["completion_tokens"].as_u64().unwrap()
+    );
+    let (status, _) =
+        w.s.get_json(
+            &w.other_admin,
+            &format!("/api/v1/tenants/{}/usage/ai", w.tenant),
+        )
+        .await;
+    assert_eq!(status, 404);
     // Lifting the limit (0) lets the tenant through again; the tenant admin's own PUT
     // that leaves the limit as it is passes.
     let (status, _) = w
