@@ -521,7 +521,7 @@ fn classify(
     };
     let status = err.status();
     if let Some(p) = err.downcast_ref::<ParseParamError>() {
-        if let Some(allowed) = operation.and_then(|op| rules.param_allowed(op, &p.name)) {
+        if let Some(allowed) = operation.and_then(|op| rules.param_allowed(op, p.name)) {
             // The parser's reason names our Rust types ("OutboundStatusDto"): say what the
             // caller can send instead.
             let list = allowed
