@@ -371,7 +371,7 @@ async fn a_killed_dispatchers_entries_are_taken_over_and_sent_once(backend: Back
     // One message the normal way: its record is the pattern of the queued ones below.
     let first = w.send_text(&conversation, "pattern").await;
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while w.texts_sent().get("pattern").is_none() {
+    while !w.texts_sent().contains_key("pattern") {
         assert!(
             std::time::Instant::now() < deadline,
             "the first message was never sent"
