@@ -11,14 +11,14 @@ pub mod fallback;
 pub mod handoff;
 pub mod hours;
 pub mod language;
-pub mod prompt;
-pub mod settings;
-pub mod usage;
 mod openai_compat;
+pub mod prompt;
 pub mod provider;
+pub mod settings;
 #[cfg(feature = "simulator")]
 pub mod simulator;
 mod sse;
+pub mod usage;
 
 pub use chat::{
     ChatMessage, ChatRequest, ChatResponse, ProviderKind, Role, StreamEvent, TokenUsage,

@@ -333,7 +333,10 @@ impl Config {
         let sign_in_attempts_per_minute = std::num::NonZeroU32::new(sign_in_attempts_per_minute)
             .filter(|n| n.get() <= 100_000)
             .ok_or_else(|| {
-                ConfigError::new("SIGN_IN_ATTEMPTS_PER_MINUTE", "must be between 1 and 100000")
+                ConfigError::new(
+                    "SIGN_IN_ATTEMPTS_PER_MINUTE",
+                    "must be between 1 and 100000",
+                )
             })?;
 
         let redis_url = src.secret("REDIS_URL")?;
@@ -386,8 +389,11 @@ impl Config {
         let graph_api_url = src
             .url("IMIX_GRAPH_API_URL", Some("https://graph.facebook.com"))?
             .ok_or_else(|| ConfigError::new("IMIX_GRAPH_API_URL", "is required"))?;
-        let outbound_lease_seconds: u64 =
-            src.parse("IMIX_OUTBOUND_LEASE_SECONDS", 120, "a whole number of seconds")?;
+        let outbound_lease_seconds: u64 = src.parse(
+            "IMIX_OUTBOUND_LEASE_SECONDS",
+            120,
+            "a whole number of seconds",
+        )?;
         if !(35..=3600).contains(&outbound_lease_seconds) {
             return Err(ConfigError::new(
                 "IMIX_OUTBOUND_LEASE_SECONDS",

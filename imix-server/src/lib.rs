@@ -21,6 +21,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod admin_alerts;
 pub mod ai;
 pub mod api;
 pub mod auth;
@@ -35,15 +36,14 @@ pub mod events;
 pub mod listener;
 pub mod media;
 pub mod messaging;
-pub mod admin_alerts;
 pub mod metrics;
 pub mod notify_bridge;
 pub mod outbound;
 pub mod outbound_redis;
 pub mod pages;
 pub mod probe;
-pub mod sign_in_flood;
 pub mod quota_backend;
+pub mod sign_in_flood;
 pub mod state;
 pub mod storage;
 pub mod subscriptions;

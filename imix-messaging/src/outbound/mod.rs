@@ -19,10 +19,10 @@
 //!   `retry` sends it again on request.
 
 mod dispatch;
-pub mod rate;
-pub mod stream_queue;
 pub mod media_upload;
+pub mod rate;
 mod service;
+pub mod stream_queue;
 pub mod validate;
 
 use std::sync::Arc;
@@ -41,8 +41,8 @@ pub use dispatch::{
     DEFAULT_RATE, MAX_RATE,
 };
 pub use rate::{LocalRateGate, RateGate};
-pub use stream_queue::{OutboundQueue, QueueEntry, QueueError, StreamConfig};
 pub use service::{NewSend, OutboundService, SendAccepted, SendError, SendRefusal, SendTarget};
+pub use stream_queue::{OutboundQueue, QueueEntry, QueueError, StreamConfig};
 
 /// Where an outbound message stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
