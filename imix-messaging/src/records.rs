@@ -120,6 +120,11 @@ pub struct Contact {
     /// Free-form notes of the tenant's users.
     #[serde(default)]
     pub notes: Option<String>,
+    /// Blocked by the tenant: nothing is sent to it (the send API refuses with
+    /// `contact_blocked`); its inbound messages are still stored. Defaults to false so that
+    /// contacts stored, exported or backed up before the field existed read as not blocked.
+    #[serde(default)]
+    pub blocked: bool,
     /// Optimistic-concurrency version.
     pub version: u64,
     /// Created.
@@ -159,6 +164,7 @@ impl Contact {
             language: None,
             attributes: Default::default(),
             notes: None,
+            blocked: false,
             version: 1,
             created_at: now,
             updated_at: now,

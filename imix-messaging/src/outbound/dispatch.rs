@@ -431,6 +431,30 @@ impl Dispatcher {
             let due = imix_core::now() + chrono_of(self.config.paused_recheck);
             return self.defer(r, due, None).await;
         }
+        // Blocked after it was queued: blocking stops what is already queued too. A deleted
+        // contact does not stop the message (its number is on the record).
+        match self
+            .storage
+            .contacts
+            .get(Scope::Platform, r.contact_id)
+            .await
+        {
+            Ok(c) if c.blocked => {
+                let failure = SendFailure {
+                    code: None,
+                    title: Some("contact blocked".into()),
+                    message: "the contact was blocked after this message was queued".into(),
+                    details: None,
+                };
+                return self.fail(r, failure).await;
+            }
+            Ok(_) | Err(CoreError::NotFound { .. }) => {}
+            Err(e) => {
+                tracing::warn!(target: "imix_whatsapp", message = %r.id, error = %e, "cannot read the message's contact; will retry");
+                let due = imix_core::now() + chrono_of(self.config.first_backoff);
+                return self.defer(r, due, Some(e.to_string())).await;
+            }
+        }
         if let Some(until) =
             self.limits
                 .recipient_wait(&sender.phone_number_id, &r.to, imix_core::now())

@@ -312,7 +312,7 @@ impl OutboundService {
     /// Checks and queues a message (`conversations.reply`). In order: the tenant is
     /// active; the body is Meta's shape within Meta's limits; the conversation (or contact)
     /// exists and the caller sees it; the account is verified and not paused; the contact
-    /// has not opted out of marketing (marketing templates); outside the 24-hour window
+    /// is not blocked; the contact has not opted out of marketing (marketing templates); outside the 24-hour window
     /// only templates; a template is approved and its parameters match. Then the quota is
     /// taken and the message stored `queued`. A repeated `Idempotency-Key` (checked after
     /// the body and the caller's sight of the conversation) answers the first message and
@@ -383,6 +383,20 @@ impl OutboundService {
                 Some("account_id".into()),
                 "sending from this account is paused: Meta refused its access token; update the token and verify the account again",
             )
+            .into());
+        }
+        if contact.blocked {
+            // Named by the field the caller used to reach the contact.
+            let field = match &new.target {
+                SendTarget::Conversation(_) => "conversation_id",
+                SendTarget::To(_) => "to",
+            };
+            return Err(SendRefusal::new(
+                "contact_blocked",
+                Some(field.into()),
+                "the contact is blocked: nothing is sent to it (unblock it with PATCH .../contacts/{id} {\"blocked\": false})",
+            )
+            .with_details(serde_json::json!({ "contact_id": contact.id.to_string() }))
             .into());
         }
         // Replies may name our message id: Meta needs the wamid.

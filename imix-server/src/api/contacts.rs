@@ -159,6 +159,8 @@ pub struct ContactPatchBody {
     /// Opts out of marketing (`true`) or back in (`false`), recorded with the time and
     /// source `api`.
     pub opted_out: Option<bool>,
+    /// Blocks the contact (`true`: the send API refuses messages to it) or unblocks it.
+    pub blocked: Option<bool>,
 }
 
 fn maybe(value: MaybeUndefined<String>) -> Option<Option<String>> {
@@ -523,6 +525,7 @@ impl ContactsApi {
             notes: maybe(b.notes),
             language: maybe(b.language),
             opted_out: b.opted_out,
+            blocked: b.blocked,
         };
         let c = self
             .state

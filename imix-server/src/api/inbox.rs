@@ -278,6 +278,8 @@ pub struct ContactView {
     pub attributes: std::collections::BTreeMap<String, super::contacts::AttributeDto>,
     /// Notes.
     pub notes: Option<String>,
+    /// Blocked by the tenant: the send API refuses messages to it (`contact_blocked`).
+    pub blocked: bool,
     /// Version.
     pub version: u64,
     /// Created.
@@ -306,6 +308,7 @@ impl From<Contact> for ContactView {
                 .map(|(k, v)| (k, v.into()))
                 .collect(),
             notes: c.notes,
+            blocked: c.blocked,
             version: c.version,
             created_at: c.created_at,
             updated_at: c.updated_at,

@@ -288,6 +288,7 @@ const REFUSALS: &[(StatusCode, &str)] = &[
     (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field"),
     (StatusCode::UNPROCESSABLE_ENTITY, "account_not_verified"),
     (StatusCode::UNPROCESSABLE_ENTITY, "account_paused"),
+    (StatusCode::UNPROCESSABLE_ENTITY, "contact_blocked"),
     (
         StatusCode::UNPROCESSABLE_ENTITY,
         "outside_customer_service_window",
@@ -419,6 +420,7 @@ impl MessagesApi {
     /// Queues an outbound message (`conversations.reply`; an agent sends only in
     /// conversations they see). Refusals are 422 with their own code, naming the field,
     /// and queue nothing: `invalid_field`, `account_not_verified`, `account_paused`,
+    /// `contact_blocked` (naming `to` or `conversation_id`),
     /// `outside_customer_service_window` (free-form outside the 24-hour window; `details.
     /// window_expires_at`), `template_not_found`, `template_not_approved`,
     /// `template_parameter_mismatch` (naming the component), `contact_opted_out`

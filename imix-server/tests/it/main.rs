@@ -16,6 +16,7 @@ mod backups;
 mod cli;
 mod contact_import;
 mod contacts;
+mod contacts_blocked;
 mod docs;
 mod edge;
 mod event_visibility;
