@@ -87,6 +87,9 @@ impl std::fmt::Debug for Prepared {
 #[derive(Debug, Clone)]
 pub struct Assistant {
     http: reqwest::Client,
+    /// The client for providers whose key (and so URL) a tenant set: see
+    /// [`Assistant::with_tenant_http`].
+    tenant_http: reqwest::Client,
     policy: RetryPolicy,
     timeout: Duration,
 }
@@ -96,21 +99,36 @@ impl Assistant {
     /// bounded by `timeout`.
     pub fn new(http: reqwest::Client, policy: RetryPolicy, timeout: Duration) -> Self {
         Self {
+            tenant_http: http.clone(),
             http,
             policy,
             timeout,
         }
     }
 
+    /// Uses `http` for the providers whose key a tenant set, and so whose URL a tenant may
+    /// have chosen: an embedding server gives it a client that refuses its internal
+    /// network (a resolver that drops private addresses, no redirects), while the
+    /// platform's own URLs, the operator's choice, use the main client.
+    pub fn with_tenant_http(mut self, http: reqwest::Client) -> Self {
+        self.tenant_http = http;
+        self
+    }
+
     /// The adapter for one provider's settings.
     pub fn provider(&self, p: &EffectiveProvider) -> Arc<dyn AiProvider> {
+        let http = if p.key_from == imix_core::model::SettingsScope::Platform {
+            &self.http
+        } else {
+            &self.tenant_http
+        };
         let config = ProviderConfig::new(p.kind, p.api_key.clone())
             .with_base_url(p.base_url.clone())
             .with_model(p.model.clone())
             .with_temperature(Some(p.temperature))
             .with_max_tokens(Some(p.max_tokens))
             .with_timeout(self.timeout);
-        build_provider(config, self.http.clone())
+        build_provider(config, http.clone())
     }
 
     /// A tiny round trip with one provider's settings.

@@ -9,7 +9,9 @@ use std::{collections::VecDeque, sync::Arc, time::Duration};
 use imix_ai::{
     assistant::{Answer, Assistant, ConversationText, Prepared},
     prompt::{Speaker, Task, Turn},
-    settings::{AiSettingsInput, AiSettingsService, AiSettingsView, SettingsError, Writer},
+    settings::{
+        AiSettingsInput, AiSettingsService, AiSettingsView, EffectiveAi, SettingsError, Writer,
+    },
     usage::{MeterError, TokenMeter},
     AiError, ConnectionReport, ProviderKind, RetryPolicy,
 };
@@ -37,6 +39,8 @@ pub struct AiService {
     /// Token usage and the daily limit.
     pub meter: TokenMeter,
     tenants: Arc<dyn TenantDirectory>,
+    /// `IMIX_ALLOW_PRIVATE_AI_URLS`.
+    allow_private_urls: bool,
 }
 
 impl std::fmt::Debug for AiService {
@@ -154,24 +158,112 @@ fn authorize_settings(ctx: &AuthContext, scope: SettingsScope) -> Result<Writer,
     }
 }
 
+/// Resolves host names to their public addresses only: a tenant's provider URL must not
+/// lead into the operator's network (SSRF). The rule is the webhook endpoints' one
+/// ([`imix_subscriptions::target::is_forbidden`]).
+struct PublicOnly;
+
+impl reqwest::dns::Resolve for PublicOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let all: Vec<std::net::SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let public: Vec<std::net::SocketAddr> = all
+                .into_iter()
+                .filter(|a| !imix_subscriptions::target::is_forbidden(a.ip()))
+                .collect();
+            if public.is_empty() {
+                return Err(format!(
+                    "{host} resolves to no public address (IMIX_ALLOW_PRIVATE_AI_URLS is off)"
+                )
+                .into());
+            }
+            Ok(Box::new(public.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// Refuses a tenant's provider URL whose host is, or resolves to, a non-public address.
+/// The resolver above covers later changes of DNS; an address written in the URL is not
+/// resolved, so [`literal_is_private`] checks it again before each call.
+async fn check_tenant_url(raw: &str, field: &str) -> Result<(), ApiError> {
+    let url = imix_subscriptions::target::parse_url(raw)
+        .map_err(|e| ApiError::invalid_field(field, e.to_string()))?;
+    imix_subscriptions::target::check(&url, false)
+        .await
+        .map(|_| ())
+        .map_err(|e| ApiError::invalid_field(field, e.to_string()))
+}
+
+/// Whether `raw`'s host is an IP address written out that is not public.
+fn literal_is_private(raw: &str) -> bool {
+    let Ok(url) = url::Url::parse(raw) else {
+        return true;
+    };
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => imix_subscriptions::target::is_forbidden(ip.into()),
+        Some(url::Host::Ipv6(ip)) => imix_subscriptions::target::is_forbidden(ip.into()),
+        Some(url::Host::Domain(_)) => false,
+        None => true,
+    }
+}
+
 impl AiService {
     /// The service over the server's store: settings sealed with `cipher`, counters on
     /// `counters`, tenant names from `tenants`; provider calls bounded by `timeout`.
+    ///
+    /// `allow_private_urls` (`IMIX_ALLOW_PRIVATE_AI_URLS`): whether the providers whose key
+    /// a tenant set may reach non-public addresses; when not, their calls go through a
+    /// client whose resolver drops such addresses (checked at each connection, so DNS
+    /// cannot be used to get around it) and which follows no redirect.
     pub fn new(
         settings: AiSettingsService,
         meter: TokenMeter,
         tenants: Arc<dyn TenantDirectory>,
         timeout: Duration,
+        allow_private_urls: bool,
     ) -> Result<Self, reqwest::Error> {
+        // A provider answers where it is asked; a redirect is never expected.
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
             .build()?;
+        let tenant_http = if allow_private_urls {
+            http.clone()
+        } else {
+            reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .redirect(reqwest::redirect::Policy::none())
+                .dns_resolver(Arc::new(PublicOnly))
+                .build()?
+        };
         Ok(Self {
             settings,
-            assistant: Assistant::new(http, RetryPolicy::default(), timeout),
+            assistant: Assistant::new(http, RetryPolicy::default(), timeout)
+                .with_tenant_http(tenant_http),
             meter,
             tenants,
+            allow_private_urls,
         })
+    }
+
+    /// A tenant's provider URL naming a non-public address (saved while
+    /// `IMIX_ALLOW_PRIVATE_AI_URLS` was on, say) is not called.
+    fn refuse_private_literals(&self, effective: &EffectiveAi) -> Result<(), ApiError> {
+        if self.allow_private_urls {
+            return Ok(());
+        }
+        for p in &effective.providers {
+            if p.key_from != SettingsScope::Platform && literal_is_private(&p.base_url) {
+                return Err(ApiError::invalid_field(
+                    &format!("providers.{}.url", p.kind),
+                    "names a loopback, private or link-local address, which tenant settings \
+                     may not (IMIX_ALLOW_PRIVATE_AI_URLS)",
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// `GET .../settings/ai`.
@@ -197,6 +289,13 @@ impl AiService {
         let writer = authorize_settings(ctx, scope)?;
         if let SettingsScope::Tenant(t) = scope {
             self.tenants.profile(t).await?;
+            if !self.allow_private_urls {
+                for (name, provider) in &input.providers {
+                    if let Some(url) = provider.url.as_deref().filter(|u| !u.trim().is_empty()) {
+                        check_tenant_url(url, &format!("providers.{name}.url")).await?;
+                    }
+                }
+            }
         }
         self.settings
             .put(scope, input, writer)
@@ -230,6 +329,7 @@ impl AiService {
                 message: format!("{provider} has no API key in these settings"),
             }));
         };
+        self.refuse_private_literals(&effective)?;
         Ok(self.assistant.test(p).await)
     }
 
@@ -297,6 +397,7 @@ impl AiService {
             .effective(Some(tenant))
             .await
             .map_err(settings_error)?;
+        self.refuse_private_literals(&effective)?;
         self.meter
             .check(tenant, effective.daily_token_limit, imix_core::now())
             .await

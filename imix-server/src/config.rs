@@ -97,6 +97,10 @@ pub struct Config {
     /// (event subscriptions) may deliver to loopback, private, link-local and other
     /// non-public addresses.
     pub allow_private_webhook_targets: bool,
+    /// `IMIX_ALLOW_PRIVATE_AI_URLS` (default `false`): whether a tenant's own AI provider URL
+    /// may lead to loopback, private, link-local and other non-public addresses (the
+    /// platform's own URLs are the operator's choice and are not checked).
+    pub allow_private_ai_urls: bool,
     /// `IMIX_WEBHOOK_RETRY_BASE_MS` (default 10000): the delay before a failed webhook
     /// delivery's first retry; it doubles with each attempt, up to an hour.
     pub webhook_retry_base: std::time::Duration,
@@ -169,6 +173,7 @@ impl std::fmt::Debug for Config {
                 "allow_private_webhook_targets",
                 &self.allow_private_webhook_targets,
             )
+            .field("allow_private_ai_urls", &self.allow_private_ai_urls)
             .field("webhook_retry_base", &self.webhook_retry_base)
             .field("webhook_max_attempts", &self.webhook_max_attempts)
             .field("events_heartbeat", &self.events_heartbeat)
@@ -439,6 +444,8 @@ impl Config {
             false,
             "`true` or `false`",
         )?;
+        let allow_private_ai_urls =
+            src.parse("IMIX_ALLOW_PRIVATE_AI_URLS", false, "`true` or `false`")?;
         let webhook_retry_base_ms: u64 = src.parse(
             "IMIX_WEBHOOK_RETRY_BASE_MS",
             10_000,
@@ -534,6 +541,7 @@ impl Config {
             smtp_extra_ca_pem,
             allow_private_smtp_hosts,
             allow_private_webhook_targets,
+            allow_private_ai_urls,
             webhook_retry_base,
             webhook_max_attempts,
             admin_email,

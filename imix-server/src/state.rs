@@ -227,6 +227,7 @@ impl AppState {
             imix_ai::usage::TokenMeter::new(store.counters.clone()),
             storage.tenants(),
             std::time::Duration::from_secs(60),
+            config.allow_private_ai_urls,
         )
         .map_err(|e| crate::config::ConfigError {
             variable: "AI HTTP client".into(),

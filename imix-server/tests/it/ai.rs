@@ -19,6 +19,7 @@ on_both_backends!(
     suggest_reply_in_french_keeps_customer_text_as_data,
     daily_token_limit_refuses_before_calling,
     streamed_suggestion_and_summary,
+    tenant_provider_urls_may_not_reach_the_internal_network,
 );
 
 const WABA: &str = "1001";
@@ -51,7 +52,13 @@ async fn world(backend: Backend) -> World {
     .await
     .unwrap();
     let graph = graph_simulator(WABA, PHONE, SECRET, TOKEN).await;
-    let s = TestServer::start_with_graph(backend, &graph.url()).await;
+    let graph_url = graph.url();
+    // The tenant's own provider URL is the simulator, on loopback.
+    let s = TestServer::start_with(backend, move |vars| {
+        vars.insert("IMIX_GRAPH_API_URL".into(), graph_url);
+        vars.insert("IMIX_ALLOW_PRIVATE_AI_URLS".into(), "true".into());
+    })
+    .await;
     let platform = s.admin().await;
     let t = s
         .create_tenant(&platform, json!({"name": "Boulangerie Alpha"}))
@@ -544,4 +551,59 @@ async fn streamed_suggestion_and_summary(backend: Backend) {
         .unwrap()
         .to_owned();
     assert!(system.contains("Summarise") && system.contains("in English"));
+}
+
+/// Without `IMIX_ALLOW_PRIVATE_AI_URLS`, a tenant's own provider URL may not lead to
+/// loopback, private or link-local addresses (SSRF); the platform's may (the operator's).
+async fn tenant_provider_urls_may_not_reach_the_internal_network(backend: Backend) {
+    let ai = simulator::spawn(SimulatorConfig::default().with_api_key(TENANT_KEY))
+        .await
+        .unwrap();
+    let s = TestServer::start(backend).await;
+    let platform = s.admin().await;
+    let t = s.create_tenant(&platform, json!({"name": "Gamma"})).await;
+    let tenant = t["id"].as_str().unwrap();
+    let path = format!("/api/v1/tenants/{tenant}/settings/ai");
+    for url in [
+        ai.openai_base_url(),
+        "http://169.254.169.254/latest".to_owned(),
+        "http://[::1]:9/v1".to_owned(),
+        "http://localhost:9/v1".to_owned(),
+    ] {
+        let (status, err) = s
+            .send_json(
+                &platform,
+                Method::PUT,
+                &path,
+                json!({"providers": {"chatgpt": {"api_key": TENANT_KEY, "url": url}}}),
+            )
+            .await;
+        assert_eq!(status, 422, "{url}: {err}");
+        assert_eq!(err["error"]["details"]["field"], "providers.chatgpt.url");
+    }
+    // Nothing was stored, and the simulator was never called.
+    let (status, view) = s.get_json(&platform, &path).await;
+    assert_eq!(status, 404, "no tenant settings were stored: {view}");
+    assert!(ai.requests().is_empty());
+    // A public address is accepted as far as the check goes.
+    let (status, body) = s
+        .send_json(
+            &platform,
+            Method::PUT,
+            &path,
+            json!({"providers": {"chatgpt": {"api_key": TENANT_KEY, "url": "https://93.184.216.34/v1"}}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // The platform's own URL is the operator's choice: loopback is fine there.
+    let (status, body) = s
+        .send_json(
+            &platform,
+            Method::PUT,
+            "/api/v1/settings/ai",
+            json!({"providers": {"deepseek": {"api_key": TENANT_KEY, "url": ai.deepseek_base_url()}}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    s.stop().await;
 }
