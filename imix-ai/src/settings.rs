@@ -697,10 +697,18 @@ impl AiSettingsService {
         } else {
             &own.fallback_order
         };
+        // A fallback order someone set is the whole list: a tenant that named only ChatGPT
+        // (data residency, its own contract) never has its conversations sent elsewhere.
+        // Without one, every provider with a key is tried.
+        let rest: &[ProviderKind] = if fallback.is_empty() {
+            &ProviderKind::ALL
+        } else {
+            &[]
+        };
         for k in default
             .into_iter()
             .chain(fallback.iter().copied())
-            .chain(ProviderKind::ALL)
+            .chain(rest.iter().copied())
         {
             if !order.contains(&k) {
                 order.push(k);

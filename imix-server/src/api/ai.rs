@@ -686,7 +686,12 @@ impl AiApi {
                 }
             })
             .boxed();
-        Ok(SuggestAnswer::Stream(EventStream::new(events)))
+        // A comment line every 15 s while nothing else is written (DeepSeek R1 reasons for
+        // a long time, and its reasoning is not forwarded): the connection's idle timer
+        // would otherwise close a stream that is still working.
+        Ok(SuggestAnswer::Stream(
+            EventStream::new(events).keep_alive(std::time::Duration::from_secs(15)),
+        ))
     }
 
     /// Summarises a conversation for a colleague taking over, in the requesting user's

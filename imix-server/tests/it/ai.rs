@@ -8,7 +8,7 @@
 use crate::common;
 
 use common::{graph_simulator, Backend, TestServer};
-use imix_ai::simulator::{self, SimulatorConfig, SimulatorHandle};
+use imix_ai::simulator::{self, SimOutcome, SimulatorConfig, SimulatorHandle};
 use reqwest::Method;
 use secrecy::SecretString;
 use serde_json::{json, Value};
@@ -20,6 +20,7 @@ on_both_backends!(
     daily_token_limit_refuses_before_calling,
     streamed_suggestion_and_summary,
     tenant_provider_urls_may_not_reach_the_internal_network,
+    a_set_fallback_order_is_the_whole_list,
 );
 
 const WABA: &str = "1001";
@@ -606,4 +607,43 @@ async fn tenant_provider_urls_may_not_reach_the_internal_network(backend: Backen
         .await;
     assert_eq!(status, 200, "{body}");
     s.stop().await;
+}
+
+/// A tenant that names only ChatGPT in its fallback order never has a conversation sent to
+/// DeepSeek, even when ChatGPT fails and the platform has a DeepSeek key.
+async fn a_set_fallback_order_is_the_whole_list(backend: Backend) {
+    let w = world(backend).await;
+    let (status, body) = w
+        .put_platform(json!({
+            "providers": {
+                "chatgpt": {"api_key": KEY, "url": w.ai.openai_base_url()},
+                "deepseek": {"api_key": KEY, "url": w.ai.deepseek_base_url()},
+            },
+            "default_provider": "chatgpt",
+        }))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // Without an order, a failing ChatGPT falls back to DeepSeek.
+    w.ai.script([SimOutcome::InvalidKey]);
+    let resp = w.post(&w.admin, &w.suggest_path()).await;
+    assert_eq!(resp.status(), 200);
+    let answer: Value = resp.json().await.unwrap();
+    assert_eq!(answer["provider"], "deepseek", "{answer}");
+    // With the tenant's order naming only ChatGPT: the error, and DeepSeek never asked.
+    let (status, body) = w
+        .put_tenant(&w.admin, json!({"fallback_order": ["chatgpt"]}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    w.ai.reset();
+    w.ai.script([SimOutcome::InvalidKey]);
+    let resp = w.post(&w.admin, &w.suggest_path()).await;
+    assert_ne!(resp.status(), 200);
+    let err: Value = resp.json().await.unwrap();
+    assert_eq!(err["error"]["code"], "ai_invalid_key", "{err}");
+    let paths: Vec<String> = w.ai.requests().into_iter().map(|r| r.path).collect();
+    assert!(
+        paths.iter().all(|p| p.starts_with("/v1/")),
+        "only ChatGPT was asked: {paths:?}"
+    );
+    w.s.stop().await;
 }
