@@ -454,6 +454,14 @@ impl MessagesApi {
             )
             .with_details(json!({ "field": "Idempotency-Key" })));
         }
+        // A key that is not text (bytes outside ASCII) reaches us as no key at all: refuse
+        // it, or a retry carrying it would send twice.
+        if idempotency_key.0.is_none() && req.headers().contains_key("idempotency-key") {
+            return Err(ApiError::invalid_field(
+                "Idempotency-Key",
+                "must be 1 to 255 visible ASCII characters",
+            ));
+        }
         let tenant = parse_id::<TenantId>(&tenant_id.0, "tenant")?;
         // Another tenant's caller learns nothing from the body's checks.
         auth.0

@@ -818,6 +818,21 @@ async fn a_reused_idempotency_key_is_refused_and_reveals_nothing(backend: Backen
         "{err}"
     );
     assert_eq!(count(w.get("/messages?limit=100").await), before);
+    // A key with bytes outside ASCII is refused too, not taken for no key.
+    let resp =
+        w.s.call(&agent1_token, Method::POST, &w.path("/messages"))
+            .header(
+                "Idempotency-Key",
+                reqwest::header::HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap(),
+            )
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(resp.status().as_u16(), 422);
+    let err: Value = resp.json().await.unwrap();
+    assert_eq!(refused(&err), ("invalid_field", "Idempotency-Key"), "{err}");
+    assert_eq!(count(w.get("/messages?limit=100").await), before);
 
     // Two messages queued in all, each sent once, each counted once.
     w.wait_for(first["id"].as_str().unwrap(), "sent").await;

@@ -12,6 +12,7 @@ on_both_backends!(
     default_admin_must_change_password_first,
     sign_in_failures_are_uniform_and_throttled,
     one_address_cannot_flood_sign_in_across_accounts,
+    guessing_through_change_password_locks_the_account,
     tenants_crud_validation_and_private_notes,
     deactivating_a_tenant_locks_its_users_out_at_once_and_keeps_its_data,
     invitations_set_passwords_once,
@@ -237,6 +238,54 @@ async fn one_address_cannot_flood_sign_in_across_accounts(backend: Backend) {
     let (code, body) = error_of(flooded, 429).await;
     assert_eq!(code, "too_many_attempts");
     assert!(body.to_string().contains("address"), "{body}");
+    s.stop().await;
+}
+
+async fn guessing_through_change_password_locks_the_account(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let admin = s.admin().await;
+    let (_, token) = s
+        .user_with_token(
+            &admin,
+            json!({"email": "guess@example.com", "first_name": "G", "last_name": "U", "role": "admin"}),
+        )
+        .await;
+    let guess = |n: u32| json!({"current_password": format!("guess-number-{n}"), "new_password": "another-passphrase-9"});
+    for n in 0..5 {
+        let (status, body) = s
+            .send_json(
+                &token,
+                Method::POST,
+                "/api/v1/auth/change-password",
+                guess(n),
+            )
+            .await;
+        assert_eq!(status, 422, "{body}");
+    }
+    // The sixth guess is refused unchecked, and so is signing in with the right password.
+    let (status, body) = s
+        .send_json(
+            &token,
+            Method::POST,
+            "/api/v1/auth/change-password",
+            guess(5),
+        )
+        .await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error"]["code"], "too_many_attempts");
+    let locked = s
+        .sign_in_raw("guess@example.com", "user-passphrase-22")
+        .await;
+    assert_eq!(locked.status(), 429);
+    // The failed guesses are in the audit log.
+    let (_, log) = s.get_json(&admin, "/api/v1/audit-log?limit=50").await;
+    let failed = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "auth.change_password_failed")
+        .count();
+    assert_eq!(failed, 5, "{log}");
     s.stop().await;
 }
 

@@ -201,11 +201,25 @@ impl TenancyService {
         check_length("current_password", current)?;
         check_length("new_password", new)?;
         let user = self.repos.users.get(Scope::Platform, ctx.user_id()).await?;
+        // Guessing the current password through a session counts as guessing it at
+        // sign-in: the same lock, so a stolen session is not an unlimited oracle.
+        let attempt_at = now();
+        let key = throttle_key(&user.email);
+        if let Err(retry_after_secs) = self.throttle.check(&key, attempt_at).await {
+            return Err(TenancyError::TooManyAttempts { retry_after_secs });
+        }
         if !self
             .hasher
             .verify_async(current, user.password_hash.as_ref())
             .await
         {
+            self.throttle.record_failure(&key, attempt_at).await;
+            let mut e = AuditEntry::new("auth.change_password_failed", "user");
+            e.actor_id = Some(user.id);
+            e.actor_email = Some(user.email.clone());
+            e.tenant_id = user.tenant_id;
+            e.target_id = Some(user.id.to_string());
+            self.audit(e).await;
             return Err(TenancyError::invalid(
                 "current_password",
                 "is not the current password",
