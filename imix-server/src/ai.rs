@@ -266,6 +266,17 @@ impl AiService {
         Ok(())
     }
 
+    /// Whether `ctx` may manage `scope`'s settings, the tenant existing and being the
+    /// caller's: checked before a body is looked at, so another tenant's caller learns
+    /// nothing from validation (404 first).
+    pub async fn authorize(&self, ctx: &AuthContext, scope: SettingsScope) -> Result<(), ApiError> {
+        authorize_settings(ctx, scope)?;
+        if let SettingsScope::Tenant(t) = scope {
+            self.tenants.profile(t).await?;
+        }
+        Ok(())
+    }
+
     /// `GET .../settings/ai`.
     pub async fn get_settings(
         &self,

@@ -456,6 +456,7 @@ impl AiApi {
         scope: SettingsScope,
         body: AiTestRequest,
     ) -> Result<TestAnswer, ApiError> {
+        self.state.ai.authorize(&auth.0, scope).await?;
         let provider = parse_provider(&body.provider)?;
         match self.state.ai.test(&auth.0, scope, provider).await? {
             Ok(report) => Ok(TestAnswer::Ok(Json(AiTestResult {
