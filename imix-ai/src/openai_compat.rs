@@ -286,7 +286,10 @@ impl OpenAiCompatible {
             return Ok(response);
         }
         let wait = retry_after(response.headers());
-        let text = response.text().await.unwrap_or_default();
+        let text = match read_capped(response, MAX_ERROR_BYTES).await {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            Err(_) => String::new(),
+        };
         let e = classify(
             self.kind_(),
             self.model_for(req),
@@ -304,6 +307,35 @@ impl OpenAiCompatible {
     }
 }
 
+/// The largest whole answer read from a provider: far above any completion a configured
+/// `max_tokens` allows (with DeepSeek's reasoning), far below what would strain the
+/// server's memory if a provider (or a tenant's URL) sent without end.
+const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
+/// The most of an error answer read (only its JSON `error` object is used).
+const MAX_ERROR_BYTES: usize = 64 * 1024;
+
+/// Why [`read_capped`] stopped.
+enum Capped {
+    Transport(reqwest::Error),
+    TooLarge,
+}
+
+/// The body of `response`, refused as soon as it passes `cap` bytes (a declared
+/// `Content-Length` over it is refused before reading).
+async fn read_capped(mut response: reqwest::Response, cap: usize) -> Result<Vec<u8>, Capped> {
+    if response.content_length().is_some_and(|n| n > cap as u64) {
+        return Err(Capped::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(Capped::Transport)? {
+        if body.len() + chunk.len() > cap {
+            return Err(Capped::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 #[async_trait]
 impl AiProvider for OpenAiCompatible {
     fn kind(&self) -> ProviderKind {
@@ -316,10 +348,17 @@ impl AiProvider for OpenAiCompatible {
 
     async fn complete(&self, req: &ChatRequest) -> Result<ChatResponse, AiError> {
         let response = self.send(req, false).await?;
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| self.transport_error(e))?;
+        let bytes = match read_capped(response, MAX_ANSWER_BYTES).await {
+            Ok(bytes) => bytes,
+            Err(Capped::Transport(e)) => return Err(self.transport_error(e)),
+            Err(Capped::TooLarge) => {
+                return Err(AiError::BadResponse {
+                    provider: self.kind_(),
+                    what: format!("an answer larger than {MAX_ANSWER_BYTES} bytes"),
+                    source: None,
+                })
+            }
+        };
         let wire: WireResponse =
             serde_json::from_slice(&bytes).map_err(|e| AiError::BadResponse {
                 provider: self.kind_(),

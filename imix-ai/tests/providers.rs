@@ -699,3 +699,18 @@ async fn an_inline_think_block_from_deepseek_is_reasoning_not_answer() {
         .unwrap();
     assert_eq!(answer.content, "<think>x</think>y");
 }
+
+#[tokio::test]
+async fn an_answer_past_the_size_cap_is_refused_not_buffered() {
+    let sim = sim().await;
+    let p = provider(ProviderKind::Chatgpt, &sim);
+    sim.script([SimOutcome::Answer {
+        content: Some("x".repeat(5 * 1024 * 1024)),
+        reasoning: None,
+    }]);
+    let err = p.complete(&ask("hi")).await.unwrap_err();
+    assert!(matches!(err, AiError::BadResponse { .. }), "{err:?}");
+    assert!(err.to_string().contains("larger than"), "{err}");
+    // An ordinary answer still passes.
+    assert!(!p.complete(&ask("hi")).await.unwrap().content.is_empty());
+}
