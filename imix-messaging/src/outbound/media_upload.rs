@@ -182,6 +182,20 @@ pub async fn check_references(
             )
             .into());
         }
+        let mime = job
+            .content_type
+            .as_deref()
+            .or(job.declared_mime_type.as_deref());
+        if let Some(mime) = mime.filter(|m| !accepted_mime(&r.kind, m)) {
+            return Err(SendRefusal::invalid(
+                r.field.clone(),
+                format!(
+                    "the file is {mime}, which Meta does not take as a {}",
+                    r.kind
+                ),
+            )
+            .into());
+        }
         let (_, max) = media_limits(&r.kind);
         if job.size.unwrap_or(0) > max {
             return Err(SendRefusal::invalid(
@@ -192,6 +206,27 @@ pub async fn check_references(
         }
     }
     Ok(())
+}
+
+/// Whether Meta takes a file of type `mime` as a `kind` message (its documented supported
+/// media types); a document may be any file.
+fn accepted_mime(kind: &str, mime: &str) -> bool {
+    let essence = mime
+        .split(';')
+        .next()
+        .unwrap_or(mime)
+        .trim()
+        .to_ascii_lowercase();
+    match kind {
+        "image" => matches!(essence.as_str(), "image/jpeg" | "image/png"),
+        "video" => matches!(essence.as_str(), "video/mp4" | "video/3gpp"),
+        "audio" => matches!(
+            essence.as_str(),
+            "audio/aac" | "audio/amr" | "audio/mpeg" | "audio/mp4" | "audio/ogg" | "audio/opus"
+        ),
+        "sticker" => essence == "image/webp",
+        _ => true,
+    }
 }
 
 /// Why a queued message's file could not be had from Meta's side.
@@ -417,5 +452,15 @@ mod tests {
         );
         let mut bad = serde_json::json!({"type": "audio", "audio": {"blob": "nope"}});
         assert!(blob_references(&mut bad).is_err());
+    }
+
+    #[test]
+    fn files_are_checked_against_metas_types_per_kind() {
+        assert!(super::accepted_mime("image", "image/PNG"));
+        assert!(super::accepted_mime("audio", "audio/ogg; codecs=opus"));
+        assert!(super::accepted_mime("document", "application/x-anything"));
+        assert!(!super::accepted_mime("sticker", "image/png"));
+        assert!(!super::accepted_mime("audio", "image/png"));
+        assert!(!super::accepted_mime("video", "image/jpeg"));
     }
 }
