@@ -41,6 +41,8 @@ pub struct AiService {
     tenants: Arc<dyn TenantDirectory>,
     /// `IMIX_ALLOW_PRIVATE_AI_URLS`.
     allow_private_urls: bool,
+    /// Where settings changes are recorded.
+    audit: Arc<dyn imix_core::access::AuditSink>,
 }
 
 impl std::fmt::Debug for AiService {
@@ -223,6 +225,7 @@ impl AiService {
         tenants: Arc<dyn TenantDirectory>,
         timeout: Duration,
         allow_private_urls: bool,
+        audit: Arc<dyn imix_core::access::AuditSink>,
     ) -> Result<Self, reqwest::Error> {
         // A provider answers where it is asked; a redirect is never expected.
         let http = reqwest::Client::builder()
@@ -245,6 +248,7 @@ impl AiService {
             meter,
             tenants,
             allow_private_urls,
+            audit,
         })
     }
 
@@ -308,10 +312,26 @@ impl AiService {
                 }
             }
         }
-        self.settings
+        let view = self
+            .settings
             .put(scope, input, writer)
             .await
-            .map_err(settings_error)
+            .map_err(settings_error)?;
+        // Keys, URLs and limits change where customer text goes: who did it is kept.
+        let tenant = match scope {
+            SettingsScope::Platform => None,
+            SettingsScope::Tenant(t) => Some(t),
+        };
+        self.audit
+            .record(
+                ctx.access(),
+                "settings.ai.update",
+                "ai_settings",
+                scope.to_string(),
+                tenant,
+            )
+            .await;
+        Ok(view)
     }
 
     /// `POST .../settings/ai/test`: a tiny round trip with `provider` as `scope` would use

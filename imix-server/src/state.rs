@@ -228,6 +228,7 @@ impl AppState {
             storage.tenants(),
             std::time::Duration::from_secs(60),
             config.allow_private_ai_urls,
+            Arc::new(imix_core::access::AuditLog::new(store.audit.clone())),
         )
         .map_err(|e| crate::config::ConfigError {
             variable: "AI HTTP client".into(),

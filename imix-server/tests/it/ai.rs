@@ -606,6 +606,16 @@ async fn tenant_provider_urls_may_not_reach_the_internal_network(backend: Backen
         )
         .await;
     assert_eq!(status, 200, "{body}");
+    // Both accepted changes are in the audit log (the refused ones changed nothing).
+    let (_, log) = s.get_json(&platform, "/api/v1/audit-log?limit=50").await;
+    let changes = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "settings.ai.update")
+        .count();
+    assert_eq!(changes, 2, "{log}");
+    assert!(!log.to_string().contains(TENANT_KEY), "no key in the log");
     s.stop().await;
 }
 
