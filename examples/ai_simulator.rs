@@ -6,12 +6,12 @@
 //! ```sh
 //! cargo run -p imix-examples --example ai-simulator
 //! # then point a provider at it: ChatGPT URL http://127.0.0.1:9090/v1,
-//! # DeepSeek URL http://127.0.0.1:9090/api/v1, API key sim-key
+//! # DeepSeek URL http://127.0.0.1:9090/api/v1, API key sk-sim-key-0001
 //! ```
 //!
 //! Environment (all optional):
 //! - `AI_SIMULATOR_BIND` — listen address, default `127.0.0.1:9090` (`127.0.0.1:0` picks a port)
-//! - `AI_SIMULATOR_KEY` — the API key to accept, default `sim-key`
+//! - `AI_SIMULATOR_KEY` — the API key to accept, default `sk-sim-key-0001` (AI settings take keys of 8 characters or more)
 //! - `AI_SIMULATOR_CHUNK_DELAY_MS` — pause before each stream chunk, default 40 (to watch
 //!   answers stream in)
 

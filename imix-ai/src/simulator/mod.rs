@@ -54,7 +54,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 /// The API key the default configuration accepts.
-pub const SIM_API_KEY: &str = "sim-key";
+pub const SIM_API_KEY: &str = "sk-sim-key-0001";
 
 /// A model the simulator knows.
 #[derive(Debug, Clone, PartialEq, Eq)]
