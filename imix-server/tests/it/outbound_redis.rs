@@ -431,20 +431,19 @@ async fn a_killed_dispatchers_entries_are_taken_over_and_sent_once(backend: Back
     for id in &ids {
         one_queue.push(*id).await.unwrap();
     }
-    // Replica one must hold entries when it dies. In a full run on a loaded machine it was
-    // once seen to read fewer than all N within 30 s (cause not found yet; see the closing
-    // note): what this test proves — entries a dead consumer held are taken over and none
-    // is sent twice — needs only that it holds some.
+    // Replica one must hold entries when it dies. It reads what is there in one batch; in
+    // full runs on a loaded machine one entry of the 15 was sometimes delivered to another
+    // consumer (cause not found yet, see the closing note), so wait for its first batch
+    // rather than for all 15 — waiting for the last one let it send everything.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while one_queue.read.load(Ordering::SeqCst) < N {
-        if std::time::Instant::now() >= deadline {
-            let read = one_queue.read.load(Ordering::SeqCst);
-            assert!(read > 0, "replica one never read its entries");
-            eprintln!("outbound_redis: replica one read {read} of {N} entries in 30 s");
-            break;
-        }
+    while one_queue.read.load(Ordering::SeqCst) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "replica one never read its entries"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    tokio::time::sleep(Duration::from_millis(100)).await;
     tokio::time::sleep(Duration::from_millis(900)).await;
     one_task.abort();
     let _ = one_task.await;
