@@ -72,6 +72,20 @@ pub struct Prepared {
     pub chain: FallbackChain,
     /// The language asked for.
     pub language: Language,
+    /// The prompt's estimated tokens (see [`crate::prompt`]).
+    pub estimated_prompt_tokens: u32,
+    /// The largest completion bound (`max_tokens`) among the chain's providers.
+    pub max_tokens: u32,
+    /// The tenant's daily token limit from the settings the call was prepared with.
+    pub daily_token_limit: Option<u64>,
+}
+
+impl Prepared {
+    /// The most tokens the call is expected to use: the prompt's estimate plus the
+    /// completion bound. What is reserved against the daily limit before the call.
+    pub fn budget(&self) -> u64 {
+        u64::from(self.estimated_prompt_tokens) + u64::from(self.max_tokens)
+    }
 }
 
 impl std::fmt::Debug for Prepared {
@@ -197,6 +211,9 @@ impl Assistant {
             },
             chain,
             language,
+            estimated_prompt_tokens: built.estimated_tokens,
+            max_tokens,
+            daily_token_limit: settings.daily_token_limit,
         })
     }
 

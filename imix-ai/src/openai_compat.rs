@@ -406,14 +406,12 @@ impl AiProvider for OpenAiCompatible {
 
     async fn test_connection(&self) -> Result<ConnectionReport, AiError> {
         let req = ChatRequest {
-            messages: vec![ChatMessage::user(
-                "Connection test: answer with the single word OK.",
-            )],
+            messages: vec![ChatMessage::user(crate::provider::CONNECTION_TEST_PROMPT)],
             model: String::new(),
             temperature: None,
             // Reasoning models spend tokens thinking before they answer; a round trip is
             // all we need, so a short or empty answer is fine.
-            max_tokens: Some(16),
+            max_tokens: Some(crate::provider::CONNECTION_TEST_MAX_TOKENS),
         };
         let started = Instant::now();
         let answer = self.complete(&req).await?;
@@ -421,6 +419,7 @@ impl AiProvider for OpenAiCompatible {
             provider: self.kind_(),
             model: answer.model,
             latency: started.elapsed(),
+            usage: answer.usage,
         })
     }
 }

@@ -24,6 +24,22 @@ pub struct ConnectionReport {
     pub model: String,
     /// Time from sending the request to the whole answer.
     pub latency: Duration,
+    /// Tokens the round trip used (a tenant's test is counted like its other calls).
+    pub usage: crate::chat::TokenUsage,
+}
+
+/// The prompt of a connection test.
+pub const CONNECTION_TEST_PROMPT: &str = "Connection test: answer with the single word OK.";
+
+/// The completion bound of a connection test.
+pub const CONNECTION_TEST_MAX_TOKENS: u32 = 16;
+
+/// The most tokens a connection test is expected to use: its prompt's estimate, the chat
+/// framing and its completion bound (what a tenant's test reserves against its limit).
+pub fn connection_test_budget() -> u64 {
+    u64::from(crate::prompt::estimate_tokens(CONNECTION_TEST_PROMPT))
+        + 8
+        + u64::from(CONNECTION_TEST_MAX_TOKENS)
 }
 
 /// An AI backend that answers chats.

@@ -278,11 +278,19 @@ pub fn key_hint(key: &str) -> String {
 }
 
 /// Whether `text` may be stored as instructions: no control characters but line breaks and
-/// tabs, no bidirectional overrides (which can make text read differently than it is).
+/// tabs, no bidirectional overrides (which can make text read differently than it is) and
+/// no other invisible formatting characters (Unicode category Cf: zero-width spaces, word
+/// joiners, byte order marks, tag characters), which could hide words from the admin who
+/// reads the instructions while the model reads them. The zero-width non-joiner and joiner
+/// (U+200C, U+200D) stay allowed: Arabic-script text and emoji sequences need them.
+/// Refused, not stripped: what is stored is exactly what the admin sees.
 pub fn allowed_in_text(text: &str) -> bool {
     text.chars().all(|c| {
         !(c.is_control() && !matches!(c, '\n' | '\r' | '\t')
-            || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'))
+            || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+            || (unicode_general_category::get_general_category(c)
+                == unicode_general_category::GeneralCategory::Format
+                && !matches!(c, '\u{200c}' | '\u{200d}')))
     })
 }
 
@@ -441,7 +449,8 @@ impl AiSettingsService {
                     bad(field("temperature"), "must be between 0.0 and 1.0");
                 } else {
                     // Round to what a person would have typed; f32 keeps two decimals exactly enough.
-                    sp.temperature = Some(((t * 100.0).round() / 100.0) as f32);
+                    // `+ 0.0` turns -0.0 (accepted by the range) into 0.0.
+                    sp.temperature = Some(((t * 100.0).round() / 100.0 + 0.0) as f32);
                 }
             }
             if let Some(m) = p.max_tokens {
@@ -542,7 +551,7 @@ impl AiSettingsService {
             } else if !allowed_in_text(text) {
                 bad(
                     "instructions".into(),
-                    "must not contain control characters (other than line breaks and tabs) or bidirectional overrides",
+                    "must not contain control characters (other than line breaks and tabs), bidirectional overrides or invisible formatting characters (zero-width spaces, word joiners, byte order marks)",
                 );
             }
         }
@@ -821,5 +830,13 @@ mod tests {
         assert!(allowed_in_text("Tone: friendly.\nNever promise refunds.\t"));
         assert!(!allowed_in_text("a\u{0}b"));
         assert!(!allowed_in_text("a\u{202e}b"));
+        assert!(!allowed_in_text("a\u{200b}b"), "zero-width space");
+        assert!(!allowed_in_text("a\u{feff}b"), "byte order mark");
+        assert!(!allowed_in_text("a\u{2060}b"), "word joiner");
+        assert!(!allowed_in_text("a\u{e0041}b"), "tag character");
+        assert!(
+            allowed_in_text("می\u{200c}خواهم 👩\u{200d}🍳"),
+            "ZWNJ and ZWJ"
+        );
     }
 }

@@ -6,14 +6,15 @@
 
 use std::{collections::VecDeque, sync::Arc, time::Duration};
 
+use futures::{stream::BoxStream, StreamExt};
 use imix_ai::{
     assistant::{Answer, Assistant, ConversationText, Prepared},
     prompt::{Speaker, Task, Turn},
     settings::{
         AiSettingsInput, AiSettingsService, AiSettingsView, EffectiveAi, SettingsError, Writer,
     },
-    usage::{MeterError, TokenMeter},
-    AiError, ConnectionReport, ProviderKind, RetryPolicy,
+    usage::{MeterError, Reservation, TokenMeter},
+    AiError, ConnectionReport, ProviderKind, RetryPolicy, StreamEvent, TokenUsage,
 };
 use imix_core::{
     access::Permission, directory::TenantDirectory, id::TenantId, model::SettingsScope,
@@ -43,7 +44,14 @@ pub struct AiService {
     allow_private_urls: bool,
     /// Where settings changes are recorded.
     audit: Arc<dyn imix_core::access::AuditSink>,
+    /// `IMIX_AI_REQUEST_TIMEOUT_SECS`: the most one suggestion, summary or test may take,
+    /// retries and fallback included.
+    deadline: Duration,
 }
+
+/// A streamed answer's items: the provider's events, then possibly one failure (a
+/// provider error or the request's deadline), already classified.
+pub type MeteredStream = BoxStream<'static, Result<StreamEvent, ApiError>>;
 
 impl std::fmt::Debug for AiService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -122,7 +130,45 @@ pub fn meter_error(err: MeterError) -> ApiError {
             }))
             .with_retry_after(wait)
         }
+        MeterError::TooSmall(t) => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "ai_limit_too_small",
+            t.to_string(),
+        )
+        .with_details(serde_json::json!({
+            "field": "daily_token_limit", "limit": t.limit, "requested": t.requested,
+        })),
         MeterError::Store(e) => e.into(),
+    }
+}
+
+/// 504 `ai_timeout`: the request's whole deadline ran out (retries and fallback included).
+pub fn deadline_error(after: Duration) -> ApiError {
+    let secs = after.as_secs_f32();
+    ApiError::new(
+        StatusCode::GATEWAY_TIMEOUT,
+        "ai_timeout",
+        format!(
+            "the AI providers gave no answer within {secs}s (retries and fallback included): \
+             try again, or raise IMIX_AI_REQUEST_TIMEOUT_SECS"
+        ),
+    )
+    .with_details(serde_json::json!({ "retryable": true, "timeout_secs": secs }))
+}
+
+/// Tokens of a prompt only: what is counted for a call that reached the provider but was
+/// cut (a timeout, a client gone), since a provider bills the prompt it read.
+fn prompt_only(prepared: &Prepared) -> TokenUsage {
+    TokenUsage {
+        prompt_tokens: u64::from(prepared.estimated_prompt_tokens),
+        ..TokenUsage::default()
+    }
+}
+
+/// Settles `reservation` to `usage`; a failure is logged (the answer was already paid for).
+async fn settle(reservation: Reservation, usage: TokenUsage) {
+    if let Err(e) = reservation.settle(usage).await {
+        tracing::error!(error = %e, "cannot count AI token usage");
     }
 }
 
@@ -213,7 +259,9 @@ fn literal_is_private(raw: &str) -> bool {
 
 impl AiService {
     /// The service over the server's store: settings sealed with `cipher`, counters on
-    /// `counters`, tenant names from `tenants`; provider calls bounded by `timeout`.
+    /// `counters`, tenant names from `tenants`; each provider call and each whole
+    /// suggestion, summary or test (retries and fallback included) bounded by `timeout`
+    /// (`IMIX_AI_REQUEST_TIMEOUT_SECS`).
     ///
     /// `allow_private_urls` (`IMIX_ALLOW_PRIVATE_AI_URLS`): whether the providers whose key
     /// a tenant set may reach non-public addresses; when not, their calls go through a
@@ -249,7 +297,14 @@ impl AiService {
             tenants,
             allow_private_urls,
             audit,
+            deadline: timeout,
         })
+    }
+
+    /// The deadline of one suggestion, summary or test (see [`AiService::new`]'s
+    /// `timeout`, which also bounds each provider call).
+    pub fn deadline(&self) -> Duration {
+        self.deadline
     }
 
     /// A tenant's provider URL naming a non-public address (saved while
@@ -361,7 +416,40 @@ impl AiService {
             }));
         };
         self.refuse_private_literals(&effective)?;
-        Ok(self.assistant.test(p).await)
+        // A tenant's test spends tokens on its settings' keys: reserved and counted like
+        // its suggestions. The platform's test is the operator's.
+        let reservation = match tenant {
+            Some(t) => Some(
+                self.meter
+                    .reserve(
+                        t,
+                        imix_ai::provider::connection_test_budget(),
+                        effective.daily_token_limit,
+                        imix_core::now(),
+                    )
+                    .await
+                    .map_err(meter_error)?,
+            ),
+            None => None,
+        };
+        let outcome = match tokio::time::timeout(self.deadline, self.assistant.test(p)).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(AiError::Timeout {
+                provider,
+                after: self.deadline,
+            }),
+        };
+        if let Some(r) = reservation {
+            match &outcome {
+                Ok(report) => settle(r, report.usage).await,
+                Err(_) => {
+                    if let Err(e) = r.release().await {
+                        tracing::error!(error = %e, "cannot release an AI token reservation");
+                    }
+                }
+            }
+        }
+        Ok(outcome)
     }
 
     /// Reads the conversation (the caller's visibility applies: another tenant's or an
@@ -376,17 +464,28 @@ impl AiService {
         task: Task,
         language: Option<Language>,
     ) -> Result<Prepared, ApiError> {
-        ctx.access()
-            .authorize(Permission::ConversationsReply, tenant)?;
-        let conv = inbox
-            .conversation(ctx.access(), tenant, conversation)
-            .await?;
+        self.prepare_as(ctx.access(), inbox, tenant, conversation, task, language)
+            .await
+    }
+
+    /// [`AiService::prepare`] for `access` (the auto-reply worker's own context).
+    pub async fn prepare_as(
+        &self,
+        access: &imix_core::access::AccessContext,
+        inbox: &InboxService,
+        tenant: TenantId,
+        conversation: ConversationId,
+        task: Task,
+        language: Option<Language>,
+    ) -> Result<Prepared, ApiError> {
+        access.authorize(Permission::ConversationsReply, tenant)?;
+        let conv = inbox.conversation(access, tenant, conversation).await?;
         let mut latest: VecDeque<Turn> = VecDeque::with_capacity(MESSAGES_READ + 1);
         let mut cursor = None;
         loop {
             let page = inbox
                 .messages(
-                    ctx.access(),
+                    access,
                     tenant,
                     conversation,
                     PageRequest {
@@ -417,7 +516,7 @@ impl AiService {
         // The contact's language when known; a caller who may not read contacts still gets
         // a suggestion, in the detected language.
         let contact_language = inbox
-            .contact(ctx.access(), tenant, conv.contact_id)
+            .contact(access, tenant, conv.contact_id)
             .await
             .ok()
             .and_then(|c| c.language)
@@ -455,6 +554,15 @@ impl AiService {
             ctx.access().authorize(Permission::UsageRead, tenant)?;
         }
         self.tenants.profile(tenant).await?;
+        self.today(tenant).await
+    }
+
+    /// Today's AI tokens of `tenant` and its daily limit, for a caller already allowed to
+    /// read the tenant's usage.
+    pub async fn today(
+        &self,
+        tenant: TenantId,
+    ) -> Result<(imix_ai::usage::DailyTokens, Option<u64>), ApiError> {
         let today = self.meter.today(tenant, imix_core::now()).await?;
         let limit = self
             .settings
@@ -465,17 +573,167 @@ impl AiService {
         Ok((today, limit))
     }
 
-    /// Runs a prepared call and counts its tokens for `tenant`.
+    /// Reserves a prepared call's maximum against `tenant`'s daily limit (refused: 429
+    /// `limit_reached`, or 422 `ai_limit_too_small`); dropped unsettled (the caller gone
+    /// after the provider was asked) it counts the prompt's estimate.
+    async fn reserve(
+        &self,
+        tenant: TenantId,
+        prepared: &Prepared,
+    ) -> Result<Reservation, ApiError> {
+        let mut reservation = self
+            .meter
+            .reserve(
+                tenant,
+                prepared.budget(),
+                prepared.daily_token_limit,
+                imix_core::now(),
+            )
+            .await
+            .map_err(meter_error)?;
+        reservation.count_on_drop(prompt_only(prepared));
+        Ok(reservation)
+    }
+
+    /// Runs a prepared call within the deadline, its maximum reserved against the daily
+    /// limit before and settled to its real usage after. A call the provider refused or
+    /// failed gives its reservation back; one cut by a timeout counts the prompt's
+    /// estimate (the provider read it).
     pub async fn complete(
         &self,
         tenant: TenantId,
         prepared: &Prepared,
     ) -> Result<Answer, ApiError> {
-        let answer = self.assistant.complete(prepared).await.map_err(ai_error)?;
-        self.record(tenant, answer.usage).await;
-        Ok(answer)
+        let reservation = self.reserve(tenant, prepared).await?;
+        match tokio::time::timeout(self.deadline, self.assistant.complete(prepared)).await {
+            Ok(Ok(answer)) => {
+                settle(reservation, answer.usage).await;
+                Ok(answer)
+            }
+            Ok(Err(e)) => {
+                let usage = match e {
+                    AiError::Timeout { .. } => prompt_only(prepared),
+                    _ => TokenUsage::default(),
+                };
+                settle(reservation, usage).await;
+                Err(ai_error(e))
+            }
+            Err(_) => {
+                settle(reservation, prompt_only(prepared)).await;
+                Err(deadline_error(self.deadline))
+            }
+        }
     }
 
+    /// Streams a prepared call within the deadline, metered like [`AiService::complete`]:
+    /// the reservation is settled to the usage the provider reports at the end; a stream
+    /// that breaks, runs out of time or is closed by the client counts what was seen so
+    /// far (the prompt's estimate plus the estimate of the text received). Errors before
+    /// the first event are the `Err`; later ones are the stream's last item.
+    pub async fn stream(
+        &self,
+        tenant: TenantId,
+        prepared: &Prepared,
+    ) -> Result<(ProviderKind, String, MeteredStream), ApiError> {
+        let deadline = tokio::time::Instant::now() + self.deadline;
+        let reservation = self.reserve(tenant, prepared).await?;
+        let chain = match tokio::time::timeout_at(deadline, self.assistant.stream(prepared)).await {
+            Ok(Ok(chain)) => chain,
+            Ok(Err(e)) => {
+                let usage = match e {
+                    AiError::Timeout { .. } => prompt_only(prepared),
+                    _ => TokenUsage::default(),
+                };
+                settle(reservation, usage).await;
+                return Err(ai_error(e));
+            }
+            Err(_) => {
+                settle(reservation, prompt_only(prepared)).await;
+                return Err(deadline_error(self.deadline));
+            }
+        };
+        let state = StreamState {
+            inner: chain.stream,
+            reservation: Some(reservation),
+            prompt: prompt_only(prepared),
+            seen_bytes: 0,
+            deadline: Box::pin(tokio::time::sleep_until(deadline)),
+            after: self.deadline,
+        };
+        let events = futures::stream::unfold(state, |mut s| async move {
+            let reservation = s.reservation.take()?;
+            let item = tokio::select! {
+                item = s.inner.next() => item,
+                () = &mut s.deadline => {
+                    settle(reservation, s.seen()).await;
+                    return Some((Err(deadline_error(s.after)), s));
+                }
+            };
+            match item {
+                Some(Ok(StreamEvent::Done {
+                    model,
+                    usage,
+                    finish_reason,
+                })) => {
+                    settle(reservation, usage.unwrap_or_else(|| s.seen())).await;
+                    Some((
+                        Ok(StreamEvent::Done {
+                            model,
+                            usage,
+                            finish_reason,
+                        }),
+                        s,
+                    ))
+                }
+                Some(Ok(event)) => {
+                    if let StreamEvent::Content(piece) | StreamEvent::Reasoning(piece) = &event {
+                        s.seen_bytes += piece.len();
+                    }
+                    let mut reservation = reservation;
+                    reservation.count_on_drop(s.seen());
+                    s.reservation = Some(reservation);
+                    Some((Ok(event), s))
+                }
+                Some(Err(e)) => {
+                    settle(reservation, s.seen()).await;
+                    Some((Err(ai_error(e)), s))
+                }
+                None => {
+                    // Ended without `Done` (the adapters report a cut as an error, so this
+                    // is only a precaution): what was seen is counted.
+                    settle(reservation, s.seen()).await;
+                    None
+                }
+            }
+        })
+        .boxed();
+        Ok((chain.provider, chain.model, events))
+    }
+}
+
+/// What a metered stream carries between items.
+struct StreamState {
+    inner: imix_ai::provider::ChatStream,
+    /// `None` once settled: the stream is over.
+    reservation: Option<Reservation>,
+    prompt: TokenUsage,
+    /// UTF-8 bytes of content and reasoning received.
+    seen_bytes: usize,
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+    after: Duration,
+}
+
+impl StreamState {
+    /// The prompt's estimate plus the estimate of the text received so far.
+    fn seen(&self) -> TokenUsage {
+        TokenUsage {
+            completion_tokens: (self.seen_bytes as u64).div_ceil(4),
+            ..self.prompt
+        }
+    }
+}
+
+impl AiService {
     /// Counts `usage` for `tenant`; a failure is logged (the answer was already paid for).
     pub async fn record(&self, tenant: TenantId, usage: imix_ai::TokenUsage) {
         if let Err(e) = self.meter.record(tenant, usage, imix_core::now()).await {

@@ -101,6 +101,10 @@ pub struct Config {
     /// may lead to loopback, private, link-local and other non-public addresses (the
     /// platform's own URLs are the operator's choice and are not checked).
     pub allow_private_ai_urls: bool,
+    /// `IMIX_AI_REQUEST_TIMEOUT_SECS` (default 60, 1 to 600): the most one AI suggestion,
+    /// summary or connection test may take, retries and fallback providers included;
+    /// past it the caller gets `ai_timeout`.
+    pub ai_request_timeout: std::time::Duration,
     /// `IMIX_WEBHOOK_RETRY_BASE_MS` (default 10000): the delay before a failed webhook
     /// delivery's first retry; it doubles with each attempt, up to an hour.
     pub webhook_retry_base: std::time::Duration,
@@ -174,6 +178,7 @@ impl std::fmt::Debug for Config {
                 &self.allow_private_webhook_targets,
             )
             .field("allow_private_ai_urls", &self.allow_private_ai_urls)
+            .field("ai_request_timeout", &self.ai_request_timeout)
             .field("webhook_retry_base", &self.webhook_retry_base)
             .field("webhook_max_attempts", &self.webhook_max_attempts)
             .field("events_heartbeat", &self.events_heartbeat)
@@ -446,6 +451,17 @@ impl Config {
         )?;
         let allow_private_ai_urls =
             src.parse("IMIX_ALLOW_PRIVATE_AI_URLS", false, "`true` or `false`")?;
+        let ai_request_timeout_secs: u64 = src.parse(
+            "IMIX_AI_REQUEST_TIMEOUT_SECS",
+            60,
+            "a whole number of seconds",
+        )?;
+        if !(1..=600).contains(&ai_request_timeout_secs) {
+            return Err(ConfigError::new(
+                "IMIX_AI_REQUEST_TIMEOUT_SECS",
+                "must be between 1 and 600 seconds",
+            ));
+        }
         let webhook_retry_base_ms: u64 = src.parse(
             "IMIX_WEBHOOK_RETRY_BASE_MS",
             10_000,
@@ -542,6 +558,7 @@ impl Config {
             allow_private_smtp_hosts,
             allow_private_webhook_targets,
             allow_private_ai_urls,
+            ai_request_timeout: std::time::Duration::from_secs(ai_request_timeout_secs),
             webhook_retry_base,
             webhook_max_attempts,
             admin_email,

@@ -93,6 +93,9 @@ pub struct SimulatorConfig {
     pub models: Vec<SimModel>,
     /// A pause before each stream chunk (0 by default), to watch streams arrive.
     pub chunk_delay: Duration,
+    /// A pause before every chat answer (0 by default): a provider's own latency, for
+    /// latency measurements and deadline tests. Scripted `slow` outcomes add to it.
+    pub response_delay: Duration,
 }
 
 impl Default for SimulatorConfig {
@@ -108,6 +111,7 @@ impl Default for SimulatorConfig {
                 SimModel::new("deepseek-reasoner", 65_536).reasoner(),
             ],
             chunk_delay: Duration::ZERO,
+            response_delay: Duration::ZERO,
         }
     }
 }
@@ -124,6 +128,12 @@ impl SimulatorConfig {
     /// Accepts another key too.
     pub fn with_api_key(mut self, key: impl Into<String>) -> Self {
         self.api_keys.push(key.into());
+        self
+    }
+
+    /// Sets the pause before every chat answer.
+    pub fn with_response_delay(mut self, delay: Duration) -> Self {
+        self.response_delay = delay;
         self
     }
 

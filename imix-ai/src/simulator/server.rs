@@ -395,6 +395,9 @@ async fn chat(req: &Request, body: Bytes, Data(state): Data<&Arc<State>>) -> Res
     let flavour = Flavour::of(&model);
     let stream = body["stream"].as_bool().unwrap_or(false);
     let outcome = state.with(|q| q.pop_front());
+    if !state.config.response_delay.is_zero() {
+        tokio::time::sleep(state.config.response_delay).await;
+    }
 
     if let Some(outcome) = &outcome {
         if let Some(response) = scripted_error(outcome, flavour, &model) {

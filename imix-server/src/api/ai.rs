@@ -210,9 +210,10 @@ impl From<AiSettingsView> for AiSettingsBody {
                             api_key_hint: p.api_key_hint,
                             model: p.model,
                             // Stored as f32: shown as set (0.3, not 0.30000001).
+                            // `+ 0.0`: a -0.0 stored before it was normalised shows as 0.0.
                             temperature: p
                                 .temperature
-                                .map(|t| (f64::from(t) * 100.0).round() / 100.0),
+                                .map(|t| (f64::from(t) * 100.0).round() / 100.0 + 0.0),
                             max_tokens: p.max_tokens,
                             url: p.url,
                         },
@@ -378,10 +379,29 @@ pub struct AiUsageBody {
     pub reasoning_tokens: u64,
     /// Prompt plus completion: what the daily limit counts.
     pub total_tokens: u64,
+    /// Held by suggestions still running (each reserves its maximum, the prompt's estimate
+    /// plus max tokens, until it ends): counted against the limit meanwhile.
+    pub reserved_tokens: u64,
     /// The daily token limit, when there is one.
     pub daily_token_limit: Option<u64>,
     /// When the counters start again from 0.
     pub resets_at: DateTime<Utc>,
+}
+
+impl AiUsageBody {
+    /// The body of today's tokens and the limit.
+    pub fn of(today: imix_ai::usage::DailyTokens, limit: Option<u64>) -> Self {
+        Self {
+            day: today.day.to_string(),
+            prompt_tokens: today.prompt_tokens,
+            completion_tokens: today.completion_tokens,
+            reasoning_tokens: today.reasoning_tokens,
+            total_tokens: today.total_tokens,
+            reserved_tokens: today.reserved_tokens,
+            daily_token_limit: limit,
+            resets_at: today.resets_at,
+        }
+    }
 }
 
 #[derive(ApiResponse)]
@@ -590,15 +610,7 @@ impl AiApi {
     ) -> Result<Json<AiUsageBody>, ApiError> {
         let tenant = parse_id::<TenantId>(&tenant_id.0, "tenant")?;
         let (today, limit) = self.state.ai.usage(&auth.0, tenant).await?;
-        Ok(Json(AiUsageBody {
-            day: today.day.to_string(),
-            prompt_tokens: today.prompt_tokens,
-            completion_tokens: today.completion_tokens,
-            reasoning_tokens: today.reasoning_tokens,
-            total_tokens: today.total_tokens,
-            daily_token_limit: limit,
-            resets_at: today.resets_at,
-        }))
+        Ok(Json(AiUsageBody::of(today, limit)))
     }
 
     /// Suggests the next reply of a conversation, in the conversation's language (the
@@ -645,13 +657,11 @@ impl AiApi {
                 usage: answer.usage.into(),
             })));
         }
-        let chain = ai.assistant.stream(&prepared).await.map_err(ai_error)?;
-        let (provider, model) = (chain.provider.as_str().to_owned(), chain.model.clone());
-        let ai = ai.clone();
-        let events = chain
-            .stream
+        // Metered and bounded by the deadline in `AiService::stream`.
+        let (provider, model, stream) = ai.stream(tenant, &prepared).await?;
+        let provider = provider.as_str().to_owned();
+        let events = stream
             .filter_map(move |item| {
-                let ai = ai.clone();
                 let (provider, model, language) =
                     (provider.clone(), model.clone(), language.clone());
                 async move {
@@ -666,23 +676,21 @@ impl AiApi {
                             model: answered,
                             usage,
                             ..
-                        }) => {
-                            if let Some(u) = usage {
-                                ai.record(tenant, u).await;
-                            }
+                        }) => Some(SuggestionEvent {
+                            provider: Some(provider),
+                            model: Some(if answered.is_empty() { model } else { answered }),
+                            language: Some(language),
+                            usage: usage.map(Into::into),
+                            ..event("done")
+                        }),
+                        Err(e) => {
+                            let body = e.body();
                             Some(SuggestionEvent {
-                                provider: Some(provider),
-                                model: Some(if answered.is_empty() { model } else { answered }),
-                                language: Some(language),
-                                usage: usage.map(Into::into),
-                                ..event("done")
+                                content: Some(body.error.message),
+                                code: Some(body.error.code),
+                                ..event("error")
                             })
                         }
-                        Err(e) => Some(SuggestionEvent {
-                            content: Some(e.to_string()),
-                            code: Some(e.code().to_owned()),
-                            ..event("error")
-                        }),
                     }
                 }
             })

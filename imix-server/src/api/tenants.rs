@@ -134,6 +134,8 @@ pub struct UsageView {
     pub limits: LimitsView,
     /// When the daily counters start again from 0 (next UTC midnight).
     pub resets_at: chrono::DateTime<chrono::Utc>,
+    /// Today's AI assistant tokens and the daily token limit (as `GET .../usage/ai`).
+    pub ai_tokens: super::ai::AiUsageBody,
 }
 
 #[derive(ApiResponse)]
@@ -328,7 +330,10 @@ impl TenantsApi {
         use imix_tenancy::quota::CountKind;
         let id = parse_id::<TenantId>(&tenant_id.0, "tenant")?;
         let u = self.state.tenancy.usage(&auth.0, id).await?;
+        // The caller may read this tenant's usage (checked just above).
+        let (tokens, token_limit) = self.state.ai.today(id).await?;
         Ok(Json(UsageView {
+            ai_tokens: super::ai::AiUsageBody::of(tokens, token_limit),
             day: u.daily.day.to_string(),
             today: DailyView {
                 messages: u.daily.messages,
