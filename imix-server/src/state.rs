@@ -226,7 +226,7 @@ impl AppState {
             imix_ai::settings::AiSettingsService::new(store.settings.clone(), cipher.clone()),
             imix_ai::usage::TokenMeter::new(store.counters.clone()),
             storage.tenants(),
-            std::time::Duration::from_secs(60),
+            config.ai_request_timeout,
             config.allow_private_ai_urls,
             Arc::new(imix_core::access::AuditLog::new(store.audit.clone())),
         )
