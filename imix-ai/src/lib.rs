@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod assistant;
+pub mod auto_reply;
 pub mod chat;
 pub mod error;
 pub mod fallback;
