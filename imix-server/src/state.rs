@@ -104,7 +104,20 @@ impl AppState {
         // A restore the process died in the middle of is completed (or rolled back) before
         // anything reads the store: a half-restored store is never served.
         let backups = crate::backups::service(&config, &storage)?;
-        let resumed = backups.resume_interrupted_restore().await?;
+        let resumed = match backups.resume_interrupted_restore().await {
+            Ok(resumed) => resumed,
+            // The restore a restore of another version left for this version failed: roll
+            // back now rather than at the health timeout.
+            Err(e) => {
+                return Err(crate::updates::roll_back_failed_restore(
+                    &config,
+                    &update_action,
+                    &restarter,
+                    &e,
+                )
+                .unwrap_or(e.into()))
+            }
+        };
         if let Some(summary) = &resumed {
             tracing::warn!(?summary, "an interrupted restore was finished at start");
         }

@@ -12,11 +12,11 @@ use std::{
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use imix_update::{
-    backup::{BackupKind, Backups, Progress},
+    backup::{BackupError, BackupKind, Backups, Manifest, PendingRestore, Progress},
     update::{
         probation::{self, StartAction},
-        DataSnapshots, HttpSource, ReleaseSource, Restarter, SettingsAcceptedVersions, Updates,
-        UpdatesConfig, RESTART_EXIT_CODE,
+        BackupRelease, DataSnapshots, HttpSource, ReleaseSource, Restarter, RestoreData,
+        SettingsAcceptedVersions, UpdateError, Updates, UpdatesConfig, RESTART_EXIT_CODE,
     },
 };
 
@@ -182,7 +182,9 @@ pub fn at_start(config: &Config) -> Result<(StartAction, Arc<ServerRestarter>), 
         executable(config)?,
     ));
     let dir = state_dir(config);
+    let pending = probation::read_marker(&dir)?;
     let action = probation::at_start(&dir, &running_version())?;
+    forget_restore_at_start(config, pending.as_ref(), &action)?;
     match &action {
         StartAction::Probation { deadline } => {
             tracing::warn!(%deadline, "this version was just installed: on probation until its health check passes");
@@ -211,6 +213,221 @@ pub fn at_start(config: &Config) -> Result<(StartAction, Arc<ServerRestarter>), 
         StartAction::Normal | StartAction::RestoreData { .. } => {}
     }
     Ok((action, restarter))
+}
+
+/// The backups' restore marker ("restore backup X before serving") is for the version a
+/// restore of another version restarts into. This version drops it when it starts instead:
+/// after a rollback (it puts the pre-update or pre-restore data back anyway, so completing
+/// that restore first would be wasted or, for data of another schema, wrong), and when a
+/// restore of another version was interrupted before its executable ran (nothing changed:
+/// the data stays as it is).
+fn forget_restore_at_start(
+    config: &Config,
+    pending: Option<&probation::Marker>,
+    action: &StartAction,
+) -> Result<(), ServerError> {
+    let dir = config.data_dir.join("backups");
+    let forget = match action {
+        StartAction::RestoreData { .. } => true,
+        StartAction::Normal => pending.is_some_and(|m| {
+            m.restore_of.is_some()
+                && m.from_version == running_version()
+                && imix_update::backup::restore_at_start(&dir)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|named| Some(&named) == m.restore_of.as_ref())
+        }),
+        StartAction::Probation { .. } | StartAction::Restart { .. } => false,
+    };
+    if forget {
+        if let Some(backup) = imix_update::backup::drop_restore_at_start(&dir)? {
+            tracing::warn!(backup, "the restore left for the new version is dropped");
+        }
+    }
+    Ok(())
+}
+
+/// In the version a restore of another version restarted into (on probation): the backup
+/// it was to restore at start could not be restored, so this version must not serve.
+/// Rolls back at once (previous executable, then the pre-restore data in that version)
+/// instead of waiting for the health timeout, and asks for the restart; answers the error
+/// that stops this start. Not on probation: `None` (the caller fails as before).
+pub fn roll_back_failed_restore(
+    config: &Config,
+    action: &StartAction,
+    restarter: &ServerRestarter,
+    error: &BackupError,
+) -> Option<ServerError> {
+    let StartAction::Probation { .. } = action else {
+        return None;
+    };
+    let reason = format!(
+        "version {} could not restore the backup at start: {error}",
+        running_version()
+    );
+    match probation::roll_back(&state_dir(config), &running_version(), &reason) {
+        Ok(true) => {
+            tracing::error!(reason, "rolling back to the previous version");
+            restarter.restart();
+            Some(ServerError::RollbackRestart { reason })
+        }
+        Ok(false) => None,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot roll back after a failed restore");
+            None
+        }
+    }
+}
+
+/// How a backup is restored, decided by [`plan_restore`].
+#[derive(Debug)]
+pub enum RestorePlan {
+    /// This version restores the data itself ([`Backups::restore`]): a backup of this
+    /// version, or of another one whose schema this version can read (migrated forward)
+    /// while its executable cannot be used here (none, another target).
+    Here,
+    /// A backup of another version with an executable that runs here: restored through
+    /// [`Updates::install_from_backup`] (its executable, then its data at its start).
+    OtherVersion(BackupRelease),
+}
+
+/// Decides how backup `id` is restored; refuses (nothing changed) a backup of another
+/// version whose executable cannot be used here and whose schema is newer than this one.
+/// For another version the archive is verified as a whole first, then its executable is
+/// copied beside the executable updates replace, checked against the archive's SHA-256
+/// and run once (`--version` must print the backup's version).
+pub async fn plan_restore(
+    config: &Config,
+    backups: &Backups,
+    id: &str,
+) -> Result<RestorePlan, ServerError> {
+    let info = backups.store().get(id)?;
+    if info.app_version == running_version().to_string() {
+        return Ok(RestorePlan::Here);
+    }
+    let manifest = backups.verify(id).await?;
+    let why = match usable_executable(config, backups, id, &manifest).await? {
+        Ok(release) => return Ok(RestorePlan::OtherVersion(release)),
+        Err(why) => why,
+    };
+    match backups.check_schema(&manifest).await {
+        Ok(()) => {
+            tracing::info!(backup = id, version = %manifest.app_version, why,
+                "the backup's executable cannot be used; its data is restored by this version");
+            Ok(RestorePlan::Here)
+        }
+        Err(BackupError::Unsupported(message)) => Err(BackupError::Unsupported(format!(
+            "{message}; its own executable cannot be put back either: {why}"
+        ))
+        .into()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The backup's executable, ready to be put in place, or why it cannot be used here.
+async fn usable_executable(
+    config: &Config,
+    backups: &Backups,
+    id: &str,
+    manifest: &Manifest,
+) -> Result<Result<BackupRelease, String>, ServerError> {
+    let Ok(version) = manifest.app_version.parse::<semver::Version>() else {
+        return Ok(Err(format!(
+            "its version `{}` is not a version",
+            manifest.app_version
+        )));
+    };
+    if manifest.executable.is_none() {
+        return Ok(Err(
+            "the archive holds no executable (it was made with IMIX_BACKUP_INCLUDE_EXECUTABLE=false)"
+                .into(),
+        ));
+    }
+    let target = imix_update::update::TARGET;
+    if let Some(theirs) = manifest.target.as_deref().filter(|t| *t != target) {
+        return Ok(Err(format!(
+            "its executable is for {theirs}, this server runs on {target}"
+        )));
+    }
+    let exe = executable(config)?;
+    let dir = exe
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let archive = backups.store().archive_path(id)?;
+    let m = manifest.clone();
+    let temp = tokio::task::spawn_blocking(move || {
+        // The prefix of update downloads: a copy left by a kill -9 is removed by the next
+        // install like an unfinished download.
+        imix_update::backup::extract_executable(&archive, &m, &dir, ".imix-update-")
+    })
+    .await
+    .map_err(|e| BackupError::Io {
+        action: "copy the backup's executable",
+        source: std::io::Error::other(e),
+    })??;
+    if let Err(e) = imix_update::update::service::set_executable(&temp, &exe) {
+        return Ok(Err(e.to_string()));
+    }
+    if let Err(e) = imix_update::update::service::trial_run(&temp, &version).await {
+        return Ok(Err(e.to_string()));
+    }
+    Ok(Ok(BackupRelease {
+        version,
+        executable: temp,
+        backup_id: id.to_owned(),
+        // The new version restores the archive before it can answer its health check:
+        // a minute more, and a second per 500 records (restores run at ~3,000 a second).
+        extra_time: std::time::Duration::from_secs(60 + manifest.total_records() / 500),
+    }))
+}
+
+/// The data side of a restore of another version: the pre-restore backup and the
+/// backups' restore marker, through the backups service.
+pub struct ServerRestoreData {
+    backups: Backups,
+    backup: String,
+    pending: Option<PendingRestore>,
+}
+
+impl ServerRestoreData {
+    /// For restoring backup `id` of `backups`.
+    pub fn new(backups: Backups, id: &str) -> Self {
+        Self {
+            backups,
+            backup: id.to_owned(),
+            pending: None,
+        }
+    }
+}
+
+#[async_trait]
+impl RestoreData for ServerRestoreData {
+    async fn backup_first(&mut self) -> imix_update::update::Result<String> {
+        let pending = self.backups.prepare_restore_at_start(&self.backup).await?;
+        let id = pending.pre_restore().id.clone();
+        self.pending = Some(pending);
+        Ok(id)
+    }
+
+    fn restore_at_next_start(&mut self) -> imix_update::update::Result<()> {
+        match &mut self.pending {
+            Some(pending) => Ok(pending.schedule()?),
+            None => Err(UpdateError::Io {
+                action: "leave the restore for the next start",
+                source: std::io::Error::other("no pre-restore backup was made"),
+            }),
+        }
+    }
+
+    fn cancel(&mut self) {
+        if let Some(pending) = &mut self.pending {
+            if let Err(e) = pending.cancel() {
+                tracing::error!(error = %e, "cannot remove the restore marker");
+            }
+        }
+    }
 }
 
 /// After a rollback, in the old version, before serving: puts the pre-update data back and

@@ -162,6 +162,12 @@ pub struct RestoreView {
     pub restored_records: u64,
     /// The backup of the data as it was just before, taken automatically.
     pub pre_restore_backup_id: Option<String>,
+    /// True when the backup is of another version (answer 202): its executable was put in
+    /// place (the previous one kept) and the server is restarting into it; that version
+    /// restores the data before it serves, then confirms its health like an update (else
+    /// the previous executable and the pre-restore data are put back). Follow
+    /// `GET /api/v1/system/update/status`. `restored_records` is 0 then.
+    pub restarting: bool,
 }
 
 /// The daily backup schedule (a platform setting; off by default).
@@ -228,6 +234,18 @@ enum Uploaded {
     /// The archive was verified and added to the list.
     #[oai(status = 201)]
     Created(Json<BackupView>),
+}
+
+/// Answers of restore.
+#[derive(ApiResponse)]
+enum Restored {
+    /// The data was replaced with the backup's.
+    #[oai(status = 200)]
+    Done(Json<RestoreView>),
+    /// A backup of another version: its executable is in place and the server restarts
+    /// into it, which restores the data; follow `GET /api/v1/system/update/status`.
+    #[oai(status = 202)]
+    Restarting(Json<RestoreView>),
 }
 
 /// Answers of delete.
@@ -473,20 +491,67 @@ impl BackupsApi {
     /// archive is refused, 422, and nothing changes), takes a `pre-restore` backup of the
     /// current data, then replaces all data with the archive's. While it runs the API
     /// answers 503. Works across stores (a SQLite backup restores into MongoDB).
+    ///
+    /// A backup of another version whose executable runs here (checked against the
+    /// archive's SHA-256, run once) is restored the way an update installs: pre-restore
+    /// backup, its executable put in place (the previous one kept), restart; that version
+    /// restores the data before serving and is on probation until healthy, else the
+    /// previous executable and the pre-restore data come back. Answer 202 `restarting`;
+    /// follow `GET /system/update/status`. Without a usable executable, a backup of a newer
+    /// schema is refused (422 `backup_unsupported`) and an older one is restored here,
+    /// migrated forward.
     #[oai(
         path = "/system/backups/:backup_id/restore",
         method = "post",
         operation_id = "restore_backup"
     )]
-    async fn restore(
-        &self,
-        auth: Auth,
-        backup_id: Path<String>,
-    ) -> Result<Json<RestoreView>, ApiError> {
+    async fn restore(&self, auth: Auth, backup_id: Path<String>) -> Result<Restored, ApiError> {
         Self::require(&auth)?;
         let backups = &self.state.backups;
         let info = backups.store().get(&backup_id.0)?;
         self.audit(&auth, "backup.restore_started", &info.id).await;
+        let plan = match crate::updates::plan_restore(&self.state.config, backups, &info.id).await {
+            Ok(plan) => plan,
+            Err(e) => {
+                self.audit(&auth, "backup.restore_failed", &info.id).await;
+                return Err(match e {
+                    crate::ServerError::Backup(e) => e.into(),
+                    e => {
+                        tracing::error!(error = %e, "cannot prepare the restore");
+                        ApiError::new(
+                            poem::http::StatusCode::INTERNAL_SERVER_ERROR,
+                            "internal_error",
+                            "the restore could not be prepared; it has been logged",
+                        )
+                    }
+                });
+            }
+        };
+        if let crate::updates::RestorePlan::OtherVersion(release) = plan {
+            let mut data = crate::updates::ServerRestoreData::new(backups.clone(), &info.id);
+            let status = match self
+                .state
+                .updates
+                .service
+                .install_from_backup(release, &mut data)
+                .await
+            {
+                Ok(status) => status,
+                Err(e) => {
+                    self.audit(&auth, "backup.restore_failed", &info.id).await;
+                    return Err(match e {
+                        imix_update::update::UpdateError::Backup(e) => e.into(),
+                        e => e.into(),
+                    });
+                }
+            };
+            return Ok(Restored::Restarting(Json(RestoreView {
+                backup: BackupJob::from(info).into(),
+                restored_records: 0,
+                pre_restore_backup_id: status.backup_id,
+                restarting: true,
+            })));
+        }
         let outcome = match backups.restore(&info.id, &Progress::default()).await {
             Ok(outcome) => outcome,
             Err(e) => {
@@ -496,11 +561,12 @@ impl BackupsApi {
         };
         // The audit log was replaced with the archive's: record the restore in the new one.
         self.audit(&auth, "backup.restore", &info.id).await;
-        Ok(Json(RestoreView {
+        Ok(Restored::Done(Json(RestoreView {
             backup: BackupJob::from(info).into(),
             restored_records: outcome.restored,
             pre_restore_backup_id: outcome.pre_restore_backup,
-        }))
+            restarting: false,
+        })))
     }
 
     /// Deletes the backup.

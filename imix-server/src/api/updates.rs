@@ -109,8 +109,12 @@ pub struct UpdateStatus {
     pub current_version: String,
     /// The version being (or last) installed.
     pub target_version: Option<String>,
-    /// The pre-update backup (in the backups list, kind `pre-update`).
+    /// The pre-update backup (in the backups list, kind `pre-update`; for the restore of
+    /// a backup of another version, the `pre-restore` backup).
     pub backup_id: Option<String>,
+    /// Set when this is the restore of a backup of another version (its executable put in
+    /// place like an update): the backup being restored.
+    pub restore_of: Option<String>,
     /// When the status last changed.
     pub updated_at: DateTime<Utc>,
 }
@@ -126,6 +130,7 @@ impl From<InstallStatus> for UpdateStatus {
             current_version: s.current_version,
             target_version: s.target_version,
             backup_id: s.backup_id,
+            restore_of: s.restore_of,
             updated_at: s.updated_at,
         }
     }

@@ -81,7 +81,7 @@ async fn populate(s: &TestServer, admin: &str, name: &str) -> String {
 }
 
 /// Starts a backup and waits until it is done; returns it as listed.
-async fn backup(s: &TestServer, admin: &str) -> Value {
+pub(crate) async fn backup(s: &TestServer, admin: &str) -> Value {
     let (status, job) = s.send_json(admin, Method::POST, BACKUPS, json!({})).await;
     assert_eq!(status, 202, "{job}");
     assert_eq!(job["status"], "running", "{job}");
@@ -105,7 +105,7 @@ async fn wait_done(s: &TestServer, admin: &str, id: &str) -> Value {
     }
 }
 
-async fn download(s: &TestServer, admin: &str, id: &str) -> (reqwest::header::HeaderMap, Vec<u8>) {
+pub(crate) async fn download(s: &TestServer, admin: &str, id: &str) -> (reqwest::header::HeaderMap, Vec<u8>) {
     let resp = s
         .call(admin, Method::GET, &format!("{BACKUPS}/{id}/download"))
         .send()
@@ -117,7 +117,7 @@ async fn download(s: &TestServer, admin: &str, id: &str) -> (reqwest::header::He
 }
 
 /// Every file of an archive, in order.
-fn files_of(archive: &[u8]) -> Vec<(String, Vec<u8>)> {
+pub(crate) fn files_of(archive: &[u8]) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
     let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(archive));
     for entry in tar.entries().unwrap() {
@@ -131,12 +131,12 @@ fn files_of(archive: &[u8]) -> Vec<(String, Vec<u8>)> {
 }
 
 /// The file `name` of `files`.
-fn file<'a>(files: &'a [(String, Vec<u8>)], name: &str) -> &'a [u8] {
+pub(crate) fn file<'a>(files: &'a [(String, Vec<u8>)], name: &str) -> &'a [u8] {
     &files.iter().find(|(n, _)| n == name).unwrap().1
 }
 
 /// `files` as a tar.gz, in the given order (the manifest last).
-fn archive_of(files: &[(String, Vec<u8>)]) -> Vec<u8> {
+pub(crate) fn archive_of(files: &[(String, Vec<u8>)]) -> Vec<u8> {
     let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(
         Vec::new(),
         flate2::Compression::fast(),
@@ -157,7 +157,7 @@ fn archive_of(files: &[(String, Vec<u8>)]) -> Vec<u8> {
     builder.into_inner().unwrap().finish().unwrap()
 }
 
-async fn upload(s: &TestServer, admin: &str, bytes: Vec<u8>) -> reqwest::Response {
+pub(crate) async fn upload(s: &TestServer, admin: &str, bytes: Vec<u8>) -> reqwest::Response {
     s.call(admin, Method::POST, &format!("{BACKUPS}/upload"))
         .multipart(
             reqwest::multipart::Form::new().part(

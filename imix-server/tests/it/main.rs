@@ -32,6 +32,7 @@ mod outbound_crash;
 mod outbound_media;
 mod outbound_redis;
 mod replicas;
+mod restore_versions;
 mod search;
 mod server;
 mod simulated_inbound;

@@ -35,9 +35,9 @@ on_both_backends!(
 
 const CHECK: &str = "/api/v1/system/update";
 const INSTALL: &str = "/api/v1/system/update/install";
-const STATUS: &str = "/api/v1/system/update/status";
+pub(crate) const STATUS: &str = "/api/v1/system/update/status";
 /// The version the test server runs.
-const RUNNING: &str = env!("CARGO_PKG_VERSION");
+pub(crate) const RUNNING: &str = env!("CARGO_PKG_VERSION");
 
 /// The update server's files, and a gate artifact downloads wait on.
 #[derive(Clone)]
@@ -75,11 +75,11 @@ async fn serve(www: Www) -> String {
     format!("http://{addr}/")
 }
 
-fn script(version: &str) -> Vec<u8> {
+pub(crate) fn script(version: &str) -> Vec<u8> {
     format!("#!/bin/sh\necho \"imix-server {version}\"\n").into_bytes()
 }
 
-fn run(exe: &Path) -> String {
+pub(crate) fn run(exe: &Path) -> String {
     let out = std::process::Command::new(exe)
         .arg("--version")
         .output()
@@ -117,23 +117,23 @@ fn publish(
 }
 
 /// A newer version than the running one.
-fn next_version() -> String {
+pub(crate) fn next_version() -> String {
     let mut v: semver::Version = RUNNING.parse().unwrap();
     v.minor += 1;
     v.patch = 0;
     v.to_string()
 }
 
-struct Setup {
+pub(crate) struct Setup {
     key: SigningKey,
     www: Www,
     base: String,
-    exe: PathBuf,
+    pub(crate) exe: PathBuf,
     _bin: tempfile::TempDir,
 }
 
 impl Setup {
-    async fn new() -> Self {
+    pub(crate) async fn new() -> Self {
         let bin = tempfile::tempdir().unwrap();
         let exe = bin.path().join("imix-server");
         std::fs::write(&exe, script(RUNNING)).unwrap();
@@ -153,7 +153,7 @@ impl Setup {
         }
     }
 
-    fn vars(&self, vars: &mut std::collections::HashMap<String, String>) {
+    pub(crate) fn vars(&self, vars: &mut std::collections::HashMap<String, String>) {
         vars.insert("UPDATE_SERVER_URL".into(), format!("{}release/", self.base));
         vars.insert(
             "IMIX_UPDATE_PUBLIC_KEY".into(),
@@ -306,7 +306,7 @@ async fn only_platform_admins_manage_updates(backend: Backend) {
 }
 
 /// Polls the status until `done` says so (or the server stops answering: it restarted).
-async fn wait_for(server: &TestServer, admin: &str, done: impl Fn(&Value) -> bool) -> Value {
+pub(crate) async fn wait_for(server: &TestServer, admin: &str, done: impl Fn(&Value) -> bool) -> Value {
     let mut last = Value::Null;
     for _ in 0..500 {
         let Ok(resp) = server.call(admin, Method::GET, STATUS).send().await else {

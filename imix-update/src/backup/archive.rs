@@ -248,6 +248,9 @@ async fn produce(
         backend: store.backend.name().to_owned(),
         counts,
         files: BTreeMap::new(),
+        target: executable
+            .as_ref()
+            .map(|_| crate::update::TARGET.to_owned()),
         executable,
     };
     tx.send(Piece::Finish(Box::new(manifest)))
@@ -607,6 +610,69 @@ pub fn verify(path: &Path, progress: Option<&Progress>) -> Result<Manifest> {
         }
     }
     Ok(manifest)
+}
+
+/// Copies the executable of the verified archive at `path` (whose manifest is `manifest`)
+/// into a new file in `dir` named `prefix…`, checking its size and SHA-256 against the
+/// manifest on the way, flushed to disk; answers the file's path (removed when dropped).
+/// An archive without an executable is [`BackupError::Unsupported`]. Blocking: call it on
+/// a blocking thread.
+pub fn extract_executable(
+    path: &Path,
+    manifest: &Manifest,
+    dir: &Path,
+    prefix: &str,
+) -> Result<tempfile::TempPath> {
+    let name = manifest
+        .executable
+        .as_deref()
+        .ok_or_else(|| BackupError::Unsupported("the archive holds no executable".into()))?;
+    let expected = manifest.files.get(name).ok_or_else(|| {
+        BackupError::Corrupt(format!("the executable {name} is not in the manifest"))
+    })?;
+    let file = File::open(path).map_err(BackupError::io("open the backup"))?;
+    let mut archive = tar::Archive::new(GzDecoder::new(BufReader::with_capacity(1 << 20, file)));
+    let entries = archive
+        .entries()
+        .map_err(|e| BackupError::Corrupt(format!("the archive cannot be read ({e})")))?;
+    for entry in entries {
+        let entry =
+            entry.map_err(|e| BackupError::Corrupt(format!("the archive cannot be read ({e})")))?;
+        let is_it = entry
+            .path()
+            .ok()
+            .and_then(|p| p.to_str().map(|p| p == name))
+            == Some(true);
+        if !is_it {
+            continue;
+        }
+        let mut temp = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempfile_in(dir)
+            .map_err(BackupError::io("create the executable's file"))?;
+        let mut reader = Hashing {
+            inner: entry,
+            hasher: Sha256::new(),
+            read: 0,
+        };
+        std::io::copy(&mut reader, temp.as_file_mut())
+            .map_err(|e| BackupError::Corrupt(format!("{name} cannot be read ({e})")))?;
+        let sha256 = hex::encode(reader.hasher.finalize());
+        if reader.read != expected.size || sha256 != expected.sha256 {
+            return Err(BackupError::Corrupt(format!(
+                "{name} does not match its checksum (SHA-256 {} expected, {sha256} found)",
+                expected.sha256
+            )));
+        }
+        temp.as_file()
+            .sync_all()
+            .map_err(BackupError::io("write the executable's file"))?;
+        // Closed before it is run: a file open for writing cannot be executed (ETXTBSY).
+        return Ok(temp.into_temp_path());
+    }
+    Err(BackupError::Corrupt(format!(
+        "the executable {name} is not in the archive"
+    )))
 }
 
 /// Reads only as far as needed to return the manifest of the archive at `path`, without

@@ -31,9 +31,12 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-pub use archive::{read_manifest_summary, verify, write_backup, Progress, WriteOptions};
+pub use archive::{
+    extract_executable, read_manifest_summary, verify, write_backup, Progress, WriteOptions,
+};
 pub use service::{
-    BackgroundWorkers, BackupJob, Backups, BackupsConfig, JobStatus, RestoreOutcome, RestoreSummary,
+    drop_restore_at_start, restore_at_start, BackgroundWorkers, BackupJob, Backups, BackupsConfig,
+    JobStatus, PendingRestore, RestoreOutcome, RestoreSummary,
 };
 pub use store::{BackupInfo, BackupStore};
 
@@ -105,6 +108,11 @@ pub struct Manifest {
     pub files: BTreeMap<String, FileDigest>,
     /// The path of the executable in the archive, when it holds one.
     pub executable: Option<String>,
+    /// The target triple the executable was built for (`x86_64-unknown-linux-gnu`, …);
+    /// absent in archives written before it was recorded (a restore then finds out by
+    /// running the executable once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
 }
 
 impl Manifest {

@@ -165,6 +165,10 @@ struct Inner {
     /// Jobs running or failed since start, by id (finished ones are read from the directory).
     jobs: Mutex<BTreeMap<String, BackupJob>>,
     restoring: AtomicBool,
+    /// Held from the moment a restore was left for the next start
+    /// ([`PendingRestore::schedule`]) until this process ends: no backup or restore may
+    /// run (and remove the marker) while the server restarts.
+    held: Mutex<Option<tokio::sync::OwnedMutexGuard<()>>>,
     after_restore: Mutex<Option<AfterRestore>>,
     workers: Mutex<Option<Arc<dyn BackgroundWorkers>>>,
 }
@@ -190,6 +194,7 @@ impl Backups {
                 busy: Arc::new(tokio::sync::Mutex::new(())),
                 jobs: Mutex::new(BTreeMap::new()),
                 restoring: AtomicBool::new(false),
+                held: Mutex::new(None),
                 after_restore: Mutex::new(None),
                 workers: Mutex::new(None),
             }),
@@ -391,13 +396,14 @@ impl Backups {
             .map_err(|e| BackupError::io("delete the backup")(std::io::Error::other(e)))?
     }
 
-    /// Checks that the running schema can take the archive's data. Steps are compared by
+    /// Checks that the running schema can take the archive's data
+    /// ([`BackupError::Unsupported`] otherwise, naming the steps it is missing). Steps are compared by
     /// capability and number (`messaging/0003_events` is step 3 of `messaging`), not by
     /// name, since a step's name may differ between backends (`core/0001_settings` on
     /// MongoDB, `core/0001_settings_blobs` on SQLite): an archive whose capability is at a
     /// step the running version does not have was taken by a newer version and is refused;
     /// an older one is read into the current record shapes.
-    async fn check_schema(&self, manifest: &Manifest) -> Result<()> {
+    pub async fn check_schema(&self, manifest: &Manifest) -> Result<()> {
         let running = schema_levels(&self.inner.store.backend.applied_migrations().await?);
         let newer: Vec<String> = schema_levels(&manifest.schema)
             .into_iter()
@@ -541,6 +547,28 @@ impl Backups {
             .map_err(BackupError::io("write the restore marker"))
     }
 
+    /// The first half of a restore that the archive's own version completes (a backup of
+    /// another version, whose executable is put in place): takes the lock (kept until
+    /// [`PendingRestore::schedule`] or drop) and a `pre-restore` backup of the current
+    /// data. Nothing else changes; the caller then writes its own markers, calls
+    /// [`PendingRestore::schedule`] and replaces the executable.
+    pub async fn prepare_restore_at_start(&self, id: &str) -> Result<PendingRestore> {
+        let guard = self.lock()?;
+        // The archive must exist (and stay: retention never removes what is being restored
+        // because no backup runs while the lock is held).
+        self.inner.backups.archive_path(id)?;
+        let pre_id = uuid::Uuid::now_v7().to_string();
+        let pre = self
+            .create_locked(&pre_id, BackupKind::PreRestore, &Progress::default())
+            .await?;
+        Ok(PendingRestore {
+            backups: self.clone(),
+            guard: Some(guard),
+            backup: id.to_owned(),
+            pre_restore: pre,
+        })
+    }
+
     /// At start, before serving: if a restore was interrupted (the process died while it
     /// replaced the data), completes it, or, if that fails, puts the pre-restore backup
     /// back. `Ok(None)` when no restore was interrupted; an error means the store may be
@@ -576,4 +604,87 @@ impl Backups {
         self.finish_restore().await;
         Ok(Some(summary))
     }
+}
+
+/// A restore left for the next start: the pre-restore backup is made and the lock held
+/// (see [`Backups::prepare_restore_at_start`]).
+#[derive(Debug)]
+pub struct PendingRestore {
+    backups: Backups,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+    backup: String,
+    pre_restore: BackupInfo,
+}
+
+impl PendingRestore {
+    /// The backup to restore.
+    pub fn backup_id(&self) -> &str {
+        &self.backup
+    }
+
+    /// The backup of the data as it was, made first.
+    pub fn pre_restore(&self) -> &BackupInfo {
+        &self.pre_restore
+    }
+
+    /// Writes the durable marker that has the next start restore the backup before it
+    /// serves anything: the same marker an interrupted restore leaves, so any version
+    /// that detects interrupted restores honours it. It names no pre-restore backup: the
+    /// version that starts must not put back data of another version; if it cannot
+    /// complete the restore it refuses to serve, and the update's probation puts the
+    /// previous executable and the pre-restore data back. From here on no backup or
+    /// restore runs in this process (the lock is held until it ends).
+    pub fn schedule(&mut self) -> Result<()> {
+        self.backups.write_marker(&Marker {
+            backup: self.backup.clone(),
+            pre_restore: None,
+        })?;
+        if let (Ok(mut held), Some(guard)) = (self.backups.inner.held.lock(), self.guard.take()) {
+            *held = Some(guard);
+        }
+        Ok(())
+    }
+
+    /// Undoes [`PendingRestore::schedule`] (the executable could not be replaced): the
+    /// marker goes and backups may run again.
+    pub fn cancel(&mut self) -> Result<()> {
+        drop_restore_at_start(self.backups.inner.backups.dir())?;
+        if let Ok(mut held) = self.backups.inner.held.lock() {
+            held.take();
+        }
+        self.guard.take();
+        Ok(())
+    }
+}
+
+/// The backup a restore left for the next start (or interrupted) names, if any, in the
+/// backups directory `dir`.
+pub fn restore_at_start(dir: &std::path::Path) -> Result<Option<String>> {
+    match std::fs::read(dir.join(RESTORE_MARKER)) {
+        Ok(text) => serde_json::from_slice::<Marker>(&text)
+            .map(|m| Some(m.backup))
+            .map_err(|e| BackupError::Corrupt(format!("the restore marker is damaged ({e})"))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(BackupError::io("read the restore marker")(e)),
+    }
+}
+
+/// Removes the restore marker of the backups directory `dir` (durably), answering the
+/// backup it named: for a start that puts other data back anyway (a rolled-back update or
+/// cross-version restore), completing the restore first would be wasted, or wrong.
+pub fn drop_restore_at_start(dir: &std::path::Path) -> Result<Option<String>> {
+    let named = match restore_at_start(dir) {
+        Ok(named) => named,
+        // A damaged marker is dropped all the same.
+        Err(BackupError::Corrupt(_)) => Some(String::new()),
+        Err(e) => return Err(e),
+    };
+    match std::fs::remove_file(dir.join(RESTORE_MARKER)) {
+        Ok(()) => std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(BackupError::io("remove the restore marker"))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(BackupError::io("remove the restore marker")(e)),
+    }
+    Ok(named)
 }

@@ -28,10 +28,10 @@ pub mod swap;
 pub mod verify;
 
 pub use manifest::{Artifact, ReleaseManifest, ReleaseNotes};
-pub use service::{InstallStatus, Stage, Updates, UpdatesConfig};
+pub use service::{BackupRelease, InstallStatus, Stage, Updates, UpdatesConfig};
 pub use source::{
     AcceptedVersions, DataSnapshots, FetchedManifest, HttpSource, ReleaseSource, Restarter,
-    SettingsAcceptedVersions,
+    RestoreData, SettingsAcceptedVersions,
 };
 pub use verify::{Policy, VerifiedRelease};
 

@@ -75,6 +75,11 @@ pub struct Marker {
     pub health_timeout_secs: u64,
     /// When the install started.
     pub started_at: DateTime<Utc>,
+    /// Set when this "install" is the restore of a backup of another version: the backup
+    /// the new version restores at its first start (its marker is in the backups
+    /// directory), before it serves. Absent for an update.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_of: Option<String>,
 }
 
 /// How the last install ended.
@@ -105,6 +110,9 @@ pub struct LastResult {
     pub backup_id: Option<String>,
     /// When it ended.
     pub finished_at: DateTime<Utc>,
+    /// For the restore of a backup of another version: that backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_of: Option<String>,
 }
 
 /// What a start must do about a pending update.
@@ -209,6 +217,7 @@ fn result_of(marker: &Marker, outcome: Outcome, reason: Option<String>) -> LastR
         reason,
         backup_id: Some(marker.backup_id.clone()),
         finished_at: Utc::now(),
+        restore_of: marker.restore_of.clone(),
     }
 }
 

@@ -22,7 +22,9 @@ use tokio::io::AsyncWriteExt;
 
 use super::{
     probation::{self, LastResult, Marker, MarkerState, Outcome},
-    source::{artifact_url, AcceptedVersions, DataSnapshots, ReleaseSource, Restarter},
+    source::{
+        artifact_url, AcceptedVersions, DataSnapshots, ReleaseSource, Restarter, RestoreData,
+    },
     swap,
     verify::{verify_release, Policy, VerifiedRelease},
     Result, UpdateError,
@@ -93,8 +95,10 @@ pub struct InstallStatus {
     pub current_version: String,
     /// The version being (or last) installed.
     pub target_version: Option<String>,
-    /// The pre-update backup.
+    /// The pre-update backup (for a restore of another version: the pre-restore backup).
     pub backup_id: Option<String>,
+    /// When this is the restore of a backup of another version: that backup.
+    pub restore_of: Option<String>,
     /// When it last changed.
     pub updated_at: DateTime<Utc>,
 }
@@ -110,9 +114,25 @@ impl InstallStatus {
             current_version: current.to_string(),
             target_version: None,
             backup_id: None,
+            restore_of: None,
             updated_at: Utc::now(),
         }
     }
+}
+
+/// A backup of another version to restore through [`Updates::install_from_backup`].
+#[derive(Debug)]
+pub struct BackupRelease {
+    /// The backup's app version (the executable's).
+    pub version: semver::Version,
+    /// The backup's executable: complete, flushed, executable, beside the executable it
+    /// replaces (same directory: the swap is a rename).
+    pub executable: tempfile::TempPath,
+    /// The backup to restore.
+    pub backup_id: String,
+    /// Time on top of the health timeout for the restore the new version makes before it
+    /// can answer its health check.
+    pub extra_time: Duration,
 }
 
 /// What a check found: a verified release newer than the running version.
@@ -223,6 +243,7 @@ impl Updates {
             status.percent = 99;
             status.target_version = Some(marker.to_version.to_string());
             status.backup_id = Some(marker.backup_id);
+            status.restore_of = marker.restore_of;
             return status;
         }
         match probation::last_result(dir) {
@@ -288,6 +309,120 @@ impl Updates {
         outcome.map(|()| self.status())
     }
 
+    /// Restores a backup of another version the way an update installs: `release` is the
+    /// backup's executable (extracted beside the executable, checked against the archive's
+    /// SHA-256 and run once by the caller). Takes the pre-restore backup
+    /// ([`RestoreData::backup_first`]), writes the pending marker (with
+    /// [`Marker::restore_of`]), then the backups' restore marker
+    /// ([`RestoreData::restore_at_next_start`]), replaces the executable keeping the
+    /// previous one ([`swap::install`]) and asks for the restart. The restored version
+    /// restores the data at start, before serving, and is then on probation exactly like an
+    /// updated one: if it does not become healthy in time, the previous executable and the
+    /// pre-restore data are put back (see [`super::probation`]). Waits for the steps (not
+    /// for the restart); [`UpdateError::Busy`] while an install runs or is on probation.
+    pub async fn install_from_backup(
+        &self,
+        release: BackupRelease,
+        data: &mut dyn RestoreData,
+    ) -> Result<InstallStatus> {
+        let guard = Arc::clone(&self.inner.busy)
+            .try_lock_owned()
+            .map_err(|_| UpdateError::Busy)?;
+        let config = &self.inner.config;
+        if probation::read_marker(&config.state_dir)?.is_some() {
+            return Err(UpdateError::Busy);
+        }
+        self.set(|s| {
+            *s = InstallStatus::new(Stage::BackingUp, &config.running_version);
+            s.percent = 5;
+            s.target_version = Some(release.version.to_string());
+            s.restore_of = Some(release.backup_id.clone());
+        });
+        let outcome = self.restore_steps(&release, data).await;
+        drop(guard);
+        match outcome {
+            Ok(()) => {
+                self.set(|s| {
+                    s.stage = Stage::Restarting;
+                    s.percent = 98;
+                });
+                tracing::warn!(version = %release.version, backup = %release.backup_id,
+                    "the executable of the backup's version is in place; restarting into it to restore the backup");
+                self.inner.restarter.restart();
+                Ok(self.status())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, backup = %release.backup_id, "restore of another version failed");
+                let message = e.to_string();
+                let _ = probation::write_last_result(
+                    &config.state_dir,
+                    &LastResult {
+                        outcome: Outcome::Failed,
+                        from_version: config.running_version.to_string(),
+                        to_version: release.version.to_string(),
+                        reason: Some(message.clone()),
+                        backup_id: self.status().backup_id,
+                        finished_at: Utc::now(),
+                        restore_of: Some(release.backup_id.clone()),
+                    },
+                );
+                self.set(|s| {
+                    s.stage = Stage::Failed;
+                    s.error = Some(message);
+                });
+                Err(e)
+            }
+        }
+    }
+
+    async fn restore_steps(
+        &self,
+        release: &BackupRelease,
+        data: &mut dyn RestoreData,
+    ) -> Result<()> {
+        let config = &self.inner.config;
+        let backup_id = data.backup_first().await?;
+        self.set(|s| {
+            s.backup_id = Some(backup_id.clone());
+            s.stage = Stage::Installing;
+            s.percent = 90;
+        });
+        let marker = Marker {
+            from_version: config.running_version.clone(),
+            to_version: release.version.clone(),
+            executable: config.executable.clone(),
+            backup_id,
+            attempts: 0,
+            state: MarkerState::Swapped,
+            reason: None,
+            health_timeout_secs: (config.health_timeout + release.extra_time).as_secs(),
+            started_at: Utc::now(),
+            restore_of: Some(release.backup_id.clone()),
+        };
+        // Order matters for a kill -9 at any point: the pending marker first (a start of
+        // this version with it and no swap reports "interrupted, nothing changed" and drops
+        // the backups' marker), then the backups' marker, then the swap.
+        probation::write_marker(&config.state_dir, &marker)?;
+        let forget_marker = || {
+            let _ = std::fs::remove_file(config.state_dir.join(probation::MARKER_FILE));
+        };
+        if let Err(e) = data.restore_at_next_start() {
+            forget_marker();
+            return Err(e);
+        }
+        let temp = release.executable.to_path_buf();
+        let exe = config.executable.clone();
+        let swapped = tokio::task::spawn_blocking(move || swap::install(&temp, &exe))
+            .await
+            .map_err(|e| UpdateError::io("replace the executable")(std::io::Error::other(e)))?;
+        if let Err(e) = swapped {
+            data.cancel();
+            forget_marker();
+            return Err(UpdateError::io("replace the executable")(e));
+        }
+        Ok(())
+    }
+
     /// Runs the install's steps; records the outcome in the status (and, on failure, in the
     /// last result) and answers it.
     async fn run_install(&self, release: VerifiedRelease) -> Result<()> {
@@ -318,6 +453,7 @@ impl Updates {
                         reason: Some(message.clone()),
                         backup_id,
                         finished_at: Utc::now(),
+                        restore_of: None,
                     },
                 );
                 self.set(|s| {
@@ -361,6 +497,7 @@ impl Updates {
             reason: None,
             health_timeout_secs: config.health_timeout.as_secs(),
             started_at: Utc::now(),
+            restore_of: None,
         };
         probation::write_marker(&config.state_dir, &marker)?;
         let exe = config.executable.clone();
@@ -471,7 +608,7 @@ impl Updates {
 }
 
 /// The mode of the running executable (at least owner read/execute) for the new one.
-fn set_executable(path: &std::path::Path, like: &std::path::Path) -> Result<()> {
+pub fn set_executable(path: &std::path::Path, like: &std::path::Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(like)
         .map(|m| m.permissions().mode() & 0o7777)
@@ -540,6 +677,7 @@ fn status_of_result(last: LastResult, running: &semver::Version) -> InstallStatu
     status.error = last.reason;
     status.target_version = Some(last.to_version);
     status.backup_id = last.backup_id;
+    status.restore_of = last.restore_of;
     status.updated_at = last.finished_at;
     status
 }

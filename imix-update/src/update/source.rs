@@ -51,6 +51,18 @@ pub trait AcceptedVersions: Send + Sync {
     async fn record(&self, version: &semver::Version) -> Result<()>;
 }
 
+/// The data side of restoring a backup of another version (see
+/// [`super::Updates::install_from_backup`]): the backups service, in the server.
+#[async_trait]
+pub trait RestoreData: Send + Sync {
+    /// Takes the pre-restore backup of the current data; answers its id.
+    async fn backup_first(&mut self) -> Result<String>;
+    /// Writes the durable marker that has the next start restore the backup before serving.
+    fn restore_at_next_start(&mut self) -> Result<()>;
+    /// Undoes [`RestoreData::restore_at_next_start`]: the executable was not replaced.
+    fn cancel(&mut self);
+}
+
 /// The pre-update backup: made before the executable is replaced, put back on rollback.
 #[async_trait]
 pub trait DataSnapshots: Send + Sync {
