@@ -353,6 +353,26 @@ impl RedisStreamQueue {
     }
 }
 
+/// The blocking reader's connection while a read uses it. Unless the read finished, the
+/// connection is dropped with the guard, which closes it: a read that failed may have left
+/// it mid-reply, and a read that was cancelled (its dispatcher stopping) left its
+/// `XREADGROUP … BLOCK` waiting at Redis, which would hand the next entries pushed within
+/// the block time to this consumer although nobody reads them any more (they would wait
+/// for another replica's take-over, [`StreamConfig::reclaim_idle`] later). Closing the
+/// connection ends the blocked command at Redis.
+struct ReaderGuard<'a> {
+    slot: tokio::sync::MutexGuard<'a, Option<redis::aio::MultiplexedConnection>>,
+    finished: bool,
+}
+
+impl Drop for ReaderGuard<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            *self.slot = None;
+        }
+    }
+}
+
 fn hostname() -> String {
     std::env::var("HOSTNAME")
         .ok()
@@ -385,8 +405,11 @@ impl OutboundQueue for RedisStreamQueue {
     }
 
     async fn read(&self, max: usize, block: Duration) -> Result<Vec<QueueEntry>, QueueError> {
-        let mut reader = self.reader.lock().await;
-        let conn = match reader.as_mut() {
+        let mut reader = ReaderGuard {
+            slot: self.reader.lock().await,
+            finished: false,
+        };
+        let conn = match reader.slot.as_mut() {
             Some(c) => c,
             None => {
                 let c = match tokio::time::timeout(
@@ -399,7 +422,7 @@ impl OutboundQueue for RedisStreamQueue {
                     Ok(Err(e)) => return Err(e.into()),
                     Err(_) => return Err("Redis did not answer within 2 s".into()),
                 };
-                reader.insert(c)
+                reader.slot.insert(c)
             }
         };
         let outcome = async {
@@ -425,12 +448,11 @@ impl OutboundQueue for RedisStreamQueue {
         .await;
         let reply = match outcome {
             Ok(v) => v,
-            Err(e) => {
-                // A fresh connection next time (this one may be broken or mid-reply).
-                *reader = None;
-                return Err(self.failed(e));
-            }
+            // The guard drops the connection: a fresh one next time (this one may be
+            // broken or mid-reply).
+            Err(e) => return Err(self.failed(e)),
         };
+        reader.finished = true;
         drop(reader);
         // [[stream, [[id, [field, value]], …]]], or nil when nothing came.
         let entries = match &reply {
