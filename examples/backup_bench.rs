@@ -111,6 +111,7 @@ async fn main() -> Result<(), Failure> {
                 let (contact_id, conversation_id) = threads[n % threads.len()];
                 let inbound = n % 3 != 0;
                 let message = imix_messaging::Message {
+                    auto_reply: false,
                     id: imix_messaging::MessageId::new(),
                     tenant_id: tenant.id,
                     account_id: account.id,

@@ -233,6 +233,10 @@ impl InboxService {
             }
             if let Some(assignee) = patch.assignee {
                 c.assignee = assignee;
+                // Someone took the conversation a customer asked a human for.
+                if assignee.is_some() {
+                    c.handoff_requested_at = None;
+                }
             }
             if patch.mark_read {
                 c.unread = 0;

@@ -9,6 +9,7 @@
 
 pub mod annotations;
 pub mod assign;
+pub mod auto_reply;
 pub mod contacts;
 mod error;
 pub mod events;

@@ -212,6 +212,11 @@ pub struct Conversation {
     /// The tenant's labels set on it ([`crate::annotations::Label`]), in the order set.
     #[serde(default)]
     pub labels: Vec<crate::annotations::LabelId>,
+    /// When the customer asked for a human while auto-reply was on ([`crate::auto_reply`]):
+    /// the assistant stays quiet in it, and the team sees it flagged, until a user clears
+    /// it by assigning the conversation or sending a message in it.
+    #[serde(default)]
+    pub handoff_requested_at: Option<Timestamp>,
     /// Optimistic-concurrency version.
     pub version: u64,
     /// Created.
@@ -236,6 +241,7 @@ impl Conversation {
             last_inbound_at: None,
             preview: None,
             labels: Vec::new(),
+            handoff_requested_at: None,
             version: 1,
             created_at: now,
             updated_at: now,
@@ -331,6 +337,9 @@ pub struct Message {
     pub version: u64,
     /// When it was stored.
     pub created_at: Timestamp,
+    /// Whether the assistant sent it by itself (auto-reply), not a user.
+    #[serde(default)]
+    pub auto_reply: bool,
 }
 
 /// A status for a message not known yet (it raced its message, or the message was sent by

@@ -189,6 +189,7 @@ pub fn conversation(contact: &Contact, account: WhatsAppAccountId) -> Conversati
 pub fn message(conversation: &Conversation, phone_number_id: &str, wamid: &str) -> Message {
     let now = imix_core::now();
     Message {
+        auto_reply: false,
         id: MessageId::new(),
         tenant_id: conversation.tenant_id,
         account_id: conversation.account_id,
@@ -1132,6 +1133,7 @@ pub async fn record_sets_export_and_import_every_record(
     // A queued outbound message with its idempotency key and request fingerprint.
     let now = imix_core::now();
     let outbound = crate::outbound::OutboundRecord {
+        auto_reply: false,
         id: MessageId::new(),
         tenant_id: a,
         account_id: conversations[0].account_id,

@@ -90,6 +90,7 @@ fn image_message(tenant: TenantId, sha256: Option<&str>) -> Message {
         image["sha256"] = serde_json::json!(sha);
     }
     Message {
+        auto_reply: false,
         id: MessageId::new(),
         tenant_id: tenant,
         account_id: WhatsAppAccountId::new(),

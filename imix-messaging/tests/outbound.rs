@@ -48,6 +48,7 @@ fn record(tenant: TenantId, key: Option<&str>) -> OutboundRecord {
     let now = imix_core::now();
     let id = MessageId::new();
     OutboundRecord {
+        auto_reply: false,
         id,
         tenant_id: tenant,
         account_id: WhatsAppAccountId::new(),

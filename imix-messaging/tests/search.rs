@@ -129,6 +129,7 @@ async fn message(
 ) -> Message {
     let kind = content["type"].as_str().unwrap_or("text").to_owned();
     let m = Message {
+        auto_reply: false,
         id: MessageId::new(),
         tenant_id: t.contact.tenant_id,
         account_id: t.conversation.account_id,

@@ -25,6 +25,7 @@ pub mod admin_alerts;
 pub mod ai;
 pub mod api;
 pub mod auth;
+pub mod auto_reply;
 pub mod backup_cli;
 pub mod backups;
 pub mod body;

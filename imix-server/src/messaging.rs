@@ -15,13 +15,15 @@ use crate::{storage::Storage, webhooks::AccountKeys};
 /// The webhook receiver and the worker that processes what it stored, sharing a wake-up;
 /// the worker reports what it changes to `events` (live events), queues inbound media
 /// in `media`, assigns new conversations by [`round_robin`] when a tenant turned it on, and
-/// mirrors the statuses of messages sent through the send API to `outbound`.
+/// mirrors the statuses of messages sent through the send API to `outbound`, and makes
+/// the auto-reply jobs of inbound text messages in `auto_reply`.
 pub fn ingest(
     storage: &Storage,
     accounts: &AccountService,
     events: Arc<dyn EventSink>,
     media: imix_messaging::media::MediaQueue,
     outbound: imix_messaging::outbound::OutboundStatuses,
+    auto_reply: imix_messaging::auto_reply::AutoReplyQueue,
 ) -> (Receiver, IngestWorker) {
     let keys = Arc::new(AccountKeys::new(
         storage.whatsapp.accounts.clone(),
@@ -40,7 +42,8 @@ pub fn ingest(
             .with_media(media)
             .with_round_robin(round_robin(storage))
             .with_account_events(Arc::new(WhatsAppAccountEvents::new(&storage.whatsapp)))
-            .with_outbound(outbound),
+            .with_outbound(outbound)
+            .with_auto_reply(auto_reply),
         wake,
         WorkerConfig::default(),
     );

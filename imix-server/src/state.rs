@@ -75,6 +75,8 @@ pub struct AppState {
     pub webhook_worker: imix_subscriptions::worker::DeliveryWorker,
     /// The AI assistant: settings, connection test, suggestions, token usage.
     pub ai: crate::ai::AiService,
+    /// Auto-reply: per-account settings and the worker answering customers by itself.
+    pub auto_reply: crate::auto_reply::AutoReply,
 }
 
 /// What an embedder (or a test) can plug in instead of the defaults.
@@ -203,12 +205,17 @@ impl AppState {
             alerts.clone(),
         );
         let (_, outbound_statuses) = crate::outbound::statuses(&storage, &tenancy)?;
+        let auto_reply_queue = crate::auto_reply::queue(
+            imix_messaging::storage::auto_reply::open(&store.backend)?,
+            store.settings.clone(),
+        );
         let (webhooks, ingest) = crate::messaging::ingest(
             &ingest_storage,
             &whatsapp_accounts,
             std::sync::Arc::new(events.bus.clone()),
             media.queue.clone(),
             outbound_statuses,
+            auto_reply_queue.clone(),
         );
         let outbound = crate::outbound::outbound(
             &config,
@@ -247,6 +254,18 @@ impl AppState {
             variable: "AI HTTP client".into(),
             problem: e.to_string(),
         })?;
+        let auto_reply = crate::auto_reply::AutoReply::new(crate::auto_reply::AutoReplyParts {
+            settings: store.settings.clone(),
+            accounts: storage.whatsapp.accounts.clone(),
+            audit: Arc::new(imix_core::access::AuditLog::new(store.audit.clone())),
+            ai: ai.clone(),
+            inbox: inbox.clone(),
+            outbound: outbound.service.clone(),
+            storage: storage.messaging.clone(),
+            counters: store.counters.clone(),
+            queue: auto_reply_queue,
+            events: Arc::new(events.bus.clone()),
+        });
         let metrics = Metrics::new()?;
         metrics.watch_outbox(notifier.outbox().monitor().clone())?;
         Ok(Self {
@@ -278,6 +297,7 @@ impl AppState {
             subscriptions,
             webhook_worker,
             ai,
+            auto_reply,
             backups,
             updates,
         })

@@ -88,6 +88,15 @@ impl Workers {
                 async move { dispatcher.run(stop).await }.boxed()
             }),
         ));
+        // Auto-replies: answers the assistant sends by itself, off the ingest worker.
+        let auto_reply = state.auto_reply.clone();
+        runners.push((
+            "auto-reply",
+            Arc::new(move |stop| {
+                let auto_reply = auto_reply.clone();
+                async move { auto_reply.run(stop).await }.boxed()
+            }),
+        ));
         let imports = state.contact_imports.clone();
         runners.push((
             "contact import",

@@ -51,6 +51,8 @@ pub struct Processor {
     round_robin: Option<crate::assign::RoundRobin>,
     /// Mirrors statuses of messages sent through the send API onto their outbound record.
     outbound: Option<crate::outbound::OutboundStatuses>,
+    /// Creates the auto-reply jobs of inbound text messages ([`crate::auto_reply`]).
+    auto_reply: Option<crate::auto_reply::AutoReplyQueue>,
 }
 
 impl std::fmt::Debug for Processor {
@@ -160,6 +162,23 @@ impl Processor {
             media: None,
             round_robin: None,
             outbound: None,
+            auto_reply: None,
+        }
+    }
+
+    /// The same processor, creating an auto-reply job in `auto_reply` for each inbound text
+    /// message of an account with auto-reply on, once the message and its conversation are
+    /// stored.
+    pub fn with_auto_reply(mut self, auto_reply: crate::auto_reply::AutoReplyQueue) -> Self {
+        self.auto_reply = Some(auto_reply);
+        self
+    }
+
+    /// Makes sure `message` has its auto-reply job, if it should have one.
+    async fn enqueue_auto_reply(&self, message: &Message) -> Result<()> {
+        match &self.auto_reply {
+            Some(queue) => queue.enqueue(message).await,
+            None => Ok(()),
         }
     }
 
@@ -455,6 +474,7 @@ impl Processor {
             report.messages_duplicate += 1;
             // A worker that died after storing the message may not have made its job.
             self.enqueue_media(&known).await?;
+            self.enqueue_auto_reply(&known).await?;
             return Ok(());
         }
         let profile = value
@@ -471,6 +491,7 @@ impl Processor {
         let kind = text(message, "/type").unwrap_or("unknown").to_owned();
         let timestamp = meta_time(message.get("timestamp")).unwrap_or_else(imix_core::now);
         let stored = Message {
+            auto_reply: false,
             id: MessageId::new(),
             tenant_id: account.tenant_id,
             account_id: account.account_id,
@@ -559,6 +580,8 @@ impl Processor {
                     .await?;
             }
         }
+        // After the conversation's update: the answer needs its 24-hour window open.
+        self.enqueue_auto_reply(&stored).await?;
         // Statuses that raced their message.
         self.apply_held(account, &stored, report).await
     }

@@ -246,6 +246,7 @@ mod tests {
 
     fn message(kind: &str, content: serde_json::Value) -> Message {
         Message {
+            auto_reply: false,
             id: MessageId::new(),
             tenant_id: TenantId::new(),
             account_id: WhatsAppAccountId::new(),

@@ -763,6 +763,7 @@ impl Dispatcher {
             }
             Err(CoreError::NotFound { .. }) => {
                 let m = Message {
+                    auto_reply: r.auto_reply,
                     id: r.id,
                     tenant_id: r.tenant_id,
                     account_id: r.account_id,
@@ -806,11 +807,19 @@ impl Dispatcher {
                 Ok(c) => c,
                 Err(_) => return,
             };
-            if c.last_message_at.is_some_and(|t| t >= at) {
+            // A user's message answers a customer who asked for a human: the flag goes.
+            let answers_handoff = !r.auto_reply && c.handoff_requested_at.is_some();
+            let newest = c.last_message_at.is_none_or(|t| t < at);
+            if !newest && !answers_handoff {
                 return;
             }
-            c.last_message_at = Some(at);
-            c.preview = Some(preview(r));
+            if newest {
+                c.last_message_at = Some(at);
+                c.preview = Some(preview(r));
+            }
+            if answers_handoff {
+                c.handoff_requested_at = None;
+            }
             c.updated_at = imix_core::now();
             match self.storage.conversations.update(scope, &c).await {
                 Ok(_) => return,

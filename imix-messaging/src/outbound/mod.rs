@@ -193,6 +193,9 @@ pub struct OutboundRecord {
     pub lease_until: Option<Timestamp>,
     /// The quota it took.
     pub quota: Option<QuotaTaken>,
+    /// Whether the assistant queued it by itself (auto-reply), not a user.
+    #[serde(default)]
+    pub auto_reply: bool,
     /// Optimistic-concurrency version.
     pub version: u64,
     /// When it was queued.
@@ -462,6 +465,7 @@ mod tests {
     fn record() -> OutboundRecord {
         let now = imix_core::now();
         OutboundRecord {
+            auto_reply: false,
             id: MessageId::new(),
             tenant_id: TenantId::new(),
             account_id: WhatsAppAccountId::new(),

@@ -324,6 +324,28 @@ impl OutboundService {
         tenant: TenantId,
         new: NewSend,
     ) -> Result<SendAccepted, SendError> {
+        self.send_marked(ctx, tenant, new, false).await
+    }
+
+    /// [`OutboundService::send`] for an answer the assistant sends by itself (auto-reply):
+    /// every check and the quota apply the same; the record and the conversation's copy
+    /// are marked `auto_reply`.
+    pub async fn send_auto_reply(
+        &self,
+        ctx: &AccessContext,
+        tenant: TenantId,
+        new: NewSend,
+    ) -> Result<SendAccepted, SendError> {
+        self.send_marked(ctx, tenant, new, true).await
+    }
+
+    async fn send_marked(
+        &self,
+        ctx: &AccessContext,
+        tenant: TenantId,
+        new: NewSend,
+        auto_reply: bool,
+    ) -> Result<SendAccepted, SendError> {
         let scope = ctx.authorize(Permission::ConversationsReply, tenant)?;
         if let Some(key) = &new.idempotency_key {
             check_key(key)?;
@@ -535,6 +557,7 @@ impl OutboundService {
             due_at: Some(now),
             lease_until: None,
             quota: Some(taken.clone()),
+            auto_reply,
             version: 1,
             created_at: now,
             updated_at: now,

@@ -23,6 +23,7 @@ use crate::records::{
 };
 
 pub mod annotations;
+pub mod auto_reply;
 pub mod events;
 pub mod groups;
 pub mod imports;
@@ -322,6 +323,7 @@ pub async fn migrate(backend: &Backend) -> Result<()> {
     migrate_inbox(backend).await?;
     events::migrate(backend).await?;
     media::migrate(backend).await?;
+    auto_reply::migrate(backend).await?;
     imports::migrate(backend).await?;
     groups::migrate(backend).await?;
     outbound::migrate(backend).await?;

@@ -91,6 +91,10 @@ pub struct ConversationView {
     pub preview: Option<String>,
     /// The ids of the tenant's labels set on it (`PUT .../labels`), in the order set.
     pub labels: Vec<String>,
+    /// When the customer asked for a human while auto-reply was on: the assistant stays
+    /// quiet and the conversation waits for the team, until it is assigned or a user sends
+    /// a message in it (`null` otherwise).
+    pub handoff_requested_at: Option<DateTime<Utc>>,
     /// Version.
     pub version: u64,
     /// Created.
@@ -114,6 +118,7 @@ impl From<Conversation> for ConversationView {
             last_inbound_at: c.last_inbound_at,
             preview: c.preview,
             labels: c.labels.iter().map(ToString::to_string).collect(),
+            handoff_requested_at: c.handoff_requested_at,
             version: c.version,
             created_at: c.created_at,
             updated_at: c.updated_at,
@@ -211,6 +216,8 @@ pub struct MessageView {
     pub state: DeliveryStateDto,
     /// Every status received.
     pub statuses: Vec<StatusView>,
+    /// Whether the assistant sent it by itself (auto-reply), not a user.
+    pub auto_reply: bool,
 }
 
 impl From<Message> for MessageView {
@@ -227,6 +234,7 @@ impl From<Message> for MessageView {
             content: m.content,
             timestamp: m.timestamp,
             state: m.state.into(),
+            auto_reply: m.auto_reply,
             statuses: m
                 .statuses
                 .into_iter()

@@ -130,8 +130,11 @@ pub struct OutboundMessageView {
     pub last_error: Option<String>,
     /// When it will be tried next (queued messages).
     pub next_attempt_at: Option<DateTime<Utc>>,
-    /// The `Idempotency-Key` it was queued with.
+    /// The `Idempotency-Key` it was queued with (`auto-reply:<inbound message id>` for
+    /// an auto-reply).
     pub idempotency_key: Option<String>,
+    /// Whether the assistant queued it by itself (auto-reply), not a user.
+    pub auto_reply: bool,
     /// When it was queued.
     pub queued_at: DateTime<Utc>,
     /// When it was last marked sending.
@@ -176,6 +179,7 @@ impl From<OutboundRecord> for OutboundMessageView {
             last_error: r.last_error,
             next_attempt_at: r.due_at.filter(|_| r.status == OutboundStatus::Queued),
             idempotency_key: r.idempotency_key,
+            auto_reply: r.auto_reply,
             queued_at: r.created_at,
             sending_at: r.sending_at,
             sent_at: r.sent_at,

@@ -5,6 +5,7 @@ mod ai;
 mod annotations;
 mod api_keys;
 mod audit;
+mod auto_reply;
 mod backups;
 mod contacts;
 pub mod dto;
@@ -35,6 +36,7 @@ pub use ai::AiApi;
 pub use annotations::AnnotationsApi;
 pub use api_keys::ApiKeysApi;
 pub use audit::AuditApi;
+pub use auto_reply::AutoReplyApi;
 pub use backups::{BackupsApi, BACKUP_UPLOAD_PATH};
 pub use contacts::ContactsApi;
 pub use events::EventsApi;
@@ -104,6 +106,7 @@ pub type MessagingApis = (
     SearchApi,
     AnnotationsApi,
     MessagesApi,
+    AutoReplyApi,
 );
 
 /// The combined API.
@@ -137,6 +140,7 @@ pub fn service(state: &AppState) -> OpenApiService<ImixApi, ()> {
                 SearchApi::new(state.clone()),
                 AnnotationsApi::new(state.clone()),
                 MessagesApi::new(state.clone()),
+                AutoReplyApi::new(state.clone()),
             ),
         ),
         "imix",

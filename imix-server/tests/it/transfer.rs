@@ -114,6 +114,7 @@ async fn populate(s: &Storage) {
         .await
         .unwrap();
     let message = imix_messaging::Message {
+        auto_reply: false,
         id: imix_messaging::MessageId::new(),
         tenant_id: t.id,
         account_id: account.id,
@@ -191,6 +192,7 @@ async fn populate(s: &Storage) {
     // A message queued through the send API, with its idempotency key and fingerprint: a
     // restore keeps it queued, readable, and its key refusing a second send.
     let queued = imix_messaging::outbound::OutboundRecord {
+        auto_reply: false,
         id: imix_messaging::MessageId::new(),
         tenant_id: t.id,
         account_id: account.id,
