@@ -10,11 +10,11 @@ use crate::common;
 
 use std::time::Duration;
 
-use common::{base_vars, Backend, TestServer};
-use imix_whatsapp::{
-    simulator::{Fault, Inbound, SimBusiness, SimPhoneNumber, Simulator},
-    webhook::{InboundContent, InboundText},
+use common::{
+    outbound_world::{OutboundWorld, Setup, CUSTOMER},
+    Backend,
 };
+use imix_whatsapp::simulator::Fault;
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -24,131 +24,11 @@ on_both_backends!(
     another_tenant_cannot_block_the_contact,
 );
 
-const WABA: &str = "1001";
-const PHONE: &str = "2001";
-const TOKEN: &str = "EAAG-meta-token-alpha-0123456789-XyZ9";
-const SECRET: &str = "app-secret-alpha-0123456789abcdef-Q7w";
-const CUSTOMER: &str = "15550100111";
-
-struct World {
-    sim: Simulator,
-    s: TestServer,
-    platform: String,
-    tenant: String,
-    admin: String,
-    account: String,
+async fn world(backend: Backend) -> OutboundWorld {
+    OutboundWorld::start(backend, Setup::default()).await
 }
 
-async fn world(backend: Backend) -> World {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let sim = Simulator::start(listener).await.unwrap();
-    sim.add_business(SimBusiness::new(WABA, SECRET, TOKEN).with_phone_number(
-        SimPhoneNumber::new(PHONE, "+1 555-010-0001").with_verified_name("Alpha Trading"),
-    ));
-    let dir = tempfile::tempdir().unwrap();
-    let mut vars = base_vars(dir.path(), backend);
-    vars.insert("IMIX_GRAPH_API_URL".into(), sim.url());
-    let s = TestServer::start_in(dir, vars).await;
-    let platform = s.admin().await;
-    let t = s.create_tenant(&platform, json!({"name": "Alpha"})).await;
-    let tenant = t["id"].as_str().unwrap().to_owned();
-    let (_, admin) = s
-        .user_with_token(
-            &platform,
-            json!({"email": "owner@alpha.example", "first_name": "A", "last_name": "Owner", "role": "admin", "tenant_id": tenant}),
-        )
-        .await;
-    let a = s
-        .add_whatsapp_account(
-            &admin,
-            &tenant,
-            json!({
-                "waba_id": WABA,
-                "business_account_id": "1000",
-                "phone_number_id": PHONE,
-                "app_id": "3003",
-                "display_phone_number": "+1 555-010-0001",
-                "business_name": "Alpha Trading",
-                "access_token": TOKEN,
-                "app_secret": SECRET,
-            }),
-        )
-        .await;
-    let account = a["id"].as_str().unwrap().to_owned();
-    sim.set_webhook_url(WABA, &s.url("/webhooks/whatsapp"));
-    let w = World {
-        sim,
-        s,
-        platform,
-        tenant,
-        admin,
-        account,
-    };
-    let (status, v) =
-        w.s.send_json(
-            &w.admin,
-            Method::POST,
-            &format!("/api/v1/whatsapp-accounts/{}/verify", w.account),
-            json!({}),
-        )
-        .await;
-    assert_eq!(status, 200, "{v}");
-    w
-}
-
-impl World {
-    fn path(&self, rest: &str) -> String {
-        format!("/api/v1/tenants/{}{rest}", self.tenant)
-    }
-
-    async fn get(&self, rest: &str) -> Value {
-        let (status, body) = self.s.get_json(&self.admin, &self.path(rest)).await;
-        assert_eq!(status, 200, "{rest}: {body}");
-        body
-    }
-
-    /// The customer writes `text`; answers the conversation once the message is stored
-    /// (and the window open).
-    async fn inbound(&self, text: &str) -> String {
-        let (wamid, _) = self
-            .sim
-            .send_inbound(
-                PHONE,
-                Inbound::new(
-                    CUSTOMER,
-                    "Customer",
-                    InboundContent::Text {
-                        text: InboundText { body: text.into() },
-                    },
-                ),
-            )
-            .await
-            .unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            let convs = self.get("/conversations?limit=100").await;
-            for c in convs["items"].as_array().unwrap() {
-                let id = c["id"].as_str().unwrap();
-                let msgs = self
-                    .get(&format!("/conversations/{id}/messages?limit=100"))
-                    .await;
-                let stored = msgs["items"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .any(|m| m["wamid"] == wamid.as_str());
-                if stored && c["window_expires_at"].is_string() {
-                    return id.to_owned();
-                }
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the inbound message was never stored"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
+impl OutboundWorld {
     async fn contact_id(&self) -> String {
         let contacts = self.get("/contacts?limit=100").await;
         contacts["items"]
@@ -176,45 +56,17 @@ impl World {
         c
     }
 
-    async fn send(&self, body: Value) -> (u16, Value) {
-        self.s
-            .send_json(&self.admin, Method::POST, &self.path("/messages"), body)
-            .await
-    }
-
     async fn queued_count(&self) -> usize {
         self.get("/messages").await["items"]
             .as_array()
             .unwrap()
             .len()
     }
-
-    async fn messages_used_today(&self) -> u64 {
-        self.get("/usage").await["today"]["messages"]
-            .as_u64()
-            .unwrap()
-    }
-
-    /// Waits until the message reaches `status`; answers it.
-    async fn wait_for(&self, id: &str, status: &str) -> Value {
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            let m = self.get(&format!("/messages/{id}")).await;
-            if m["status"] == status {
-                return m;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "message {id} never reached {status}: {m}"
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    }
 }
 
 async fn a_blocked_contact_is_refused_by_to_and_by_conversation(backend: Backend) {
     let w = world(backend).await;
-    let conversation = w.inbound("hello").await;
+    let conversation = w.inbound(CUSTOMER, "hello").await.0;
     let contact = w.contact_id().await;
     let shown = w.get(&format!("/contacts/{contact}")).await;
     assert_eq!(shown["blocked"], false, "not blocked by default: {shown}");
@@ -257,7 +109,7 @@ async fn a_blocked_contact_is_refused_by_to_and_by_conversation(backend: Backend
         w.get(&format!("/conversations/{conversation}/messages?limit=100"))
             .await,
     );
-    let again = w.inbound("are you there?").await;
+    let again = w.inbound(CUSTOMER, "are you there?").await.0;
     assert_eq!(again, conversation);
     let now = msgs(
         w.get(&format!("/conversations/{conversation}/messages?limit=100"))
@@ -279,7 +131,7 @@ async fn a_blocked_contact_is_refused_by_to_and_by_conversation(backend: Backend
 
 async fn a_message_queued_before_the_block_fails_without_meta(backend: Backend) {
     let w = world(backend).await;
-    let conversation = w.inbound("hello").await;
+    let conversation = w.inbound(CUSTOMER, "hello").await.0;
     let contact = w.contact_id().await;
     // The first attempt meets a throughput error and waits to be retried: the contact is
     // blocked meanwhile.
@@ -322,7 +174,7 @@ async fn a_message_queued_before_the_block_fails_without_meta(backend: Backend) 
 
 async fn another_tenant_cannot_block_the_contact(backend: Backend) {
     let w = world(backend).await;
-    w.inbound("hello").await;
+    w.inbound(CUSTOMER, "hello").await;
     let contact = w.contact_id().await;
     let t =
         w.s.create_tenant(&w.platform, json!({"name": "Beta"}))

@@ -11,11 +11,11 @@ use crate::common;
 
 use std::time::Duration;
 
-use common::{base_vars, Backend, TestServer};
-use imix_whatsapp::{
-    simulator::{Fault, Inbound, SimBusiness, SimPhoneNumber, SimTemplate, Simulator},
-    webhook::{InboundContent, InboundText},
+use common::{
+    outbound_world::{OutboundWorld, Setup, CUSTOMER, TOKEN},
+    Backend,
 };
+use imix_whatsapp::simulator::{Fault, SimTemplate};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -30,210 +30,35 @@ on_both_backends!(
     a_reused_idempotency_key_is_refused_and_reveals_nothing,
 );
 
-const WABA: &str = "1001";
-const PHONE: &str = "2001";
-const TOKEN: &str = "EAAG-meta-token-alpha-0123456789-XyZ9";
-const SECRET: &str = "app-secret-alpha-0123456789abcdef-Q7w";
-const CUSTOMER: &str = "15550100111";
-
-struct World {
-    sim: Simulator,
-    s: TestServer,
-    vars: std::collections::HashMap<String, String>,
-    tenant: String,
-    admin: String,
-    account: String,
-}
-
-async fn world(backend: Backend) -> World {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let sim = Simulator::start(listener).await.unwrap();
+/// The world with two templates at Meta: `order_ready` (utility) and `spring_sale`
+/// (marketing).
+async fn world(backend: Backend) -> OutboundWorld {
     let mut marketing = SimTemplate::approved("spring_sale", "en_US", None, "Sale! {{1}} off");
     marketing.template.category = "MARKETING".into();
-    sim.add_business(
-        SimBusiness::new(WABA, SECRET, TOKEN)
-            .with_phone_number(
-                SimPhoneNumber::new(PHONE, "+1 555-010-0001").with_verified_name("Alpha Trading"),
-            )
-            .with_template(SimTemplate::approved(
-                "order_ready",
-                "en_US",
-                None,
-                "Hi {{1}}, your order {{2}} is ready",
-            ))
-            .with_template(marketing),
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let mut vars = base_vars(dir.path(), backend);
-    vars.insert("IMIX_GRAPH_API_URL".into(), sim.url());
-    let s = TestServer::start_in(dir, vars.clone()).await;
-    let platform = s.admin().await;
-    let t = s.create_tenant(&platform, json!({"name": "Alpha"})).await;
-    let tenant = t["id"].as_str().unwrap().to_owned();
-    let (_, admin) = s
-        .user_with_token(
-            &platform,
-            json!({"email": "owner@alpha.example", "first_name": "A", "last_name": "Owner", "role": "admin", "tenant_id": tenant}),
-        )
-        .await;
-    let a = s
-        .add_whatsapp_account(
-            &admin,
-            &tenant,
-            json!({
-                "waba_id": WABA,
-                "business_account_id": "1000",
-                "phone_number_id": PHONE,
-                "app_id": "3003",
-                "display_phone_number": "+1 555-010-0001",
-                "business_name": "Alpha Trading",
-                "access_token": TOKEN,
-                "app_secret": SECRET,
-            }),
-        )
-        .await;
-    let account = a["id"].as_str().unwrap().to_owned();
-    sim.set_webhook_url(WABA, &s.url("/webhooks/whatsapp"));
-    let w = World {
-        sim,
-        s,
-        vars,
-        tenant,
-        admin,
-        account,
-    };
-    let (status, v) =
-        w.s.send_json(
-            &w.admin,
-            Method::POST,
-            &format!("/api/v1/whatsapp-accounts/{}/verify", w.account),
-            json!({}),
-        )
-        .await;
-    assert_eq!(status, 200, "{v}");
-    w
-}
-
-impl World {
-    fn path(&self, rest: &str) -> String {
-        format!("/api/v1/tenants/{}{rest}", self.tenant)
-    }
-
-    async fn get(&self, rest: &str) -> Value {
-        let (status, body) = self.s.get_json(&self.admin, &self.path(rest)).await;
-        assert_eq!(status, 200, "{rest}: {body}");
-        body
-    }
-
-    /// The customer writes: opens the window; answers the conversation and the message.
-    async fn inbound(&self, from: &str, text: &str) -> (String, String, String) {
-        let (wamid, _) = self
-            .sim
-            .send_inbound(
-                PHONE,
-                Inbound::new(
-                    from,
-                    "Customer",
-                    InboundContent::Text {
-                        text: InboundText { body: text.into() },
-                    },
-                ),
-            )
-            .await
-            .unwrap();
-        let mut found = None;
-        for _ in 0..500 {
-            let convs = self.get("/conversations?limit=100").await;
-            for c in convs["items"].as_array().unwrap() {
-                let id = c["id"].as_str().unwrap();
-                let msgs = self
-                    .get(&format!("/conversations/{id}/messages?limit=100"))
-                    .await;
-                // The window opens with the conversation's update, after the message.
-                if let Some(m) = msgs["items"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .find(|m| m["wamid"] == wamid.as_str())
-                    .filter(|_| c["window_expires_at"].is_string())
-                {
-                    found = Some((id.to_owned(), m["id"].as_str().unwrap().to_owned()));
-                }
-            }
-            if found.is_some() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let (conversation, message) = found.expect("the inbound message was stored");
-        (conversation, message, wamid)
-    }
-
-    async fn send(&self, body: Value, key: Option<&str>) -> (u16, Value) {
-        self.send_as(&self.admin, body, key).await
-    }
-
-    async fn send_as(&self, token: &str, body: Value, key: Option<&str>) -> (u16, Value) {
-        let mut req = self
-            .s
-            .call(token, Method::POST, &self.path("/messages"))
-            .json(&body);
-        if let Some(k) = key {
-            req = req.header("Idempotency-Key", k);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn message(&self, id: &str) -> Value {
-        self.get(&format!("/messages/{id}")).await
-    }
-
-    /// Waits until the message reaches `status`; answers it.
-    async fn wait_for(&self, id: &str, status: &str) -> Value {
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            let m = self.message(id).await;
-            if m["status"] == status {
-                return m;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "message {id} never reached {status}: {m}"
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    }
-
-    /// Waits until today's message counter is `n` (quota given back after the status).
-    async fn wait_usage(&self, n: u64) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let used = self.messages_used_today().await;
-            if used == n {
-                return;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "messages used today stayed {used}, expected {n}"
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    }
-
-    async fn messages_used_today(&self) -> u64 {
-        self.get("/usage").await["today"]["messages"]
-            .as_u64()
-            .unwrap()
-    }
+    let templates = vec![
+        SimTemplate::approved(
+            "order_ready",
+            "en_US",
+            None,
+            "Hi {{1}}, your order {{2}} is ready",
+        ),
+        marketing,
+    ];
+    OutboundWorld::start(
+        backend,
+        Setup {
+            templates,
+            ..Setup::default()
+        },
+    )
+    .await
 }
 
 async fn a_reply_is_accepted_counted_dispatched_and_read(backend: Backend) {
     let w = world(backend).await;
     let (conversation, inbound_id, inbound_wamid) = w.inbound(CUSTOMER, "Is my order ready?").await;
     let (status, body) = w
-        .send(
+        .send_with_key(
             json!({
                 "conversation_id": conversation,
                 "type": "text",
@@ -313,19 +138,19 @@ async fn the_same_idempotency_key_sends_once(backend: Backend) {
     let body = json!({"conversation_id": conversation, "type": "text", "text": {"body": "Hi!"}});
     // Two retries of one request race, a third comes later.
     let (a, b) = tokio::join!(
-        w.send(body.clone(), Some("reply-7f3a")),
-        w.send(body.clone(), Some("reply-7f3a"))
+        w.send_with_key(body.clone(), Some("reply-7f3a")),
+        w.send_with_key(body.clone(), Some("reply-7f3a"))
     );
     assert_eq!(a.0, 202, "{}", a.1);
     assert_eq!(b.0, 202, "{}", b.1);
     assert_eq!(a.1, b.1, "the same answer");
     let id = a.1["id"].as_str().unwrap().to_owned();
     w.wait_for(&id, "sent").await;
-    let (status, again) = w.send(body.clone(), Some("reply-7f3a")).await;
+    let (status, again) = w.send_with_key(body.clone(), Some("reply-7f3a")).await;
     assert_eq!(status, 202);
     assert_eq!(again, a.1, "the first answer, not a new message");
     // Another key is another message.
-    let (_, other) = w.send(body, Some("reply-8b1c")).await;
+    let (_, other) = w.send_with_key(body, Some("reply-8b1c")).await;
     assert_ne!(other["id"], a.1["id"]);
     w.wait_for(other["id"].as_str().unwrap(), "sent").await;
     assert_eq!(w.sim.sent_messages().len(), 2, "one send per key");
@@ -347,7 +172,7 @@ async fn a_throughput_error_is_retried_then_succeeds(backend: Backend) {
         1,
     );
     let (status, body) = w
-        .send(
+        .send_with_key(
             json!({"conversation_id": conversation, "type": "text", "text": {"body": "Hi!"}}),
             None,
         )
@@ -371,7 +196,7 @@ async fn an_undeliverable_message_fails_with_metas_error_and_gives_its_quota_bac
         1,
     );
     let body = json!({"conversation_id": conversation, "type": "text", "text": {"body": "Hi!"}});
-    let (status, first) = w.send(body.clone(), None).await;
+    let (status, first) = w.send_with_key(body.clone(), None).await;
     assert_eq!(status, 202, "{first}");
     let id = first["id"].as_str().unwrap().to_owned();
     let failed = w.wait_for(&id, "failed").await;
@@ -414,7 +239,7 @@ async fn an_undeliverable_message_fails_with_metas_error_and_gives_its_quota_bac
 
     // Meta accepts, then reports it undeliverable by status webhook: failed as well, with
     // Meta's error, never shown delivered.
-    let (_, second) = w.send(body, None).await;
+    let (_, second) = w.send_with_key(body, None).await;
     let id2 = second["id"].as_str().unwrap().to_owned();
     let sent = w.wait_for(&id2, "sent").await;
     assert_eq!(w.messages_used_today().await, 2);
@@ -432,7 +257,7 @@ async fn a_message_left_sending_by_a_crash_becomes_unknown_and_is_not_sent_again
     let (conversation, _, _) = w.inbound(CUSTOMER, "hello").await;
     // A message sent normally gives the record a dead worker would have left.
     let (_, body) = w
-        .send(
+        .send_with_key(
             json!({"conversation_id": conversation, "type": "text", "text": {"body": "first"}}),
             None,
         )
@@ -589,13 +414,13 @@ async fn refusals_name_the_field_and_queue_nothing(backend: Backend) {
         ),
     ];
     for (body, code, field) in cases {
-        let (status, e) = w.send(body.clone(), None).await;
+        let (status, e) = w.send_with_key(body.clone(), None).await;
         assert_eq!(status, 422, "{body}: {e}");
         assert_eq!(e["error"]["code"], code, "{body}: {e}");
         assert_eq!(e["error"]["details"]["field"], field, "{body}: {e}");
     }
     let (_, e) = w
-        .send(
+        .send_with_key(
             json!({"account_id": w.account, "to": "+33612345678", "type": "text", "text": {"body": "x"}}),
             None,
         )
@@ -622,7 +447,7 @@ async fn refusals_name_the_field_and_queue_nothing(backend: Backend) {
     );
     // A utility template to the same contact goes.
     let (status, ok) = w
-        .send(
+        .send_with_key(
             json!({"conversation_id": c, "type": "template", "template": {"name": "order_ready", "language": {"code": "en_US"},
                 "components": [{"type": "body", "parameters": [{"type": "text", "text": "Ann"}, {"type": "text", "text": "42"}]}]}}),
             None,
@@ -632,7 +457,7 @@ async fn refusals_name_the_field_and_queue_nothing(backend: Backend) {
     w.wait_for(ok["id"].as_str().unwrap(), "sent").await;
     // A template outside the window is fine too.
     let (status, ok) = w
-        .send(
+        .send_with_key(
             json!({"account_id": w.account, "to": "+33612345678", "type": "template", "template": {"name": "order_ready",
                 "language": {"code": "en_US"}, "components": [{"type": "body", "parameters": [{"type": "text", "text": "Q"}, {"type": "text", "text": "7"}]}]}}),
             None,
@@ -671,7 +496,7 @@ async fn a_refused_token_pauses_the_accounts_queue(backend: Backend) {
     // Meta stops accepting the token (error 190).
     w.sim.expire_access_token(TOKEN);
     let (status, body) = w
-        .send(
+        .send_with_key(
             json!({"conversation_id": conversation, "type": "text", "text": {"body": "Hi!"}}),
             None,
         )
@@ -697,7 +522,7 @@ async fn a_refused_token_pauses_the_accounts_queue(backend: Backend) {
     assert!(w.sim.sent_messages().is_empty());
     // While paused, the send API refuses new messages on that account.
     let (status, e) = w
-        .send(
+        .send_with_key(
             json!({"conversation_id": conversation, "type": "text", "text": {"body": "again"}}),
             None,
         )
@@ -763,7 +588,7 @@ async fn a_reused_idempotency_key_is_refused_and_reveals_nothing(backend: Backen
         .find(first["id"].as_str().unwrap())
         .is_none());
     // The same body from another caller who sees the conversation: refused too.
-    let (status, err) = w.send(body.clone(), Some("k-1")).await;
+    let (status, err) = w.send_with_key(body.clone(), Some("k-1")).await;
     assert_eq!(status, 422, "{err}");
     assert_eq!(
         refused(&err),

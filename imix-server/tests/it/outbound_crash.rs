@@ -14,22 +14,16 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{base_vars, Backend, TestServer};
-use imix_whatsapp::{
-    model::MessageContent,
-    simulator::{Inbound, SimBusiness, SimPhoneNumber, Simulator},
-    webhook::{InboundContent, InboundText},
+use common::{
+    outbound_world::{OutboundWorld, Setup, CUSTOMER},
+    Backend,
 };
+use imix_whatsapp::{model::MessageContent, simulator::Simulator};
 use reqwest::Method;
 use serde_json::{json, Value};
 
 on_both_backends!(kill_9_during_dispatch_sends_nothing_twice_and_leaves_nothing_stuck);
 
-const WABA: &str = "1001";
-const PHONE: &str = "2001";
-const TOKEN: &str = "EAAG-meta-token-alpha-0123456789-XyZ9";
-const SECRET: &str = "app-secret-alpha-0123456789abcdef-Q7w";
-const CUSTOMER: &str = "15550100111";
 /// Messages queued before the kill.
 const COUNT: usize = 40;
 
@@ -133,102 +127,31 @@ fn sent_bodies(sim: &Simulator) -> HashMap<String, usize> {
 }
 
 async fn kill_9_during_dispatch_sends_nothing_twice_and_leaves_nothing_stuck(backend: Backend) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let sim = Simulator::start(listener).await.unwrap();
-    sim.add_business(SimBusiness::new(WABA, SECRET, TOKEN).with_phone_number(
-        SimPhoneNumber::new(PHONE, "+1 555-010-0001").with_verified_name("Alpha Trading"),
-    ));
-    // Statuses would go to a server that is being killed: `sent` is the end here.
-    sim.set_auto_statuses(false);
-    let dir = tempfile::tempdir().unwrap();
-    let mut vars = base_vars(dir.path(), backend);
-    vars.insert("IMIX_GRAPH_API_URL".into(), sim.url());
-    // The shortest lease allowed, so the restarted server finds the dead one's messages
-    // within the test's patience.
-    vars.insert("IMIX_OUTBOUND_LEASE_SECONDS".into(), "35".into());
-
-    // The tenant, its verified number and an open conversation, through an in-process
-    // server; the sending through the binary, so that it can be killed for real.
-    let s = TestServer::start_in(dir, vars.clone()).await;
-    let platform = s.admin().await;
-    let t = s.create_tenant(&platform, json!({"name": "Alpha"})).await;
-    let tenant = t["id"].as_str().unwrap().to_owned();
-    let (_, admin) = s
-        .user_with_token(
-            &platform,
-            json!({"email": "owner@alpha.example", "first_name": "A", "last_name": "Owner", "role": "admin", "tenant_id": tenant}),
-        )
-        .await;
-    let a = s
-        .add_whatsapp_account(
-            &admin,
-            &tenant,
-            json!({
-                "waba_id": WABA,
-                "business_account_id": "1000",
-                "phone_number_id": PHONE,
-                "app_id": "3003",
-                "display_phone_number": "+1 555-010-0001",
-                "business_name": "Alpha Trading",
-                "access_token": TOKEN,
-                "app_secret": SECRET,
-            }),
-        )
-        .await;
-    let account = a["id"].as_str().unwrap().to_owned();
-    let (status, v) = s
-        .send_json(
-            &admin,
-            Method::POST,
-            &format!("/api/v1/whatsapp-accounts/{account}/verify"),
-            json!({}),
-        )
-        .await;
-    assert_eq!(status, 200, "{v}");
-    // Five a second, so that some messages are sent, some in Meta's hands and some waiting
-    // when the process dies.
-    let (status, v) = s
-        .send_json(
-            &admin,
-            Method::PATCH,
-            &format!("/api/v1/whatsapp-accounts/{account}"),
-            json!({"max_messages_per_second": 5}),
-        )
-        .await;
-    assert_eq!(status, 200, "{v}");
-    sim.set_webhook_url(WABA, &s.url("/webhooks/whatsapp"));
-    sim.send_inbound(
-        PHONE,
-        Inbound::new(
-            CUSTOMER,
-            "Customer",
-            InboundContent::Text {
-                text: InboundText {
-                    body: "hello".into(),
-                },
-            },
-        ),
+    // The tenant, its verified number (five a second, so that some messages are sent, some
+    // in Meta's hands and some waiting when the process dies) and an open conversation,
+    // through an in-process server; the sending through the binary, so that it can be
+    // killed for real. The shortest lease allowed, so the restarted server finds the dead
+    // one's messages within the test's patience.
+    let w = OutboundWorld::start(
+        backend,
+        Setup {
+            rate: Some(5),
+            vars: vec![("IMIX_OUTBOUND_LEASE_SECONDS", "35".to_owned())],
+            ..Setup::default()
+        },
     )
-    .await
-    .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let conversation = loop {
-        assert!(Instant::now() < deadline, "the conversation never opened");
-        let (_, convs) = s
-            .get_json(
-                &admin,
-                &format!("/api/v1/tenants/{tenant}/conversations?limit=10"),
-            )
-            .await;
-        if let Some(c) = convs["items"]
-            .as_array()
-            .and_then(|l| l.first())
-            .filter(|c| c["window_expires_at"].is_string())
-        {
-            break c["id"].as_str().unwrap().to_owned();
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    };
+    .await;
+    // Statuses would go to a server that is being killed: `sent` is the end here.
+    w.sim.set_auto_statuses(false);
+    let (conversation, _, _) = w.inbound(CUSTOMER, "hello").await;
+    let OutboundWorld {
+        sim,
+        s,
+        vars,
+        tenant,
+        admin,
+        ..
+    } = w;
     let dir = s.stop().await;
 
     // Meta answers each send after 1.5 s: at five a second, about seven are in its hands at

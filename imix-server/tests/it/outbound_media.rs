@@ -9,112 +9,44 @@ use crate::common;
 
 use std::time::Duration;
 
-use common::{base_vars, Backend, TestServer};
+use common::{
+    outbound_world::{OutboundWorld, Setup, CUSTOMER},
+    Backend,
+};
 use imix_whatsapp::{
     model::{MediaSource, MessageContent},
-    simulator::{Fault, Inbound, SimBusiness, SimPhoneNumber, Simulator},
+    simulator::{Fault, Inbound},
     webhook::{InboundContent, InboundMedia},
 };
-use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::json;
 
 on_both_backends!(
     a_file_of_ours_is_uploaded_once_and_sent_by_its_media_id,
     an_upload_meta_refuses_fails_the_message_with_metas_error,
 );
 
-const WABA: &str = "1001";
-const PHONE: &str = "2001";
-const TOKEN: &str = "EAAG-meta-token-alpha-0123456789-XyZ9";
-const SECRET: &str = "app-secret-alpha-0123456789abcdef-Q7w";
-const CUSTOMER: &str = "15550100111";
 const JPEG: &[u8] = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00 a tiny picture \xff\xd9";
 
-struct World {
-    sim: Simulator,
-    s: TestServer,
-    vars: std::collections::HashMap<String, String>,
-    tenant: String,
-    admin: String,
-    account: String,
+async fn world(backend: Backend) -> OutboundWorld {
+    OutboundWorld::start(backend, Setup::default()).await
 }
 
-async fn world(backend: Backend) -> World {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let sim = Simulator::start(listener).await.unwrap();
-    sim.add_business(SimBusiness::new(WABA, SECRET, TOKEN).with_phone_number(
-        SimPhoneNumber::new(PHONE, "+1 555-010-0001").with_verified_name("Alpha Trading"),
-    ));
-    let dir = tempfile::tempdir().unwrap();
-    let mut vars = base_vars(dir.path(), backend);
-    vars.insert("IMIX_GRAPH_API_URL".into(), sim.url());
-    let s = TestServer::start_in(dir, vars.clone()).await;
-    let platform = s.admin().await;
-    let t = s.create_tenant(&platform, json!({"name": "Alpha"})).await;
-    let tenant = t["id"].as_str().unwrap().to_owned();
-    let (_, admin) = s
-        .user_with_token(
-            &platform,
-            json!({"email": "owner@alpha.example", "first_name": "A", "last_name": "Owner", "role": "admin", "tenant_id": tenant}),
-        )
-        .await;
-    let a = s
-        .add_whatsapp_account(
-            &admin,
-            &tenant,
-            json!({
-                "waba_id": WABA,
-                "business_account_id": "1000",
-                "phone_number_id": PHONE,
-                "app_id": "3003",
-                "display_phone_number": "+1 555-010-0001",
-                "business_name": "Alpha Trading",
-                "access_token": TOKEN,
-                "app_secret": SECRET,
-            }),
-        )
-        .await;
-    let account = a["id"].as_str().unwrap().to_owned();
-    sim.set_webhook_url(WABA, &s.url("/webhooks/whatsapp"));
-    let (status, v) = s
-        .send_json(
-            &admin,
-            Method::POST,
-            &format!("/api/v1/whatsapp-accounts/{account}/verify"),
-            json!({}),
-        )
-        .await;
-    assert_eq!(status, 200, "{v}");
-    World {
-        sim,
-        s,
-        vars,
-        tenant,
-        admin,
-        account,
-    }
-}
-
-impl World {
-    fn path(&self, rest: &str) -> String {
-        format!("/api/v1/tenants/{}{rest}", self.tenant)
-    }
-
-    async fn get(&self, rest: &str) -> (u16, Value) {
-        self.s.get_json(&self.admin, &self.path(rest)).await
-    }
-
+impl OutboundWorld {
     /// The customer sends an image (`data`): answers the conversation and the message once
     /// its media is stored.
     async fn inbound_image(&self, data: &[u8]) -> (String, String) {
         let media = self
             .sim
-            .add_inbound_media(PHONE, "image/jpeg", bytes::Bytes::copy_from_slice(data))
+            .add_inbound_media(
+                &self.phone,
+                "image/jpeg",
+                bytes::Bytes::copy_from_slice(data),
+            )
             .unwrap();
         let (wamid, _) = self
             .sim
             .send_inbound(
-                PHONE,
+                &self.phone,
                 Inbound::new(
                     CUSTOMER,
                     "Customer",
@@ -133,51 +65,17 @@ impl World {
             )
             .await
             .unwrap();
+        let (conversation, message) = self.stored(&wamid).await;
         for _ in 0..600 {
-            let (_, convs) = self.get("/conversations?limit=100").await;
-            for c in convs["items"].as_array().into_iter().flatten() {
-                let id = c["id"].as_str().unwrap();
-                let (_, msgs) = self
-                    .get(&format!("/conversations/{id}/messages?limit=100"))
-                    .await;
-                let found = msgs["items"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .find(|m| m["wamid"] == wamid.as_str())
-                    .filter(|_| c["window_expires_at"].is_string());
-                if let Some(m) = found {
-                    let message = m["id"].as_str().unwrap().to_owned();
-                    let (code, st) = self.get(&format!("/messages/{message}/media/status")).await;
-                    if code == 200 && st["state"] == "available" {
-                        return (id.to_owned(), message);
-                    }
-                }
+            let (code, st) = self
+                .get_raw(&format!("/messages/{message}/media/status"))
+                .await;
+            if code == 200 && st["state"] == "available" {
+                return (conversation, message);
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        panic!("the inbound image was never stored");
-    }
-
-    async fn send(&self, body: Value) -> (u16, Value) {
-        self.s
-            .send_json(&self.admin, Method::POST, &self.path("/messages"), body)
-            .await
-    }
-
-    async fn wait_for(&self, id: &str, status: &str) -> Value {
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            let (_, m) = self.get(&format!("/messages/{id}")).await;
-            if m["status"] == status {
-                return m;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "message {id} never reached {status}: {m}"
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        panic!("the inbound image's media was never stored");
     }
 
     /// The media ids the simulator answered to uploads, oldest first.
@@ -185,7 +83,7 @@ impl World {
         self.sim
             .requests()
             .into_iter()
-            .filter(|r| r.method == "POST" && r.path.ends_with(&format!("/{PHONE}/media")))
+            .filter(|r| r.method == "POST" && r.path.ends_with(&format!("/{}/media", self.phone)))
             .filter_map(|r| r.response_json()?["id"].as_str().map(str::to_owned))
             .collect()
     }

@@ -18,7 +18,10 @@ use std::{
 };
 
 use async_trait::async_trait;
-use common::{base_vars, Backend, TestServer};
+use common::{
+    outbound_world::{OutboundWorld, Setup, CUSTOMER},
+    Backend,
+};
 use imix_core::store::Scope;
 use imix_messaging::{
     outbound::{
@@ -27,11 +30,7 @@ use imix_messaging::{
     MessageId,
 };
 use imix_server::outbound_redis::{namespace, RedisStreamQueue};
-use imix_whatsapp::{
-    simulator::{Inbound, SimBusiness, SimPhoneNumber, Simulator},
-    webhook::{InboundContent, InboundText},
-};
-use reqwest::Method;
+use imix_whatsapp::simulator::Simulator;
 use serde_json::{json, Value};
 
 on_both_backends!(
@@ -40,156 +39,29 @@ on_both_backends!(
     a_stopped_servers_dispatcher_takes_no_more_entries,
 );
 
-const WABA: &str = "1101";
-const TOKEN: &str = "EAAG-meta-token-redis-0123456789-XyZ9";
-const SECRET: &str = "app-secret-redis-0123456789abcdef-Q7w";
-const CUSTOMER: &str = "15550100177";
-
-struct World {
-    sim: Simulator,
-    s: TestServer,
-    vars: HashMap<String, String>,
-    tenant: String,
-    admin: String,
-    phone: String,
-}
-
 /// A server on `backend` sharing the test Redis, a WhatsApp account whose number sends at
 /// `rate` (in imix and at the simulator), and a conversation whose window is open.
-async fn world(backend: Backend, rate: u32) -> (World, String) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let sim = Simulator::start(listener).await.unwrap();
-    // A number of its own: the rate key in the shared Redis is per number.
-    let phone = format!("29{:010}", rand::random::<u32>());
-    sim.add_business(
-        SimBusiness::new(WABA, SECRET, TOKEN).with_phone_number(
-            SimPhoneNumber::new(&phone, "+1 555-010-0077")
-                .with_verified_name("Redis Trading")
-                .with_messages_per_second(rate),
-        ),
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let mut vars = base_vars(dir.path(), backend);
-    vars.insert("IMIX_GRAPH_API_URL".into(), sim.url());
-    vars.insert("REDIS_URL".into(), common::redis_url());
-    let s = TestServer::start_in(dir, vars.clone()).await;
-    let platform = s.admin().await;
-    let t = s.create_tenant(&platform, json!({"name": "Redis"})).await;
-    let tenant = t["id"].as_str().unwrap().to_owned();
-    let (_, admin) = s
-        .user_with_token(
-            &platform,
-            json!({"email": "owner@redis.example", "first_name": "R", "last_name": "Owner", "role": "admin", "tenant_id": tenant}),
-        )
-        .await;
-    let a = s
-        .add_whatsapp_account(
-            &admin,
-            &tenant,
-            json!({
-                "waba_id": WABA,
-                "business_account_id": "1100",
-                "phone_number_id": phone,
-                "app_id": "3103",
-                "display_phone_number": "+1 555-010-0077",
-                "business_name": "Redis Trading",
-                "access_token": TOKEN,
-                "app_secret": SECRET,
-            }),
-        )
-        .await;
-    let account = a["id"].as_str().unwrap().to_owned();
-    sim.set_webhook_url(WABA, &s.url("/webhooks/whatsapp"));
-    let (status, v) = s
-        .send_json(
-            &admin,
-            Method::POST,
-            &format!("/api/v1/whatsapp-accounts/{account}/verify"),
-            json!({}),
-        )
-        .await;
-    assert_eq!(status, 200, "{v}");
-    let (status, v) = s
-        .send_json(
-            &admin,
-            Method::PATCH,
-            &format!("/api/v1/whatsapp-accounts/{account}"),
-            json!({"max_messages_per_second": rate}),
-        )
-        .await;
-    assert_eq!(status, 200, "{v}");
-    let w = World {
-        sim,
-        s,
-        vars,
-        tenant,
-        admin,
-        phone,
-    };
-    let conversation = w.inbound().await;
+async fn world(backend: Backend, rate: u32) -> (OutboundWorld, String) {
+    let w = OutboundWorld::start(
+        backend,
+        Setup {
+            // A number of its own: the rate key in the shared Redis is per number.
+            phone: Some(format!("29{:010}", rand::random::<u32>())),
+            sim_rate: Some(rate),
+            rate: Some(rate),
+            vars: vec![("REDIS_URL", common::redis_url())],
+            ..Setup::default()
+        },
+    )
+    .await;
+    let (conversation, _, _) = w.inbound(CUSTOMER, "hello").await;
     (w, conversation)
 }
 
-impl World {
-    fn path(&self, rest: &str) -> String {
-        format!("/api/v1/tenants/{}{rest}", self.tenant)
-    }
-
-    async fn get(&self, rest: &str) -> Value {
-        let (status, body) = self.s.get_json(&self.admin, &self.path(rest)).await;
-        assert_eq!(status, 200, "{rest}: {body}");
-        body
-    }
-
-    /// The customer writes (opens the window); answers the conversation.
-    async fn inbound(&self) -> String {
-        let (wamid, _) = self
-            .sim
-            .send_inbound(
-                &self.phone,
-                Inbound::new(
-                    CUSTOMER,
-                    "Customer",
-                    InboundContent::Text {
-                        text: InboundText {
-                            body: "hello".into(),
-                        },
-                    },
-                ),
-            )
-            .await
-            .unwrap();
-        for _ in 0..500 {
-            let convs = self.get("/conversations?limit=100").await;
-            for c in convs["items"].as_array().unwrap() {
-                let id = c["id"].as_str().unwrap();
-                let msgs = self
-                    .get(&format!("/conversations/{id}/messages?limit=100"))
-                    .await;
-                if msgs["items"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .any(|m| m["wamid"] == wamid.as_str())
-                    && c["window_expires_at"].is_string()
-                {
-                    return id.to_owned();
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("the inbound message was never stored");
-    }
-
+impl OutboundWorld {
     async fn send_text(&self, conversation: &str, body: &str) -> String {
         let (status, v) = self
-            .s
-            .send_json(
-                &self.admin,
-                Method::POST,
-                &self.path("/messages"),
-                json!({"conversation_id": conversation, "type": "text", "text": {"body": body}}),
-            )
+            .send(json!({"conversation_id": conversation, "type": "text", "text": {"body": body}}))
             .await;
         assert_eq!(status, 202, "{v}");
         v["id"].as_str().unwrap().to_owned()
@@ -197,20 +69,7 @@ impl World {
 
     /// The texts the simulator accepted from our number, each with how often.
     fn texts_sent(&self) -> HashMap<String, usize> {
-        let mut seen = HashMap::new();
-        for r in self.sim.sent_messages() {
-            if r.phone_number_id != self.phone {
-                continue;
-            }
-            let body = serde_json::to_value(&r.message).unwrap();
-            let text = body
-                .pointer("/text/body")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned();
-            *seen.entry(text).or_insert(0) += 1;
-        }
-        seen
+        texts_sent(&self.sim, &self.phone)
     }
 
     /// How many sends the simulator refused for the number's throughput (130429): each
@@ -223,6 +82,24 @@ impl World {
             .filter(|r| r.status == 429 || String::from_utf8_lossy(&r.response).contains("130429"))
             .count()
     }
+}
+
+/// The texts the simulator accepted from `phone`, each with how often.
+fn texts_sent(sim: &Simulator, phone: &str) -> HashMap<String, usize> {
+    let mut seen = HashMap::new();
+    for r in sim.sent_messages() {
+        if r.phone_number_id != phone {
+            continue;
+        }
+        let body = serde_json::to_value(&r.message).unwrap();
+        let text = body
+            .pointer("/text/body")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        *seen.entry(text).or_insert(0) += 1;
+    }
+    seen
 }
 
 /// A queue that counts what its consumer read and took over.
@@ -374,12 +251,17 @@ async fn two_replicas_share_the_rate_and_send_each_message_once(backend: Backend
     let texts = w.texts_sent();
     assert_eq!(texts.len(), N, "{texts:?}");
     assert!(texts.values().all(|n| *n == 1), "{texts:?}");
+    // Each one's outcome is stored (a moment after Meta answered, on a loaded machine).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
     for id in &ids {
-        let m = w.get(&format!("/messages/{id}")).await;
-        assert!(
-            ["sent", "delivered", "read"].contains(&m["status"].as_str().unwrap()),
-            "{m}"
-        );
+        loop {
+            let m = w.message(id).await;
+            if ["sent", "delivered", "read"].contains(&m["status"].as_str().unwrap()) {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{m}");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
     }
     let _ = two_stop.send(());
     two_task.await.unwrap();
@@ -400,13 +282,14 @@ async fn a_killed_dispatchers_entries_are_taken_over_and_sent_once(backend: Back
         );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    let World {
+    let OutboundWorld {
         sim,
         s,
         vars,
         tenant,
         admin,
         phone,
+        ..
     } = w;
     // The test server stops: from here on, the two replicas below are the only dispatchers.
     let dir = s.stop().await;
@@ -525,19 +408,7 @@ async fn a_killed_dispatchers_entries_are_taken_over_and_sent_once(backend: Back
         "replica two took over {reclaimed} entries, replica one held {held}"
     );
     // Never sent twice, and each one sent exactly once unless its outcome is unknown.
-    let mut seen = HashMap::new();
-    for r in sim.sent_messages() {
-        if r.phone_number_id != phone {
-            continue;
-        }
-        let body = serde_json::to_value(&r.message).unwrap();
-        let text = body
-            .pointer("/text/body")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        *seen.entry(text).or_insert(0usize) += 1;
-    }
+    let seen = texts_sent(&sim, &phone);
     assert!(seen.values().all(|n| *n == 1), "{seen:?}");
     let mut unknown_texts = HashSet::new();
     for (i, s) in settled.iter().enumerate() {

@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 
+pub mod outbound_world;
+
 /// Generates `sqlite::<case>` and `mongodb::<case>` tests that call `super::<case>(backend)`.
 /// Needs `Backend` in scope in the calling module.
 #[allow(unused_macros)] // not every test crate uses it
