@@ -272,12 +272,12 @@ impl RequestRules {
                         });
                     }
                 }
-                let Some(properties) = schema.get("properties").and_then(Value::as_object) else {
-                    return;
-                };
+                let properties = schema.get("properties").and_then(Value::as_object);
+                // A map (`BTreeMap<String, T>`): every value has the one schema.
+                let values = schema.get("additionalProperties").filter(|s| s.is_object());
                 for (name, field) in object {
                     // Unknown fields are ignored; null clears an optional field.
-                    let Some(field_schema) = properties.get(name) else {
+                    let Some(field_schema) = properties.and_then(|p| p.get(name)).or(values) else {
                         continue;
                     };
                     if field.is_null() {

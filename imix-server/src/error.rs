@@ -493,6 +493,12 @@ fn diagnose_json(op: Option<&str>, json: &[u8], rules: &RequestRules, reason: &s
             return api;
         }
     }
+    // The parser's trail ("(occurred while parsing \"AiSettingsUpdate\")") names our Rust
+    // types, which mean nothing to the caller.
+    let reason = reason
+        .split(" (occurred while parsing")
+        .next()
+        .unwrap_or(reason);
     ApiError::new(
         StatusCode::BAD_REQUEST,
         "malformed_body",

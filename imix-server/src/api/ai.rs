@@ -412,6 +412,30 @@ enum SuggestAnswer {
     /// The suggestion as server-sent events (`stream=true`).
     #[oai(status = 200)]
     Stream(EventStream<BoxStream<'static, SuggestionEvent>>),
+    /// `ai_timeout`: no answer within `IMIX_AI_REQUEST_TIMEOUT_SECS`, retries and fallback
+    /// providers included.
+    #[oai(status = 504)]
+    TimedOut(Json<ErrorBody>),
+}
+
+#[derive(ApiResponse)]
+enum SummaryAnswer {
+    /// The summary.
+    #[oai(status = 200)]
+    Summary(Json<SummaryBody>),
+    /// `ai_timeout`: no answer within `IMIX_AI_REQUEST_TIMEOUT_SECS`, retries and fallback
+    /// providers included.
+    #[oai(status = 504)]
+    TimedOut(Json<ErrorBody>),
+}
+
+/// A timeout as the operation's documented 504 answer; any other error as it is.
+fn timed_out(e: ApiError) -> Result<Json<ErrorBody>, ApiError> {
+    if e.status() == StatusCode::GATEWAY_TIMEOUT {
+        Ok(Json(e.body()))
+    } else {
+        Err(e)
+    }
 }
 
 fn event(kind: &str) -> SuggestionEvent {
@@ -648,7 +672,10 @@ impl AiApi {
             .await?;
         let language = language_code(prepared.language);
         if !stream.0.unwrap_or(false) {
-            let answer = ai.complete(tenant, &prepared).await?;
+            let answer = match ai.complete(tenant, &prepared).await {
+                Ok(answer) => answer,
+                Err(e) => return timed_out(e).map(SuggestAnswer::TimedOut),
+            };
             return Ok(SuggestAnswer::Whole(Json(SuggestionBody {
                 suggestion: answer.text,
                 provider: answer.provider.as_str().to_owned(),
@@ -658,7 +685,10 @@ impl AiApi {
             })));
         }
         // Metered and bounded by the deadline in `AiService::stream`.
-        let (provider, model, stream) = ai.stream(tenant, &prepared).await?;
+        let (provider, model, stream) = match ai.stream(tenant, &prepared).await {
+            Ok(metered) => metered,
+            Err(e) => return timed_out(e).map(SuggestAnswer::TimedOut),
+        };
         let provider = provider.as_str().to_owned();
         let events = stream
             .filter_map(move |item| {
@@ -716,7 +746,7 @@ impl AiApi {
         auth: Auth,
         tenant_id: Path<String>,
         conversation_id: Path<String>,
-    ) -> Result<Json<SummaryBody>, ApiError> {
+    ) -> Result<SummaryAnswer, ApiError> {
         let tenant = parse_id::<TenantId>(&tenant_id.0, "tenant")?;
         let conversation = parse_id::<ConversationId>(&conversation_id.0, "conversation")?;
         let language = auth.0.user().default_language;
@@ -731,13 +761,16 @@ impl AiApi {
                 Some(language),
             )
             .await?;
-        let answer = ai.complete(tenant, &prepared).await?;
-        Ok(Json(SummaryBody {
+        let answer = match ai.complete(tenant, &prepared).await {
+            Ok(answer) => answer,
+            Err(e) => return timed_out(e).map(SummaryAnswer::TimedOut),
+        };
+        Ok(SummaryAnswer::Summary(Json(SummaryBody {
             summary: answer.text,
             provider: answer.provider.as_str().to_owned(),
             model: answer.model,
             language: language_code(language),
             usage: answer.usage.into(),
-        }))
+        })))
     }
 }

@@ -74,6 +74,7 @@ fn status_number(name: &str) -> u16 {
         "INTERNAL_SERVER_ERROR" => 500,
         "BAD_GATEWAY" => 502,
         "SERVICE_UNAVAILABLE" => 503,
+        "GATEWAY_TIMEOUT" => 504,
         other => panic!("add StatusCode::{other} to this test's table"),
     }
 }
@@ -139,6 +140,23 @@ fn mail_codes() -> BTreeSet<String> {
         .collect()
 }
 
+/// The AI failure codes (`AiError::code`), answered by the AI routes with the status
+/// `imix-server/src/ai.rs`'s `ai_error` gives them (502 for a provider's failure).
+fn ai_codes() -> BTreeSet<String> {
+    let text = std::fs::read_to_string(repo().join("imix-ai/src/error.rs")).unwrap();
+    let body = text
+        .split("pub fn code(&self)")
+        .nth(1)
+        .expect("AiError::code in imix-ai/src/error.rs");
+    let body = &body[..body.find("\n    }\n").unwrap()];
+    body.lines()
+        .filter_map(|l| l.split("=> \"").nth(1))
+        .filter_map(|l| l.split('"').next())
+        .filter(|c| c.starts_with("ai_"))
+        .map(str::to_owned)
+        .collect()
+}
+
 fn is_documented(documented: &BTreeMap<u16, BTreeSet<String>>, status: u16, code: &str) -> bool {
     documented.get(&status).is_some_and(|codes| {
         codes.contains(code) || (code.ends_with("_taken") && codes.contains("<field>_taken"))
@@ -171,12 +189,27 @@ fn every_error_code_of_the_server_is_documented_under_its_status() {
         undocumented.is_empty(),
         "mail failure codes missing from the 502 row: {undocumented:?}"
     );
+    let ai = ai_codes();
+    assert!(ai.contains("ai_invalid_key"), "{ai:?}");
+    let undocumented: Vec<_> = ai
+        .iter()
+        .filter(|c| {
+            ![409, 502, 504]
+                .iter()
+                .any(|s| is_documented(&documented, *s, c))
+        })
+        .collect();
+    assert!(
+        undocumented.is_empty(),
+        "AI failure codes missing from the error table: {undocumented:?}"
+    );
 }
 
 #[test]
 fn every_documented_error_code_exists_in_the_code() {
     let coded = coded_in_source();
     let mail = mail_codes();
+    let ai = ai_codes();
     // Codes the edge builds from a variable status rather than a literal pair.
     let framework = [
         (404, "not_found"),
@@ -188,6 +221,7 @@ fn every_documented_error_code_exists_in_the_code() {
         for code in codes {
             let known = coded.contains(&(status, code.clone()))
                 || (status == 502 && mail.contains(&code))
+                || ([409, 502, 504].contains(&status) && ai.contains(&code))
                 || framework.contains(&(status, code.as_str()));
             assert!(
                 known,

@@ -8,6 +8,7 @@
 mod common;
 
 mod ai;
+mod ai_limits;
 mod ai_auto_reply;
 mod annotations;
 mod api_keys;
