@@ -37,7 +37,9 @@ pub enum BackupCommand {
     /// Replace all data with an archive's: verified first (nothing changes if it is
     /// damaged, foreign or too new), added to the list, a `pre-restore` backup of the
     /// current data taken, then restored. Refused while a server runs on this data
-    /// directory.
+    /// directory. An archive of another version whose executable runs here has that
+    /// executable put in place (the previous one kept) and is restored by it at the
+    /// server's next start, on probation like an update.
     Restore {
         /// The `.tar.gz` archive (a file of $IMIX_DATA_DIR/backups or any other).
         file: PathBuf,
@@ -227,7 +229,7 @@ pub async fn run(
             let _lock = DataDirLock::exclusive(config)?;
             // Checked before the store is opened: a foreign or damaged file changes nothing.
             let manifest = verify_file(&file).await?;
-            let (_storage, backups) = open(config).await?;
+            let (storage, backups) = open(config).await?;
             let id = match backups.store().get(&manifest.id) {
                 Ok(listed) => listed.id,
                 Err(BackupError::NotFound(_)) => {
@@ -239,6 +241,32 @@ pub async fn run(
                 }
                 Err(e) => return Err(e.into()),
             };
+            // A backup of another version whose executable runs here: its executable is put
+            // in place as by the API, and the next start (of that version) restores it.
+            if let crate::updates::RestorePlan::OtherVersion(release) =
+                crate::updates::plan_restore(config, &backups, &id).await?
+            {
+                let version = release.version.clone();
+                let updates = crate::updates::cli_updates(config, &storage, &backups)?;
+                let exe = updates.service.config().executable.clone();
+                let timeout = updates.service.config().health_timeout + release.extra_time;
+                let mut data = crate::updates::ServerRestoreData::new(backups.clone(), &id);
+                let status = updates
+                    .service
+                    .install_from_backup(release, &mut data)
+                    .await
+                    .map_err(ServerError::from)?;
+                writeln!(
+                    out,
+                    "backup {id} was made by version {version}: its executable is now {} (the                      previous one is kept as {}). Start the server (systemctl start imix):                      version {version} restores the backup before it serves; if it is not                      healthy within {} s, the previous executable and the data as it was                      (backup {}) are put back. Follow GET /api/v1/system/update/status.",
+                    exe.display(),
+                    imix_update::update::swap::previous_path(&exe).display(),
+                    timeout.as_secs(),
+                    status.backup_id.as_deref().unwrap_or("(none)")
+                )
+                .map_err(io)?;
+                return Ok(());
+            }
             let progress = Arc::new(Progress::default());
             let reporter = Reporter::start("restore", progress.clone());
             let restored = backups.restore(&id, &progress).await;

@@ -484,6 +484,20 @@ pub fn service(
     })
 }
 
+/// The update service for `imix-server backup restore` (no server runs: the restart it
+/// asks for is the operator's next start).
+pub fn cli_updates(
+    config: &Config,
+    storage: &Storage,
+    backups: &Backups,
+) -> Result<ServerUpdates, ServerError> {
+    let restarter = Arc::new(ServerRestarter::new(
+        config.update_restart,
+        executable(config)?,
+    ));
+    service(config, storage, backups, &StartAction::Normal, restarter)
+}
+
 /// Once the server listens on `addr`: if this is the new version on probation, confirms the
 /// update as soon as its own `/health` answers 200 (the watchdog rolls back otherwise).
 pub fn confirm_when_healthy(

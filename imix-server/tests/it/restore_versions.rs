@@ -40,6 +40,7 @@ on_both_backends!(
     a_restored_version_that_is_not_healthy_is_rolled_back_with_the_data,
     a_restore_interrupted_before_the_other_version_ran_changes_nothing,
     without_a_usable_executable_a_newer_schema_is_refused_and_an_older_one_restored_here,
+    the_command_line_puts_the_other_version_in_place_for_the_next_start,
 );
 
 const BACKUPS: &str = "/api/v1/system/backups";
@@ -417,5 +418,59 @@ async fn without_a_usable_executable_a_newer_schema_is_refused_and_an_older_one_
         "{names}"
     );
     assert_eq!(run(&s.exe), format!("imix-server {RUNNING}"));
+    server.stop().await;
+}
+
+async fn the_command_line_puts_the_other_version_in_place_for_the_next_start(backend: Backend) {
+    let s = Setup::new().await;
+    let next = next_version();
+    let (server, vars) = start(&s, backend).await;
+    let admin = server.admin().await;
+    let bytes = archived_then_later(&server, &admin).await;
+    let dir = server.stop().await;
+    let path = dir.path().join("other-version.tar.gz");
+    let archive = as_other_version(&bytes, &next, Some((TARGET, script(&next))), None);
+    std::fs::write(&path, &archive).unwrap();
+
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_imix-server"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("IMIX_ENV_FILE", "/dev/null")
+        .envs(&vars)
+        .args(["backup", "restore"])
+        .arg(&path);
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("made by version {next}")),
+        "{stdout}"
+    );
+    let id = serde_json::from_slice::<Value>(file(&files_of(&archive.clone()), "manifest.json"))
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let marker = probation::read_marker(&state_dir(&dir)).unwrap().unwrap();
+    assert_left_for_the_restart(&s.exe, &dir, &id, &marker.backup_id, &next);
+
+    // The next start (of that version, played as above) restores it before serving.
+    other_version_starts(&dir, &next);
+    std::fs::remove_file(state_dir(&dir).join(probation::MARKER_FILE)).unwrap();
+    let server = TestServer::start_in(dir, vars).await;
+    let admin = server
+        .sign_in("admin@example.com", common::ADMIN_PASSWORD)
+        .await;
+    let names = tenant_names(&server, &admin).await;
+    assert!(
+        names.contains("Archived") && !names.contains("Later"),
+        "{names}"
+    );
     server.stop().await;
 }
