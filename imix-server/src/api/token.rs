@@ -1,6 +1,7 @@
 //! `POST {TOKEN_URL}`: the OAuth2 password-flow token endpoint (RFC 6749 §4.3). Mounted at
 //! the configured path outside the OpenAPI service, and added to the published spec.
 
+use imix_core::model::AuditEntry;
 use poem::{
     handler,
     http::StatusCode,
@@ -90,8 +91,18 @@ pub async fn issue_token(
     body: Body,
 ) -> Result<poem::Response, ApiError> {
     let addr = req.remote_addr().as_socket_addr().map(|a| a.ip());
-    if let Err(retry_after_secs) = state.sign_in_flood.check(addr) {
-        // Before the body is read or a password hashed: a flood costs us next to nothing.
+    if let Err(refused) = state.sign_in_flood.check(addr) {
+        // Before the body is read or a password hashed: a flood costs us next to nothing
+        // (one audit entry per address a minute at most).
+        if let Some(address) = refused.audit {
+            let mut entry = AuditEntry::new("auth.sign_in_address_throttled", "address");
+            entry.target_id = Some(address);
+            entry.client_addr = client_addr(req);
+            if let Err(e) = state.store.audit.append(&entry).await {
+                tracing::error!(error = %e, action = %entry.action, "cannot write the audit log");
+            }
+        }
+        let retry_after_secs = refused.retry_after_secs;
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "too_many_attempts",

@@ -12,6 +12,7 @@ on_both_backends!(
     default_admin_must_change_password_first,
     sign_in_failures_are_uniform_and_throttled,
     one_address_cannot_flood_sign_in_across_accounts,
+    refusals_by_the_address_cap_are_audited_once_a_minute,
     guessing_through_change_password_locks_the_account,
     tenants_crud_validation_and_private_notes,
     deactivating_a_tenant_locks_its_users_out_at_once_and_keeps_its_data,
@@ -238,6 +239,41 @@ async fn one_address_cannot_flood_sign_in_across_accounts(backend: Backend) {
     let (code, body) = error_of(flooded, 429).await;
     assert_eq!(code, "too_many_attempts");
     assert!(body.to_string().contains("address"), "{body}");
+    s.stop().await;
+}
+
+async fn refusals_by_the_address_cap_are_audited_once_a_minute(backend: Backend) {
+    let s = TestServer::start_with(backend, |vars| {
+        vars.insert("SIGN_IN_ATTEMPTS_PER_MINUTE".into(), "4".into());
+    })
+    .await;
+    // The admin's sign-in is the first of the address's four attempts.
+    let admin = s.admin().await;
+    for n in 0..3 {
+        let r = s
+            .sign_in_raw(&format!("user{n}@example.com"), "whatever-123")
+            .await;
+        assert_eq!(r.status(), 401);
+    }
+    // A flood of refused attempts: each one refused, the first one audited, no more.
+    for _ in 0..10 {
+        let r = s.sign_in_raw("admin@example.com", ADMIN_PASSWORD).await;
+        assert_eq!(r.status(), 429);
+    }
+    let (status, log) = s.get_json(&admin, "/api/v1/audit-log?limit=100").await;
+    assert_eq!(status, 200, "{log}");
+    let refused: Vec<_> = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "auth.sign_in_address_throttled")
+        .collect();
+    assert_eq!(refused.len(), 1, "{log}");
+    assert_eq!(refused[0]["target_type"], "address", "{log}");
+    assert_eq!(refused[0]["target_id"], "127.0.0.1", "{log}");
+    assert_eq!(refused[0]["client_addr"], "127.0.0.1", "{log}");
+    // The body was never read: no email is claimed.
+    assert!(refused[0]["actor_email"].is_null(), "{log}");
     s.stop().await;
 }
 
