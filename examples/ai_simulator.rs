@@ -14,6 +14,8 @@
 //! - `AI_SIMULATOR_KEY` — the API key to accept, default `sk-sim-key-0001` (AI settings take keys of 8 characters or more)
 //! - `AI_SIMULATOR_CHUNK_DELAY_MS` — pause before each stream chunk, default 40 (to watch
 //!   answers stream in)
+//! - `AI_SIMULATOR_RESPONSE_DELAY_MS` — pause before every answer, default 0 (a provider's
+//!   own latency)
 
 use std::time::Duration;
 
@@ -34,11 +36,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .parse()
         .map_err(|e| format!("AI_SIMULATOR_CHUNK_DELAY_MS: {e}"))?;
 
+    let response_delay: u64 = env_or("AI_SIMULATOR_RESPONSE_DELAY_MS", "0")
+        .parse()
+        .map_err(|e| format!("AI_SIMULATOR_RESPONSE_DELAY_MS: {e}"))?;
+
     let config = SimulatorConfig {
         api_keys: vec![key.clone()],
         ..SimulatorConfig::default()
     }
-    .with_chunk_delay(Duration::from_millis(delay));
+    .with_chunk_delay(Duration::from_millis(delay))
+    .with_response_delay(Duration::from_millis(response_delay));
     let models: Vec<String> = config
         .models
         .iter()
