@@ -19,8 +19,8 @@ use ed25519_dalek::SigningKey;
 use imix_update::update::{
     manifest::{generate_signing_key, sign, MANIFEST_FILE, SIGNATURE_FILE},
     probation::{self, HealthCheck, StartAction},
-    AcceptedVersions, DataSnapshots, HttpSource, Restarter, Stage, UpdateError, Updates,
-    UpdatesConfig, TARGET,
+    AcceptedVersions, BackupRelease, DataSnapshots, HttpSource, Restarter, RestoreData, Stage,
+    UpdateError, Updates, UpdatesConfig, TARGET,
 };
 use poem::{handler, web::Path as UrlPath, EndpointExt, Route, Server};
 use sha2::Digest;
@@ -596,4 +596,141 @@ async fn the_newest_accepted_version_is_kept_in_the_store_settings() {
         accepted.newest().await.unwrap(),
         Some(semver::Version::new(2, 0, 0))
     );
+}
+
+// ---------------------------------------------------------------- restore of another version
+
+/// The data side of a restore of another version, recording what it was asked.
+#[derive(Default)]
+struct FakeRestoreData {
+    steps: Vec<&'static str>,
+}
+
+#[async_trait]
+impl RestoreData for FakeRestoreData {
+    async fn backup_first(&mut self) -> imix_update::update::Result<String> {
+        self.steps.push("backup");
+        Ok("pre-restore-1".into())
+    }
+    fn restore_at_next_start(&mut self) -> imix_update::update::Result<()> {
+        self.steps.push("schedule");
+        Ok(())
+    }
+    fn cancel(&mut self) {
+        self.steps.push("cancel");
+    }
+}
+
+/// The backup's executable (version `version`) extracted beside `exe`, as the server does.
+fn backup_executable(exe: &Path, version: &str) -> tempfile::TempPath {
+    let dir = exe.parent().unwrap();
+    let mut temp = tempfile::Builder::new()
+        .prefix(".imix-update-")
+        .tempfile_in(dir)
+        .unwrap();
+    std::io::Write::write_all(temp.as_file_mut(), &script(version)).unwrap();
+    let path = temp.into_temp_path();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn a_restore_of_another_version_swaps_and_rolls_back_like_an_install() {
+    let s = Setup::new().await;
+    let updates = s.updates("r/", Duration::from_secs(1));
+    let mut data = FakeRestoreData::default();
+    let status = updates
+        .install_from_backup(
+            BackupRelease {
+                version: semver::Version::new(0, 9, 0),
+                executable: backup_executable(&s.exe, "0.9.0"),
+                backup_id: "archive-x".into(),
+                extra_time: Duration::from_secs(1),
+            },
+            &mut data,
+        )
+        .await
+        .unwrap();
+    assert_eq!(data.steps, ["backup", "schedule"]);
+    assert_eq!(status.stage, Stage::Restarting);
+    assert_eq!(status.restore_of.as_deref(), Some("archive-x"));
+    assert_eq!(status.backup_id.as_deref(), Some("pre-restore-1"));
+    assert_eq!(s.restarter.graceful.load(Ordering::SeqCst), 1);
+    assert_eq!(run(&s.exe), "imix-server 0.9.0");
+    assert_eq!(
+        run(&imix_update::update::swap::previous_path(&s.exe)),
+        "imix-server 1.0.0"
+    );
+    let marker = probation::read_marker(&s.state).unwrap().unwrap();
+    assert_eq!(marker.restore_of.as_deref(), Some("archive-x"));
+    assert_eq!(marker.health_timeout_secs, 2);
+    // Nothing else until it is decided.
+    let mut again = FakeRestoreData::default();
+    let busy = updates
+        .install_from_backup(
+            BackupRelease {
+                version: semver::Version::new(0, 9, 0),
+                executable: backup_executable(&s.exe, "0.9.0"),
+                backup_id: "archive-x".into(),
+                extra_time: Duration::ZERO,
+            },
+            &mut again,
+        )
+        .await;
+    assert!(matches!(busy, Err(UpdateError::Busy)), "{busy:?}");
+    assert!(again.steps.is_empty());
+
+    // The backup's version starts and never answers its health check: the watchdog puts
+    // the previous executable back.
+    let v09 = semver::Version::new(0, 9, 0);
+    let StartAction::Probation { deadline } = probation::at_start(&s.state, &v09).unwrap() else {
+        panic!("expected probation");
+    };
+    let restarter = s.restarter.clone();
+    let watchdog = probation::spawn_watchdog(
+        s.state.clone(),
+        v09,
+        deadline,
+        Box::new(move || restarter.restart_now()),
+    )
+    .unwrap();
+    assert!(watchdog.join().unwrap(), "the watchdog rolled back");
+    assert_eq!(run(&s.exe), "imix-server 1.0.0");
+    // This version starts again: it puts the pre-restore data back.
+    let v1 = semver::Version::new(1, 0, 0);
+    let StartAction::RestoreData { backup_id, reason } =
+        probation::at_start(&s.state, &v1).unwrap()
+    else {
+        panic!("expected a data restore");
+    };
+    assert_eq!(backup_id, "pre-restore-1");
+    probation::finish_rollback(&s.state).unwrap();
+    let status = s.updates("r/", Duration::from_secs(1)).status();
+    assert_eq!(status.stage, Stage::RolledBack);
+    assert_eq!(status.error.as_deref(), Some(reason.as_str()));
+    assert_eq!(status.restore_of.as_deref(), Some("archive-x"));
+}
+
+#[tokio::test]
+async fn a_restore_of_another_version_that_cannot_swap_changes_nothing() {
+    let s = Setup::new().await;
+    let updates = s.updates("r/", Duration::from_secs(1));
+    let release = BackupRelease {
+        version: semver::Version::new(0, 9, 0),
+        executable: backup_executable(&s.exe, "0.9.0"),
+        backup_id: "archive-x".into(),
+        extra_time: Duration::ZERO,
+    };
+    // The executable is gone: keeping it as `.previous` fails, so nothing is replaced.
+    std::fs::remove_file(&s.exe).unwrap();
+    let mut data = FakeRestoreData::default();
+    let failed = updates.install_from_backup(release, &mut data).await;
+    assert!(matches!(failed, Err(UpdateError::Io { .. })), "{failed:?}");
+    assert_eq!(data.steps, ["backup", "schedule", "cancel"]);
+    assert!(probation::read_marker(&s.state).unwrap().is_none());
+    let status = updates.status();
+    assert_eq!(status.stage, Stage::Failed);
+    assert_eq!(status.restore_of.as_deref(), Some("archive-x"));
+    assert_eq!(s.restarter.graceful.load(Ordering::SeqCst), 0);
 }
