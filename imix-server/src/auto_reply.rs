@@ -24,6 +24,7 @@ use imix_ai::{
 };
 use imix_core::{
     access::{AccessContext, AuditSink, Permission, Principal},
+    directory::TenantDirectory,
     id::{TenantId, UserId, WhatsAppAccountId},
     model::{SettingsDoc, SettingsScope},
     store::{ConflictBackoff, CounterOutcome, CounterRepository, Scope, SettingsRepository},
@@ -259,6 +260,7 @@ pub struct AutoReply {
     jobs: Arc<dyn AutoReplyJobRepository>,
     wake: Arc<Notify>,
     events: Arc<dyn EventSink>,
+    tenants: Arc<dyn TenantDirectory>,
 }
 
 impl std::fmt::Debug for AutoReply {
@@ -289,6 +291,8 @@ pub struct AutoReplyParts {
     pub queue: AutoReplyQueue,
     /// Live events (a conversation flagged for a human).
     pub events: Arc<dyn EventSink>,
+    /// Tenants (a deactivated tenant's messages are not answered).
+    pub tenants: Arc<dyn TenantDirectory>,
 }
 
 impl AutoReply {
@@ -306,6 +310,7 @@ impl AutoReply {
             jobs: parts.queue.jobs().clone(),
             wake: parts.queue.wake().clone(),
             events: parts.events,
+            tenants: parts.tenants,
         }
     }
 
@@ -415,7 +420,10 @@ impl AutoReply {
         loop {
             let now = imix_core::now();
             match self.jobs.claim_due(now, now + LEASE).await {
-                Ok(Some(job)) => self.handle(job).await,
+                Ok(Some(job)) => {
+                    eprintln!("AUTOREPLY-DEBUG claimed {}", job.message_id);
+                    self.handle(job).await
+                }
                 Ok(None) => return,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot claim an auto-reply job");
@@ -452,6 +460,7 @@ impl AutoReply {
                 outcome = outcome.1.as_deref().unwrap_or(""), "auto-reply job done"
             ),
         }
+        eprintln!("AUTOREPLY-DEBUG {} {:?} {:?}", job.message_id, outcome.0, outcome.1);
         job.finish(outcome.0, outcome.1);
         if let Err(e) = self.jobs.update(&job).await {
             // Its lease ran out and another worker took it: that one records it.
@@ -494,6 +503,11 @@ impl AutoReply {
         let settings = self.settings.load(tenant, job.account_id).await?.settings;
         if !settings.enabled {
             return Ok(skipped(SkipReason::Disabled.as_str()));
+        }
+        // Nothing is done on a deactivated tenant's behalf: the send API would refuse the
+        // answer, but only after the provider was asked (and paid) for it.
+        if !self.tenants.profile(tenant).await?.is_active() {
+            return Ok(skipped("tenant_deactivated"));
         }
         let now = imix_core::now();
         if now - job.message_at > STALE_AFTER {

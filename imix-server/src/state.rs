@@ -265,6 +265,7 @@ impl AppState {
             counters: store.counters.clone(),
             queue: auto_reply_queue,
             events: Arc::new(events.bus.clone()),
+            tenants: storage.tenants(),
         });
         let metrics = Metrics::new()?;
         metrics.watch_outbox(notifier.outbox().monitor().clone())?;

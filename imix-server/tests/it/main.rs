@@ -10,6 +10,7 @@ mod common;
 mod ai;
 mod ai_limits;
 mod ai_auto_reply;
+mod auto_reply_edges;
 mod annotations;
 mod api_keys;
 mod auto_assign;
