@@ -41,6 +41,7 @@ on_both_backends!(
     a_restore_interrupted_before_the_other_version_ran_changes_nothing,
     without_a_usable_executable_a_newer_schema_is_refused_and_an_older_one_restored_here,
     the_command_line_puts_the_other_version_in_place_for_the_next_start,
+    a_version_that_cannot_restore_the_backup_at_start_rolls_back_at_once,
 );
 
 const BACKUPS: &str = "/api/v1/system/backups";
@@ -473,4 +474,69 @@ async fn the_command_line_puts_the_other_version_in_place_for_the_next_start(bac
         "{names}"
     );
     server.stop().await;
+}
+
+/// The real `imix-server` binary plays the backup's version here: it starts with the
+/// markers a restore of another version leaves (its version as `to_version`), and the
+/// backup they name is not there.
+async fn a_version_that_cannot_restore_the_backup_at_start_rolls_back_at_once(backend: Backend) {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Setup::new().await;
+    let previous = previous_path(&s.exe);
+    std::fs::write(&previous, script("0.0.1")).unwrap();
+    std::fs::set_permissions(&previous, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut vars = common::base_vars(dir.path(), backend);
+    s.vars(&mut vars);
+    vars.insert("IMIX_BIND".into(), "127.0.0.1:0".into());
+    let state = state_dir(&dir);
+    let missing = uuid::Uuid::now_v7().to_string();
+    probation::write_marker(
+        &state,
+        &probation::Marker {
+            from_version: "0.0.1".parse().unwrap(),
+            to_version: RUNNING.parse().unwrap(),
+            executable: s.exe.clone(),
+            backup_id: "pre-restore".into(),
+            attempts: 0,
+            state: MarkerState::Swapped,
+            reason: None,
+            health_timeout_secs: 60,
+            started_at: chrono::Utc::now(),
+            restore_of: Some(missing.clone()),
+        },
+    )
+    .unwrap();
+    std::fs::create_dir_all(backups_dir(&dir)).unwrap();
+    std::fs::write(
+        backups_dir(&dir).join("restore-in-progress.json"),
+        json!({"backup": missing, "pre_restore": null}).to_string(),
+    )
+    .unwrap();
+
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_imix-server"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("IMIX_ENV_FILE", "/dev/null")
+        .envs(&vars)
+        .arg("serve");
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(50),
+        tokio::task::spawn_blocking(move || cmd.output().unwrap()),
+    )
+    .await
+    .expect("the server should stop at once, without waiting for its health timeout")
+    .unwrap();
+    // It did not serve: it put the previous executable back and exits for its supervisor.
+    assert_eq!(
+        out.status.code(),
+        Some(75),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(run(&s.exe), "imix-server 0.0.1");
+    let marker = probation::read_marker(&state).unwrap().unwrap();
+    assert_eq!(marker.state, MarkerState::RollingBack);
+    let reason = marker.reason.unwrap();
+    assert!(reason.contains("could not restore the backup"), "{reason}");
 }
