@@ -276,7 +276,7 @@ async fn broken_and_abandoned_streams_and_tests_are_metered(backend: Backend) {
         .lines()
         .filter_map(|l| l.strip_prefix("data: "))
         .map(|d| serde_json::from_str::<Value>(d).unwrap())
-        .last()
+        .next_back()
         .unwrap();
     assert_eq!(done["type"], "done", "{text}");
     let after_done = settled(&w).await;
