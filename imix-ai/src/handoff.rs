@@ -51,7 +51,10 @@ pub const HANDOFF_ARABIC_STEMS: &[&str] = &["موظف", "انسان", "بشري"
 /// `text` normalised for matching (see the module documentation).
 pub fn normalise(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    for c in text.nfd() {
+    // Compatibility decomposition (NFKD): full-width Latin (`ＡＧＥＮＴ`, typed by Asian
+    // keyboards) and Arabic presentation forms (`ﻣﻮﻇﻒ`, pasted from PDFs) are read as the
+    // plain letters they stand for.
+    for c in text.nfkd() {
         let c = match c {
             // Combining marks (Latin accents after NFD) are dropped.
             '\u{0300}'..='\u{036f}' => continue,
@@ -124,6 +127,15 @@ mod tests {
         ] {
             assert!(!asks_for_human(text), "{text}");
         }
+    }
+
+    #[test]
+    fn full_width_and_presentation_forms_are_read_as_plain_letters() {
+        assert!(asks_for_human("ＡＧＥＮＴ"));
+        assert!(asks_for_human("ｈｕｍａｎ please"));
+        // موظف written with Arabic presentation forms.
+        assert!(asks_for_human("\u{FEE3}\u{FEEE}\u{FEC7}\u{FED2}"));
+        assert_eq!(normalise("ＡＧＥＮＴ"), "agent");
     }
 
     #[test]
