@@ -420,10 +420,7 @@ impl AutoReply {
         loop {
             let now = imix_core::now();
             match self.jobs.claim_due(now, now + LEASE).await {
-                Ok(Some(job)) => {
-                    eprintln!("AUTOREPLY-DEBUG claimed {}", job.message_id);
-                    self.handle(job).await
-                }
+                Ok(Some(job)) => self.handle(job).await,
                 Ok(None) => return,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot claim an auto-reply job");
@@ -460,7 +457,6 @@ impl AutoReply {
                 outcome = outcome.1.as_deref().unwrap_or(""), "auto-reply job done"
             ),
         }
-        eprintln!("AUTOREPLY-DEBUG {} {:?} {:?}", job.message_id, outcome.0, outcome.1);
         job.finish(outcome.0, outcome.1);
         if let Err(e) = self.jobs.update(&job).await {
             // Its lease ran out and another worker took it: that one records it.
