@@ -178,3 +178,54 @@ impl AutoReplyQueue {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::{ContactId, DeliveryState};
+
+    fn message(kind: &str, direction: Direction) -> Message {
+        Message {
+            id: MessageId::new(),
+            tenant_id: TenantId::new(),
+            account_id: WhatsAppAccountId::new(),
+            phone_number_id: "2001".into(),
+            conversation_id: ConversationId::new(),
+            contact_id: ContactId::new(),
+            wamid: "wamid.1".into(),
+            direction,
+            kind: kind.into(),
+            content: serde_json::json!({"type": kind, "text": {"body": "hello"}}),
+            timestamp: imix_core::now(),
+            state: DeliveryState::Received,
+            statuses: Vec::new(),
+            version: 1,
+            created_at: imix_core::now(),
+            auto_reply: false,
+        }
+    }
+
+    #[test]
+    fn a_job_is_made_for_inbound_text_only() {
+        let m = message("text", Direction::Inbound);
+        let job = AutoReplyJob::for_message(&m).unwrap();
+        assert_eq!(job.message_id, m.id);
+        assert_eq!(job.conversation_id, m.conversation_id);
+        assert_eq!(job.state, AutoReplyJobState::Pending);
+        assert!(job.due_at.is_some() && !job.counted);
+        for kind in ["image", "reaction", "interactive", "button"] {
+            assert!(AutoReplyJob::for_message(&message(kind, Direction::Inbound)).is_none());
+        }
+        assert!(AutoReplyJob::for_message(&message("text", Direction::Outbound)).is_none());
+    }
+
+    #[test]
+    fn a_finished_job_is_never_due_again() {
+        let mut job = AutoReplyJob::for_message(&message("text", Direction::Inbound)).unwrap();
+        job.lease_until = Some(imix_core::now());
+        job.finish(AutoReplyJobState::Skipped, Some("assigned".into()));
+        assert_eq!(job.due_at, None);
+        assert_eq!(job.lease_until, None);
+        assert_eq!(job.outcome.as_deref(), Some("assigned"));
+    }
+}

@@ -632,6 +632,16 @@ impl AutoReply {
         }
     }
 
+    /// Whether the job's conversation carries the hand-off flag.
+    async fn flagged(&self, job: &AutoReplyJob) -> Result<bool, ApiError> {
+        let c = self
+            .storage
+            .conversations
+            .get(Scope::Tenant(job.tenant_id), job.conversation_id)
+            .await?;
+        Ok(c.handoff_requested_at.is_some())
+    }
+
     /// Flags the conversation for the team (unassigned, as it is) and sends nothing.
     async fn hand_off(&self, job: &AutoReplyJob) -> Result<Outcome, ApiError> {
         let scope = Scope::Tenant(job.tenant_id);
@@ -661,6 +671,14 @@ impl AutoReply {
                 Err(CoreError::VersionConflict { .. }) => continue,
                 Err(e) => return Err(e.into()),
             }
+        }
+        if backoff.attempts() > 0 && !self.flagged(job).await? {
+            return Err(CoreError::VersionConflict {
+                entity: "conversation",
+                id: job.conversation_id.to_string(),
+                expected: 0,
+            }
+            .into());
         }
         Ok((
             AutoReplyJobState::HandedOff,

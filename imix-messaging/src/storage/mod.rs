@@ -124,6 +124,9 @@ pub struct ConversationFilter {
     pub label: Option<crate::annotations::LabelId>,
     /// Only those whose contact has this tag (exactly).
     pub tag: Option<String>,
+    /// Only those whose customer asked for a human (auto-reply's hand-off flag,
+    /// `handoff_requested_at`).
+    pub handoff_only: bool,
 }
 
 /// Conversations. `(account_id, contact_id)` is unique.

@@ -455,6 +455,13 @@ impl ConversationRepository for MongoMessaging {
         if filter.unread_only {
             query.insert("unread", mongodb::bson::doc! { "$gt": 0 });
         }
+        if filter.handoff_only {
+            // Null or missing (documents from before the flag existed) both mean unflagged.
+            query.insert(
+                "handoff_requested_at",
+                mongodb::bson::doc! { "$ne": mongodb::bson::Bson::Null },
+            );
+        }
         if let Some(label) = filter.label {
             // An array field matches when any element equals the value.
             query.insert("labels", label.to_string());

@@ -620,6 +620,7 @@ impl ConversationRepository for SqliteMessaging {
         let unread_only = filter.unread_only;
         let label = filter.label.map(|l| l.to_string());
         let tag = filter.tag;
+        let handoff_only = filter.handoff_only;
         self.db
             .read(ACTION, move |c| {
                 // Labels are read from the conversation's document, tags from its
@@ -642,6 +643,7 @@ impl ConversationRepository for SqliteMessaging {
                             SELECT 1 FROM contacts AS k, json_each(k.doc, '$.tags') AS t
                             WHERE k.id = conversations.contact_id
                               AND k.tenant_id = conversations.tenant_id AND t.value = ?10))
+                       AND (?11 = 0 OR json_extract(doc, '$.handoff_requested_at') IS NOT NULL)
                      ORDER BY id LIMIT ?5",
                     params![
                         cursor,
@@ -653,7 +655,8 @@ impl ConversationRepository for SqliteMessaging {
                         assignee,
                         unread_only,
                         label,
-                        tag
+                        tag,
+                        handoff_only
                     ],
                     CONVERSATION,
                     ACTION,

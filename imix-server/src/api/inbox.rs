@@ -451,6 +451,9 @@ impl InboxApi {
         label: Query<Option<String>>,
         /// Only conversations whose contact has this tag (exactly).
         tag: Query<Option<String>>,
+        /// `true`: only conversations whose customer asked for a human while auto-reply was
+        /// on (`handoff_requested_at` set).
+        handoff: Query<Option<bool>>,
         cursor: Query<Option<String>>,
         limit: Query<Option<u32>>,
     ) -> Result<Json<ConversationList>, ApiError> {
@@ -484,6 +487,7 @@ impl InboxApi {
             unread_only: unread.0.unwrap_or(false),
             label,
             tag,
+            handoff_only: handoff.0.unwrap_or(false),
         };
         let p = self
             .state

@@ -188,9 +188,9 @@ impl World {
         panic!("the inbound message was not stored");
     }
 
-    /// Waits until the simulator got `n` messages (or 20 s); answers how many it got.
+    /// Waits until the simulator got `n` messages (or 60 s: loaded shared test databases); answers how many it got.
     async fn wait_sent(&self, n: usize) -> usize {
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
         while self.sim.sent_messages().len() < n && std::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
@@ -205,6 +205,18 @@ impl World {
 
     async fn conversation(&self, id: &str) -> Value {
         self.get(&format!("/conversations/{id}")).await
+    }
+
+    /// Waits (up to 60 s) until the conversation is flagged for a human; answers it.
+    async fn wait_flagged(&self, id: &str) -> Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let c = self.conversation(id).await;
+            if c["handoff_requested_at"].is_string() || std::time::Instant::now() > deadline {
+                return c;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
     }
 
     async fn outbound_messages(&self, conversation: &str) -> Vec<Value> {
@@ -349,31 +361,67 @@ async fn asking_for_a_human_flags_the_conversation_and_silences_the_assistant(ba
     {
         let from = format!("1555010030{i}");
         let conversation = w.inbound(&from, text).await;
-        assert_eq!(w.sent_after_quiet().await, 0, "{text}: no answer");
-        let c = w.conversation(&conversation).await;
+        let c = w.wait_flagged(&conversation).await;
         assert!(
             c["handoff_requested_at"].is_string(),
             "{text}: flagged: {c}"
         );
         assert!(c["assignee"].is_null(), "left unassigned: {c}");
+        assert_eq!(w.sent_after_quiet().await, 0, "{text}: no answer");
         // Later messages get no answer either.
         w.inbound(&from, "hello? when do you open?").await;
         assert_eq!(w.sent_after_quiet().await, 0, "{text}: silenced");
     }
-    // Someone takes one: the flag goes; unassigned again, the assistant answers again.
-    let convs = w.get("/conversations?limit=100").await;
-    let flagged = convs["items"]
+    // The team finds them with a filter.
+    let flagged = w.get("/conversations?handoff=true&limit=100").await;
+    let flagged: Vec<String> = flagged["items"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|c| c["handoff_requested_at"].is_string())
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    w.assign(&flagged, Some(&w.admin_id)).await;
-    let c = w.conversation(&flagged).await;
-    assert!(c["handoff_requested_at"].is_null(), "cleared: {c}");
+        .map(|c| c["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(flagged.len(), 3, "{flagged:?}");
+    // Someone takes one: the flag goes.
+    w.assign(&flagged[0], Some(&w.admin_id)).await;
+    let c = w.conversation(&flagged[0]).await;
+    assert!(
+        c["handoff_requested_at"].is_null(),
+        "cleared by assigning: {c}"
+    );
+    // A user answers another: the flag goes once the message is sent, and the
+    // conversation, still unassigned, is answered by the assistant again.
+    let (status, v) = w
+        .s
+        .send_json(
+            &w.admin,
+            Method::POST,
+            &w.path("/messages"),
+            json!({"conversation_id": flagged[1], "type": "text", "text": {"body": "Hello, Aminata here."}}),
+        )
+        .await;
+    assert_eq!(status, 202, "{v}");
+    assert_eq!(w.wait_sent(1).await, 1);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let c = w.conversation(&flagged[1]).await;
+        if c["handoff_requested_at"].is_null() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "cleared by a user's message: {c}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let remaining = w.get("/conversations?handoff=true&limit=100").await;
+    assert_eq!(
+        remaining["items"].as_array().unwrap().len(),
+        1,
+        "{remaining}"
+    );
+    let to = w.sim.sent_messages()[0].message.to.clone();
+    w.inbound(&to, "thanks, and the prices?").await;
+    assert_eq!(w.wait_sent(2).await, 2, "answered again");
     w.s.stop().await;
 }
 
