@@ -105,7 +105,11 @@ async fn wait_done(s: &TestServer, admin: &str, id: &str) -> Value {
     }
 }
 
-pub(crate) async fn download(s: &TestServer, admin: &str, id: &str) -> (reqwest::header::HeaderMap, Vec<u8>) {
+pub(crate) async fn download(
+    s: &TestServer,
+    admin: &str,
+    id: &str,
+) -> (reqwest::header::HeaderMap, Vec<u8>) {
     let resp = s
         .call(admin, Method::GET, &format!("{BACKUPS}/{id}/download"))
         .send()

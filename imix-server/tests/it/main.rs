@@ -8,12 +8,12 @@
 mod common;
 
 mod ai;
-mod ai_limits;
 mod ai_auto_reply;
-mod auto_reply_edges;
+mod ai_limits;
 mod annotations;
 mod api_keys;
 mod auto_assign;
+mod auto_reply_edges;
 mod backup_ops;
 mod backups;
 mod cli;

@@ -306,7 +306,11 @@ async fn only_platform_admins_manage_updates(backend: Backend) {
 }
 
 /// Polls the status until `done` says so (or the server stops answering: it restarted).
-pub(crate) async fn wait_for(server: &TestServer, admin: &str, done: impl Fn(&Value) -> bool) -> Value {
+pub(crate) async fn wait_for(
+    server: &TestServer,
+    admin: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
     let mut last = Value::Null;
     for _ in 0..500 {
         let Ok(resp) = server.call(admin, Method::GET, STATUS).send().await else {
