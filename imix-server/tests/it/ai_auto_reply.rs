@@ -8,10 +8,18 @@
 
 use crate::common;
 
-use std::time::Duration;
+use std::{
+    str::FromStr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use common::{base_vars, Backend, TestServer};
 use imix_ai::simulator::{self, SimulatorConfig, SimulatorHandle};
+use imix_core::{id::TenantId, store::Scope};
+use imix_messaging::{
+    auto_reply::AutoReplyJobState, records::MessageId, storage::auto_reply::AutoReplyJobRepository,
+};
 use imix_whatsapp::{
     simulator::{Inbound, SimBusiness, SimPhoneNumber, Simulator},
     webhook::{InboundContent, InboundText},
@@ -35,8 +43,8 @@ const TOKEN: &str = "EAAG-meta-token-alpha-0123456789-XyZ9";
 const SECRET: &str = "app-secret-alpha-0123456789abcdef-Q7w";
 const KEY: &str = "sk-test-platform-0123456789abcd";
 
-/// How long a test waits before it concludes that no answer comes (the worker is woken by
-/// ingest at once; a skipped job calls no provider).
+/// How long a test waits, once every auto-reply job of its messages is done, before it
+/// concludes that no (further) answer comes.
 const QUIET: Duration = Duration::from_millis(1500);
 
 struct World {
@@ -48,6 +56,12 @@ struct World {
     admin: String,
     admin_id: String,
     account: String,
+    /// The auto-reply jobs, read from the server's own store, so that a test concluding
+    /// "no answer" first knows every job of its messages was handled (and not merely
+    /// late on a loaded machine).
+    jobs: Arc<dyn AutoReplyJobRepository>,
+    /// The ids of the inbound messages the test sent, in order.
+    inbound_ids: Mutex<Vec<String>>,
 }
 
 async fn world(backend: Backend, limits: Option<Value>) -> World {
@@ -63,8 +77,12 @@ async fn world(backend: Backend, limits: Option<Value>) -> World {
     let mut vars = base_vars(dir.path(), backend);
     vars.insert("IMIX_GRAPH_API_URL".into(), sim.url());
     vars.insert("IMIX_ALLOW_PRIVATE_AI_URLS".into(), "true".into());
+    let config = imix_server::config::Config::from_vars(vars.clone()).unwrap();
     let s = TestServer::start_in(dir, vars).await;
     let platform = s.admin().await;
+    // Opened once the server is up, so that the two do not race to create the store.
+    let store = imix_server::storage::Storage::open(&config).await.unwrap();
+    let jobs = imix_messaging::storage::auto_reply::open(&store.store.backend).unwrap();
     let mut tenant_body = json!({"name": "Alpha"});
     if let Some(l) = limits {
         tenant_body["limits"] = l;
@@ -120,6 +138,8 @@ async fn world(backend: Backend, limits: Option<Value>) -> World {
         admin,
         admin_id: admin_user["id"].as_str().unwrap().to_owned(),
         account,
+        jobs,
+        inbound_ids: Mutex::new(Vec::new()),
     }
 }
 
@@ -178,9 +198,13 @@ impl World {
                     .as_array()
                     .unwrap()
                     .iter()
-                    .any(|m| m["wamid"] == wamid.as_str());
-                if stored && c["last_inbound_at"].is_string() {
-                    return id.to_owned();
+                    .find(|m| m["wamid"] == wamid.as_str());
+                if let Some(m) = stored {
+                    if c["last_inbound_at"].is_string() {
+                        let message = m["id"].as_str().unwrap().to_owned();
+                        self.inbound_ids.lock().unwrap().push(message);
+                        return id.to_owned();
+                    }
                 }
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -197,8 +221,28 @@ impl World {
         self.sim.sent_messages().len()
     }
 
-    /// Waits [`QUIET`]; answers how many messages the simulator got.
+    /// Waits until the auto-reply job of every inbound message sent so far is handled (up
+    /// to 60 s; a message that made no job — auto-reply off — has nothing to wait for), then
+    /// [`QUIET`] for an answer on its way; answers how many messages the simulator got.
     async fn sent_after_quiet(&self) -> usize {
+        let tenant = TenantId::from_str(&self.tenant).unwrap();
+        let ids: Vec<String> = self.inbound_ids.lock().unwrap().clone();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        for id in ids {
+            let id = MessageId::from_str(&id).unwrap();
+            loop {
+                match self.jobs.get(Scope::Tenant(tenant), id).await {
+                    Ok(job) if job.state != AutoReplyJobState::Pending => break,
+                    Ok(job) => assert!(
+                        std::time::Instant::now() < deadline,
+                        "the auto-reply job of {id} is still pending: {job:?}"
+                    ),
+                    Err(imix_core::Error::NotFound { .. }) => break,
+                    Err(e) => panic!("reading the auto-reply job of {id}: {e}"),
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+        }
         tokio::time::sleep(QUIET).await;
         self.sim.sent_messages().len()
     }
