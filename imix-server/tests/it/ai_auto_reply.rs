@@ -38,33 +38,36 @@ on_both_backends!(
 );
 
 const WABA: &str = "1001";
-const PHONE: &str = "2001";
-const TOKEN: &str = "EAAG-meta-token-alpha-0123456789-XyZ9";
-const SECRET: &str = "app-secret-alpha-0123456789abcdef-Q7w";
-const KEY: &str = "sk-test-platform-0123456789abcd";
+pub(crate) const PHONE: &str = "2001";
+pub(crate) const TOKEN: &str = "EAAG-meta-token-alpha-0123456789-XyZ9";
+pub(crate) const SECRET: &str = "app-secret-alpha-0123456789abcdef-Q7w";
+pub(crate) const KEY: &str = "sk-test-platform-0123456789abcd";
 
 /// How long a test waits, once every auto-reply job of its messages is done, before it
 /// concludes that no (further) answer comes.
 const QUIET: Duration = Duration::from_millis(1500);
 
-struct World {
-    sim: Simulator,
-    _ai: SimulatorHandle,
-    s: TestServer,
-    platform: String,
-    tenant: String,
-    admin: String,
-    admin_id: String,
-    account: String,
+/// A server with a tenant, its admin, a verified WhatsApp account on the Graph API
+/// simulator and the platform's AI settings on the AI simulator (shared with
+/// `auto_reply_edges`).
+pub(crate) struct World {
+    pub(crate) sim: Simulator,
+    pub(crate) ai: SimulatorHandle,
+    pub(crate) s: TestServer,
+    pub(crate) platform: String,
+    pub(crate) tenant: String,
+    pub(crate) admin: String,
+    pub(crate) admin_id: String,
+    pub(crate) account: String,
     /// The auto-reply jobs, read from the server's own store, so that a test concluding
     /// "no answer" first knows every job of its messages was handled (and not merely
     /// late on a loaded machine).
-    jobs: Arc<dyn AutoReplyJobRepository>,
+    pub(crate) jobs: Arc<dyn AutoReplyJobRepository>,
     /// The ids of the inbound messages the test sent, in order.
-    inbound_ids: Mutex<Vec<String>>,
+    pub(crate) inbound_ids: Mutex<Vec<String>>,
 }
 
-async fn world(backend: Backend, limits: Option<Value>) -> World {
+pub(crate) async fn world(backend: Backend, limits: Option<Value>) -> World {
     let ai = simulator::spawn(SimulatorConfig::default().with_api_key(KEY))
         .await
         .unwrap();
@@ -131,7 +134,7 @@ async fn world(backend: Backend, limits: Option<Value>) -> World {
     assert_eq!(status, 200, "{v}");
     World {
         sim,
-        _ai: ai,
+        ai,
         s,
         platform,
         tenant,
@@ -144,27 +147,27 @@ async fn world(backend: Backend, limits: Option<Value>) -> World {
 }
 
 impl World {
-    fn path(&self, rest: &str) -> String {
+    pub(crate) fn path(&self, rest: &str) -> String {
         format!("/api/v1/tenants/{}{rest}", self.tenant)
     }
 
-    async fn get(&self, rest: &str) -> Value {
+    pub(crate) async fn get(&self, rest: &str) -> Value {
         let (status, body) = self.s.get_json(&self.admin, &self.path(rest)).await;
         assert_eq!(status, 200, "{rest}: {body}");
         body
     }
 
-    fn settings_path(&self) -> String {
+    pub(crate) fn settings_path(&self) -> String {
         self.path(&format!("/whatsapp-accounts/{}/auto-reply", self.account))
     }
 
-    async fn put_settings(&self, body: Value) -> (u16, Value) {
+    pub(crate) async fn put_settings(&self, body: Value) -> (u16, Value) {
         self.s
             .send_json(&self.admin, Method::PUT, &self.settings_path(), body)
             .await
     }
 
-    async fn enable(&self, body: Value) {
+    pub(crate) async fn enable(&self, body: Value) {
         let (status, v) = self.put_settings(body).await;
         assert_eq!(status, 200, "{v}");
         assert_eq!(v["enabled"], true);
@@ -172,7 +175,7 @@ impl World {
 
     /// The customer `from` writes `text`; answers the conversation once the message is
     /// stored and the conversation updated.
-    async fn inbound(&self, from: &str, text: &str) -> String {
+    pub(crate) async fn inbound(&self, from: &str, text: &str) -> String {
         let (wamid, _) = self
             .sim
             .send_inbound(
@@ -213,7 +216,7 @@ impl World {
     }
 
     /// Waits until the simulator got `n` messages (or 60 s: loaded shared test databases); answers how many it got.
-    async fn wait_sent(&self, n: usize) -> usize {
+    pub(crate) async fn wait_sent(&self, n: usize) -> usize {
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         while self.sim.sent_messages().len() < n && std::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(25)).await;
@@ -224,7 +227,7 @@ impl World {
     /// Waits until the auto-reply job of every inbound message sent so far is handled (up
     /// to 60 s; a message that made no job — auto-reply off — has nothing to wait for), then
     /// [`QUIET`] for an answer on its way; answers how many messages the simulator got.
-    async fn sent_after_quiet(&self) -> usize {
+    pub(crate) async fn sent_after_quiet(&self) -> usize {
         let tenant = TenantId::from_str(&self.tenant).unwrap();
         let ids: Vec<String> = self.inbound_ids.lock().unwrap().clone();
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
@@ -247,12 +250,12 @@ impl World {
         self.sim.sent_messages().len()
     }
 
-    async fn conversation(&self, id: &str) -> Value {
+    pub(crate) async fn conversation(&self, id: &str) -> Value {
         self.get(&format!("/conversations/{id}")).await
     }
 
     /// Waits (up to 60 s) until the conversation is flagged for a human; answers it.
-    async fn wait_flagged(&self, id: &str) -> Value {
+    pub(crate) async fn wait_flagged(&self, id: &str) -> Value {
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         loop {
             let c = self.conversation(id).await;
@@ -263,7 +266,7 @@ impl World {
         }
     }
 
-    async fn outbound_messages(&self, conversation: &str) -> Vec<Value> {
+    pub(crate) async fn outbound_messages(&self, conversation: &str) -> Vec<Value> {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
             let msgs = self
@@ -283,7 +286,7 @@ impl World {
         }
     }
 
-    async fn assign(&self, conversation: &str, user: Option<&str>) {
+    pub(crate) async fn assign(&self, conversation: &str, user: Option<&str>) {
         let (status, v) = self
             .s
             .send_json(

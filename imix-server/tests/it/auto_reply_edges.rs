@@ -5,14 +5,17 @@
 //! settings bodies of the wrong JSON type answer 422 naming the field and change nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
-use crate::common;
+use crate::{
+    ai_auto_reply::{world, KEY, PHONE, SECRET, TOKEN},
+    common,
+};
 
 use std::time::Duration;
 
-use common::{base_vars, Backend, TestServer};
-use imix_ai::simulator::{self, SimOutcome, SimulatorConfig, SimulatorHandle};
+use common::Backend;
+use imix_ai::simulator::SimOutcome;
 use imix_whatsapp::{
-    simulator::{Inbound, SimBusiness, SimPhoneNumber, Simulator},
+    simulator::Inbound,
     webhook::{InboundContent, InboundText},
 };
 use reqwest::Method;
@@ -24,174 +27,8 @@ on_both_backends!(
     settings_bodies_of_the_wrong_type_name_the_field_and_change_nothing,
 );
 
-const WABA: &str = "1001";
-const PHONE: &str = "2001";
-const TOKEN: &str = "EAAG-meta-token-alpha-0123456789-XyZ9";
-const SECRET: &str = "app-secret-alpha-0123456789abcdef-Q7w";
-const KEY: &str = "sk-test-platform-0123456789abcd";
-
-struct World {
-    sim: Simulator,
-    ai: SimulatorHandle,
-    s: TestServer,
-    platform: String,
-    tenant: String,
-    admin: String,
-    account: String,
-}
-
-async fn world(backend: Backend, limits: Option<Value>, extra: &[(&str, &str)]) -> World {
-    let ai = simulator::spawn(SimulatorConfig::default().with_api_key(KEY))
-        .await
-        .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let sim = Simulator::start(listener).await.unwrap();
-    sim.add_business(SimBusiness::new(WABA, SECRET, TOKEN).with_phone_number(
-        SimPhoneNumber::new(PHONE, "+1 555-010-0001").with_verified_name("Alpha Trading"),
-    ));
-    let dir = tempfile::tempdir().unwrap();
-    let mut vars = base_vars(dir.path(), backend);
-    vars.insert("IMIX_GRAPH_API_URL".into(), sim.url());
-    vars.insert("IMIX_ALLOW_PRIVATE_AI_URLS".into(), "true".into());
-    for (k, v) in extra {
-        vars.insert((*k).into(), (*v).into());
-    }
-    let s = TestServer::start_in(dir, vars).await;
-    let platform = s.admin().await;
-    let mut tenant_body = json!({"name": "Alpha"});
-    if let Some(l) = limits {
-        tenant_body["limits"] = l;
-    }
-    let t = s.create_tenant(&platform, tenant_body).await;
-    let tenant = t["id"].as_str().unwrap().to_owned();
-    let (_, admin) = s
-        .user_with_token(
-            &platform,
-            json!({"email": "owner@alpha.example", "first_name": "A", "last_name": "Owner", "role": "admin", "tenant_id": tenant}),
-        )
-        .await;
-    let a = s
-        .add_whatsapp_account(
-            &admin,
-            &tenant,
-            json!({
-                "waba_id": WABA, "business_account_id": "1000", "phone_number_id": PHONE,
-                "app_id": "3003", "display_phone_number": "+1 555-010-0001",
-                "business_name": "Alpha Trading", "access_token": TOKEN, "app_secret": SECRET,
-            }),
-        )
-        .await;
-    let account = a["id"].as_str().unwrap().to_owned();
-    sim.set_webhook_url(WABA, &s.url("/webhooks/whatsapp"));
-    let (status, v) = s
-        .send_json(
-            &admin,
-            Method::POST,
-            &format!("/api/v1/whatsapp-accounts/{account}/verify"),
-            json!({}),
-        )
-        .await;
-    assert_eq!(status, 200, "{v}");
-    let (status, v) = s
-        .send_json(
-            &platform,
-            Method::PUT,
-            "/api/v1/settings/ai",
-            json!({
-                "providers": {"chatgpt": {"api_key": KEY, "model": "gpt-4o-mini", "max_tokens": 300, "url": ai.openai_base_url()}},
-                "default_provider": "chatgpt",
-            }),
-        )
-        .await;
-    assert_eq!(status, 200, "{v}");
-    World {
-        sim,
-        ai,
-        s,
-        platform,
-        tenant,
-        admin,
-        account,
-    }
-}
-
-impl World {
-    fn path(&self, rest: &str) -> String {
-        format!("/api/v1/tenants/{}{rest}", self.tenant)
-    }
-
-    async fn get(&self, rest: &str) -> Value {
-        let (status, body) = self.s.get_json(&self.admin, &self.path(rest)).await;
-        assert_eq!(status, 200, "{rest}: {body}");
-        body
-    }
-
-    fn settings_path(&self) -> String {
-        self.path(&format!("/whatsapp-accounts/{}/auto-reply", self.account))
-    }
-
-    async fn put_settings(&self, body: Value) -> (u16, Value) {
-        self.s
-            .send_json(&self.admin, Method::PUT, &self.settings_path(), body)
-            .await
-    }
-
-    async fn enable(&self, body: Value) {
-        let (status, v) = self.put_settings(body).await;
-        assert_eq!(status, 200, "{v}");
-        assert_eq!(v["enabled"], true);
-    }
-
-    /// The customer `from` writes `text`; answers the conversation once the message is
-    /// stored and the conversation updated.
-    async fn inbound(&self, from: &str, text: &str) -> String {
-        let (wamid, _) = self
-            .sim
-            .send_inbound(
-                PHONE,
-                Inbound::new(
-                    from,
-                    "Customer",
-                    InboundContent::Text {
-                        text: InboundText { body: text.into() },
-                    },
-                ),
-            )
-            .await
-            .unwrap();
-        for _ in 0..500 {
-            let convs = self.get("/conversations?limit=100").await;
-            for c in convs["items"].as_array().unwrap() {
-                let id = c["id"].as_str().unwrap();
-                let msgs = self
-                    .get(&format!("/conversations/{id}/messages?limit=100"))
-                    .await;
-                let stored = msgs["items"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .any(|m| m["wamid"] == wamid.as_str());
-                if stored && c["last_inbound_at"].is_string() {
-                    return id.to_owned();
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("the inbound message was not stored");
-    }
-
-    /// Waits until the simulator got `n` messages (or 20 s); answers how many it got.
-    async fn wait_sent(&self, n: usize) -> usize {
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while self.sim.sent_messages().len() < n && std::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        self.sim.sent_messages().len()
-    }
-}
-
 async fn a_deactivated_tenants_customers_get_no_answer_and_no_provider_call(backend: Backend) {
-    let w = world(backend, None, &[]).await;
+    let w = world(backend, None).await;
     w.enable(json!({"enabled": true, "max_replies_per_conversation": 10}))
         .await;
     let conversation = w.inbound("15550100111", "Hello").await;
@@ -254,7 +91,7 @@ async fn a_deactivated_tenants_customers_get_no_answer_and_no_provider_call(back
 }
 
 async fn a_failing_provider_is_asked_a_bounded_number_of_times(backend: Backend) {
-    let w = world(backend, None, &[]).await;
+    let w = world(backend, None).await;
     w.enable(json!({"enabled": true})).await;
     w.ai.script((0..40).map(|_| SimOutcome::ServerError));
     w.inbound("15550100111", "Hello").await;
@@ -287,7 +124,7 @@ async fn a_failing_provider_is_asked_a_bounded_number_of_times(backend: Backend)
 }
 
 async fn settings_bodies_of_the_wrong_type_name_the_field_and_change_nothing(backend: Backend) {
-    let w = world(backend, None, &[]).await;
+    let w = world(backend, None).await;
     for (body, field) in [
         (r#"{"enabled":"yes"}"#, "enabled"),
         (r#"{"enabled":null}"#, "enabled"),
